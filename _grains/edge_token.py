@@ -1,0 +1,1 @@
+../src/saltext_edge/grains/edge_token.py

@@ -1,0 +1,1 @@
+../src/saltext_edge/modules/edge_mod.py

@@ -1,0 +1,1 @@
+../src/saltext_edge/runners/edge_runner.py

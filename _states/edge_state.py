@@ -1,0 +1,1 @@
+../src/saltext_edge/states/edge_state.py

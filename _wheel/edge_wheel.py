@@ -1,0 +1,1 @@
+../src/saltext_edge/wheel/edge_wheel.py

@@ -1,0 +1,108 @@
+"""
+Shared fixtures: one session-scoped real salt-master and salt-minion
+(pytest-salt-factories), the repository root served as ``file_roots`` so the
+top-level ``_*/`` tree is what ``saltutil.sync_*`` ships, and a Python
+interpreter on which saltext_edge is NOT installed (for the sync path).
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+import sysconfig
+
+import pytest
+from saltfactories.utils import random_string
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def repo_root():
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def master_defaults(repo_root):
+    """Config every test master starts from: our repo as file_roots, quick timings."""
+    return {
+        "file_roots": {"base": [str(repo_root)]},
+        "fileserver_followsymlinks": True,
+        "interface": "127.0.0.1",
+        "loop_interval": 1,
+    }
+
+
+@pytest.fixture(scope="session")
+def salt_master(salt_factories, master_defaults):
+    factory = salt_factories.salt_master_daemon(
+        random_string("edge-master-"), defaults=master_defaults
+    )
+    with factory.started():
+        yield factory
+
+
+@pytest.fixture(scope="session")
+def salt_minion(salt_master):
+    factory = salt_master.salt_minion_daemon(
+        random_string("edge-minion-"),
+        defaults={"master_alive_interval": 10},
+    )
+    with factory.started():
+        # accepted by salt-factories (it pre-seeds the key); sync so the
+        # _* tree is present even where the package is installed
+        yield factory
+
+
+@pytest.fixture(scope="session")
+def salt_cli(salt_master):
+    return salt_master.salt_cli()
+
+
+@pytest.fixture(scope="session")
+def salt_run_cli(salt_master):
+    return salt_master.salt_run_cli()
+
+
+@pytest.fixture(scope="session")
+def salt_call_cli(salt_minion):
+    return salt_minion.salt_call_cli()
+
+
+@pytest.fixture(scope="session")
+def python_without_ext(tmp_path_factory):
+    """
+    Path to a Python interpreter that has Salt and its dependencies but not
+    saltext_edge: a venv whose only extra path is a mirror of this venv's
+    site-packages without our package, its dist-info and its editable hook.
+    """
+    root = tmp_path_factory.mktemp("noext")
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    mirror = root / "site"
+    mirror.mkdir()
+    site = pathlib.Path(sysconfig.get_paths()["purelib"])
+    for entry in site.iterdir():
+        name = entry.name.lower()
+        if name.startswith(("saltext_edge", "saltext-edge", "__editable__")):
+            continue
+        if name.endswith(".pth"):
+            continue
+        (mirror / entry.name).symlink_to(entry)
+    python = venv / "bin" / "python"
+    out = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    pathlib.Path(out.stdout.strip(), "edge_test_deps.pth").write_text(str(mirror) + "\n")
+    probe = subprocess.run(
+        [str(python), "-c", "import salt, zmq; import saltext_edge"],
+        capture_output=True,
+        text=True,
+        cwd=str(root),
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
+    assert "No module named 'saltext_edge'" in probe.stderr, probe.stderr
+    return str(python)
