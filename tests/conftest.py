@@ -22,11 +22,26 @@ def repo_root():
     return REPO_ROOT
 
 
+SYNC_DIRS = ("_grains", "_modules", "_states", "_runners", "_wheel", "_utils")
+
+
 @pytest.fixture(scope="session")
-def master_defaults(repo_root):
-    """Config every test master starts from: our repo as file_roots, quick timings."""
+def state_tree(repo_root, tmp_path_factory):
+    """
+    A file_roots directory holding the repository's ``_*/`` tree (as links),
+    as an operator would serve a checkout of it, without the rest of the repo.
+    """
+    root = tmp_path_factory.mktemp("state-tree")
+    for name in SYNC_DIRS:
+        (root / name).symlink_to(repo_root / name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def master_defaults(state_tree):
+    """Config every test master starts from: the _* tree as file_roots, quick timings."""
     return {
-        "file_roots": {"base": [str(repo_root)]},
+        "file_roots": {"base": [str(state_tree)]},
         "fileserver_followsymlinks": True,
         "interface": "127.0.0.1",
         "loop_interval": 1,
