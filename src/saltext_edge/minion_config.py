@@ -61,7 +61,9 @@ RECOMMENDED = {
     "recon_max": 60000,
     "recon_randomize": True,
     # Keep retrying DNS every 30 s when the master name does not resolve
-    # (uplinks come up after the minion on many edge boxes).
+    # (uplinks come up after the minion on many edge boxes). With
+    # master_type: failover Salt needs 0 (go to the next master instead):
+    # build_plan writes 0 then.
     "retry_dns": 30,
 }
 
@@ -75,6 +77,7 @@ HEADER = (
 )
 
 _HOST_LABEL_RE = re.compile(r"\A(?!-)[A-Za-z0-9_-]{1,63}(?<!-)\Z")
+_CREDENTIAL_KEYS = ("site_key", "site_key_file", "shared_secret", "shared_secret_file")
 _SECRET_KEY_HINTS = ("secret", "password", "passwd", "site_key", "token", "private")
 
 
@@ -129,6 +132,12 @@ def validate_host_port(entry):
         if not port.isdigit() or not 1 <= int(port) <= 65535:
             raise MinionConfigError(f"master address {text!r}: port must be 1-65535")
     return text
+
+
+def _has_port(entry):
+    if entry.startswith("["):
+        return "]:" in entry
+    return entry.count(":") == 1
 
 
 def _valid_hostname(host):
@@ -325,7 +334,17 @@ def build_plan(
                 if extra[key] != value:
                     overridden.append(key)
                 continue
+            if key == "retry_dns" and failover:
+                # Salt requires retry_dns: 0 with master_type: failover (it
+                # forces 0 and logs CRITICAL otherwise): a master name that
+                # does not resolve must send the minion to the next master.
+                value = 0
             data[key] = value
+    if any(_has_port(entry) for entry in clean) and "publish_port" not in extra:
+        notes.append(
+            "a master address carries a port: if the masters' publish port is not 4505, "
+            "set extra publish_port, which the master_alive_interval check watches"
+        )
     if site is not None:
         data["autosign_grains"] = ["edge_token"]
         edge = {"site": site}
@@ -392,8 +411,6 @@ def compare(plan):
     Nothing secret is in the result.
     """
     old = _read_text(plan["path"])
-    if old is not None and os.path.islink(plan["path"]):
-        pass  # os.replace replaces the link itself, which is what we want
     result = {
         "dropin": old != plan["content"],
         "new_file": old is None,
@@ -496,6 +513,8 @@ def apply(plan, state=None):
 def mask(value, key=""):
     """Hide values of secret-looking keys (recursively) before showing them."""
     lowered = key.lower()
+    if value is None:
+        return None
     if (
         any(hint in lowered for hint in _SECRET_KEY_HINTS)
         and not lowered.endswith("_file")
@@ -563,13 +582,13 @@ def find_conflicts(plan, main_config=None):
                 continue
             theirs = loaded[option]
             if option == "edge" and isinstance(theirs, dict) and isinstance(ours, dict):
-                items = [
-                    (f"edge:{sub}", theirs[sub], ours.get(sub))
-                    for sub in sorted(theirs, key=str)
-                    if sub in ours and theirs[sub] != ours[sub]
-                    or sub not in ours
-                    and sub in ("site", "site_key", "site_key_file", "shared_secret", "shared_secret_file")
-                ]
+                items = []
+                for sub in sorted(theirs, key=str):
+                    if sub in ours:
+                        if theirs[sub] != ours[sub]:
+                            items.append((f"edge:{sub}", theirs[sub], ours[sub]))
+                    elif sub in _CREDENTIAL_KEYS:
+                        items.append((f"edge:{sub}", theirs[sub], None))
             elif theirs != ours:
                 items = [(option, theirs, ours)]
             else:
@@ -619,7 +638,7 @@ def describe_conflicts(conflicts):
 # it needs nothing from this package: a synced copy has no importable library
 # outside the loader.
 RESTART_HELPER = r"""
-import json, os, shutil, signal, subprocess, sys, time
+import json, os, signal, subprocess, sys, time
 cfg = json.loads(sys.argv[1])
 def alive(pid):
     try:
@@ -638,7 +657,7 @@ while time.time() < deadline:
     busy = False
     if cfg.get("job_pid") and alive(cfg["job_pid"]):
         busy = True
-    if cfg.get("proc_file") and os.path.exists(cfg["proc_file"]):
+    if any(os.path.exists(path) for path in cfg.get("proc_files") or ()):
         busy = True
     if not busy:
         break
@@ -671,7 +690,11 @@ if alive(pid):
     end = time.time() + 10
     while alive(pid) and time.time() < end:
         time.sleep(0.2)
-env = cfg["env"]
+try:
+    with open("/proc/%d/environ" % pid, "rb") as fh:
+        env = dict(e.decode().split("=", 1) for e in fh.read().split(b"\0") if b"=" in e)
+except OSError:
+    env = dict(os.environ)
 subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                  stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
 """
@@ -722,7 +745,9 @@ def find_minion_process(opts, grains_pid=None):
         if not pid:
             continue
         argv = _proc_argv(pid)
-        if not argv or not any("salt-minion" in arg for arg in argv[:3]):
+        if not argv or not any(
+            "salt-minion" in arg or "salt_minion" in arg for arg in argv[:3]
+        ):
             continue
         try:
             with open(f"/proc/{pid}/stat", encoding="utf-8") as fh_:
@@ -735,7 +760,7 @@ def find_minion_process(opts, grains_pid=None):
     return None, None
 
 
-def plan_restart(opts, grains_pid=None, env=None):
+def plan_restart(opts, grains_pid=None):
     """
     Decide how to restart the minion. Returns a dict with ``method``
     (``command`` | ``systemd`` | ``reexec`` | ``None``) and a human
@@ -775,7 +800,6 @@ def plan_restart(opts, grains_pid=None, env=None):
         "pid": pid,
         "argv": argv,
         "cwd": cwd,
-        "env": dict(os.environ if env is None else env),
         "description": f"stop salt-minion pid {pid} and start it again with the same command line",
     }
 
@@ -791,18 +815,18 @@ def _which(cmd):
     return None
 
 
-def schedule_restart(restart, job_pid=None, proc_file=None, wait_timeout=300, grace=1.0):
+def schedule_restart(restart, job_pid=None, proc_files=None, wait_timeout=300, grace=1.0):
     """
     Start the detached restart helper for ``restart`` (from :func:`plan_restart`).
-    It waits until ``job_pid`` has exited and ``proc_file`` is gone (the job
-    that reports the change has sent its return), then restarts. Returns the
-    helper's pid.
+    It waits (at most ``wait_timeout`` seconds) until ``job_pid`` has exited
+    and every path in ``proc_files`` is gone (the job that reports the change
+    has sent its return), then restarts. Returns the helper's pid.
     """
     cfg = copy.deepcopy(restart)
     cfg.update(
         {
             "job_pid": job_pid,
-            "proc_file": proc_file,
+            "proc_files": list(proc_files or ()),
             "wait_timeout": wait_timeout,
             "grace": grace,
             "stop_timeout": 30,

@@ -501,6 +501,7 @@ def probe(
     default_ports=DEFAULT_PORTS,
     mode="zmtp",
     interval=0.0,
+    resolved=None,
 ):
     """
     Probe ``targets`` in parallel and classify the uplink.
@@ -514,6 +515,8 @@ def probe(
     :param thresholds: see :func:`merge_thresholds`.
     :param mode: ``zmtp`` (time connect + ZMTP greeting) or ``connect``.
     :param interval: pause in seconds between samples of one target.
+    :param resolved: ``{host: result}`` of :func:`resolve_many` to reuse
+        (hosts missing from it are resolved here).
 
     Returns a dict: ``quality``, ``rtt_ms``, ``jitter_ms``, ``loss_pct``,
     ``target`` (the verdict of :func:`aggregate`), ``checked_at`` (UTC ISO
@@ -538,7 +541,10 @@ def probe(
     tlist = [_Target(h, p, count) for h, p in pairs]
     if tlist:
         # resolution may use at most half the budget; the rest is for samples
-        dns = resolve_many([t.host for t in tlist], min(timeout, budget / 2.0))
+        dns = dict(resolved or {})
+        todo = [t.host for t in tlist if t.host not in dns]
+        if todo:
+            dns.update(resolve_many(todo, min(timeout, budget / 2.0)))
         for t in tlist:
             res = dns[t.host]
             t.dns = res

@@ -8,8 +8,12 @@ them in ``_utils`` only while Salt loads it).
 
 import logging
 
+from salt.exceptions import CommandExecutionError
+
 try:
     import saltext_edge
+    from saltext_edge import diag as _diag
+    from saltext_edge import probe as _probe
 
     HAS_LIB = True
 except ImportError:  # pragma: no cover - depends on how the module was installed
@@ -41,3 +45,265 @@ def version():
         salt '*' edge.version
     """
     return saltext_edge.__version__
+
+
+# --------------------------------------------------------------------------
+# diagnostics (DESIGN.md §5): thin wrappers over saltext_edge.probe / .diag
+# --------------------------------------------------------------------------
+
+_ARG_ERRORS = (ValueError, TypeError) if not HAS_LIB else (
+    _probe.ProbeArgumentError, _diag.DiagArgumentError, ValueError, TypeError
+)
+
+
+def _uplink_conf():
+    edge = __opts__.get("edge")  # pylint: disable=undefined-variable
+    conf = edge.get("uplink") if isinstance(edge, dict) else None
+    return conf if isinstance(conf, dict) else {}
+
+
+def _call(func, *args, **kwargs):
+    try:
+        return func(*args, **kwargs)
+    except _ARG_ERRORS as err:
+        raise CommandExecutionError(f"edge: {err}") from err
+
+
+def uplink(targets=None, count=None, timeout=None, budget=5.0, thresholds=None, mode="zmtp"):
+    """
+    Probe the uplink now and classify it: every target is timed from TCP
+    connect to the ZeroMQ greeting a Salt master sends at once on 4505/4506,
+    all targets in parallel, within ``budget`` seconds in total.
+
+    targets
+        List (or comma-separated string) of ``host``, ``host:port`` or
+        ``[v6]:port``; a bare host means ports 4505 and 4506. Default:
+        ``edge:uplink:targets`` from the minion config, else the configured
+        master(s) on their publish and return ports.
+
+    count
+        Samples per target, 1-100 (default ``edge:uplink:count`` or 3).
+
+    timeout
+        Seconds one sample may take (default ``edge:uplink:timeout`` or 1).
+
+    budget
+        Hard limit in seconds for the whole call (default 5).
+
+    thresholds
+        Override the classification limits, e.g.
+        ``{good: {rtt_ms: 50}, fair: {loss_pct: 10}}`` (default
+        ``edge:uplink:thresholds``, else good <= 100 ms / 30 ms jitter / 0 %
+        loss, fair <= 300 ms / 100 ms / 20 %).
+
+    mode
+        ``zmtp`` (default: wait for the ZeroMQ greeting) or ``connect`` (a
+        bare TCP connect, for targets that are not ZeroMQ sockets).
+
+    Returns a dict: ``quality`` (good, fair, poor, down, unknown), ``rtt_ms``,
+    ``jitter_ms``, ``loss_pct``, ``target`` (the target the verdict rests
+    on), ``checked_at``, ``elapsed_ms``, ``budget_s`` and ``targets`` (per
+    target: samples, loss, quality and the reasons samples were lost, e.g.
+    ``timeout``, ``refused``, ``dns``, ``closed_without_greeting``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' edge.uplink
+        salt node7 edge.uplink targets='[salt-a.example.net, "10.0.0.5:4506"]' count=5
+    """
+    conf = _uplink_conf()
+    if targets is None:
+        targets = conf.get("targets")
+    if targets is None:
+        targets = []
+        masters = _diag.configured_masters(__opts__)  # pylint: disable=undefined-variable
+        try:
+            plan = _diag.master_targets(masters, __opts__)  # pylint: disable=undefined-variable
+        except _ARG_ERRORS as err:
+            raise CommandExecutionError(f"edge: bad master in the minion config: {err}") from err
+        for _label, host, ports in plan:
+            targets.extend((host, port) for _role, port in ports)
+    return _call(
+        _probe.probe,
+        targets,
+        count=count if count is not None else conf.get("count", _probe.DEFAULT_COUNT),
+        timeout=timeout if timeout is not None else conf.get("timeout", _probe.DEFAULT_TIMEOUT),
+        budget=budget,
+        thresholds=thresholds if thresholds is not None else conf.get("thresholds"),
+        mode=mode,
+    )
+
+
+def check_master(masters=None, count=1, timeout=1.0, budget=3.0):
+    """
+    Check each configured master: DNS answer and time, reachability and
+    latency of the publish (4505) and return (4506) ports up to the ZeroMQ
+    greeting, and which master this minion is attached to. All masters are
+    checked at once, within ``budget`` seconds.
+
+    masters
+        Check these instead of the configured ones (list or comma-separated
+        ``host`` / ``host:port``, the port being the return port).
+
+    count
+        Samples per port (default 1).
+
+    timeout
+        Seconds per sample (default 1).
+
+    budget
+        Hard limit for the whole call in seconds (default 3).
+
+    Returns a dict: ``masters`` (per master ``master``, ``host``, ``dns``
+    {addresses, time_ms, error, error_class}, ``ports`` [{role, port,
+    reachable, rtt_ms, loss_pct, quality, error}], ``reachable``,
+    ``quality``, ``active``), ``active`` {master, master_uri, master_ip,
+    source}, ``master_type``, ``reachable`` (count), ``quality``, ``uplink``,
+    ``elapsed_ms``, ``budget_s``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt node7 edge.check_master
+        salt-call edge.check_master masters='[salt-a.example.net, salt-b.example.net]'
+    """
+    return _call(
+        _diag.check_master,
+        __opts__,  # pylint: disable=undefined-variable
+        masters=masters,
+        count=count,
+        timeout=timeout,
+        budget=budget,
+        thresholds=_uplink_conf().get("thresholds"),
+    )
+
+
+def http_probe(url, timeout=5.0, verify=True, ca_bundle=None, proxy=None, method="GET",
+               budget=None):
+    """
+    Make one HTTP(S) request with ``requests`` and report how it went.
+
+    url
+        ``http://`` or ``https://`` URL (credentials in it are redacted in
+        the return).
+
+    timeout
+        Seconds for connecting and for reading (default 5).
+
+    verify
+        Verify the server's TLS certificate (default True).
+
+    ca_bundle
+        Path of a CA bundle to verify against (implies ``verify``).
+
+    proxy
+        Proxy URL to use; default: the environment (``HTTPS_PROXY``,
+        ``HTTP_PROXY``, ``NO_PROXY``); ``none`` or False: no proxy.
+
+    method
+        ``GET`` (default) or ``HEAD``.
+
+    budget
+        Hard limit for the whole call in seconds (default ``2 * timeout + 1``).
+
+    Returns a dict: ``ok``, ``status``, ``reason``, ``latency_ms`` (until the
+    response headers), ``elapsed_ms``, ``url``, ``method``, ``proxy`` and
+    ``proxy_source`` (argument, environment, none, disabled), ``tls``
+    (``verify``, ``verified``, ``error``; None for http), ``dns``
+    (addresses and time of the host resolved: the proxy's when one is used),
+    ``error_class`` (``dns``, ``connect``, ``tls``, ``timeout``, ``http`` or
+    None) and ``error``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt node7 edge.http_probe https://repo.saltproject.io/
+        salt node7 edge.http_probe https://10.0.0.5:8443/ ca_bundle=/etc/ssl/edge-ca.pem
+    """
+    return _call(
+        _diag.http_probe,
+        url,
+        timeout=timeout,
+        verify=verify,
+        ca_bundle=ca_bundle,
+        proxy=proxy,
+        method=method,
+        budget=budget,
+    )
+
+
+def config_audit():
+    """
+    Audit this minion's settings against edge best practice: failover with a
+    master list, ``master_alive_interval``, TCP keep-alive for NAT
+    (``tcp_keepalive*``), ``ping_interval``, ``random_reauth_delay``,
+    ``recon_*``, ``retry_dns`` / ``retry_dns_count`` and ``autosign_grains``.
+
+    Returns a dict: ``findings`` (each ``setting``, ``current``,
+    ``recommended``, ``severity`` (ok, info, warning, critical), ``ok``,
+    ``why``), ``summary`` (count per severity), ``worst`` and ``ok`` (no
+    warning or critical finding).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G 'edge_site:*' edge.config_audit --out=json
+    """
+    return _diag.config_audit(__opts__)  # pylint: disable=undefined-variable
+
+
+def diagnose(masters=None, targets=None, urls=None, count=3, timeout=1.0, budget=5.0,
+             verify=True, ca_bundle=None):
+    """
+    Why did this node go quiet? Runs :py:func:`check_master`, an uplink probe
+    (when ``targets`` are given), :py:func:`http_probe` for each of ``urls``
+    and :py:func:`config_audit` in parallel, and returns one verdict, all
+    within ``budget`` seconds.
+
+    masters
+        Masters to check instead of the configured ones.
+
+    targets
+        Extra uplink targets to probe (see :py:func:`uplink`).
+
+    urls
+        List (or comma-separated string) of URLs to probe over HTTP(S).
+
+    count, timeout
+        Samples per target and seconds per sample (defaults 3 and 1).
+
+    budget
+        Hard limit for the whole diagnosis in seconds (default 5).
+
+    verify, ca_bundle
+        TLS verification for ``urls`` (see :py:func:`http_probe`).
+
+    Returns a dict: ``verdict`` (``ok``, ``degraded`` or ``down``),
+    ``reasons`` (list of strings), ``check_master``, ``uplink``, ``http``,
+    ``config_audit``, ``elapsed_ms`` and ``budget_s``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt node7 edge.diagnose
+        salt node7 edge.diagnose urls='[https://registry.example.net/v2/]' budget=8
+    """
+    return _call(
+        _diag.diagnose,
+        __opts__,  # pylint: disable=undefined-variable
+        masters=masters,
+        targets=targets,
+        urls=urls,
+        count=count,
+        timeout=timeout,
+        budget=budget,
+        thresholds=_uplink_conf().get("thresholds"),
+        verify=verify,
+        ca_bundle=ca_bundle,
+    )

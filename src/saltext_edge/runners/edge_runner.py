@@ -3,9 +3,17 @@ Runner ``edge``: the fleet view on the master (DESIGN.md §3, §7).
 """
 
 import logging
+import os
+
+import salt.exceptions
+import salt.utils.data
 
 try:
     import saltext_edge
+    import saltext_edge.report as edge_report
+    from saltext_edge import admission as _admission
+    from saltext_edge import secrets as _secrets
+    from saltext_edge import token as _token
 
     HAS_LIB = True
 except ImportError:  # pragma: no cover
@@ -37,3 +45,190 @@ def version():
         salt-run edge.version
     """
     return saltext_edge.__version__
+
+
+def report(ping=False, site=None, timeout=None, details=False):
+    """
+    The fleet report: per site, the minions, how many are up / down / unknown,
+    their uplink quality from cached grains, and the pending and refused keys
+    with the admission reason; minions with no site; fleet totals. It reads
+    the master's caches (key store, minion data cache, admission records) and
+    pings nobody unless ``ping=True``. Progress events are fired on the
+    master event bus with the tag ``edge/report/progress``.
+
+    ping : False
+        ``False``: presence from the master's TCP table matched against the
+        cached ``ipv4``/``ipv6`` grains (cheap; ``unknown`` where NAT or a load
+        balancer hides which minion is connected). ``True``: one ``test.ping``
+        broadcast, exact; a minion that does not answer within ``timeout`` is
+        ``down``.
+
+    site : None
+        Only report sites matching this glob (``(no site)`` for minions
+        without one).
+
+    timeout : None
+        Seconds to wait for ping answers (default: the master's ``timeout``).
+
+    details : False
+        Add a per-minion table under ``minions``.
+
+    Returns a dict:
+
+    - ``totals``: ``sites``, ``minions``, ``up``, ``down``, ``unknown``,
+      ``uplink`` (counts per quality ``good|fair|poor|down|unknown``),
+      ``pending``, ``refused``, ``no_site``;
+    - ``summary``: one flat row per site plus ``TOTAL`` (for ``--out=table``);
+    - ``sites``: per site ``minions``, ``up``, ``down``, ``unknown``,
+      ``uplink``, ``down_minions`` (ids), ``poor_uplink`` (``id``, ``quality``,
+      ``rtt_ms``, ``loss_pct``, ...), ``pending`` and ``refused`` (``id``,
+      ``key``, ``decision``, ``reason``);
+    - ``no_site``: ids of accepted minions without an ``edge_site``;
+    - ``presence``: how presence was decided; ``generated_at``,
+      ``elapsed_s``, ``site_filter``, ``admission_decisions`` (whether
+      admission reasons were available); ``minions`` with ``details=True``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run edge.report
+        salt-run edge.report ping=True --out=json
+        salt-run edge.report site='sh-*' --out=yaml
+        salt-run edge.report --out=table
+    """
+    progress = edge_report.event_progress(__opts__)
+    try:
+        return edge_report.build(
+            __opts__,
+            ping=bool(ping),
+            site=None if site in (None, "") else str(site),
+            timeout=timeout,
+            details=bool(details),
+            progress=progress,
+        )
+    finally:
+        progress.close()
+
+
+class _EdgeRunnerError(
+    salt.exceptions.CommandExecutionError, salt.exceptions.NotImplemented
+):  # pylint: disable=too-many-ancestors
+    """
+    An operational error of an ``edge`` runner function (no secret, file
+    exists, ...). A CommandExecutionError for Python callers; also a
+    ``salt.exceptions.NotImplemented`` only because that is the one exception
+    class Salt's runner client renders as its message (exit code 1) instead of
+    a traceback, and operators must get a clear message.
+    """
+
+
+def accept_pending(match="*", dry_run=False, wait=0):
+    """
+    Admit pending minion keys that prove themselves with a valid
+    ``edge_token`` (DESIGN.md §3).
+
+    Every pending key matching ``match`` (a glob, or comma-separated globs)
+    is verified against the token recorded for it (by the reactor, or seen
+    while listening to ``salt/auth`` events for ``wait`` seconds): the token
+    must be made for the public key pending now, by a current or previous
+    fleet secret, for a site that is not in ``edge:revoked_sites`` and (if
+    ``edge:site_ids`` lists globs for the site) for an allowed minion id.
+    Valid keys are accepted; refused ones are kept, rejected or deleted as
+    ``edge:on_invalid`` says; keys without a token are left alone.
+    ``dry_run=True`` changes nothing (no key moved, nothing stored, no event).
+
+    Returns ``{minion_id: {"decision": "accepted"|"refused"|"no_token",
+    "reason": None|"bad_token"|"key_changed"|"revoked_site"|"id_not_allowed"|
+    "malformed_token"|"no_token_seen", "site": str|None, "action":
+    "accepted"|"kept"|"rejected"|"deleted"|"none"}}`` (``{}`` when nothing is
+    pending). Never returns a token, site key or secret.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run edge.accept_pending
+        salt-run edge.accept_pending match='sh-3-*' dry_run=True
+        salt-run edge.accept_pending wait=30
+    """
+    try:
+        wait = float(wait or 0)
+    except (TypeError, ValueError):
+        raise salt.exceptions.SaltInvocationError("wait must be a number of seconds") from None
+    if wait < 0 or wait > 3600:
+        raise salt.exceptions.SaltInvocationError("wait must be between 0 and 3600 seconds")
+    if not isinstance(match, str) or not match:
+        raise salt.exceptions.SaltInvocationError("match must be a non-empty glob")
+    dry_run = salt.utils.data.is_true(dry_run)
+    try:
+        # fail closed before listening or touching anything
+        secrets = _secrets.master_secrets(__opts__)
+        _admission.policy(__opts__)
+        fresh = _admission.collect_auth_events(__opts__, wait, match=match) if wait else None
+        return _admission.decide_and_act(
+            __opts__, match=match, dry_run=dry_run, secrets=secrets, extra_records=fresh
+        )
+    except (_admission.AdmissionError, _secrets.SecretError) as exc:
+        raise _EdgeRunnerError(str(exc)) from None
+
+
+def site_key(site, path=None):
+    """
+    Write the site key ``K_site`` of ``site`` (derived from the master's
+    current fleet secret) to a NEW file with mode 0600, for provisioning the
+    edge nodes of that site (minion option ``edge:site_key_file``).
+
+    ``path`` defaults to ``<pki_dir>/edge/sites/<site>.key``; an existing file
+    is never overwritten. The key itself is never returned or logged (Salt
+    logs and caches runner returns); print it with the console script
+    ``saltext-edge site-key SITE`` instead if a pipeline needs it on stdout.
+
+    Returns ``{"site": str, "path": str, "fingerprint": str}`` where
+    ``fingerprint`` is a short non-reversible digest to compare keys by.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run edge.site_key sh-3
+        salt-run edge.site_key sh-3 path=/srv/provision/sh-3.key
+    """
+    try:
+        _token.validate_site(site)
+    except _token.TokenError as exc:
+        raise salt.exceptions.SaltInvocationError(str(exc)) from None
+    if path is None:
+        path = os.path.join(__opts__["pki_dir"], "edge", "sites", f"{site}.key")
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    elif not isinstance(path, str) or not os.path.isabs(path):
+        raise salt.exceptions.SaltInvocationError("path must be an absolute file path")
+    try:
+        k_site = _secrets.master_site_key(__opts__, site)
+    except _secrets.SecretError as exc:
+        raise _EdgeRunnerError(str(exc)) from None
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise _EdgeRunnerError(
+            f"{path} already exists; not overwriting a site key file (remove it first)"
+        ) from None
+    except OSError as exc:
+        raise _EdgeRunnerError(
+            f"cannot create {path}: {exc.strerror}"
+        ) from None
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as fh_:
+            fh_.write(k_site + "\n")
+    except OSError as exc:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        raise _EdgeRunnerError(
+            f"cannot write {path}: {exc.strerror}"
+        ) from None
+    fingerprint = _token.key_fingerprint(k_site)
+    log.info("edge: wrote the site key of %s to %s (fingerprint %s)", site, path, fingerprint)
+    return {"site": site, "path": path, "fingerprint": fingerprint}

@@ -8,9 +8,13 @@ the library in the master's synced ``extmods/utils`` (``salt-run
 saltutil.sync_utils``) by adding that one directory itself.
 """
 
+import importlib
 import logging
 import os
 import sys
+
+import salt.exceptions
+import salt.utils.data
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +39,25 @@ def _import_lib():
         return None
 
 
+# library submodules, imported in __virtual__ (a synced wheel module only
+# finds the library once _import_lib has put extmods/utils on sys.path)
+admission = None
+_secrets = None
+
+
 def __virtual__():
+    global admission, _secrets  # pylint: disable=global-statement
     if _import_lib() is None:
         return (
             False,
             "edge: the saltext_edge library is missing; pip install saltext-edge "
             "or run salt-run saltutil.sync_utils",
         )
+    try:
+        admission = importlib.import_module("saltext_edge.admission")
+        _secrets = importlib.import_module("saltext_edge.secrets")
+    except ImportError as exc:
+        return False, f"edge: cannot import the saltext_edge library: {exc}"
     return __virtualname__
 
 
@@ -56,3 +72,98 @@ def version():
         salt-run wheel.edge.version  # or, from salt-api: client=wheel fun=edge.version
     """
     return sys.modules["saltext_edge"].__version__
+
+
+class _EdgeWheelError(
+    salt.exceptions.CommandExecutionError, salt.exceptions.NotImplemented
+):  # pylint: disable=too-many-ancestors
+    """
+    An operational error (bad config, no secret). A CommandExecutionError for
+    Python callers; also ``salt.exceptions.NotImplemented`` only because Salt's
+    wheel/runner client renders that one as its message, not a traceback.
+    """
+
+
+def auth_event(minion_id, pub, token=None, act="pend"):
+    """
+    Handle one ``salt/auth`` event of a pending key (what the shipped reactor
+    calls): record the minion's ``edge_token`` for its public key and, when
+    the master has ``edge: {auto_admit: true}``, verify it and accept the key
+    at once (or apply ``edge:on_invalid`` to a refusal).
+
+    Returns ``{"id": str, "recorded": bool, "decision": "accepted"|"refused"|
+    None, "reason": str|None, "site": str|None, "action": str|None}``; never
+    the token.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        # salt-api (what the reactor SLS does through the wheel client)
+        curl -sSk https://salt:8000 -H "X-Auth-Token: $TOK" -d client=wheel \\
+            -d fun=edge.auth_event -d minion_id=edge-1 \\
+            --data-urlencode pub@minion.pub -d token="$EDGE_TOKEN"
+    """
+    try:
+        return admission.handle_auth(__opts__, minion_id, pub, token, act=act, source="wheel")
+    except (admission.AdmissionError, _secrets.SecretError) as exc:
+        raise _EdgeWheelError(str(exc)) from None
+
+
+def record(minion_id, pub, token):
+    """
+    Record ``token`` presented by pending minion ``minion_id`` with public key
+    ``pub`` for a later ``accept_pending``; decides nothing.
+
+    Returns ``{"id": str, "recorded": bool, "changed": bool, "reason":
+    str|None}``; never the token.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        curl -sSk https://salt:8000 -H "X-Auth-Token: $TOK" -d client=wheel \\
+            -d fun=edge.record -d minion_id=edge-1 \\
+            --data-urlencode pub@minion.pub -d token="$EDGE_TOKEN"
+    """
+    return admission.record(__opts__, minion_id, pub, token, source="wheel")
+
+
+def accept_pending(match="*", dry_run=False):
+    """
+    Verify every pending key matching ``match`` (a glob, or comma-separated
+    globs) against its recorded token; accept the valid ones through Salt's
+    key store; apply ``edge:on_invalid`` to refused ones. ``dry_run=True``
+    changes nothing.
+
+    Returns ``{minion_id: {"decision": "accepted"|"refused"|"no_token",
+    "reason": str|None, "site": str|None, "action": str}}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        curl -sSk https://salt:8000 -H "X-Auth-Token: $TOK" -d client=wheel \\
+            -d fun=edge.accept_pending -d match='sh-3-*' -d dry_run=true
+        # on the master, from Python:
+        #   salt.wheel.WheelClient(opts).cmd("edge.accept_pending", kwarg={"dry_run": True})
+    """
+    try:
+        return admission.decide_and_act(__opts__, match=match, dry_run=salt.utils.data.is_true(dry_run))
+    except (admission.AdmissionError, _secrets.SecretError) as exc:
+        raise _EdgeWheelError(str(exc)) from None
+
+
+def decisions():
+    """
+    Return the latest admission decision per minion:
+    ``{minion_id: {"decision": "accepted"|"refused"|"no_token"|"recorded",
+    "reason": str|None, "site": str|None, "time": float}}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        curl -sSk https://salt:8000 -H "X-Auth-Token: $TOK" -d client=wheel -d fun=edge.decisions
+    """
+    return admission.list_decisions(__opts__)

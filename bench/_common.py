@@ -1,0 +1,496 @@
+"""
+Shared helpers for the saltext-edge benchmarks (``python bench/run.py``).
+
+Everything runs as the current user, in temporary directories, on loopback
+only: a real ``salt-master`` subprocess (:class:`Master`) on free ports, Salt's
+own CLIs (``salt-run``, ``salt-key``, ``salt-call``) timed as subprocesses
+(:func:`timed_run`), RSS sampling of a process tree (:class:`RssSampler`), a
+cached pool of pre-generated RSA key pairs (:func:`key_pool`).
+
+A benchmark module exposes ``run(quick=False, log=print) -> dict`` returning
+``{"name": ..., "rows": [row, ...], "data": {...}}`` where each row comes from
+:func:`row`. ``bench/run.py`` prints every row in one table and writes the
+whole result as JSON under ``bench/results/``.
+"""
+
+import getpass
+import glob
+import hashlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import yaml
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(BENCH_DIR)
+RESULTS_DIR = os.path.join(BENCH_DIR, "results")
+KEYPOOL_DIR = os.path.join(RESULTS_DIR, "keypool")
+SRC = os.path.join(REPO, "src")
+REACTOR_SLS = os.path.join(SRC, "saltext_edge", "reactor", "edge_auth.sls")
+# a fixed, benchmark-only fleet secret (never used anywhere else)
+BENCH_SECRET = "saltext-edge-benchmark-secret-not-for-production"
+KEYSIZE = 2048
+
+
+# --------------------------------------------------------------------------
+# small utilities
+# --------------------------------------------------------------------------
+
+
+def salt_bin(name):
+    """Salt's console script beside this interpreter (the venv), else PATH."""
+    here = os.path.join(os.path.dirname(sys.executable), name)
+    return here if os.path.exists(here) else (shutil.which(name) or name)
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_file(path, text, mode=0o644):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as fh_:
+        fh_.write(text)
+    os.chmod(path, mode)
+
+
+def write_yaml(path, data, mode=0o644):
+    write_file(path, yaml.safe_dump(data, default_flow_style=False), mode)
+
+
+def mkroot(prefix):
+    return tempfile.mkdtemp(prefix=f"saltext-edge-bench-{prefix}-")
+
+
+def row(metric, ours, baseline=None, unit="s", target=None, met=None, note=""):
+    """
+    One line of the result table. ``ours``/``baseline`` are numbers (or
+    None); ``target`` is a human string such as ``"ratio <= 1.5"``; ``met``
+    True/False/None (None: no target or not measurable).
+    """
+    ratio = None
+    if isinstance(ours, (int, float)) and isinstance(baseline, (int, float)) and baseline > 0:
+        ratio = ours / baseline
+    return {
+        "metric": metric,
+        "ours": ours,
+        "baseline": baseline,
+        "unit": unit,
+        "ratio": ratio,
+        "target": target,
+        "met": met,
+        "note": note,
+    }
+
+
+def machine_info():
+    """nproc, CPU model, RAM, kernel, Python and Salt versions."""
+    model = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh_:
+            for line in fh_:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_kb = None
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as fh_:
+            for line in fh_:
+                if line.startswith("MemTotal:"):
+                    mem_kb = int(line.split()[1])
+                    break
+    except OSError:
+        pass
+    try:
+        import salt.version  # pylint: disable=import-outside-toplevel
+
+        salt_version = salt.version.__version__
+    except ImportError:  # pragma: no cover
+        salt_version = None
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "ram_gib": round(mem_kb / 1024 / 1024, 1) if mem_kb else None,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "salt": salt_version,
+        "loadavg_at_start": list(os.getloadavg()),
+    }
+
+
+# --------------------------------------------------------------------------
+# processes: timing and memory
+# --------------------------------------------------------------------------
+
+
+def _tree(pid):
+    import psutil  # pylint: disable=import-outside-toplevel
+
+    try:
+        proc = psutil.Process(pid)
+        return [proc] + proc.children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def tree_rss(pid):
+    """Sum of the RSS (bytes) of ``pid`` and all its descendants."""
+    import psutil  # pylint: disable=import-outside-toplevel
+
+    total = 0
+    for proc in _tree(pid):
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+class RssSampler:
+    """
+    Sample the summed RSS of a process tree every ``interval`` seconds in a
+    thread; ``peak`` (bytes) is the highest sum seen. Use as a context manager.
+    """
+
+    def __init__(self, pid, interval=0.2):
+        self.pid = pid
+        self.interval = interval
+        self.peak = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self):
+        while not self._stop.is_set():
+            rss = tree_rss(self.pid)
+            self.peak = max(self.peak, rss)
+            self.samples += 1
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self.peak = tree_rss(self.pid)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(5)
+        self.peak = max(self.peak, tree_rss(self.pid))
+
+
+def timed_run(argv, timeout=900, env=None, cwd=None, stdout_to=None):
+    """
+    Run ``argv``; return ``{elapsed_s, rc, stdout, stderr, maxrss_mib}``.
+    ``maxrss_mib`` is the peak RSS of the process itself (from ``wait4``)
+    and, if it forked, the largest of its children is sampled as well.
+    ``stdout_to``: a path to send stdout to instead of capturing it.
+    """
+    out_fh = open(stdout_to, "wb") if stdout_to else subprocess.PIPE  # pylint: disable=consider-using-with
+    started = time.perf_counter()
+    proc = subprocess.Popen(  # pylint: disable=consider-using-with
+        argv,
+        stdout=out_fh,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+    )
+    sampler = RssSampler(proc.pid, interval=0.1)
+    with sampler:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            elapsed = time.perf_counter() - started
+            if stdout_to:
+                out_fh.close()
+            return {
+                "elapsed_s": elapsed,
+                "rc": None,
+                "stdout": (stdout or b"").decode("utf-8", "replace"),
+                "stderr": "timeout after %ss\n" % timeout + stderr.decode("utf-8", "replace"),
+                "maxrss_mib": sampler.peak / 2**20,
+                "timed_out": True,
+            }
+    elapsed = time.perf_counter() - started
+    if stdout_to:
+        out_fh.close()
+    return {
+        "elapsed_s": elapsed,
+        "rc": proc.returncode,
+        "stdout": (stdout or b"").decode("utf-8", "replace"),
+        "stderr": (stderr or b"").decode("utf-8", "replace"),
+        "maxrss_mib": sampler.peak / 2**20,
+        "timed_out": False,
+    }
+
+
+# --------------------------------------------------------------------------
+# key pairs
+# --------------------------------------------------------------------------
+
+
+def _gen_pair(_):
+    from cryptography.hazmat.primitives import serialization  # pylint: disable=import-outside-toplevel
+    from cryptography.hazmat.primitives.asymmetric import rsa  # pylint: disable=import-outside-toplevel
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=KEYSIZE)
+    priv = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+    pub = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return priv, pub
+
+
+def key_pool(count, log=print):
+    """
+    Return ``count`` distinct RSA key pairs ``[(priv_pem, pub_pem, digest)]``
+    (``digest``: sha256 hex of the DER SubjectPublicKeyInfo, as the token
+    wants). Generated once (in parallel) and cached under
+    ``bench/results/keypool/`` so later runs start at once; generation is
+    never part of a timed section.
+    """
+    from saltext_edge import token  # pylint: disable=import-outside-toplevel
+
+    os.makedirs(KEYPOOL_DIR, exist_ok=True)
+    have = sorted(glob.glob(os.path.join(KEYPOOL_DIR, "*.pem")))
+    if len(have) < count:
+        missing = count - len(have)
+        log(f"  generating {missing} RSA-{KEYSIZE} key pairs (once; cached in {KEYPOOL_DIR})")
+        import multiprocessing  # pylint: disable=import-outside-toplevel
+
+        started = time.perf_counter()
+        with multiprocessing.Pool(max(1, os.cpu_count() or 1)) as pool:
+            pairs = pool.map(_gen_pair, range(missing), chunksize=8)
+        for i, (priv, pub) in enumerate(pairs, start=len(have)):
+            write_file(os.path.join(KEYPOOL_DIR, f"{i:06d}.pem"), priv, 0o600)
+            write_file(os.path.join(KEYPOOL_DIR, f"{i:06d}.pub"), pub, 0o644)
+        log(f"  generated in {time.perf_counter() - started:.1f}s")
+    out = []
+    for i in range(count):
+        base = os.path.join(KEYPOOL_DIR, f"{i:06d}")
+        with open(base + ".pem", encoding="utf-8") as fh_:
+            priv = fh_.read()
+        with open(base + ".pub", encoding="utf-8") as fh_:
+            pub = fh_.read()
+        out.append((priv, pub, token.pubkey_digest(pub)))
+    return out
+
+
+def site_of(index, sites=50):
+    return f"site-{index % sites:02d}"
+
+
+def make_token(secret, site, minion_id, digest):
+    from saltext_edge import token  # pylint: disable=import-outside-toplevel
+
+    return token.make_token(token.site_key(secret, site), site, minion_id, digest)
+
+
+# --------------------------------------------------------------------------
+# a real salt-master
+# --------------------------------------------------------------------------
+
+
+class Master:
+    """
+    A real ``salt-master`` subprocess in ``root`` (its ``root_dir``), as the
+    current user, on free loopback ports. ``conf`` is merged into the base
+    configuration.
+    """
+
+    def __init__(self, root, conf=None, name="master"):
+        self.root = root
+        self.name = name
+        self.conf_dir = os.path.join(root, "conf")
+        self.pub_port = free_port()
+        self.ret_port = free_port()
+        self.proc = None
+        self.user = getpass.getuser()
+        base = {
+            "id": name,
+            "root_dir": root,
+            "user": self.user,
+            "interface": "127.0.0.1",
+            "publish_port": self.pub_port,
+            "ret_port": self.ret_port,
+            "log_file": os.path.join(root, "master.log"),
+            "log_level_logfile": "warning",
+            "key_logfile": os.path.join(root, "key.log"),
+            "loop_interval": 60,
+            "enable_fqdns_grains": False,
+            "fileserver_backend": ["roots"],
+            "file_roots": {"base": [os.path.join(root, "srv")]},
+            "pillar_roots": {"base": [os.path.join(root, "pillar")]},
+            # the bench has thousands of keys: stop Salt nagging about ulimit
+            "max_open_files": 100000,
+        }
+        base.update(conf or {})
+        self.conf = base
+        write_yaml(os.path.join(self.conf_dir, "master"), base)
+        os.makedirs(os.path.join(root, "srv"), exist_ok=True)
+        os.makedirs(os.path.join(root, "pillar"), exist_ok=True)
+        self._opts = None
+
+    # -- opts and key store (in this process, the same way Salt's CLIs do) --
+    @property
+    def opts(self):
+        if self._opts is None:
+            import salt.config  # pylint: disable=import-outside-toplevel
+
+            self._opts = salt.config.master_config(os.path.join(self.conf_dir, "master"))
+        return self._opts
+
+    def key_cache(self):
+        import salt.cache  # pylint: disable=import-outside-toplevel
+
+        return salt.cache.Cache(self.opts, driver=self.opts["keys.cache_driver"])
+
+    def data_cache(self):
+        import salt.cache  # pylint: disable=import-outside-toplevel
+
+        return salt.cache.factory(self.opts)
+
+    def key_states(self):
+        """``{state: count}`` over the key store (pending/accepted/rejected)."""
+        import salt.key  # pylint: disable=import-outside-toplevel
+
+        keys = salt.key.Key(self.opts).list_keys()
+        return {k: len(v) for k, v in keys.items()}
+
+    def accepted_count(self):
+        """Number of accepted keys, by listing the accepted bucket of the key store."""
+        pki = self.opts["pki_dir"]
+        try:
+            return len(os.listdir(os.path.join(pki, "minions")))
+        except FileNotFoundError:
+            return 0
+
+    # -- life cycle ---------------------------------------------------------
+    def start(self, timeout=120):
+        log_fh = open(os.path.join(self.root, "master.out"), "wb")  # pylint: disable=consider-using-with
+        env = dict(os.environ)
+        env.update(self.env())
+        self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
+            [salt_bin("salt-master"), "-c", self.conf_dir, "-l", "error"],
+            stdout=log_fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+        self.wait_ready(timeout)
+        return self
+
+    def env(self):
+        return {}
+
+    def wait_ready(self, timeout=120):
+        """Ready: both ports answer and the master's event publisher is up."""
+        deadline = time.monotonic() + timeout
+        sock_dir = self.opts["sock_dir"]
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"salt-master exited with {self.proc.returncode}; see {self.root}/master.out"
+                )
+            ok = all(self._port_open(p) for p in (self.pub_port, self.ret_port))
+            ok = ok and os.path.exists(os.path.join(sock_dir, "master_event_pub.ipc"))
+            workers = self._count_processes("MWorker-")
+            ok = ok and workers >= int(self.opts.get("worker_threads", 5))
+            if ok and (not self.conf.get("reactor") or self._count_processes("Reactor")):
+                time.sleep(1.0)
+                return
+            time.sleep(0.25)
+        raise RuntimeError(f"salt-master not ready after {timeout}s; see {self.root}")
+
+    def _count_processes(self, word):
+        import psutil  # pylint: disable=import-outside-toplevel
+
+        count = 0
+        for proc in _tree(self.proc.pid):
+            try:
+                if word in " ".join(proc.cmdline()):
+                    count += 1
+            except psutil.Error:
+                pass
+        return count
+
+    @staticmethod
+    def _port_open(port):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def rss(self):
+        return tree_rss(self.proc.pid) if self.proc else 0
+
+    def stop(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait()
+        self.proc = None
+
+    def cli(self, name, *args):
+        return [salt_bin(name), "-c", self.conf_dir, *args]
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def cleanup(root, keep=False):
+    if not keep:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def save_json(name, data):
+    os.makedirs(RESULTS_DIR, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path = os.path.join(RESULTS_DIR, f"{name}-{stamp}.json")
+    with open(path, "w", encoding="utf-8") as fh_:
+        json.dump(data, fh_, indent=2, sort_keys=True, default=str)
+    latest = os.path.join(RESULTS_DIR, f"{name}-latest.json")
+    with open(latest, "w", encoding="utf-8") as fh_:
+        json.dump(data, fh_, indent=2, sort_keys=True, default=str)
+    return path
+
+
+def sha(text):
+    return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -1,0 +1,243 @@
+"""
+Benchmark 1: admission throughput.
+
+N pending keys, each with a valid recorded ``edge_token``, on one real
+salt-master: ``salt-run edge.accept_pending`` against Salt's own
+``salt-key -A -y`` on the same N, same master, same key store.
+
+Set-up (never timed): keys are put pending through Salt's key store API
+(``salt.cache.Cache(opts, driver=opts["keys.cache_driver"]).store("keys", id,
+{"pub": ..., "state": "pending"})``, as ``salt/master.py`` does for a new
+minion) and tokens are recorded through the admission library's
+:func:`saltext_edge.admission.record`, as the reactor would. RSA generation is
+slow, so ids reuse a pool of pre-generated key pairs (id ``i`` gets pair
+``i mod P``); tokens are per id *and* key, so every token is still distinct
+and verifies only for its own id.
+
+Timed: the whole CLI process, as an operator runs it (interpreter and loader
+start-up included; stdout to a file). Also timed with 0 pending keys to
+separate that fixed start-up cost from the per-key cost. Runs alternate
+baseline / ours (``reps`` times at N=1000, once at N=5000); the median is
+reported. Before every timed run the state written once through the APIs is
+restored by copying the key store and admission bank directories back, so
+both commands start from byte-identical state.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _common as C  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def _ids(count):
+    return [f"edge-{C.site_of(i)}-{i:05d}" for i in range(count)]
+
+
+def _reset(master):
+    """Empty the key store and the admission banks (set-up, untimed)."""
+    from saltext_edge import admission  # pylint: disable=import-outside-toplevel
+
+    keys = master.key_cache()
+    for minion_id in keys.list("keys"):
+        keys.flush("keys", minion_id)
+    data = master.data_cache()
+    for bank in (admission.TOKENS_BANK, admission.DECISIONS_BANK):
+        try:
+            data.flush(bank)
+        except Exception:  # pylint: disable=broad-except
+            pass
+
+
+def _prepare(master, count, pool):
+    """N pending keys through Salt's key store API + recorded tokens."""
+    from saltext_edge import admission  # pylint: disable=import-outside-toplevel
+
+    _reset(master)
+    keys = master.key_cache()
+    data = master.data_cache()
+    opts = master.opts
+    for i, minion_id in enumerate(_ids(count)):
+        _, pub, digest = pool[i % len(pool)]
+        keys.store("keys", minion_id, {"pub": pub.strip(), "state": "pending"})
+        tok = C.make_token(C.BENCH_SECRET, C.site_of(i), minion_id, digest)
+        ret = admission.record(opts, minion_id, pub, tok, source="bench", cache=data)
+        if not ret.get("recorded"):
+            raise RuntimeError(f"admission.record refused {minion_id}: {ret.get('reason')}")
+
+
+def _state_dirs(master):
+    """The directories Salt's key store and the admission banks wrote to."""
+    from saltext_edge import admission  # pylint: disable=import-outside-toplevel
+
+    pki = master.opts["pki_dir"]
+    cachedir = master.opts["cachedir"]
+    return [os.path.join(pki, name) for name in ("minions", "minions_pre", "minions_rejected")] + [
+        os.path.join(cachedir, admission.BANK)
+    ]
+
+
+def _snapshot(master, dest):
+    """Copy the state :func:`_prepare` produced, to restore it before each run."""
+    shutil.rmtree(dest, ignore_errors=True)
+    os.makedirs(dest)
+    for i, path in enumerate(_state_dirs(master)):
+        if os.path.isdir(path):
+            shutil.copytree(path, os.path.join(dest, str(i)), symlinks=True)
+
+
+def _restore(master, src):
+    for i, path in enumerate(_state_dirs(master)):
+        shutil.rmtree(path, ignore_errors=True)
+        saved = os.path.join(src, str(i))
+        if os.path.isdir(saved):
+            shutil.copytree(saved, path, symlinks=True)
+        else:
+            os.makedirs(path, exist_ok=True)
+
+
+def _timed(master, which, count, out_dir):
+    if which == "ours":
+        argv = master.cli("salt-run", "edge.accept_pending", "--out=json")
+    else:
+        argv = master.cli("salt-key", "-A", "-y")
+    out = os.path.join(out_dir, f"{which}-{count}.out")
+    res = C.timed_run(argv, timeout=900, stdout_to=out)
+    states = master.key_states()
+    accepted = states.get("minions", 0)
+    res["accepted"] = accepted
+    res["pending_left"] = states.get("minions_pre", 0)
+    res["ok"] = res["rc"] == 0 and accepted == count
+    if which == "ours" and count:
+        try:
+            with open(out, encoding="utf-8") as fh_:
+                decisions = json.load(fh_)
+            res["decisions"] = {
+                d: sum(1 for v in decisions.values() if v.get("decision") == d)
+                for d in ("accepted", "refused", "no_token")
+            }
+        except (OSError, ValueError, AttributeError):
+            res["decisions"] = None
+    res.pop("stdout", None)
+    res["stderr"] = res["stderr"][-500:]
+    return res
+
+
+def run(quick=False, log=print, keep=False):
+    sizes = [100, 500] if quick else [1000, 5000]
+    reps = {100: 1, 500: 1, 1000: 2, 5000: 1}
+    pool_size = 100 if quick else 500
+    pool = C.key_pool(pool_size, log=log)
+    root = C.mkroot("admission")
+    master = C.Master(
+        os.path.join(root, "master"),
+        {"edge": {"shared_secret": C.BENCH_SECRET}},
+        name="bench-admission",
+    )
+    data = {"sizes": sizes, "key_pool": pool_size, "runs": []}
+    try:
+        master.start()
+        # fixed cost: both CLIs with nothing pending
+        fixed = {}
+        for which in ("baseline", "ours"):
+            _reset(master)
+            res = _timed(master, which, 0, root)
+            fixed[which] = res["elapsed_s"]
+            data["runs"].append(dict(res, which=which, n=0))
+        log(f"  admission N=0 (start-up): salt-key {fixed['baseline']:.2f}s, edge.accept_pending {fixed['ours']:.2f}s")
+        data["fixed_s"] = fixed
+        medians = {}
+        for count in sizes:
+            started = time.perf_counter()
+            _prepare(master, count, pool)
+            snap = os.path.join(root, f"snapshot-{count}")
+            _snapshot(master, snap)
+            log(f"  admission N={count}: {count} keys pending + tokens recorded through the APIs in {time.perf_counter() - started:.1f}s (untimed)")
+            times = {"baseline": [], "ours": []}
+            for rep in range(reps[count]):
+                for which in ("baseline", "ours"):
+                    _restore(master, snap)
+                    res = _timed(master, which, count, root)
+                    res.update(which=which, n=count, rep=rep)
+                    data["runs"].append(res)
+                    if not res["ok"]:
+                        log(f"  !! {which} N={count}: rc={res['rc']} accepted={res['accepted']}/{count} {res['stderr'][-200:]}")
+                    times[which].append(res["elapsed_s"])
+                    log(f"  admission N={count} rep {rep}: {which:8s} {res['elapsed_s']:.2f}s (accepted {res['accepted']}/{count}, peak RSS {res['maxrss_mib']:.0f} MiB)")
+            medians[count] = {k: statistics.median(v) for k, v in times.items()}
+        data["median_s"] = medians
+    finally:
+        master.stop()
+        C.cleanup(root, keep)
+
+    rows = []
+    all_ok = all(r["ok"] for r in data["runs"] if r["n"])
+    for count in sizes:
+        med = medians[count]
+        ratio = med["ours"] / med["baseline"]
+        rows.append(
+            C.row(
+                f"admission N={count}: accept all pending",
+                med["ours"],
+                med["baseline"],
+                "s",
+                "ratio <= 1.5",
+                ratio <= 1.5 and all_ok,
+                f"median of {reps[count]}; edge.accept_pending vs salt-key -A -y",
+            )
+        )
+    for count in sizes:
+        med = medians[count]
+        rows.append(
+            C.row(
+                f"admission N={count}: per key (total / N)",
+                med["ours"] / count * 1000,
+                med["baseline"] / count * 1000,
+                "ms",
+                None,
+                None,
+                "includes CLI start-up",
+            )
+        )
+    # linearity: marginal per-key cost between the two sizes vs each size's own
+    small, large = sizes
+    for which in ("ours", "baseline"):
+        marginal = (medians[large][which] - medians[small][which]) / (large - small) * 1000
+        per_small = (medians[small][which] - fixed[which]) / small * 1000
+        per_large = (medians[large][which] - fixed[which]) / large * 1000
+        data.setdefault("per_key_ms", {})[which] = {
+            "marginal": marginal,
+            str(small): per_small,
+            str(large): per_large,
+        }
+    pk = data["per_key_ms"]["ours"]
+    growth = pk[str(large)] / pk[str(small)] if pk[str(small)] > 0 else None
+    data["linearity_ours"] = growth
+    rows.append(
+        C.row(
+            f"admission per-key cost net of start-up, N={small} -> {large}",
+            pk[str(large)],
+            pk[str(small)],
+            "ms",
+            "linear (ratio ~1, <= 1.3)",
+            growth is not None and growth <= 1.3,
+            f"ours only: 'ours'=N={large}, 'baseline' column=N={small}; "
+            f"salt-key: {data['per_key_ms']['baseline'][str(small)]:.2f} -> "
+            f"{data['per_key_ms']['baseline'][str(large)]:.2f} ms",
+        )
+    )
+    return {"name": "admission", "rows": rows, "data": data}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+    print(json.dumps(run(quick=args.quick, keep=args.keep), indent=1, default=str))

@@ -1,0 +1,327 @@
+"""
+Benchmark 2: auth storm.
+
+K brand-new minions sign in at once through Salt's own client-side auth code
+(``salt.crypt.AsyncAuth.sign_in``, the coroutine a real ``salt-minion`` runs),
+each with its own pre-generated RSA key pair in its own ``pki_dir`` and its
+own ``edge_token`` grain sent through ``autosign_grains: [edge_token]``,
+against a real salt-master:
+
+* ours: ``auth_events_autosign_grains: [pend]``, the package's reactor SLS on
+  ``salt/auth`` and ``edge: {shared_secret, auto_admit: true}``: a pending key
+  is admitted by the wheel module once its token verifies;
+* baseline: Salt's built-in ``autosign_grains_dir`` with one static value
+  (what the seed article's setup would do: a shared value, no proof).
+
+Measured: wall time from the first sign-in until all K keys are accepted in
+the master's key store (polled every 50 ms; the contract metric), wall time
+until every simulated minion has actually received the master's AES key
+(it retries every ``acceptance_wait_time`` like a real minion), keys lost
+(never accepted / never authenticated), and the master's peak memory (sum of
+RSS over the master's process tree, sampled every 200 ms).
+
+The simulated minions run in one separate process on one asyncio loop; they
+share the machine's cores with the master, the same way for both storms.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _common as C  # noqa: E402  pylint: disable=wrong-import-position
+
+STATIC_VALUE = "bench-static-enrollment-value"
+ACCEPTANCE_WAIT = 10  # Salt's default acceptance_wait_time
+# a simulated minion gives up after this many seconds (then counted as lost)
+DEADLINE = os.environ.get("EDGE_BENCH_STORM_DEADLINE")
+
+
+# --------------------------------------------------------------------------
+# the simulated minions (run in a child process: --client SPEC)
+# --------------------------------------------------------------------------
+
+
+def _client(spec_path):
+    import asyncio  # pylint: disable=import-outside-toplevel
+
+    import salt.config  # pylint: disable=import-outside-toplevel
+    import salt.crypt  # pylint: disable=import-outside-toplevel
+    import salt.exceptions  # pylint: disable=import-outside-toplevel
+    import tornado.ioloop  # pylint: disable=import-outside-toplevel
+
+    with open(spec_path, encoding="utf-8") as fh_:
+        spec = json.load(fh_)
+    base = salt.config.minion_config(spec["config"])
+    master_uri = f"tcp://127.0.0.1:{spec['ret_port']}"
+
+    async def main():
+        io_loop = tornado.ioloop.IOLoop.current()
+        auths = []
+        for minion in spec["minions"]:
+            opts = dict(base)
+            opts.update(
+                {
+                    "id": minion["id"],
+                    "pki_dir": minion["pki_dir"],
+                    "grains": {"id": minion["id"], "edge_token": minion["grain"]},
+                    "autosign_grains": ["edge_token"],
+                    "master_uri": master_uri,
+                    "master_ip": "127.0.0.1",
+                    "master_port": spec["ret_port"],
+                    "acceptance_wait_time": spec["acceptance_wait"],
+                }
+            )
+            auths.append(salt.crypt.AsyncAuth(opts, io_loop=io_loop))
+        print("READY", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        t0 = time.time()
+        deadline = t0 + spec["deadline_s"]
+        results = {}
+
+        async def one(auth):
+            tries = 0
+            errors = []
+            while time.time() < deadline:
+                tries += 1
+                try:
+                    ret = await auth.sign_in(timeout=30, safe=True, tries=1)
+                except (salt.exceptions.SaltClientError, salt.exceptions.SaltReqTimeoutError) as exc:
+                    ret = "error"
+                    errors.append(str(exc)[:80])
+                if isinstance(ret, dict):
+                    results[auth.opts["id"]] = {
+                        "authenticated_at": time.time() - t0,
+                        "tries": tries,
+                        "errors": errors[-3:],
+                    }
+                    return
+                await asyncio.sleep(spec["acceptance_wait"])
+            results[auth.opts["id"]] = {"authenticated_at": None, "tries": tries, "errors": errors[-3:]}
+
+        await asyncio.gather(*(one(a) for a in auths))
+        with open(spec["out"], "w", encoding="utf-8") as fh_:
+            json.dump({"t0": t0, "results": results}, fh_)
+
+    asyncio.run(main())
+
+
+# --------------------------------------------------------------------------
+# the benchmark (parent side)
+# --------------------------------------------------------------------------
+
+
+def _prepare_minions(root, pool, ids, grains):
+    minions = []
+    for index, minion_id in enumerate(ids):
+        priv, pub, _ = pool[index]
+        pki = os.path.join(root, "minions", minion_id, "pki")
+        C.write_file(os.path.join(pki, "minion.pem"), priv, 0o400)
+        C.write_file(os.path.join(pki, "minion.pub"), pub, 0o644)
+        minions.append({"id": minion_id, "pki_dir": pki, "grain": grains[index]})
+    return minions
+
+
+def storm(kind, count, pool, log=print, keep=False):
+    """Run one storm (``kind``: ``edge`` or ``autosign``); return measurements."""
+    root = C.mkroot(f"storm-{kind}")
+    ids = [f"edge-{C.site_of(i)}-{i:05d}" for i in range(count)]
+    if kind == "edge":
+        grains = [
+            C.make_token(C.BENCH_SECRET, C.site_of(i), minion_id, pool[i][2])
+            for i, minion_id in enumerate(ids)
+        ]
+        conf = {
+            "auth_events": True,
+            "auth_events_autosign_grains": ["pend"],
+            "reactor": [{"salt/auth": [C.REACTOR_SLS]}],
+            "edge": {"shared_secret": C.BENCH_SECRET, "auto_admit": True},
+        }
+    else:
+        # under the master's root_dir: Salt prefixes root_dir to any other path
+        grains_dir = os.path.join(root, "master", "autosign_grains")
+        C.write_file(os.path.join(grains_dir, "edge_token"), STATIC_VALUE + "\n", 0o600)
+        grains = [STATIC_VALUE] * count
+        conf = {"autosign_grains_dir": grains_dir}
+    minions = _prepare_minions(root, pool, ids, grains)
+    client_conf = os.path.join(root, "client", "minion")
+    C.write_yaml(
+        client_conf,
+        {
+            "root_dir": os.path.join(root, "client"),
+            "user": C.getpass.getuser(),
+            "master": "127.0.0.1",
+            "log_file": os.path.join(root, "client", "minion.log"),
+            "log_level_logfile": "warning",
+            "auth_timeout": 30,
+            "auth_tries": 1,
+            "enable_fqdns_grains": False,
+        },
+    )
+    out_path = os.path.join(root, "client-result.json")
+    master = C.Master(os.path.join(root, "master"), conf, name=f"bench-{kind}")
+    result = {"kind": kind, "count": count}
+    try:
+        master.start()
+        idle_rss = master.rss()
+        spec = {
+            "config": client_conf,
+            "ret_port": master.ret_port,
+            "minions": minions,
+            "acceptance_wait": ACCEPTANCE_WAIT,
+            "deadline_s": int(DEADLINE) if DEADLINE else max(180, int(count * 0.8)),
+            "out": out_path,
+        }
+        spec_path = os.path.join(root, "spec.json")
+        with open(spec_path, "w", encoding="utf-8") as fh_:
+            json.dump(spec, fh_)
+        client = subprocess.Popen(  # pylint: disable=consider-using-with
+            [sys.executable, os.path.abspath(__file__), "--client", spec_path],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=open(os.path.join(root, "client.err"), "wb"),  # pylint: disable=consider-using-with
+            text=True,
+        )
+        line = client.stdout.readline()
+        if line.strip() != "READY":
+            raise RuntimeError(f"storm client failed to start: {line!r}; see {root}/client.err")
+        accepted_dir = os.path.join(master.opts["pki_dir"], "minions")
+        with C.RssSampler(master.proc.pid, interval=0.2) as sampler:
+            t0 = time.time()
+            client.stdin.write("GO\n")
+            client.stdin.flush()
+            all_accepted = None
+            timeline = []
+            while client.poll() is None:
+                try:
+                    n = len(os.listdir(accepted_dir))
+                except FileNotFoundError:
+                    n = 0
+                now = time.time() - t0
+                if not timeline or timeline[-1][1] != n:
+                    timeline.append((round(now, 3), n))
+                if n >= count and all_accepted is None:
+                    all_accepted = now
+                time.sleep(0.05)
+            client.wait()
+        with open(out_path, encoding="utf-8") as fh_:
+            client_out = json.load(fh_)
+        auth_times = [
+            r["authenticated_at"]
+            for r in client_out["results"].values()
+            if r["authenticated_at"] is not None
+        ]
+        states = master.key_states()
+        # the client's t0 is when it read GO; ours is when it was sent
+        skew = client_out["t0"] - t0
+        result.update(
+            {
+                "all_accepted_s": all_accepted,
+                "accepted": states.get("minions", 0),
+                "pending_left": states.get("minions_pre", 0),
+                "rejected": states.get("minions_rejected", 0),
+                "authenticated": len(auth_times),
+                "all_authenticated_s": (max(auth_times) + skew) if len(auth_times) == count else None,
+                "median_authenticated_s": sorted(auth_times)[len(auth_times) // 2] + skew
+                if auth_times
+                else None,
+                "lost": count - min(states.get("minions", 0), len(auth_times)),
+                "sign_ins": sum(r["tries"] for r in client_out["results"].values()),
+                "master_rss_idle_mib": idle_rss / 2**20,
+                "master_rss_peak_mib": sampler.peak / 2**20,
+                "timeline": timeline[:: max(1, len(timeline) // 200)],
+                "acceptance_wait_time": ACCEPTANCE_WAIT,
+            }
+        )
+        log(
+            f"  storm {kind:8s} K={count}: all accepted {_fmt(all_accepted)} s, all authenticated "
+            f"{_fmt(result['all_authenticated_s'])} s, lost {result['lost']}, master peak "
+            f"{result['master_rss_peak_mib']:.0f} MiB"
+        )
+    finally:
+        master.stop()
+        C.cleanup(root, keep)
+    return result
+
+
+def _fmt(value):
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def run(quick=False, log=print, keep=False):
+    count = 100 if quick else 500
+    pool = C.key_pool(count, log=log)
+    data = {"K": count}
+    rows = []
+    base = storm("autosign", count, pool, log=log, keep=keep)
+    ours = storm("edge", count, pool, log=log, keep=keep)
+    data["autosign_grains_dir"] = base
+    data["edge"] = ours
+    ok = ours["all_accepted_s"] is not None and base["all_accepted_s"] is not None
+    ratio = ours["all_accepted_s"] / base["all_accepted_s"] if ok else None
+    rows.append(
+        C.row(
+            f"auth storm K={count}: all keys accepted",
+            ours["all_accepted_s"],
+            base["all_accepted_s"],
+            "s",
+            "ratio <= 1.5",
+            (ratio is not None and ratio <= 1.5),
+            "key store polled every 50 ms from the first sign-in",
+        )
+    )
+    rows.append(
+        C.row(
+            f"auth storm K={count}: all minions authenticated",
+            ours["all_authenticated_s"],
+            base["all_authenticated_s"],
+            "s",
+            None,
+            None,
+            f"pending minions retry every acceptance_wait_time={ACCEPTANCE_WAIT}s (Salt default)",
+        )
+    )
+    rows.append(
+        C.row(
+            f"auth storm K={count}: minions lost",
+            ours["lost"],
+            base["lost"],
+            "minions",
+            "0",
+            ours["lost"] == 0,
+            "",
+        )
+    )
+    rows.append(
+        C.row(
+            f"auth storm K={count}: master peak RSS (tree)",
+            ours["master_rss_peak_mib"],
+            base["master_rss_peak_mib"],
+            "MiB",
+            "reported",
+            None,
+            f"idle: ours {ours['master_rss_idle_mib']:.0f}, baseline {base['master_rss_idle_mib']:.0f} MiB",
+        )
+    )
+    return {"name": "storm", "rows": rows, "data": data}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--client", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("-K", type=int, default=None)
+    args = parser.parse_args()
+    if args.client:
+        _client(args.client)
+    elif args.K:
+        pool_ = C.key_pool(args.K)
+        for kind_ in ("autosign", "edge"):
+            print(json.dumps({k: v for k, v in storm(kind_, args.K, pool_, keep=args.keep).items() if k != "timeline"}, indent=1))
+    else:
+        print(json.dumps(run(quick=args.quick, keep=args.keep), indent=1, default=str))

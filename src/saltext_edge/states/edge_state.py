@@ -1,0 +1,296 @@
+"""
+State module ``edge``: keep an edge minion attached (DESIGN.md §6).
+
+Thin layer over :mod:`saltext_edge.minion_config`, which validates, renders,
+diffs and writes. Library modules are imported at load time (a synced copy
+finds them in ``_utils`` only while Salt loads it).
+"""
+
+import logging
+import os
+
+try:
+    from saltext_edge import minion_config as _mc
+
+    HAS_LIB = True
+except ImportError:  # pragma: no cover - depends on how the module was installed
+    HAS_LIB = False
+
+try:
+    from salt.exceptions import CommandExecutionError
+except ImportError:  # pragma: no cover
+    CommandExecutionError = OSError
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "edge"
+
+
+def __virtual__():
+    if not HAS_LIB:
+        return (
+            False,
+            "edge: the saltext_edge library is missing; pip install saltext-edge "
+            "or sync it with saltutil.sync_all",
+        )
+    return __virtualname__
+
+
+def _secret_change(info):
+    if info is None or not info["action"]:
+        return None
+    out = {"path": info["path"], "mode": "0600", "fingerprint": info["fingerprint"]}
+    if info["action"] == "create":
+        out["old"] = None
+        out["new"] = _mc.HIDDEN
+    elif info["action"] == "update":
+        out["old"] = f"{_mc.HIDDEN} (fingerprint {info['old_fingerprint']})"
+        out["new"] = f"{_mc.HIDDEN} (fingerprint {info['fingerprint']})"
+    else:
+        out["old"] = "wrong mode or owner"
+        out["new"] = "mode 0600, owned by the minion's user"
+    return out
+
+
+def minion_config(
+    name,
+    masters,
+    master_alive_interval=30,
+    failover=True,
+    site=None,
+    site_key=None,
+    shared_secret=None,
+    nat_keepalive=True,
+    extra=None,
+    restart=True,
+    secret_file=None,
+):
+    """
+    Manage one drop-in file in the minion's ``minion.d/`` holding the settings
+    that keep an edge minion attached to its masters: the master list with
+    ``master_type: failover``, ``master_alive_interval``, the NAT keep-alive
+    and reconnect settings, and the enrollment settings for admission by
+    token. Input is validated before anything is written; the file is written
+    atomically (temporary file in the same directory, fsync, rename).
+
+    name
+        Absolute path of the drop-in file, ending in ``.conf``, e.g.
+        ``/etc/salt/minion.d/edge.conf``. Written with mode ``0644``.
+
+    masters
+        Non-empty list of master addresses, each ``host`` or ``host:port``
+        (IPv6 with a port as ``[addr]:port``). Duplicates are refused.
+
+    master_alive_interval : 30
+        Seconds (1-86400) between the minion's checks that its master is still
+        there; with ``failover`` the minion moves to the next master after a
+        failed check, so failover happens within about two intervals.
+
+    failover : True
+        ``True`` writes ``master_type: failover`` and the master list.
+        ``False`` writes ``master_type: str`` and takes exactly one master.
+
+    site
+        Site name (1-64 of ``[A-Za-z0-9._-]``). When given, the drop-in gets
+        ``autosign_grains: [edge_token]`` and ``edge: {site: ...}`` so a new
+        minion can be admitted by the ``edge_token`` grain.
+
+    site_key
+        The site key (64 hex characters) for ``site``, from
+        ``salt-run edge.site_key``. Stored in a separate ``0600`` file (see
+        ``secret_file``), referenced as ``edge: {site_key_file: ...}``; never
+        written to the drop-in, the diff, the return or the logs (those show a
+        fingerprint or ``<hidden>``). Needs ``site``; exclusive with
+        ``shared_secret``.
+
+    shared_secret
+        The fleet secret itself (at least 16 characters) for the simple
+        fleet-wide setup; the minion derives the site key. Stored like
+        ``site_key``, referenced as ``edge: {shared_secret_file: ...}``.
+        Prefer ``site_key``: a node that holds the fleet secret can make
+        tokens for every site.
+
+    nat_keepalive : True
+        Write the NAT keep-alive and reconnect settings recommended for a
+        minion behind NAT (see below). ``False`` leaves them to Salt's defaults.
+
+    extra
+        Dictionary of further minion options written to the drop-in. It may
+        replace a recommended NAT option (reported in the comment) but not the
+        options this state manages through its own parameters (``master``,
+        ``master_type``, ``master_alive_interval``, ``autosign_grains``,
+        ``edge``): that is a validation error.
+
+    restart : True
+        After a change, restart the minion so that it reads the new settings.
+        The restart is done by a detached helper that first waits for the job
+        running this state to finish, so the change is reported. It uses
+        ``minion_restart_command`` when configured, ``systemctl restart`` when
+        the minion runs as a systemd unit, and otherwise stops the salt-minion
+        process and starts it again with the same command line. Nothing is
+        restarted under ``test=True``, when nothing changed, or when no
+        running salt-minion daemon is found (e.g. ``salt-call --local`` on a
+        node where the daemon is stopped).
+
+    secret_file
+        Where to keep the site key or secret. Default:
+        ``<config dir>/edge/<name stem>.key`` (e.g. ``/etc/salt/edge/edge.key``
+        for ``/etc/salt/minion.d/edge.conf``), created ``0600`` in a ``0700``
+        directory.
+
+    Settings written with ``nat_keepalive: True`` and why:
+
+    - ``tcp_keepalive: True``, ``tcp_keepalive_idle: 60``,
+      ``tcp_keepalive_cnt: 5``, ``tcp_keepalive_intvl: 15`` -- NAT gateways and
+      firewalls forget idle TCP flows (often after 5 minutes); kernel
+      keep-alive probes every minute keep the mapping alive and detect a dead
+      flow in about two minutes instead of two hours.
+    - ``ping_interval: 5`` (minutes) -- application-level traffic on the
+      return channel, which also notices a master that went away.
+    - ``random_reauth_delay: 60`` -- after a master restart, hundreds of
+      minions re-authenticate spread over a minute instead of all at once.
+    - ``recon_default: 1000``, ``recon_max: 60000``, ``recon_randomize: True``
+      -- reconnect quickly at first, back off to one minute, randomised.
+    - ``retry_dns: 30`` -- keep retrying when the master name does not resolve
+      yet (uplinks often come up after the minion). With ``failover`` it is
+      written as ``0``: Salt requires that for ``master_type: failover`` (an
+      unresolvable master sends the minion to the next one).
+
+    When the masters listen on non-default ports, set ``publish_port`` in
+    ``extra``: the ``master_alive_interval`` check (``status.master``) looks
+    for the minion's connection to that port.
+
+    Conflicting values for these options elsewhere in the minion's
+    configuration (the main ``minion`` file, other ``minion.d/*.conf``) are
+    reported in the comment and under ``warnings``, with which value wins.
+
+    Returns the usual state return: ``changes`` holds ``diff`` (unified diff of
+    the drop-in), ``secret_file`` (path, mode, fingerprint; never the secret)
+    and ``restart`` (how the restart was scheduled). A second identical run
+    reports no changes.
+
+    .. code-block:: yaml
+
+        edge-minion:
+          edge.minion_config:
+            - name: /etc/salt/minion.d/edge.conf
+            - masters:
+              - salt-a.example.net
+              - salt-b.example.net:4506
+            - master_alive_interval: 30
+            - site: sh-3
+            - site_key: {{ pillar['edge']['site_key'] }}
+            - extra:
+                log_level_logfile: info
+    """
+    ret = {"name": name, "result": False, "changes": {}, "comment": ""}
+    try:
+        plan = _mc.build_plan(
+            name,
+            masters,
+            master_alive_interval=master_alive_interval,
+            failover=failover,
+            site=site,
+            site_key=site_key,
+            shared_secret=shared_secret,
+            nat_keepalive=nat_keepalive,
+            extra=extra,
+            secret_file=secret_file,
+        )
+        if not isinstance(restart, bool):
+            raise _mc.MinionConfigError("restart must be true or false")
+    except _mc.MinionConfigError as err:
+        ret["comment"] = f"Invalid parameters, nothing was changed: {err}"
+        return ret
+
+    try:
+        state = _mc.compare(plan)
+        conflicts, problems = _mc.find_conflicts(plan, _main_config(name))
+    except (OSError, CommandExecutionError) as err:
+        ret["comment"] = f"Cannot read the current configuration: {err}"
+        return ret
+
+    notes = list(plan["notes"])
+    warnings = _mc.describe_conflicts(conflicts) + problems
+    secret_change = _secret_change(state["secret"])
+    if state["dropin"]:
+        ret["changes"]["diff"] = state["diff"] or "New file"
+    if secret_change:
+        ret["changes"]["secret_file"] = secret_change
+
+    def _finish(comment):
+        parts = [comment] + notes
+        if warnings:
+            parts.append("Conflicting settings elsewhere in the minion config:")
+            parts.extend("  " + line for line in warnings)
+            ret["warnings"] = warnings
+        ret["comment"] = "\n".join(parts)
+        return ret
+
+    if not ret["changes"]:
+        ret["result"] = True
+        return _finish(f"{name} is already in the desired state")
+
+    what = []
+    if state["dropin"]:
+        what.append(("create " if state["new_file"] else "update ") + name)
+    if secret_change:
+        what.append(f"write the secret file {secret_change['path']} (0600)")
+
+    restart_plan = None
+    if restart:
+        try:
+            restart_plan = _mc.plan_restart(__opts__, __grains__.get("pid"))
+        except OSError as err:
+            restart_plan = {"method": None, "description": f"cannot plan a restart: {err}"}
+
+    if __opts__.get("test"):
+        ret["result"] = None
+        if restart and restart_plan and restart_plan["method"]:
+            what.append(f"restart the minion ({restart_plan['description']})")
+        elif restart and restart_plan:
+            notes.append(f"No restart: {restart_plan['description']}")
+        return _finish("Would have: " + "; ".join(what))
+
+    try:
+        _mc.apply(plan, state)
+    except (OSError, CommandExecutionError) as err:
+        ret["changes"] = {}
+        ret["comment"] = f"Failed to write {name}: {err}"
+        return ret
+
+    done = ["Wrote " + name if state["dropin"] else f"{name} unchanged"]
+    if secret_change:
+        done.append(f"secret file {secret_change['path']} written (0600)")
+    if restart and restart_plan and restart_plan["method"]:
+        job_pid, proc_files = os.getpid(), []
+        if job_pid == restart_plan.get("pid") or not __opts__.get("multiprocessing", True):
+            # the job is a thread of the minion itself: wait for the jobs
+            # running now (this one among them) to finish
+            job_pid = None
+            proc_dir = os.path.join(__opts__.get("cachedir", ""), "proc")
+            try:
+                proc_files = [os.path.join(proc_dir, entry) for entry in os.listdir(proc_dir)]
+            except OSError:
+                proc_files = []
+        try:
+            helper = _mc.schedule_restart(restart_plan, job_pid=job_pid, proc_files=proc_files)
+            ret["changes"]["restart"] = (
+                f"scheduled after this job finishes: {restart_plan['description']}"
+            )
+            done.append("minion restart scheduled")
+            log.info("edge.minion_config: restart helper pid %s scheduled", helper)
+        except OSError as err:
+            done.append(f"restart could not be scheduled ({err}); restart the minion by hand")
+    elif restart and restart_plan:
+        notes.append(f"No restart: {restart_plan['description']}")
+    ret["result"] = True
+    return _finish("; ".join(done))
+
+
+def _main_config(name):
+    conf_file = __opts__.get("conf_file")
+    dropin_dir = os.path.dirname(os.path.abspath(name))
+    if conf_file and os.path.dirname(os.path.abspath(conf_file)) == os.path.dirname(dropin_dir):
+        return conf_file
+    return None

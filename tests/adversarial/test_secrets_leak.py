@@ -1,0 +1,305 @@
+"""
+Secrets stay secret with every daemon logging at its most verbose level.
+
+A dedicated master (secret in ``SALT_SHARED_SECRET`` as in the seed's
+Kubernetes Deployment, previous secret in a file, reactor with
+``auto_admit``) and a brand-new minion (site key in a file, as
+``edge.minion_config`` provisions it), both at ``log_level[_logfile]: all``.
+We drive everything an operator and an attacker would: admission of the
+real node, the runner (site_key, accept_pending incl. ``wait`` and
+``dry_run``, errors), the wheel functions, a hostile auth event, the
+execution module's audit, and ``edge.minion_config`` fed a site key from
+pillar. Then we search every log file, every event seen on the master bus,
+the master job cache, and every runner / wheel / CLI output for
+
+* the fleet secret, the previous secret and every site key used (never, anywhere);
+* the node's admission token (never in OUR log records, events or returns).
+"""
+
+import os
+import pathlib
+import re
+import time
+
+import pytest
+
+from .conftest import (
+    BIN,
+    PREVIOUS,
+    SECRET,
+    SITE,
+    BusRecorder,
+    fake_auth,
+    make_token,
+    master_config,
+    master_opts,
+    place_pending,
+    reactor_sls,
+    salt_run,
+    site_key,
+    wait_until,
+    _leave_pending,
+)
+
+pytestmark = pytest.mark.slow
+
+LEAK_SECRET = "LEAKcur-" + "q7" * 16
+LEAK_PREVIOUS = "LEAKprev-" + "z3" * 16
+STATE_SITE = "leak-state"
+NODE = "leak-node"
+OUR_LOGGERS = re.compile(r"\[(saltext_edge[\w.]*|salt\.loaded\.ext\.[\w.]*edge[\w.]*)\s*:")
+
+
+@pytest.fixture(scope="module")
+def leak(salt_factories, tmp_path_factory):
+    from saltfactories.utils import random_string
+
+    root = tmp_path_factory.mktemp("leak")
+    prev_file = root / "previous.secret"
+    prev_file.write_text(LEAK_PREVIOUS + "\n")
+    os.chmod(prev_file, 0o600)
+    state_root = root / "states"
+    pillar_root = root / "pillar"
+    state_root.mkdir()
+    pillar_root.mkdir()
+    env = dict(os.environ, SALT_SHARED_SECRET=LEAK_SECRET)
+    overrides = master_config(
+        reactor=[{"salt/auth": [str(reactor_sls())]}],
+        edge={"previous_shared_secret_file": str(prev_file), "auto_admit": True},
+        log_level="all",
+        log_level_logfile="all",
+        file_roots={"base": [str(state_root)]},
+        pillar_roots={"base": [str(pillar_root)]},
+    )
+    master = salt_factories.salt_master_daemon(
+        random_string("leak-master-"),
+        overrides=overrides,
+        on_auth_event_callback=_leave_pending,
+    )
+    master.environ = env  # a copy: the manager's dict is shared by every daemon
+    k_site = site_key(LEAK_SECRET, SITE)
+    k_state = site_key(LEAK_SECRET, STATE_SITE)
+    site_key_file = root / "site.key"
+    site_key_file.write_text(k_site + "\n")
+    os.chmod(site_key_file, 0o600)
+    dropin = root / "node-conf" / "minion.d" / "edge.conf"
+    (pillar_root / "top.sls").write_text("base:\n  '*':\n    - edge\n")
+    (pillar_root / "edge.sls").write_text(f"edge_pillar:\n  site_key: '{k_state}'\n")
+    (state_root / "edge_leak.sls").write_text(
+        "edge-minion:\n"
+        "  edge.minion_config:\n"
+        f"    - name: {dropin}\n"
+        "    - masters: [salt-a.example.net, salt-b.example.net]\n"
+        f"    - site: {STATE_SITE}\n"
+        "    - site_key: {{ pillar['edge_pillar']['site_key'] }}\n"
+        "    - restart: False\n"
+    )
+    outputs = []
+    with master.started():
+        opts = master_opts(master)
+        bus = BusRecorder(opts).start()
+        minion = master.salt_minion_daemon(
+            NODE,
+            overrides={
+                "autosign_grains": ["edge_token"],
+                "edge": {"site": SITE, "site_key_file": str(site_key_file)},
+                "acceptance_wait_time": 1,
+                "acceptance_wait_time_max": 1,
+                "log_level": "all",
+                "log_level_logfile": "all",
+            },
+        )
+        with minion.started(start_timeout=120):
+            # admitted by the reactor with no human step (the start check
+            # above waits for salt/minion/<id>/start, i.e. accepted)
+            pub = (pathlib.Path(minion.config["pki_dir"]) / "minion.pub").read_text()
+            token = make_token(LEAK_SECRET, SITE, NODE, pub)
+            cli = master.salt_cli(timeout=60)
+            ping = cli.run("test.ping", minion_tgt=NODE)
+            outputs.append(("salt test.ping", ping.stdout + ping.stderr))
+            audit = cli.run("edge.config_audit", minion_tgt=NODE)
+            outputs.append(("salt edge.config_audit", audit.stdout + audit.stderr))
+            state = cli.run("state.apply", "edge_leak", "test=True", minion_tgt=NODE)
+            outputs.append(("salt state.apply edge_leak test=True", state.stdout + state.stderr))
+            state = cli.run("state.apply", "edge_leak", minion_tgt=NODE)
+            outputs.append(("salt state.apply edge_leak", state.stdout + state.stderr))
+            run_env = {"SALT_SHARED_SECRET": LEAK_SECRET}
+            calls = [
+                ("edge.site_key", SITE, f"path={root / 'provision-sh3.key'}"),
+                ("edge.site_key", SITE, f"path={root / 'provision-sh3.key'}"),  # exists: error
+                ("edge.site_key", "bad site!"),
+                ("edge.accept_pending",),
+                ("edge.accept_pending", "dry_run=True"),
+                ("edge.accept_pending", "wait=2"),
+                ("edge.accept_pending", "wait=-5"),
+                ("edge.report",),
+            ]
+            # an attacker: hostile token for a pending key, through the reactor
+            (_, stranger_pub) = _stranger_key()
+            place_pending(opts, "leak-stranger", stranger_pub)
+            fake_auth(opts, "leak-stranger", stranger_pub, make_token("x" * 32, SITE, "leak-stranger", stranger_pub))
+            fake_auth(opts, "leak-stranger", stranger_pub, token)  # replayed node token
+            for call in calls:
+                rc, _data, out, err = salt_run(master, *call, env=run_env)
+                outputs.append(("salt-run " + " ".join(call), out + err))
+            # the wheel functions, as salt-api's client=wheel runs them
+            import salt.wheel
+
+            wheel = salt.wheel.WheelClient(opts)
+            for fun, kwarg in (
+                ("edge.accept_pending", {"dry_run": True}),
+                ("edge.decisions", {}),
+                ("edge.record", {"minion_id": "leak-stranger", "pub": stranger_pub, "token": token}),
+                ("edge.auth_event", {"minion_id": "leak-stranger", "pub": stranger_pub, "token": token}),
+                ("edge.auth_event", {"minion_id": "leak-stranger", "pub": "not a key", "token": "v1:x:y"}),
+            ):
+                try:
+                    ret = wheel.cmd(fun, kwarg=kwarg, print_event=False, full_return=True)
+                    outputs.append((f"wheel {fun}", repr(ret)))
+                except Exception as exc:  # pylint: disable=broad-except
+                    outputs.append((f"wheel {fun} raised", f"{exc.__class__.__name__}: {exc}"))
+            # the console script an operator would run on the master
+            import subprocess
+
+            proc = subprocess.run(
+                [str(BIN / "saltext-edge"), "site-key", "bad site!", "-c", str(master.config_dir)],
+                capture_output=True,
+                text=True,
+                env=dict(os.environ, SALT_SHARED_SECRET=LEAK_SECRET),
+                check=False,
+            )
+            outputs.append(("saltext-edge site-key 'bad site!' (error)", proc.stdout + proc.stderr))
+            time.sleep(1.5)
+        bus.stop()
+        yield {
+            "master": master,
+            "minion": minion,
+            "opts": opts,
+            "bus": bus,
+            "outputs": outputs,
+            "token": token,
+            "secrets": {
+                "fleet secret": LEAK_SECRET,
+                "previous secret": LEAK_PREVIOUS,
+                f"site key {SITE}": k_site,
+                f"site key {STATE_SITE}": k_state,
+                f"previous site key {SITE}": site_key(LEAK_PREVIOUS, SITE),
+            },
+            "site_key_file": site_key_file,
+            "dropin": dropin,
+        }
+
+
+_STRANGER = []
+
+
+def _stranger_key():
+    if not _STRANGER:
+        from .conftest import gen_keypair
+
+        _STRANGER.append(gen_keypair())
+    return _STRANGER[0]
+
+
+def _log_files(leak):
+    files = []
+    for factory in (leak["master"], leak["minion"]):
+        files.append(pathlib.Path(factory.config["log_file"]))
+    # salt-run and the wheel client log into the master's log file too;
+    # add anything else under the daemons' log dirs
+    for path in list(files):
+        files.extend(p for p in path.parent.glob("*") if p.is_file() and p not in files)
+    return [f for f in files if f.exists()]
+
+
+def _find(haystack, needles):
+    return [name for name, value in needles.items() if value in haystack]
+
+
+def test_levels_really_were_all(leak):
+    """Sanity: the logs do hold trace/garbage-level records, so silence means something."""
+    master_log = pathlib.Path(leak["master"].config["log_file"]).read_text(errors="replace")
+    minion_log = pathlib.Path(leak["minion"].config["log_file"]).read_text(errors="replace")
+    assert "[TRACE   ]" in master_log or "[GARBAGE ]" in master_log
+    assert "[TRACE   ]" in minion_log or "[GARBAGE ]" in minion_log
+    # and the admission did happen through the reactor
+    assert any(t == "edge/admission/accepted" and d.get("id") == NODE for t, d in leak["bus"].events)
+
+
+def test_no_secret_in_log_files(leak):
+    hits = {}
+    for path in _log_files(leak):
+        text = path.read_text(errors="replace")
+        for name in _find(text, leak["secrets"]):
+            lines = [ln[:300] for ln in text.splitlines() if leak["secrets"][name] in ln][:3]
+            hits[f"{path.name}: {name}"] = lines
+    assert not hits, hits
+
+
+def test_no_secret_on_the_event_bus(leak):
+    hits = {}
+    for tag, data in leak["bus"].events:
+        for name in _find(repr(data), leak["secrets"]):
+            hits.setdefault(name, []).append(tag)
+    assert leak["bus"].events, "the recorder saw no event"
+    assert not hits, hits
+
+
+def test_no_secret_in_job_cache(leak):
+    jobs = pathlib.Path(leak["opts"]["cachedir"]) / "jobs"
+    assert jobs.is_dir() and any(jobs.rglob("*.p"))
+    hits = {}
+    for path in jobs.rglob("*"):
+        if path.is_file():
+            blob = path.read_bytes()
+            for name, value in leak["secrets"].items():
+                if value.encode() in blob:
+                    hits.setdefault(name, []).append(str(path.relative_to(jobs)))
+    assert not hits, hits
+
+
+def test_no_secret_in_any_return_or_error(leak):
+    hits = {}
+    for label, text in leak["outputs"]:
+        for name in _find(text, leak["secrets"]):
+            hits.setdefault(label, []).append(name)
+    assert not hits, hits
+    # the error paths did produce a message (so the check covered them)
+    errors = [text for label, text in leak["outputs"] if "bad site!" in label]
+    assert errors and all("site" in text.lower() for text in errors), errors
+
+
+def test_token_not_in_our_logs_events_or_returns(leak):
+    token = leak["token"]
+    mac = token.rsplit(":", 1)[1]
+    hits = []
+    for path in _log_files(leak):
+        for line in path.read_text(errors="replace").splitlines():
+            if mac in line and OUR_LOGGERS.search(line):
+                hits.append(f"{path.name}: {line[:200]}")
+    for tag, data in leak["bus"].events:
+        if not isinstance(tag, str):
+            continue
+        ours = tag.startswith("edge/") or (
+            (tag.startswith("salt/run/") or tag.startswith("salt/wheel/"))
+            and "edge." in repr(data.get("fun", "") if isinstance(data, dict) else "")
+        )
+        if ours and mac in repr(data):
+            hits.append(f"event {tag}")
+    for label, text in leak["outputs"]:
+        if ("edge" in label) and mac in text:
+            hits.append(f"output of {label}")
+    assert not hits, hits
+
+
+def test_minion_config_secret_file_and_dropin(leak):
+    """The state put the pillar site key in a 0600 file and never in the drop-in."""
+    from saltext_edge import minion_config as mc
+
+    dropin = leak["dropin"]
+    assert dropin.exists(), "edge.minion_config did not write the drop-in"
+    text = dropin.read_text()
+    assert leak["secrets"][f"site key {STATE_SITE}"] not in text
+    secret_path = pathlib.Path(mc.default_secret_file(str(dropin)))
+    assert secret_path.read_text().strip() == leak["secrets"][f"site key {STATE_SITE}"]
+    assert secret_path.stat().st_mode & 0o777 == 0o600

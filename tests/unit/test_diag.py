@@ -1,0 +1,156 @@
+"""Pure logic of saltext_edge.diag: masters from opts, URL parsing, audit, verdict."""
+
+import pytest
+import salt.config
+
+from saltext_edge import diag
+
+
+def _opts(**over):
+    opts = dict(salt.config.DEFAULT_MINION_OPTS)
+    opts.update(over)
+    return opts
+
+
+def _by_setting(audit):
+    return {f["setting"]: f for f in audit["findings"]}
+
+
+def test_recommended_shape():
+    assert set(diag.RECOMMENDED) <= set(diag.RECOMMENDED_WHY)
+    assert set(diag.RECOMMENDED_CORE) <= set(diag.RECOMMENDED_WHY)
+    for key in diag.RECOMMENDED:
+        assert key in salt.config.DEFAULT_MINION_OPTS, key
+
+
+def test_audit_of_recommended_config_is_clean():
+    opts = _opts(master=["a", "b"], master_type="failover", **diag.RECOMMENDED,
+                 **{k: v for k, v in diag.RECOMMENDED_CORE.items() if k != "master_type"})
+    audit = diag.config_audit(opts)
+    bad = [f for f in audit["findings"] if f["severity"] != "ok"]
+    assert not bad, bad
+    assert audit["ok"] is True and audit["worst"] == "ok"
+
+
+def test_audit_of_salt_defaults():
+    audit = diag.config_audit(_opts(master="salt"))
+    f = _by_setting(audit)
+    assert f["master"]["severity"] == "warning"
+    assert f["master_type"]["severity"] == "warning"
+    assert f["master_alive_interval"]["severity"] == "warning"
+    assert f["ping_interval"]["severity"] == "warning"
+    assert f["autosign_grains"]["severity"] == "warning"
+    assert f["tcp_keepalive"]["ok"]
+    assert f["tcp_keepalive_intvl"]["severity"] == "info"
+    assert f["recon_max"]["severity"] == "info"
+    for finding in audit["findings"]:
+        assert set(finding) == {"setting", "current", "recommended", "severity", "ok", "why"}
+        assert finding["why"]
+    assert audit["ok"] is False
+
+
+def test_audit_critical_findings():
+    f = _by_setting(diag.config_audit(_opts(
+        master=["a", "b"], master_type="failover", master_alive_interval=0,
+        tcp_keepalive=False, retry_dns=0, retry_dns_count=3, recon_randomize=False,
+        tcp_keepalive_idle=-1)))
+    assert f["master_alive_interval"]["severity"] == "critical"
+    assert f["tcp_keepalive"]["severity"] == "critical"
+    assert f["retry_dns"]["severity"] == "critical"
+    assert f["retry_dns_count"]["severity"] == "warning"
+    assert f["recon_randomize"]["severity"] == "warning"
+    assert f["tcp_keepalive_idle"]["severity"] == "warning"
+    assert f["autosign_grains"]["severity"] == "warning"
+
+
+def test_audit_autosign_string():
+    f = _by_setting(diag.config_audit(_opts(autosign_grains="edge_token")))
+    assert f["autosign_grains"]["ok"]
+
+
+def test_configured_and_active_master():
+    assert diag.configured_masters({"master": "a"}) == ["a"]
+    assert diag.configured_masters({"master": ["a", "b", "a", ""]}) == ["a", "b"]
+    assert diag.configured_masters({"master": "b", "master_list": ["a", "b"]}) == ["a", "b"]
+    act = diag.active_master({"master": "b", "master_list": ["a", "b"],
+                              "master_uri": "tcp://10.0.0.2:4506", "master_ip": "10.0.0.2"})
+    assert act["master"] == "b" and act["master_uri"] == "tcp://10.0.0.2:4506"
+    assert diag.active_master({"master": ["a", "b"]})["master"] is None
+    assert diag.active_master({"master": "a", "master_uri": "tcp://x:1",
+                               "file_client": "local"})["source"] == "local mode"
+
+
+def test_master_targets_ports():
+    plan = diag.master_targets(["a", "b:5000", "[::1]:6000"],
+                               {"master_port": 4506, "publish_port": 4505})
+    assert plan[0] == ("a", "a", [("publish", 4505), ("return", 4506)])
+    assert plan[1] == ("b:5000", "b", [("publish", 4505), ("return", 5000)])
+    assert plan[2][1] == "::1"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["", "ftp://x/", "http://", "http://host:99999/", "http://host:abc/", "not a url",
+     "http://[::1/", None, "https://h:0/"],
+)
+def test_parse_url_rejects(url):
+    with pytest.raises(diag.DiagArgumentError):
+        diag.parse_url(url)
+
+
+def test_parse_url_ok_and_redact():
+    _p, host, port = diag.parse_url("https://example.invalid/x")
+    assert (host, port) == ("example.invalid", 443)
+    assert diag.redact_url("http://u:pw@proxy.invalid:3128") == "http://***@proxy.invalid:3128"
+    assert diag.redact_url("http://proxy.invalid:3128") == "http://proxy.invalid:3128"
+
+
+def test_http_probe_dns_error_class_is_local():
+    ret = diag.http_probe("http://nonexistent.invalid/", timeout=1, proxy=False)
+    assert ret["error_class"] == "dns" and ret["ok"] is False
+    assert ret["elapsed_ms"] < 500
+
+
+def test_classify_http_error():
+    import requests
+    import urllib3
+
+    assert diag.classify_http_error(requests.exceptions.SSLError("x")) == "tls"
+    assert diag.classify_http_error(requests.exceptions.ConnectTimeout("x")) == "timeout"
+    assert diag.classify_http_error(requests.exceptions.ReadTimeout("x")) == "timeout"
+    nre = urllib3.exceptions.NameResolutionError("h", None, OSError("x"))
+    err = requests.exceptions.ConnectionError(urllib3.exceptions.MaxRetryError(None, "/", nre))
+    assert diag.classify_http_error(err) == "dns"
+    assert diag.classify_http_error(requests.exceptions.ConnectionError("refused")) == "connect"
+
+
+def _mreport(*states, quality="good"):
+    masters = []
+    for i, up in enumerate(states):
+        ports = [{"role": r, "port": p, "reachable": up, "error": None if up else "timeout: 1"}
+                 for r, p in (("publish", 4505), ("return", 4506))]
+        masters.append({"master": f"m{i}", "dns": {"error": None}, "ports": ports,
+                        "reachable": up})
+    return {"masters": masters, "quality": quality, "uplink": {}}
+
+
+def test_verdict():
+    assert diag.verdict(_mreport(True))[0] == "ok"
+    level, reasons = diag.verdict(_mreport(False), quality="down") if False else diag.verdict(
+        _mreport(False, quality="down"))
+    assert level == "down" and "not reachable" in reasons[0]
+    assert diag.verdict(_mreport(True, False))[0] == "degraded"
+    assert diag.verdict(_mreport(True, quality="poor"))[0] == "degraded"
+    assert diag.verdict({"masters": []})[0] == "down"
+    assert diag.verdict(_mreport(True), missing=["http:0"])[0] == "degraded"
+    audit = {"findings": [{"setting": "tcp_keepalive", "current": False,
+                           "recommended": True, "severity": "critical"}]}
+    assert diag.verdict(_mreport(True), audit=audit)[0] == "degraded"
+    assert diag.verdict(_mreport(True), http=[{"ok": False, "url": "u"}])[0] == "degraded"
+
+
+def test_diagnose_argument_errors():
+    for kwargs in ({"count": 0}, {"budget": 0}, {"urls": ["ftp://x"]},
+                   {"targets": ["h:70000"]}, {"masters": ["h:0"]}):
+        with pytest.raises((diag.DiagArgumentError, ValueError)):
+            diag.diagnose({"master": "127.0.0.1"}, **kwargs)
