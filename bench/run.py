@@ -108,6 +108,8 @@ def _num(value, unit):
         return "-"
     if isinstance(value, bool):
         return str(value)
+    if isinstance(value, int):
+        return str(value)
     if unit in ("ms",) and abs(value) >= 100:
         return f"{value:.0f}"
     if abs(value) >= 100:

@@ -61,7 +61,9 @@ def salt_master(salt_factories, master_defaults):
 def salt_minion(salt_master):
     factory = salt_master.salt_minion_daemon(
         random_string("edge-minion-"),
-        defaults={"master_alive_interval": 10},
+        # grains run before the first auth, so tell the minion the master's
+        # publish port (4505 is not where the test master listens)
+        defaults={"master_alive_interval": 10, "publish_port": salt_master.config["publish_port"]},
     )
     with factory.started():
         # accepted by salt-factories (it pre-seeds the key); sync so the

@@ -354,55 +354,37 @@ def _key_obj(opts):
     return salt.key.Key(opts)
 
 
-def _pending(keyobj, match, ids=None):
+def _pending_ids(keyobj, match, ids=None):
     """
-    Return ``{id: pub}`` of pending keys matching glob(s) ``match``, or of
-    the exact ``ids`` when given (one key-store read each, no listing).
+    Return the sorted ids of pending keys matching glob(s) ``match`` (one
+    listing of the key store, no key read), or the exact ``ids`` when given.
+    The state is checked again when each key is read.
     """
     if ids is not None:
-        ret = {}
-        for mid in ids:
-            key = keyobj.cache.fetch("keys", mid) or {}
-            if key.get("state") == "pending":
-                ret[mid] = key.get("pub")
-        return ret
+        return sorted(ids)
     patterns = match
     if isinstance(patterns, str):
         patterns = [p for p in patterns.split(",") if p]
     if not patterns:
         patterns = ["*"]
     everything = patterns == ["*"]
-    entries = None
-    try:
-        entries = keyobj.cache.list_all("keys", include_data=True)
-    except Exception:  # pylint: disable=broad-except
-        entries = None
-    ret = {}
-    if entries is not None:
-        for mid, entry in entries.items():
-            if (entry or {}).get("state") != "pending":
-                continue
-            if everything or any(fnmatch.fnmatch(mid, p) for p in patterns):
-                ret[mid] = entry.get("pub")
-    else:
-        for mid in keyobj.list_keys().get("minions_pre", []):
-            if everything or any(fnmatch.fnmatch(mid, p) for p in patterns):
-                ret[mid] = (keyobj.cache.fetch("keys", mid) or {}).get("pub")
-    return ret
+    pending = keyobj.list_keys().get("minions_pre", [])
+    if everything:
+        return sorted(pending)
+    return sorted(m for m in pending if any(fnmatch.fnmatch(m, p) for p in patterns))
 
 
-def _set_state(keyobj, minion_id, expected_pub, new_state):
+def _set_state(keyobj, minion_id, key, new_state):
     """
-    Move a pending key to ``new_state`` ("accepted"/"rejected") in Salt's key
-    store if it is still pending with ``expected_pub``; fire Salt's own
-    ``salt/key`` event as ``salt.key.Key.change_state`` does. Returns bool.
+    Store pending ``key`` (as just read from Salt's key store) with
+    ``new_state`` ("accepted"/"rejected") and fire Salt's own ``salt/key``
+    event, exactly as ``salt.key.Key.change_state`` does. (Not
+    ``Key.accept(match_dict=...)``: it re-matches every key against every
+    listed id, which is quadratic at thousands of keys.)
     """
     import salt.utils.event  # pylint: disable=import-outside-toplevel
 
-    key = keyobj.cache.fetch("keys", minion_id) or {}
-    if key.get("state") != "pending" or _clean_pub(key.get("pub")) != _clean_pub(expected_pub):
-        return False
-    key["state"] = new_state
+    key = dict(key, state=new_state)
     keyobj.cache.store("keys", minion_id, key)
     act = {"accepted": "accept", "rejected": "reject"}[new_state]
     eload = {"result": True, "act": act, "id": minion_id, "pub": key["pub"]}
@@ -410,12 +392,9 @@ def _set_state(keyobj, minion_id, expected_pub, new_state):
     return True
 
 
-def _delete(keyobj, minion_id, expected_pub):
+def _delete(keyobj, minion_id):
     import salt.utils.event  # pylint: disable=import-outside-toplevel
 
-    key = keyobj.cache.fetch("keys", minion_id) or {}
-    if key.get("state") != "pending" or _clean_pub(key.get("pub")) != _clean_pub(expected_pub):
-        return False
     keyobj.cache.flush("keys", minion_id)
     keyobj.event.fire_event(
         {"result": True, "act": "delete", "id": minion_id},
@@ -451,13 +430,21 @@ def decide_and_act(opts, match="*", dry_run=False, secrets=None, extra_records=N
     keyobj = _key_obj(opts)
     cache = _cache(opts)
     extra_records = extra_records or {}
-    pending = _pending(keyobj, match, ids=ids)
+    pending = _pending_ids(keyobj, match, ids=ids)
     now = time.time()
     results = {}
     to_reject, to_delete = [], []
     try:
-        for minion_id in sorted(pending):
-            pub = pending[minion_id]
+        for minion_id in pending:
+            try:
+                key = keyobj.cache.fetch("keys", minion_id) or {}
+            except Exception as exc:  # pylint: disable=broad-except
+                # a corrupt or unreadable key entry: leave it to the operator
+                log.warning("edge admission: cannot read the key of %s: %s", minion_id, exc)
+                continue
+            if key.get("state") != "pending" or not key.get("pub"):
+                continue  # accepted/deleted meanwhile
+            pub = key["pub"]
             rec = extra_records.get(minion_id)
             if rec is None:
                 rec = cache.fetch(TOKENS_BANK, _rec_key(minion_id)) or None
@@ -470,14 +457,14 @@ def decide_and_act(opts, match="*", dry_run=False, secrets=None, extra_records=N
                 cache.store(TOKENS_BANK, _rec_key(minion_id), dict(rec, refused=reason))
             if not dry_run:
                 if decision == "accepted":
-                    action = "accepted" if _set_state(keyobj, minion_id, pub, "accepted") else "none"
+                    action = "accepted" if _set_state(keyobj, minion_id, key, "accepted") else "none"
                 elif decision == "refused":
                     if pol["on_invalid"] == "reject":
-                        action = "rejected" if _set_state(keyobj, minion_id, pub, "rejected") else "none"
+                        action = "rejected" if _set_state(keyobj, minion_id, key, "rejected") else "none"
                         if action == "rejected":
                             to_reject.append(minion_id)
                     elif pol["on_invalid"] == "delete":
-                        action = "deleted" if _delete(keyobj, minion_id, pub) else "none"
+                        action = "deleted" if _delete(keyobj, minion_id) else "none"
                         if action == "deleted":
                             to_delete.append(minion_id)
                     else:

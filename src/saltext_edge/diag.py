@@ -431,12 +431,12 @@ def classify_http_error(err):
 
 def _select_proxy(url, proxy):
     """Proxy URL used for ``url``: explicit, none, or from the environment."""
-    import requests  # pylint: disable=import-outside-toplevel
-
     if proxy is False or (isinstance(proxy, str) and proxy.lower() in ("", "none", "off")):
         return None, "disabled"
     if proxy:
         return str(proxy), "argument"
+    import requests  # pylint: disable=import-outside-toplevel
+
     env = requests.utils.get_environ_proxies(url)
     chosen = requests.utils.select_proxy(url, env)
     return (chosen, "environment") if chosen else (None, "none")

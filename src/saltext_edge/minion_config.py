@@ -33,39 +33,17 @@ import tempfile
 
 import yaml
 
+from saltext_edge import diag as _diag
 from saltext_edge import token as _token
 
 log = logging.getLogger(__name__)
 
-# Recommended NAT keep-alive / reconnect settings for an edge minion, and why.
-# TODO(lead): import from diag.RECOMMENDED
-RECOMMENDED = {
-    # Let the kernel probe idle TCP flows so NAT / firewall state is refreshed
-    # before a middlebox silently drops it (many expire idle flows in 5-15 min).
-    "tcp_keepalive": True,
-    # First probe after 60 s idle: well below common NAT idle timeouts (AWS NLB
-    # 350 s, many home/enterprise NATs 300 s).
-    "tcp_keepalive_idle": 60,
-    # Declare the flow dead after 5 unanswered probes ...
-    "tcp_keepalive_cnt": 5,
-    # ... sent 15 s apart (dead connection noticed in ~2 min, not ~2 h).
-    "tcp_keepalive_intvl": 15,
-    # Minutes between minion->master pings: application-level traffic that
-    # keeps the return channel's NAT mapping alive and detects a dead master.
-    "ping_interval": 5,
-    # Spread re-authentication of hundreds of minions after a master restart.
-    "random_reauth_delay": 60,
-    # ZeroMQ reconnect back-off (milliseconds): start at 1 s, cap at 60 s,
-    # randomised so a fleet does not reconnect in lock-step.
-    "recon_default": 1000,
-    "recon_max": 60000,
-    "recon_randomize": True,
-    # Keep retrying DNS every 30 s when the master name does not resolve
-    # (uplinks come up after the minion on many edge boxes). With
-    # master_type: failover Salt needs 0 (go to the next master instead):
-    # build_plan writes 0 then.
-    "retry_dns": 30,
-}
+# The recommended NAT keep-alive / reconnect settings (and why each matters)
+# are defined once, in saltext_edge.diag, so the audit and this state agree.
+# build_plan writes them with one adjustment: retry_dns is 0 with
+# master_type: failover, because Salt forces that (and logs CRITICAL) so that
+# an unresolvable master sends the minion to the next one.
+RECOMMENDED = _diag.RECOMMENDED
 
 #: options the state itself sets; ``extra`` may not set them
 CORE_KEYS = ("master", "master_type", "master_alive_interval", "autosign_grains", "edge")
@@ -672,31 +650,44 @@ if method == "systemd":
     subprocess.call([cfg["systemctl"], "restart", cfg["unit"]], stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sys.exit(0)
-pid = cfg["pid"]
-try:
-    with open("/proc/%d/cmdline" % pid, "rb") as fh:
-        argv = [a.decode() for a in fh.read().split(b"\0") if a]
-    cwd = os.readlink("/proc/%d/cwd" % pid)
-except OSError:
-    argv, cwd = cfg["argv"], cfg["cwd"]
-if argv != cfg["argv"]:
-    sys.exit(3)  # not the process we were asked to restart any more
-os.kill(pid, signal.SIGTERM)
+def starttime(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as fh:
+            return fh.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+pids = cfg["pids"]  # [supervisor-or-daemon, daemon]: the first gets the signal
+for pid, start in zip(pids, cfg["starttimes"]):
+    if alive(pid) and starttime(pid) != start:
+        sys.exit(3)  # pid reused: not the process we were asked to restart
+if not any(alive(pid) for pid in pids):
+    sys.exit(4)  # already gone: someone else stopped it
+os.kill(pids[0], signal.SIGTERM)
 end = time.time() + cfg["stop_timeout"]
-while alive(pid) and time.time() < end:
+while any(alive(pid) for pid in pids) and time.time() < end:
     time.sleep(0.2)
-if alive(pid):
-    os.kill(pid, signal.SIGKILL)
-    end = time.time() + 10
-    while alive(pid) and time.time() < end:
-        time.sleep(0.2)
-try:
-    with open("/proc/%d/environ" % pid, "rb") as fh:
-        env = dict(e.decode().split("=", 1) for e in fh.read().split(b"\0") if b"=" in e)
-except OSError:
-    env = dict(os.environ)
-subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                 stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+for pid in pids:
+    if alive(pid):
+        os.kill(pid, signal.SIGKILL)
+end = time.time() + 10
+while any(alive(pid) for pid in pids) and time.time() < end:
+    time.sleep(0.2)
+# a stopped daemon whose parent has not reaped it yet still "runs" for
+# Salt's pidfile check: drop a pidfile that names a process we saw stop
+if cfg.get("pidfile"):
+    head, tail = os.path.split(cfg["pidfile"])
+    for path in (cfg["pidfile"], os.path.join(head, "process_responsibility_" + tail)):
+        try:
+            with open(path) as fh:
+                text = fh.read().strip()
+            owner = json.loads(text)["pid"] if text.startswith("{") else int(text)
+            if owner in pids and not alive(owner):
+                os.unlink(path)
+        except (OSError, ValueError, TypeError, KeyError):
+            pass
+subprocess.Popen(cfg["argv"], cwd=cfg["cwd"], stdin=subprocess.DEVNULL,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                 start_new_session=True, close_fds=True)
 """
 
 
@@ -709,13 +700,22 @@ def _proc_argv(pid):
 
 
 def _systemd_unit(pid):
+    """
+    The systemd system service whose own cgroup holds ``pid``, else None.
+    Only a leaf ``/system.slice/NAME.service`` counts: a process in a user
+    session or under ``user@UID.service`` is not run by a minion unit.
+    """
     try:
         with open(f"/proc/{pid}/cgroup", encoding="utf-8") as fh_:
             for line in fh_:
                 path = line.strip().split(":", 2)[-1]
-                for part in reversed(path.split("/")):
-                    if part.endswith(".service"):
-                        return part
+                parts = [part for part in path.split("/") if part]
+                if (
+                    len(parts) == 2
+                    and parts[0] == "system.slice"
+                    and parts[1].endswith(".service")
+                ):
+                    return parts[1]
     except OSError:
         pass
     return None
@@ -729,11 +729,25 @@ def _read_pid(pidfile):
         return None
 
 
+def _looks_like_minion(argv):
+    return bool(argv) and any("salt-minion" in arg or "salt_minion" in arg for arg in argv[:3])
+
+
+def _proc_stat(pid):
+    """``(ppid, starttime)`` of ``pid`` from /proc, or ``(None, None)``."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh_:
+            fields = fh_.read().rsplit(")", 1)[1].split()
+        return int(fields[1]), fields[19]
+    except (OSError, ValueError, IndexError):
+        return None, None
+
+
 def find_minion_process(opts, grains_pid=None):
     """
-    Return ``(pid, argv)`` of the running salt-minion daemon, or ``(None, None)``.
-    Looks at the minion's pidfile, then the ``pid`` grain; climbs to a parent
-    keep-alive supervisor with the same command line.
+    Return the pids of the running salt-minion daemon as a list: ``[daemon]``
+    or ``[keep-alive supervisor, daemon]``; empty when none is found. Looks at
+    the minion's pidfile, then (inside the daemon) the ``pid`` grain.
     """
     candidates = []
     pidfile = opts.get("pidfile")
@@ -742,29 +756,24 @@ def find_minion_process(opts, grains_pid=None):
     if grains_pid and opts.get("__cli") != "salt-call":
         candidates.append(grains_pid)
     for pid in candidates:
-        if not pid:
+        if not pid or not _looks_like_minion(_proc_argv(pid)):
             continue
-        argv = _proc_argv(pid)
-        if not argv or not any(
-            "salt-minion" in arg or "salt_minion" in arg for arg in argv[:3]
-        ):
-            continue
-        try:
-            with open(f"/proc/{pid}/stat", encoding="utf-8") as fh_:
-                ppid = int(fh_.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            ppid = None
-        if ppid and ppid > 1 and _proc_argv(ppid) == argv:
-            return ppid, argv  # the keep-alive supervisor
-        return pid, argv
-    return None, None
+        ppid, _ = _proc_stat(pid)
+        if ppid and ppid > 1 and _looks_like_minion(_proc_argv(ppid)):
+            return [ppid, pid]  # the keep-alive supervisor first
+        return [pid]
+    return []
 
 
-def plan_restart(opts, grains_pid=None):
+def plan_restart(opts, grains_pid=None, daemon_argv=None):
     """
     Decide how to restart the minion. Returns a dict with ``method``
     (``command`` | ``systemd`` | ``reexec`` | ``None``) and a human
     ``description``; for ``None``, ``description`` says why not.
+
+    ``daemon_argv`` is the daemon's real command line (``[sys.executable] +
+    sys.argv`` seen from a job forked by the daemon); ``/proc/PID/cmdline``
+    cannot be trusted for it because Salt rewrites its process titles.
     """
     command = opts.get("minion_restart_command")
     if command:
@@ -775,32 +784,43 @@ def plan_restart(opts, grains_pid=None):
             "command": list(command),
             "description": "minion_restart_command " + " ".join(command),
         }
-    pid, argv = find_minion_process(opts, grains_pid)
-    if pid is None:
+    pids = find_minion_process(opts, grains_pid)
+    if not pids:
         return {
             "method": None,
             "description": "no running salt-minion daemon found; "
             "the new settings apply when the minion next starts",
         }
-    unit = _systemd_unit(pid)
+    unit = _systemd_unit(pids[-1])
     systemctl = _which("systemctl")
-    if unit and systemctl and os.path.isdir("/run/systemd/system"):
+    if unit and unit != "init.scope" and systemctl and os.path.isdir("/run/systemd/system"):
         return {
             "method": "systemd",
             "unit": unit,
             "systemctl": systemctl,
             "description": f"systemctl restart {unit}",
         }
+    if not daemon_argv:
+        return {
+            "method": None,
+            "description": f"salt-minion pid {pids[-1]} runs without a service manager and "
+            "its command line is only known inside the daemon; restart it by hand, run "
+            "this state through the daemon, or set minion_restart_command",
+        }
     try:
-        cwd = os.readlink(f"/proc/{pid}/cwd")
+        cwd = os.readlink(f"/proc/{pids[-1]}/cwd")
     except OSError:
         cwd = "/"
     return {
         "method": "reexec",
-        "pid": pid,
-        "argv": argv,
+        "pid": pids[-1],
+        "pids": pids,
+        "starttimes": [_proc_stat(pid)[1] for pid in pids],
+        "argv": list(daemon_argv),
+        "pidfile": opts.get("pidfile"),
         "cwd": cwd,
-        "description": f"stop salt-minion pid {pid} and start it again with the same command line",
+        "description": f"stop salt-minion pid {pids[0]} and start it again with the same "
+        "command line",
     }
 
 

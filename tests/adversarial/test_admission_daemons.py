@@ -239,7 +239,7 @@ def test_squatter(on_invalid, adv_master, adv_opts, key_pool, policy_file, salt_
     reactor at its next attempt and answers test.ping. ``keep``: nothing is
     admitted and the operator is told why (bad token).
     """
-    mid = f"sq-{on_invalid}"
+    mid = f"sq-{on_invalid}-{os.urandom(3).hex()}"
     node_priv, node_pub = key_pool[9 if on_invalid == "delete" else 10]
     stranger_pub = key_pool[11][1]
     node_token = make_token(SECRET, SITE, mid, node_pub)

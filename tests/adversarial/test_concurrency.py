@@ -12,6 +12,7 @@ event, one ``accepted`` in the runs' returns), refused and token-less keys
 stay pending, no run errors, and no key is lost or swapped.
 """
 
+import json
 import os
 import pathlib
 import subprocess
@@ -30,8 +31,10 @@ from .conftest import (
     BusRecorder,
     fake_auth,
     key_states,
+    edge_conf,
     make_token,
     master_opts,
+    reactor_sls,
     per_minion,
     place_pending,
     salt_run_argv,
@@ -41,9 +44,9 @@ from .conftest import (
 
 pytestmark = pytest.mark.slow
 
-N_VALID = 150
-N_BAD = 15
-N_NONE = 10
+N_VALID = 100
+N_BAD = 10
+N_NONE = 5
 
 
 def _populate(opts_list, prefix, key_pool, record=True):
@@ -183,8 +186,8 @@ def twin_master(salt_factories, adv_master):
         "adv-twin-",
         overrides={
             "pki_dir": adv_master.config["pki_dir"],
-            "reactor": [{"salt/auth": [str(adv_master.config["reactor"][0]["salt/auth"][0])]}],
-            "edge": dict(adv_master.config["edge"]),
+            "reactor": [{"salt/auth": [str(reactor_sls())]}],
+            "edge": edge_conf(auto_admit=True, revoked_sites=[REVOKED_SITE]),
         },
     )
     with factory.started():

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 REPO = pathlib.Path(__file__).resolve().parents[2]
 # Where the compat virtualenvs live; reused between runs (CI starts clean).
 CACHE = pathlib.Path(os.environ.get("EDGE_COMPAT_DIR", REPO / ".venv-compat"))
-VERSIONS = {"3006": "salt==3006.29", "3007": "salt==3007.13"}
+VERSIONS = {"3006": "salt==3006.29", "3007": "salt==3007.16"}
 
 
 @pytest.fixture(scope="session")

@@ -231,6 +231,7 @@ def test_report_json_cheap_presence(report_master, fleet_with_one_down, pending_
     ret = _report(report_master, "--out=json")
     report = ret.data if isinstance(ret.data, dict) else json.loads(ret.stdout)
     assert report["presence"]["method"] == "tcp"
+    print("uplink of site-b (measured:", HAS_UPLINK_GRAIN, "):", report["sites"]["site-b"])
     _check_sites(report, fleet, pending_key)
     site_a, site_b = report["sites"]["site-a"], report["sites"]["site-b"]
     assert (site_a["up"], site_a["down"]) == (1, 1), report["presence"]
@@ -270,4 +271,5 @@ def test_report_fires_progress_events(report_master, fleet_with_one_down, event_
             [(report_master.id, "edge/report/progress")], after_time=start
         )
     ]
-    assert stages[0] == "keys" and "done" in stages, stages
+    # the event forwarder does not keep the order: check the set
+    assert {"keys", "grains", "presence", "done"} <= set(stages), stages

@@ -223,3 +223,31 @@ def test_bootstrap_secret_from_environment(tmp_path):
 def test_bootstrap_shellcheck():
     proc = subprocess.run(["shellcheck", "-S", "warning", str(SCRIPT)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
+
+
+@pytest.mark.parametrize("renderer", ["library", "builtin"])
+def test_bootstrap_with_fleet_secret(tmp_path, renderer):
+    if minion_config is None:
+        pytest.skip("saltext_edge.minion_config is not available")
+    secret = "a fleet secret with 'quotes' and \"more\""
+    (tmp_path / "s").write_text(secret + "\n")
+    root = tmp_path / "root"
+    proc = subprocess.run(
+        ["bash", str(SCRIPT), "--dry-run", "--root", str(root), "--site", "bj-1",
+         "--master", "[2001:db8::1]:4506", "--shared-secret-file", str(tmp_path / "s"),
+         "--renderer", renderer, "--python", sys.executable],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert secret not in proc.stdout + proc.stderr
+    plan = minion_config.build_plan(
+        "/etc/salt/minion.d/edge.conf",
+        ["[2001:db8::1]:4506"],
+        site="bj-1",
+        shared_secret=secret,
+        secret_file="/etc/salt/edge/edge.key",
+    )
+    assert (root / "etc/salt/minion.d/edge.conf").read_text() == plan["content"]
+    assert (root / "etc/salt/edge/edge.key").read_text() == secret

@@ -239,3 +239,30 @@ def test_load_decisions_tolerates_missing_or_failing_library(monkeypatch):
 
     fake.list_decisions = lambda opts: {"m": {"decision": "accepted"}}
     assert report.load_decisions({}) == {"m": {"decision": "accepted"}}
+
+
+def test_read_grains_from_localfs_cache_tolerates_corrupt_entries(tmp_path):
+    import salt.payload
+
+    bank = tmp_path / "grains"
+    bank.mkdir()
+    with open(bank / "good.p", "wb") as fh_:
+        salt.payload.dump({"id": "good", "edge_site": "s1"}, fh_)
+    (bank / "corrupt.p").write_bytes(b"\xc1\xc1 not msgpack")
+    (bank / "empty.p").write_bytes(b"")
+    seen = []
+    grains, stamps = report._read_grains(
+        {"cachedir": str(tmp_path), "cache": "localfs"},
+        ["good", "corrupt", "empty", "missing"],
+        lambda stage, **data: seen.append(stage),
+        stamps=True,
+    )
+    assert grains == {
+        "good": {"id": "good", "edge_site": "s1"},
+        "corrupt": None,
+        "empty": None,
+        "missing": None,
+    }
+    assert set(stamps) == {"good"}
+    rep = report.aggregate({"minions": list(grains)}, grains, {})
+    assert rep["sites"]["s1"]["minions"] == 1 and rep["totals"]["no_site"] == 3

@@ -83,7 +83,8 @@ def report(ping=False, site=None, timeout=None, details=False):
       ``uplink``, ``down_minions`` (ids), ``poor_uplink`` (``id``, ``quality``,
       ``rtt_ms``, ``loss_pct``, ...), ``pending`` and ``refused`` (``id``,
       ``key``, ``decision``, ``reason``);
-    - ``no_site``: ids of accepted minions without an ``edge_site``;
+    - ``no_site``: ids of accepted minions without a site (no ``edge_site``
+      grain cached and no site in their admission record);
     - ``presence``: how presence was decided; ``generated_at``,
       ``elapsed_s``, ``site_filter``, ``admission_decisions`` (whether
       admission reasons were available); ``minions`` with ``details=True``.
@@ -97,14 +98,23 @@ def report(ping=False, site=None, timeout=None, details=False):
         salt-run edge.report site='sh-*' --out=yaml
         salt-run edge.report --out=table
     """
+    if timeout is not None:
+        try:
+            timeout = int(timeout)
+        except (TypeError, ValueError):
+            raise salt.exceptions.SaltInvocationError(
+                "timeout must be a whole number of seconds"
+            ) from None
+        if not 1 <= timeout <= 3600:
+            raise salt.exceptions.SaltInvocationError("timeout must be 1-3600 seconds")
     progress = edge_report.event_progress(__opts__)
     try:
         return edge_report.build(
             __opts__,
-            ping=bool(ping),
+            ping=salt.utils.data.is_true(ping),
             site=None if site in (None, "") else str(site),
             timeout=timeout,
-            details=bool(details),
+            details=salt.utils.data.is_true(details),
             progress=progress,
         )
     finally:

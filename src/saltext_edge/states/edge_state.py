@@ -8,6 +8,7 @@ finds them in ``_utils`` only while Salt loads it).
 
 import logging
 import os
+import sys
 
 try:
     from saltext_edge import minion_config as _mc
@@ -240,7 +241,10 @@ def minion_config(
     restart_plan = None
     if restart:
         try:
-            restart_plan = _mc.plan_restart(__opts__, __grains__.get("pid"))
+            daemon_argv = None
+            if __opts__.get("__cli") != "salt-call":
+                daemon_argv = [sys.executable] + list(sys.argv)
+            restart_plan = _mc.plan_restart(__opts__, __grains__.get("pid"), daemon_argv)
         except OSError as err:
             restart_plan = {"method": None, "description": f"cannot plan a restart: {err}"}
 

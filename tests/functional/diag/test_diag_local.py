@@ -118,7 +118,8 @@ def test_check_master_dns_failure():
 # ---------------------------------------------------------------- diagnose
 def test_diagnose_ok(zmtp_fast, http_server):
     opts = _opts(master=f"127.0.0.1:{zmtp_fast.port}", publish_port=zmtp_fast.port)
-    ret = diag.diagnose(opts, urls=[http_server.url()], budget=3)
+    ret = diag.diagnose(opts, urls=[http_server.url()], budget=3,
+                        thresholds={"good": {"jitter_ms": 100}, "fair": {"jitter_ms": 200}})
     assert ret["verdict"] == "ok", ret["reasons"]
     assert ret["uplink"]["quality"] == "good"
     assert ret["http"][0]["ok"] is True
