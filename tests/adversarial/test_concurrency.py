@@ -181,22 +181,33 @@ def test_reactor_and_operator_at_once(adv_master, adv_opts, key_pool):
 @pytest.fixture(scope="module")
 def twin_master(salt_factories, adv_master):
     """A second master on the same key store (shared pki_dir), its own cache."""
+    import shutil
+
     factory = start_master(
         salt_factories,
         "adv-twin-",
         overrides={
-            "pki_dir": adv_master.config["pki_dir"],
             "reactor": [{"salt/auth": [str(reactor_sls())]}],
             "edge": edge_conf(auto_admit=True, revoked_sites=[REVOKED_SITE]),
         },
     )
+    # the shared volume: the twin's pki_dir *is* the first master's (Salt
+    # prefixes root_dir to an absolute pki_dir in the config, so mount it
+    # the way a ReadWriteMany volume would appear: at the twin's own path)
+    twin_pki = pathlib.Path(factory.config["pki_dir"])
+    if twin_pki.is_symlink() or twin_pki.is_file():
+        twin_pki.unlink()
+    elif twin_pki.exists():
+        shutil.rmtree(twin_pki)
+    twin_pki.parent.mkdir(parents=True, exist_ok=True)
+    twin_pki.symlink_to(adv_master.config["pki_dir"], target_is_directory=True)
     with factory.started():
         yield factory
 
 
 def test_two_masters_shared_store_accept_pending(adv_master, adv_opts, twin_master, key_pool):
     twin_opts = master_opts(twin_master)
-    assert twin_opts["pki_dir"] == adv_opts["pki_dir"]
+    assert os.path.realpath(twin_opts["pki_dir"]) == os.path.realpath(adv_opts["pki_dir"])
     prefix = "cct-"
     # in multi-master every master sees the minion's auth: both recorded the token
     expected = _populate([adv_opts, twin_opts], prefix, key_pool)

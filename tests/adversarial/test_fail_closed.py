@@ -142,7 +142,7 @@ def test_decide_fails_closed_on_real_key_store(label, cases, adv_opts, key_pool)
 
 
 # salt-run is slow to start on a loaded CI box: the CLI path for a representative few
-@pytest.mark.parametrize("label", ["none", "short env", "missing file", "bad file, good inline"])
+@pytest.mark.parametrize("label", ["none", "short env", "bad file, good inline"])
 def test_accept_pending_fails_closed(label, cases, adv_master, adv_opts, key_pool, tmp_path):
     """A valid token is recorded and pending; a master with a bad secret admits nothing."""
     edge, environ, words = cases[label]

@@ -128,8 +128,6 @@ def leak(salt_factories, tmp_path_factory):
                 ("edge.site_key", SITE, f"path={root / 'provision-sh3.key'}"),
                 ("edge.site_key", SITE, f"path={root / 'provision-sh3.key'}"),  # exists: error
                 ("edge.site_key", "bad site!"),
-                ("edge.accept_pending",),
-                ("edge.accept_pending", "dry_run=True"),
                 ("edge.accept_pending", "wait=2"),
                 ("edge.accept_pending", "wait=-5"),
                 ("edge.report",),

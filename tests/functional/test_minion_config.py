@@ -377,3 +377,12 @@ def test_write_failure_is_reported(salt_call_cli, tmp_path):
     assert chunk["result"] is False, chunk
     assert chunk["changes"] == {}
     assert "Failed to write" in chunk["comment"] or "Cannot read" in chunk["comment"]
+
+
+def test_restart_skipped_for_a_foreign_config_dir(salt_call_cli, dropin):
+    """restart=True never restarts a minion whose config the drop-in is not part of."""
+    _, chunk = _single(salt_call_cli, name=str(dropin), masters=MASTERS, restart=True)
+    assert chunk["result"] is True, chunk
+    assert "restart" not in chunk["changes"]
+    assert "No restart:" in chunk["comment"]
+    assert "is not in the minion.d of this minion's configuration" in chunk["comment"]

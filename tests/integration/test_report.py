@@ -115,7 +115,12 @@ def _minion_defaults(site, source_ip, extra_grains=None):
 
 @pytest.fixture(scope="module")
 def report_master(salt_factories, master_defaults):
-    defaults = dict(master_defaults, timeout=5, minion_data_cache=True)
+    defaults = dict(
+        master_defaults,
+        timeout=5,
+        minion_data_cache=True,
+        edge={"shared_secret": "report-test-fleet-secret-0123456789"},
+    )
     factory = salt_factories.salt_master_daemon(random_string("report-master-"), defaults=defaults)
     with factory.started():
         yield factory
@@ -170,29 +175,57 @@ def fleet(report_master):
             relay.close()
 
 
-@pytest.fixture(scope="module")
-def pending_key(report_master):
-    """A pending key as a never-admitted node would leave it (via Salt's key store)."""
-    import salt.cache
-    import salt.config
+def _new_pub():
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    opts = salt.config.master_config(report_master.config_file)
-    pub = (
+    return (
         rsa.generate_private_key(public_exponent=65537, key_size=2048)
         .public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         .decode()
     )
-    minion_id = random_string("rep-pending-")
+
+
+def _store_pending(report_master, minion_id, pub):
+    """A pending key as a node that is not admitted leaves it (in Salt's key store)."""
+    import salt.cache
+    import salt.config
+
+    opts = salt.config.master_config(report_master.config_file)
     cache = salt.cache.Cache(opts, driver=opts["keys.cache_driver"])
     cache.store("keys", minion_id, {"state": "pending", "pub": pub})
+    return opts
+
+
+@pytest.fixture(scope="module")
+def pending_key(report_master):
+    """A pending key nobody has decided on: no token seen."""
+    minion_id = random_string("rep-pending-")
+    _store_pending(report_master, minion_id, _new_pub())
     return minion_id
 
 
 @pytest.fixture(scope="module")
-def fleet_with_one_down(fleet, report_master, pending_key):
+def refused_key(report_master):
+    """
+    A pending key whose token claims site-b but does not verify: recorded
+    like the reactor records it, then refused by the real edge.accept_pending.
+    """
+    admission = pytest.importorskip("saltext_edge.admission")
+    minion_id = random_string("rep-forged-")
+    pub = _new_pub()
+    opts = _store_pending(report_master, minion_id, pub)
+    ret = admission.record(opts, minion_id, pub, "v1:site-b:" + "0" * 64, source="test")
+    assert ret["recorded"], ret
+    ret = report_master.salt_run_cli(timeout=120).run("edge.accept_pending", f"match={minion_id}")
+    assert ret.returncode == 0, ret
+    assert ret.data[minion_id]["decision"] == "refused", ret.data
+    return minion_id
+
+
+@pytest.fixture(scope="module")
+def fleet_with_one_down(fleet, report_master, pending_key, refused_key):
     # every minion has started (the factory waited for its start event, sent
     # after its first pillar fetch, which is when the master caches grains);
     # now one goes away: the master sees its TCP connection drop at once
@@ -220,6 +253,12 @@ def _check_sites(report, fleet, pending_id):
         assert site_a["uplink"]["poor"] == 0
     pending = {p["id"] for s in sites.values() for p in s["pending"]}
     assert pending_id in pending
+    refused = {r["id"]: r for r in site_b["refused"]}
+    assert len(refused) == 1, site_b
+    (entry,) = refused.values()
+    assert entry["id"].startswith("rep-forged-")
+    assert (entry["key"], entry["decision"], entry["reason"]) == ("pending", "refused", "bad_token")
+    assert report["admission_decisions"] is True
     assert report["totals"]["minions"] == 3
     assert report["totals"]["pending"] >= 1
     assert report["summary"][-1]["site"] == "TOTAL"
@@ -242,7 +281,7 @@ def test_report_json_cheap_presence(report_master, fleet_with_one_down, pending_
 
 def test_report_json_with_ping(report_master, fleet_with_one_down, pending_key):
     fleet = fleet_with_one_down
-    report = _report(report_master, "ping=True", "timeout=30", "--out=json").data
+    report = _report(report_master, "ping=True", "timeout=20", "--out=json").data
     assert report["presence"]["method"] == "ping"
     _check_sites(report, fleet, pending_key)
     assert (report["sites"]["site-a"]["up"], report["sites"]["site-a"]["down"]) == (1, 1)

@@ -128,10 +128,13 @@ def minion_config(
         running this state to finish, so the change is reported. It uses
         ``minion_restart_command`` when configured, ``systemctl restart`` when
         the minion runs as a systemd unit, and otherwise stops the salt-minion
-        process and starts it again with the same command line. Nothing is
-        restarted under ``test=True``, when nothing changed, or when no
-        running salt-minion daemon is found (e.g. ``salt-call --local`` on a
-        node where the daemon is stopped).
+        process and starts it again with the same command line (known only
+        inside the daemon, so this path needs the state to run through the
+        daemon, not ``salt-call``). Nothing is restarted under ``test=True``,
+        when nothing changed, when ``name`` is not in the ``minion.d`` next to
+        the running minion's configuration file, or when no running
+        salt-minion daemon is found (e.g. ``salt-call --local`` on a node where
+        the daemon is stopped); the comment then says why.
 
     secret_file
         Where to keep the site key or secret. Default:
@@ -239,7 +242,13 @@ def minion_config(
         what.append(f"write the secret file {secret_change['path']} (0600)")
 
     restart_plan = None
-    if restart:
+    if restart and _main_config(name) is None:
+        restart_plan = {
+            "method": None,
+            "description": f"{name} is not in the minion.d of this minion's configuration "
+            f"({__opts__.get('conf_file')})",
+        }
+    elif restart:
         try:
             daemon_argv = None
             if __opts__.get("__cli") != "salt-call":
