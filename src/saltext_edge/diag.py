@@ -104,6 +104,10 @@ RECOMMENDED_WHY = {
         "without DNS at start-up give up (or, outside failover, fall back to 127.0.0.1) "
         "instead of waiting for the uplink."
     ),
+    "retry_dns_failover": (
+        "With master_type: failover Salt sets retry_dns to 0 itself: a master name that does "
+        "not resolve makes the minion move on to the next master instead of waiting."
+    ),
     "retry_dns_count": (
         "A retry limit makes the minion exit when DNS is down for long enough; unset means "
         "retry for ever, which is what an unattended edge node needs."
@@ -706,8 +710,14 @@ def config_audit(opts):
 
     # DNS retries
     rdns = _int_or_none(opts.get("retry_dns"))
-    findings.append(_finding("retry_dns", opts.get("retry_dns"), rec["retry_dns"],
-                             "ok" if rdns and rdns > 0 else "critical", why["retry_dns"]))
+    if opts.get("master_type") == "failover":
+        # Salt forces retry_dns to 0 under failover (a DNS error moves on to
+        # the next master), so 0 is the right value there
+        findings.append(_finding("retry_dns", opts.get("retry_dns"), 0,
+                                 "ok" if not rdns else "info", why["retry_dns_failover"]))
+    else:
+        findings.append(_finding("retry_dns", opts.get("retry_dns"), rec["retry_dns"],
+                                 "ok" if rdns and rdns > 0 else "critical", why["retry_dns"]))
     rcount = opts.get("retry_dns_count")
     findings.append(_finding("retry_dns_count", rcount, None,
                              "ok" if rcount is None else "warning", why["retry_dns_count"]))

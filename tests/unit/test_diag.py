@@ -56,11 +56,20 @@ def test_audit_critical_findings():
         tcp_keepalive_idle=-1)))
     assert f["master_alive_interval"]["severity"] == "critical"
     assert f["tcp_keepalive"]["severity"] == "critical"
-    assert f["retry_dns"]["severity"] == "critical"
+    # Salt itself forces retry_dns to 0 under failover: that is right there
+    assert f["retry_dns"]["severity"] == "ok"
     assert f["retry_dns_count"]["severity"] == "warning"
     assert f["recon_randomize"]["severity"] == "warning"
     assert f["tcp_keepalive_idle"]["severity"] == "warning"
     assert f["autosign_grains"]["severity"] == "warning"
+
+
+def test_audit_retry_dns_outside_failover():
+    f = _by_setting(diag.config_audit(_opts(master="a", master_type="str", retry_dns=0)))
+    assert f["retry_dns"]["severity"] == "critical"
+    f = _by_setting(diag.config_audit(_opts(master=["a", "b"], master_type="failover",
+                                            retry_dns=30)))
+    assert f["retry_dns"]["severity"] == "info"
 
 
 def test_audit_autosign_string():

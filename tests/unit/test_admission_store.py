@@ -1,0 +1,112 @@
+"""
+Admission storage and the ``wait`` listener against a real Salt cache
+(localfs, in a temporary directory); only the event bus is faked.
+"""
+
+import salt.config
+import salt.utils.event
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from saltext_edge import admission
+from saltext_edge import token
+
+SECRET = "unit-test-fleet-secret"
+
+
+@pytest.fixture
+def opts(tmp_path):
+    opts = salt.config.master_config(None)
+    opts.update(
+        {
+            "root_dir": str(tmp_path),
+            "cachedir": str(tmp_path / "cache"),
+            "pki_dir": str(tmp_path / "pki"),
+            "sock_dir": str(tmp_path / "sock"),
+            "edge": {"shared_secret": SECRET},
+            "__role": "master",
+        }
+    )
+    return opts
+
+
+@pytest.fixture(scope="module")
+def pub():
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def _tok(mid, pub, site="sh-3"):
+    return token.make_token(token.site_key(SECRET, site), site, mid, token.pubkey_digest(pub))
+
+
+def test_record_is_idempotent_and_listed(opts, pub):
+    tok = _tok("edge-1", pub)
+    first = admission.record(opts, "edge-1", pub, tok)
+    assert first == {"id": "edge-1", "recorded": True, "changed": True, "reason": None}
+    again = admission.record(opts, "edge-1", pub, tok)
+    assert again["recorded"] and not again["changed"]
+    assert admission.seen_before(opts, "edge-1", pub, tok) is True  # manual mode
+    assert admission.seen_before(opts, "edge-1", pub, tok + "x") is False
+    listed = admission.list_decisions(opts)
+    assert listed["edge-1"]["decision"] == "recorded" and listed["edge-1"]["site"] == "sh-3"
+    assert tok not in repr(listed) and tok not in repr(first)
+
+
+@pytest.mark.parametrize(
+    "mid,pubval,tok,reason",
+    [
+        ("a/b", None, "v1:x:" + "a" * 64, "bad_id"),
+        ("ok", "garbage", "v1:x:" + "a" * 64, "bad_pub"),
+        ("ok", None, None, "no_token_seen"),
+        ("ok", None, 42, "no_token_seen"),
+    ],
+)
+def test_record_rejects_bad_input(opts, pub, mid, pubval, tok, reason):
+    ret = admission.record(opts, mid, pubval or pub, tok)
+    assert ret["recorded"] is False and ret["reason"] == reason
+
+
+def test_decisions_batches_and_compaction(opts):
+    cache = admission._cache(opts)  # pylint: disable=protected-access
+    for i in range(admission.COMPACT_AFTER + 5):
+        admission._store_decisions(  # pylint: disable=protected-access
+            cache, {f"m{i % 3}": {"decision": "refused", "reason": f"r{i}", "site": None, "time": float(i)}}
+        )
+    assert len(cache.list(admission.DECISIONS_BANK)) <= admission.COMPACT_AFTER + 1
+    listed = admission.list_decisions(opts)
+    last = admission.COMPACT_AFTER + 4
+    assert listed[f"m{last % 3}"]["reason"] == f"r{last}"
+    assert set(listed) == {"m0", "m1", "m2"}
+
+
+class _FakeBus:
+    def __init__(self, events):
+        self.events = list(events)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        return False
+
+    def get_event(self, wait=None, tag=None, full=False):  # pylint: disable=unused-argument
+        return self.events.pop(0) if self.events else None
+
+
+def test_collect_auth_events(opts, pub, monkeypatch):
+    good = _tok("edge-1", pub)
+    events = [
+        {"tag": "salt/auth", "data": {"act": "pend", "id": "edge-1", "pub": pub, "autosign_grains": {"edge_token": good}}},
+        {"tag": "salt/auth", "data": {"act": "accept", "id": "edge-2", "pub": pub, "autosign_grains": {"edge_token": good}}},
+        {"tag": "salt/auth", "data": {"act": "pend", "id": "other-3", "pub": pub, "autosign_grains": {"edge_token": good}}},
+        {"tag": "salt/auth", "data": {"act": "pend", "id": "edge-4", "pub": pub}},
+        {"tag": "salt/key", "data": {"act": "pend", "id": "edge-5", "pub": pub, "autosign_grains": {"edge_token": good}}},
+    ]
+    monkeypatch.setattr(salt.utils.event, "get_master_event", lambda *a, **k: _FakeBus(events))
+    seen = admission.collect_auth_events(opts, 0.5, match="edge-*")
+    assert set(seen) == {"edge-1"}
+    assert seen["edge-1"]["token"] == good
