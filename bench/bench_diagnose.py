@@ -12,9 +12,11 @@ Measured, for budgets of 2 s and 5 s (the default):
 
 * the library call (:func:`saltext_edge.diag.diagnose`) in this process:
   wall time vs the budget (target: <= budget + 0.1 s) and the verdict;
-* the operator's command ``salt-call --local edge.diagnose ...``: wall time
-  minus the wall time of ``salt-call --local test.true`` with the same config
-  (Salt's own start-up, grains included), vs the budget.
+* the operator's command ``salt-call --local edge.diagnose ...``: the
+  ``elapsed_ms`` it returns (target: <= budget + 0.1 s), and as context its
+  wall time minus that of ``salt-call --local test.true`` with the same
+  config (Salt's own start-up, grains included) -- a difference of two noisy
+  process timings.
 """
 
 import argparse
@@ -124,6 +126,7 @@ def run(quick=False, log=print, keep=False):
                 verdicts.append(ret.get("verdict"))
             cli = []
             cli_verdicts = []
+            cli_reported = []
             for _ in range(reps):
                 res = C.timed_run(
                     [
@@ -141,9 +144,12 @@ def run(quick=False, log=print, keep=False):
                 )
                 cli.append(res["elapsed_s"])
                 try:
-                    cli_verdicts.append(json.loads(res["stdout"])["local"].get("verdict"))
+                    local = json.loads(res["stdout"])["local"]
+                    cli_verdicts.append(local.get("verdict"))
+                    cli_reported.append(float(local["elapsed_ms"]) / 1000.0)
                 except (ValueError, KeyError, AttributeError, TypeError):
                     cli_verdicts.append(f"rc={res['rc']}: {res['stderr'][-200:]}")
+                    cli_reported.append(None)
             lib_worst = max(lib)
             cli_net = statistics.median(cli) - base
             data[str(budget)] = {
@@ -152,6 +158,7 @@ def run(quick=False, log=print, keep=False):
                 "cli_s": cli,
                 "cli_verdicts": cli_verdicts,
                 "cli_net_s": cli_net,
+                "cli_reported_s": cli_reported,
             }
             log(
                 f"  diagnose budget {budget:g}s: library worst {lib_worst:.2f}s ({verdicts}), "
@@ -168,15 +175,20 @@ def run(quick=False, log=print, keep=False):
                     f"'baseline' column = the budget; verdicts {sorted(set(map(str, verdicts)))}",
                 )
             )
+            reported = [x for x in cli_reported if x is not None]
+            cli_worst = max(reported) if len(reported) == len(cli_reported) else None
             rows.append(
                 C.row(
-                    f"edge.diagnose all black-holed, budget {budget:g}s (salt-call, net of start-up)",
-                    cli_net,
+                    f"edge.diagnose all black-holed, budget {budget:g}s (salt-call, worst of {reps})",
+                    cli_worst,
                     budget,
                     "s",
                     f"<= budget + {SLACK_S:g}s",
-                    cli_net <= budget + SLACK_S,
-                    f"salt-call --local edge.diagnose minus salt-call --local test.true ({base:.2f}s)",
+                    cli_worst is not None
+                    and cli_worst <= budget + SLACK_S
+                    and all(v == "down" for v in cli_verdicts),
+                    f"elapsed_ms it returns under salt-call --local; wall time net of "
+                    f"salt-call start-up ({base:.2f}s): {cli_net:.2f}s (noisy)",
                 )
             )
     finally:

@@ -176,8 +176,9 @@ def svg_plot(results):
     if storm.get("edge"):
         k = storm["K"]
         for key, label, colour in (("edge", "storm: reactor + auto_admit", "#2ca02c"),
-                                   ("autosign_grains_dir", "storm: autosign_grains_dir", "#d62728")):
-            val = storm[key].get("all_accepted_s")
+                                   ("autosign_grains_dir", "storm: autosign_grains_dir", "#d62728"),
+                                   ("reactor_key_accept", "storm: Salt reactor key.accept", "#7f7f7f")):
+            val = (storm.get(key) or {}).get("all_accepted_s")
             if val is not None:
                 series.append((label, colour, "", [(k, val)], False))
     rep = results.get("report", {}).get("data", {})

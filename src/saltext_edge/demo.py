@@ -225,7 +225,7 @@ class Demo:
                   "masters=[127.0.0.1]", "failover=False", "restart=False", "--out=yaml")
 
         self.say("salt-run edge.report  (the page an operator opens first)")
-        self.salt_run("edge.report", "--out=yaml")
+        self.salt_run("edge.report", "ping=True", "--out=yaml")
         self.say("Demo finished; stopping every daemon and removing " + self.root)
 
 

@@ -111,8 +111,17 @@ def test_hostile_grain_values_in_real_auth_events(value, adv_master, adv_opts, k
     assert accepted, "a good token after a hostile one was not admitted by the reactor"
     time.sleep(0.5)
     bus.stop()
-    decisions = [d for t, d in bus.tagged("edge/admission/") if isinstance(d, dict) and d.get("id") == mid]
-    assert [d.get("decision") for d in decisions] == ["accepted"], bus.tagged("")[-20:]
+    decisions = [
+        (d.get("decision"), d.get("reason"))
+        for _t, d in bus.tagged("edge/admission/")
+        if isinstance(d, dict) and d.get("id") == mid
+    ]
+    # a string token is decided (malformed), anything else is dropped by the
+    # reactor; either way exactly one acceptance, for the good token
+    assert decisions in (
+        [("accepted", None)],
+        [("refused", "malformed_token"), ("accepted", None)],
+    ), decisions
 
 
 ODD_IDS = [

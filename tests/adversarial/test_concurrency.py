@@ -47,17 +47,20 @@ pytestmark = pytest.mark.slow
 N_VALID = 100
 N_BAD = 10
 N_NONE = 5
+# the reactor handles one event per wheel job: fewer keys keep these tests short
+REACTOR_SCALE = 0.6
 
 
-def _populate(opts_list, prefix, key_pool, record=True):
+def _populate(opts_list, prefix, key_pool, record=True, scale=1.0):
     """Pending keys under ``prefix``: valid, bad (rotated-out secret), no token."""
     expected = {}
-    for i in range(N_VALID + N_BAD + N_NONE):
+    n_valid, n_bad, n_none = (max(1, int(n * scale)) for n in (N_VALID, N_BAD, N_NONE))
+    for i in range(n_valid + n_bad + n_none):
         pub = key_pool[i % len(key_pool)][1]
-        if i < N_VALID:
+        if i < n_valid:
             mid, tok, want = f"{prefix}ok-{i:04d}", None, "accepted"
             tok = make_token(SECRET, SITE, mid, pub)
-        elif i < N_VALID + N_BAD:
+        elif i < n_valid + n_bad:
             mid, want = f"{prefix}bad-{i:04d}", "refused"
             tok = make_token(ROTATED_OUT, SITE, mid, pub)
         else:
@@ -149,7 +152,7 @@ def test_reactor_and_operator_at_once(adv_master, adv_opts, key_pool):
     over and over. The valid ones end up accepted exactly once.
     """
     prefix = "ccr-"
-    expected = _populate([adv_opts], prefix, key_pool, record=False)
+    expected = _populate([adv_opts], prefix, key_pool, record=False, scale=REACTOR_SCALE)
     bus = BusRecorder(adv_opts).start()
     log_file = pathlib.Path(adv_master.config["log_file"])
     log_offset = log_file.stat().st_size
@@ -227,7 +230,7 @@ def test_two_masters_shared_store_reactors(adv_master, adv_opts, twin_master, ke
     """Both masters' reactors get every minion's auth event at once (multi-master)."""
     twin_opts = master_opts(twin_master)
     prefix = "ccx-"
-    expected = _populate([adv_opts], prefix, key_pool, record=False)
+    expected = _populate([adv_opts], prefix, key_pool, record=False, scale=REACTOR_SCALE)
     buses = [BusRecorder(adv_opts).start(), BusRecorder(twin_opts).start()]
 
     def fire(opts):

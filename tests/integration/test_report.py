@@ -6,14 +6,14 @@
   that delays every chunk (a poor uplink);
 * a pending key nobody has decided on yet.
 
-Each minion connects from its own loopback address (``source_ip``) and its
+Each minion connects from its own loopback address (``source_address``) and its
 ``ipv4`` grain says so, like edge nodes that each have their own address; so
 the cheap TCP-table presence can tell them apart. ``ping=True`` is checked too.
 
 The uplink quality is read from the master's cache of the minions' grains.
-When the extension's ``edge_uplink`` grain is not there (the diagnostics
-grains not yet installed), the site-b minion gets a static ``edge_uplink``
-grain in its config instead of a measured one.
+``edge_site`` and ``edge_uplink`` come from the extension's grains (measured
+through the delaying listener); only when those grains are not installed do
+the minions get static ``edge_site``/``edge_uplink`` grains in their config.
 """
 
 import json
@@ -100,9 +100,10 @@ class DelayingListener:
 def _minion_defaults(site, source_ip, extra_grains=None):
     # each simulated node owns exactly one address (no shared host addresses)
     grains = {"ipv4": [source_ip], "ipv6": []}
-    # edge_site straight from config as well, in case the grain module is not
-    # installed; identical to what edge_grains derives from edge:site
-    grains["edge_site"] = site
+    if not HAS_UPLINK_GRAIN:
+        # the extension's grains are not installed: edge_site from config
+        # (what edge_grains derives from edge:site)
+        grains["edge_site"] = site
     grains.update(extra_grains or {})
     return {
         "edge": {"site": site},

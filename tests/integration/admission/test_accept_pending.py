@@ -202,6 +202,32 @@ def test_refused_stay_pending_on_rerun(master, fleet, outputs):
     assert fleet["wrong"].id in _pending(master)
 
 
+def test_accept_pending_wait(master, keys, outputs):
+    """``wait`` listens to salt/auth: a node that pends while the runner waits gets in."""
+    import threading  # pylint: disable=import-outside-toplevel
+
+    late = new_minion(master, "late-", {"site": GOOD_SITE, "site_key": keys["good"]})
+    result = {}
+
+    def run():
+        result["ret"] = master.salt_run_cli(timeout=180).run(
+            "edge.accept_pending", f"match={late.id}", "wait=45"
+        )
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    try:
+        late.start()
+        runner.join(240)
+        ret = result["ret"]
+        outputs.append(ret.stdout + ret.stderr)
+        assert ret.returncode == 0, ret
+        assert ret.data[late.id]["decision"] == "accepted", ret.data
+        assert late.id in key_lists(master).get("minions", [])
+    finally:
+        late.terminate()
+
+
 def test_site_key_runner(master, outputs, tmp_path, keys):
     target = tmp_path / "sh-3.key"
     cli = master.salt_run_cli()
