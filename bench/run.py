@@ -4,10 +4,11 @@ Run every saltext-edge benchmark, print one table (metric, ours, Salt
 baseline, ratio, target, met?) and write the results as JSON to
 ``bench/results/`` (plus an SVG plot of time against fleet size).
 
-    python bench/run.py            # full run (< 15 min on an idle 2-core box)
-    python bench/run.py --quick    # smoke run with small fleets (~2-3 min)
+    python bench/run.py            # full run (~12 min on a shared, loaded 2-core box)
+    python bench/run.py --quick    # smoke run with small fleets (~6 min on the same box)
     python bench/run.py --only admission,storm
     python bench/run.py --write-docs   # also copy the plot to docs/_static/
+    python bench/run.py --recipe       # storm: also Salt's reactor recipe (slow)
 
 Every number comes from real Salt processes on loopback, as the current
 user, in temporary directories that are removed afterwards. Absolute times
@@ -191,16 +192,23 @@ def svg_plot(results):
     width, height = 720, 420
     left, right, top, bottom = 70, 250, 30, 60
     pw, ph = width - left - right, height - top - bottom
+    import math  # pylint: disable=import-outside-toplevel
+
     xmax = max(x for s in series for x, _ in s[3]) or 1
-    ymax = max(y for s in series for _, y in s[3] if y is not None) or 1
+    values = [y for s in series for _, y in s[3] if y is not None and y > 0] or [1]
     xmax = _nice(xmax)
-    ymax = _nice(ymax * 1.05)
+    # log scale: start-up seconds and storm minutes on one chart
+    lo = math.floor(math.log10(min(values)))
+    hi = math.ceil(math.log10(max(values)))
+    if hi <= lo:
+        hi = lo + 1
 
     def sx(x):
         return left + pw * x / xmax
 
     def sy(y):
-        return top + ph - ph * y / ymax
+        y = max(y, 10**lo)
+        return top + ph - ph * (math.log10(y) - lo) / (hi - lo)
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -209,18 +217,23 @@ def svg_plot(results):
         f'<text x="{left}" y="18" font-size="14" font-weight="bold">Time against fleet size '
         f'(same machine, same run)</text>',
     ]
+    for exp in range(lo, hi + 1):
+        for mult in (1, 2, 5):
+            yv = mult * 10**exp
+            if yv > 10**hi:
+                break
+            parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{sy(yv):.1f}" y2="{sy(yv):.1f}" '
+                         f'stroke="{"#ccc" if mult == 1 else "#eee"}"/>')
+            parts.append(f'<text x="{left - 6}" y="{sy(yv) + 4:.1f}" text-anchor="end">{yv:g}</text>')
     for i in range(6):
-        yv = ymax * i / 5
         xv = xmax * i / 5
-        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{sy(yv):.1f}" y2="{sy(yv):.1f}" stroke="#ddd"/>')
-        parts.append(f'<text x="{left - 6}" y="{sy(yv) + 4:.1f}" text-anchor="end">{yv:g}</text>')
         parts.append(f'<line x1="{sx(xv):.1f}" x2="{sx(xv):.1f}" y1="{top}" y2="{top + ph}" stroke="#eee"/>')
         parts.append(f'<text x="{sx(xv):.1f}" y="{top + ph + 16}" text-anchor="middle">{xv:g}</text>')
     parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>')
     parts.append(f'<text x="{left + pw / 2}" y="{height - 20}" text-anchor="middle">fleet size '
                  f'(pending keys N / minions K signing in at once / cached minions)</text>')
     parts.append(f'<text x="16" y="{top + ph / 2}" text-anchor="middle" '
-                 f'transform="rotate(-90 16 {top + ph / 2})">wall time (s)</text>')
+                 f'transform="rotate(-90 16 {top + ph / 2})">wall time (s, log scale)</text>')
     markers = ("circle", "square", "triangle", "diamond")
     for idx, (label, colour, _dash, pts, line) in enumerate(series):
         pts = [(x, y) for x, y in pts if y is not None]
@@ -274,12 +287,16 @@ def _nice(value):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="small fleets, one repetition (~2-3 min)")
+    parser.add_argument("--quick", action="store_true", help="small fleets, one repetition")
     parser.add_argument("--only", default=",".join(BENCHES), help=f"comma-separated subset of {','.join(BENCHES)}")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    parser.add_argument("--recipe", action="store_true",
+                        help="storm: also time Salt's reactor key.accept recipe (slow; context only)")
     parser.add_argument("--write-docs", action="store_true", help="also write docs/_static/benchmarks-fleet.svg")
     args = parser.parse_args(argv)
     wanted = [b.strip() for b in args.only.split(",") if b.strip()]
+    if args.recipe:
+        os.environ["EDGE_BENCH_RECIPE"] = "1"
     unknown = set(wanted) - set(BENCHES)
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")

@@ -43,6 +43,7 @@ import fnmatch
 import hashlib
 import logging
 import os
+import threading
 import time
 import uuid
 
@@ -124,6 +125,24 @@ def _cache(opts):
     return salt.cache.Cache(opts)
 
 
+_LOCAL = threading.local()
+
+
+def _objects(opts):
+    """
+    Return ``(cache, keyobj)`` for ``opts``, built once per thread and reused
+    while ``opts`` is the same object. Building Salt's cache and key loaders
+    costs tens of milliseconds, and the reactor calls us (from its worker
+    threads, with one wheel client whose ``__opts__`` never changes) once per
+    ``salt/auth`` event: under an auth storm that cost dominated. A one-shot
+    ``salt-run`` builds them once either way.
+    """
+    memo = getattr(_LOCAL, "memo", None)
+    if memo is None or memo[0] is not opts:
+        memo = _LOCAL.memo = (opts, _cache(opts), _key_obj(opts))
+    return memo[1], memo[2]
+
+
 def _rec_key(minion_id):
     return hashlib.sha256(minion_id.encode("utf-8")).hexdigest()
 
@@ -189,9 +208,6 @@ def record(opts, minion_id, pub, token, source="event", cache=None):
     return ret
 
 
-_REACTOR_CACHE = {}
-
-
 def seen_before(opts, minion_id, pub, token):
     """
     Return True when this exact (id, public key, token) is already recorded
@@ -203,10 +219,7 @@ def seen_before(opts, minion_id, pub, token):
     try:
         if not isinstance(minion_id, str) or not isinstance(token, str) or not isinstance(pub, str):
             return False
-        memo_key = (id(opts), opts.get("cache"), opts.get("cachedir"))
-        cache = _REACTOR_CACHE.get(memo_key)
-        if cache is None:
-            cache = _REACTOR_CACHE[memo_key] = _cache(opts)
+        cache, _ = _objects(opts)
         old = cache.fetch(TOKENS_BANK, _rec_key(minion_id)) or {}
         if (
             old.get("id") != minion_id
@@ -427,85 +440,77 @@ def decide_and_act(opts, match="*", dry_run=False, secrets=None, extra_records=N
     pol = policy(opts)
     if secrets is None:
         secrets = _secrets.master_secrets(opts)
-    keyobj = _key_obj(opts)
-    cache = _cache(opts)
+    cache, keyobj = _objects(opts)
     extra_records = extra_records or {}
     pending = _pending_ids(keyobj, match, ids=ids)
     now = time.time()
     results = {}
     to_reject, to_delete = [], []
-    try:
-        for minion_id in pending:
-            try:
-                key = keyobj.cache.fetch("keys", minion_id) or {}
-            except Exception as exc:  # pylint: disable=broad-except
-                # a corrupt or unreadable key entry: leave it to the operator
-                log.warning("edge admission: cannot read the key of %s: %s", minion_id, exc)
-                continue
-            if key.get("state") != "pending" or not key.get("pub"):
-                continue  # accepted/deleted meanwhile
-            pub = key["pub"]
-            rec = extra_records.get(minion_id)
-            if rec is None:
-                rec = cache.fetch(TOKENS_BANK, _rec_key(minion_id)) or None
-                if rec is not None and rec.get("id") != minion_id:
-                    rec = None
-            decision, reason, site = verify(minion_id, pub, rec, secrets, pol)
-            action = "none"
-            if not dry_run and decision == "refused" and rec.get("refused") != reason:
-                # remembered so the reactor stops re-submitting this token
-                cache.store(TOKENS_BANK, _rec_key(minion_id), dict(rec, refused=reason))
-            if not dry_run:
-                if decision == "accepted":
-                    action = "accepted" if _set_state(keyobj, minion_id, key, "accepted") else "none"
-                elif decision == "refused":
-                    if pol["on_invalid"] == "reject":
-                        action = "rejected" if _set_state(keyobj, minion_id, key, "rejected") else "none"
-                        if action == "rejected":
-                            to_reject.append(minion_id)
-                    elif pol["on_invalid"] == "delete":
-                        action = "deleted" if _delete(keyobj, minion_id) else "none"
-                        if action == "deleted":
-                            to_delete.append(minion_id)
-                    else:
-                        action = "kept"
+    for minion_id in pending:
+        try:
+            key = keyobj.cache.fetch("keys", minion_id) or {}
+        except Exception as exc:  # pylint: disable=broad-except
+            # a corrupt or unreadable key entry: leave it to the operator
+            log.warning("edge admission: cannot read the key of %s: %s", minion_id, exc)
+            continue
+        if key.get("state") != "pending" or not key.get("pub"):
+            continue  # accepted/deleted meanwhile
+        pub = key["pub"]
+        rec = extra_records.get(minion_id)
+        if rec is None:
+            rec = cache.fetch(TOKENS_BANK, _rec_key(minion_id)) or None
+            if rec is not None and rec.get("id") != minion_id:
+                rec = None
+        decision, reason, site = verify(minion_id, pub, rec, secrets, pol)
+        action = "none"
+        if not dry_run and decision == "refused" and rec.get("refused") != reason:
+            # remembered so the reactor stops re-submitting this token
+            cache.store(TOKENS_BANK, _rec_key(minion_id), dict(rec, refused=reason))
+        if not dry_run:
+            if decision == "accepted":
+                action = "accepted" if _set_state(keyobj, minion_id, key, "accepted") else "none"
+            elif decision == "refused":
+                if pol["on_invalid"] == "reject":
+                    action = "rejected" if _set_state(keyobj, minion_id, key, "rejected") else "none"
+                    if action == "rejected":
+                        to_reject.append(minion_id)
+                elif pol["on_invalid"] == "delete":
+                    action = "deleted" if _delete(keyobj, minion_id) else "none"
+                    if action == "deleted":
+                        to_delete.append(minion_id)
                 else:
                     action = "kept"
-            results[minion_id] = {
-                "decision": decision,
-                "reason": reason,
-                "site": site,
-                "action": action,
+            else:
+                action = "kept"
+        results[minion_id] = {
+            "decision": decision,
+            "reason": reason,
+            "site": site,
+            "action": action,
+        }
+    if dry_run or not results:
+        return results
+    # side effects Salt's own reject/delete have, once per batch
+    if to_delete:
+        forget(opts, to_delete, cache=cache)
+    if to_reject or to_delete:
+        keyobj.check_minion_cache()
+        if opts.get("rotate_aes_key"):
+            salt.crypt.dropfile(opts["cachedir"], opts["user"], opts["id"])
+    _store_decisions(
+        cache,
+        {
+            mid: {
+                "decision": r["decision"],
+                "reason": r["reason"],
+                "site": r["site"],
+                "time": now,
             }
-        if dry_run or not results:
-            return results
-        # side effects Salt's own reject/delete have, once per batch
-        if to_delete:
-            forget(opts, to_delete, cache=cache)
-        if to_reject or to_delete:
-            keyobj.check_minion_cache()
-            if opts.get("rotate_aes_key"):
-                salt.crypt.dropfile(opts["cachedir"], opts["user"], opts["id"])
-        _store_decisions(
-            cache,
-            {
-                mid: {
-                    "decision": r["decision"],
-                    "reason": r["reason"],
-                    "site": r["site"],
-                    "time": now,
-                }
-                for mid, r in results.items()
-            },
-        )
-        for mid, res in results.items():
-            _announce(keyobj.event, mid, res, now)
-    finally:
-        if "event" in keyobj.__dict__:  # a cached_property, only if created
-            try:
-                keyobj.event.destroy()
-            except Exception:  # pylint: disable=broad-except
-                pass
+            for mid, r in results.items()
+        },
+    )
+    for mid, res in results.items():
+        _announce(keyobj.event, mid, res, now)
     return results
 
 
@@ -553,7 +558,7 @@ def handle_auth(opts, minion_id, pub, token, act="pend", source="reactor"):
     if act != "pend":
         ret["reason"] = "not_pending"
         return ret
-    cache = _cache(opts)
+    cache, _ = _objects(opts)
     rec = record(opts, minion_id, pub, token, source=source, cache=cache)
     ret["recorded"] = rec["recorded"]
     if not rec["recorded"]:

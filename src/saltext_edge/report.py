@@ -25,6 +25,8 @@ import logging
 import os
 import time
 
+from saltext_edge import admission as _admission
+
 log = logging.getLogger(__name__)
 
 PROGRESS_TAG = "edge/report/progress"
@@ -402,18 +404,10 @@ def _proc_addr(hexaddr):
 def load_decisions(opts):
     """
     Return the admission decisions (``{minion_id: {...}}``) or ``None`` when
-    the admission library is not available or fails (the report is still
-    useful without reasons).
+    they cannot be read (the report is still useful without reasons).
     """
     try:
-        from saltext_edge import admission  # pylint: disable=import-outside-toplevel
-    except ImportError:
-        return None
-    fun = getattr(admission, "list_decisions", None)
-    if fun is None:
-        return None
-    try:
-        decisions = fun(opts)
+        decisions = _admission.list_decisions(opts)
     except Exception as exc:  # pylint: disable=broad-except
         log.warning("edge.report: admission decisions unavailable: %s", exc.__class__.__name__)
         return None

@@ -58,7 +58,6 @@ def test_token_catalogue_through_accept_pending(adv_master, adv_opts, key_pool, 
         "cat-1mb": (pub_a, pub_a, "v1:" + SITE + ":" + "a" * (1024 * 1024), "refused", "malformed_token"),
         "cat-no-token": (pub_a, None, None, "no_token", "no_token_seen"),
     }
-    t_rec = time.monotonic()
     for mid, (pending, recorded, token, _, _) in cases.items():
         if recorded is not None:
             ret = admission.record(adv_opts, mid, recorded, token, source="wheel")
@@ -66,10 +65,8 @@ def test_token_catalogue_through_accept_pending(adv_master, adv_opts, key_pool, 
         place_pending(adv_opts, mid, pending)
 
     start = time.monotonic()
-    print("record+place", start - t_rec)
     rc, data, out, err = salt_run(adv_master, "edge.accept_pending", "match=cat-*")
     elapsed = time.monotonic() - start
-    print("salt-run", elapsed)
     assert rc == 0, (out, err)
     table = per_minion(data)
     got = {mid: (table[mid]["decision"], table[mid].get("reason")) for mid in cases}

@@ -12,7 +12,6 @@ event, one ``accepted`` in the runs' returns), refused and token-less keys
 stay pending, no run errors, and no key is lost or swapped.
 """
 
-import json
 import os
 import pathlib
 import subprocess
@@ -48,7 +47,7 @@ N_VALID = 100
 N_BAD = 10
 N_NONE = 5
 # the reactor handles one event per wheel job: fewer keys keep these tests short
-REACTOR_SCALE = 0.6
+REACTOR_SCALE = 0.4
 
 
 def _populate(opts_list, prefix, key_pool, record=True, scale=1.0):

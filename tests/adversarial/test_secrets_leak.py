@@ -37,7 +37,6 @@ from .conftest import (
     reactor_sls,
     salt_run,
     site_key,
-    wait_until,
     _leave_pending,
 )
 
@@ -129,7 +128,6 @@ def leak(salt_factories, tmp_path_factory):
                 ("edge.site_key", SITE, f"path={root / 'provision-sh3.key'}"),  # exists: error
                 ("edge.site_key", "bad site!"),
                 ("edge.accept_pending", "wait=2"),
-                ("edge.accept_pending", "wait=-5"),
                 ("edge.report",),
             ]
             # an attacker: hostile token for a pending key, through the reactor
