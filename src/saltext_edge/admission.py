@@ -39,6 +39,9 @@ Storage, in the master cache (``salt.cache.Cache(opts)``, driver ``cache``):
   compacted as they pile up), so deciding 5000 keys costs one cache write.
 """
 
+import atexit
+import contextlib
+import fcntl
 import fnmatch
 import hashlib
 import logging
@@ -55,6 +58,7 @@ log = logging.getLogger(__name__)
 BANK = "edge_admission"
 TOKENS_BANK = BANK + "/tokens"
 DECISIONS_BANK = BANK + "/decisions"
+INTENTS_BANK = BANK + "/intents"
 EVENT_PREFIX = "edge/admission/"
 ON_INVALID = ("keep", "reject", "delete")
 REFUSAL_REASONS = (
@@ -140,7 +144,18 @@ def _objects(opts):
     memo = getattr(_LOCAL, "memo", None)
     if memo is None or memo[0] is not opts:
         memo = _LOCAL.memo = (opts, _cache(opts), _key_obj(opts))
+        atexit.register(_close_event, memo[2])
     return memo[1], memo[2]
+
+
+def _close_event(keyobj):
+    """Close the key object's event connection, if one was opened, before
+    the interpreter tears its modules down (else Salt prints a traceback)."""
+    if "event" in keyobj.__dict__:  # a cached_property, only if created
+        try:
+            keyobj.event.destroy()
+        except Exception:  # pylint: disable=broad-except
+            pass
 
 
 def _rec_key(minion_id):
@@ -416,6 +431,134 @@ def _delete(keyobj, minion_id):
     return True
 
 
+CHUNK = 100
+
+
+@contextlib.contextmanager
+def _key_store_lock(keyobj):
+    """
+    Hold an exclusive lock on the key store while keys change state: a lock
+    file in the PKI directory, which masters sharing one key store (shared
+    ``pki_dir`` volume) share too. Without it two runs (or the reactor and an
+    operator) could both read a key as pending and both accept it.
+    """
+    path = os.path.join(keyobj.pki_dir or ".", ".edge-admission.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _recover(cache, keyobj):
+    """
+    Finish what a killed run left half done. Salt's key store deletes a
+    key's old entry before writing the new one, so a process killed in
+    between loses the key; and a run killed before it announced a chunk
+    leaves changes without an event. Every chunk's changes are journalled
+    first (bank ``edge_admission/intents``) and the journal is dropped only
+    once the chunk is announced: here a key found missing is restored in its
+    target state, and every journalled change found done is announced and
+    stored (at least once). Call with the key-store lock held. Returns
+    ``{id: decision entry}`` for the changes found done.
+    """
+    done = {}
+    for entry_key in cache.list(INTENTS_BANK):
+        intents = cache.fetch(INTENTS_BANK, entry_key) or {}
+        for minion_id, intent in intents.items():
+            if not keyobj.cache.fetch("keys", minion_id):
+                keyobj.cache.store("keys", minion_id, {"pub": intent["pub"], "state": intent["state"]})
+                log.warning("edge admission: restored the %s key of %s after an interrupted run",
+                            intent["state"], minion_id)
+            if (keyobj.cache.fetch("keys", minion_id) or {}).get("state") == intent["state"]:
+                done[minion_id] = {
+                    "decision": intent["decision"],
+                    "reason": intent["reason"],
+                    "site": intent["site"],
+                    "action": intent["state"],
+                }
+        cache.flush(INTENTS_BANK, entry_key)
+    if done:
+        now = time.time()
+        _store_decisions(
+            cache,
+            {m: {"decision": r["decision"], "reason": r["reason"], "site": r["site"], "time": now}
+             for m, r in done.items()},
+        )
+        for minion_id, res in done.items():
+            _announce(keyobj.event, minion_id, res, now)
+    return done
+
+
+def _plan(keyobj, cache, pending, extra_records, secrets, pol):
+    """Read and verify each pending key; returns ``[(id, key, decision, reason, site, rec)]``."""
+    plan = []
+    for minion_id in pending:
+        try:
+            key = keyobj.cache.fetch("keys", minion_id) or {}
+        except Exception as exc:  # pylint: disable=broad-except
+            # a corrupt or unreadable key entry: leave it to the operator
+            log.warning("edge admission: cannot read the key of %s: %s", minion_id, exc)
+            continue
+        if key.get("state") != "pending" or not key.get("pub"):
+            continue  # accepted/deleted meanwhile
+        rec = extra_records.get(minion_id)
+        if rec is None:
+            rec = cache.fetch(TOKENS_BANK, _rec_key(minion_id)) or None
+            if rec is not None and rec.get("id") != minion_id:
+                rec = None
+        decision, reason, site = verify(minion_id, key["pub"], rec, secrets, pol)
+        plan.append((minion_id, key, decision, reason, site, rec))
+    return plan
+
+
+def _target(decision, on_invalid):
+    """The key-store change a decision calls for: accepted/rejected/deleted, or None."""
+    if decision == "accepted":
+        return "accepted"
+    if decision == "refused" and on_invalid == "reject":
+        return "rejected"
+    if decision == "refused" and on_invalid == "delete":
+        return "deleted"
+    return None
+
+
+def _act_chunk(keyobj, cache, chunk, on_invalid):
+    """
+    Apply one chunk of the plan under the key-store lock, each key only if it
+    is still pending with the very public key its token was verified for.
+    Returns ``({id: action}, journal key or None)``; the caller drops the
+    journal entry once the chunk is announced.
+    """
+    actions = {}
+    with _key_store_lock(keyobj):
+        intents = {}
+        for minion_id, key, decision, reason, site, _ in chunk:
+            target = _target(decision, on_invalid)
+            if target in ("accepted", "rejected"):
+                intents[minion_id] = {"pub": key["pub"], "state": target, "decision": decision,
+                                      "reason": reason, "site": site}
+        journal = f"{time.time_ns():020d}-{os.getpid()}" if intents else None
+        if intents:
+            cache.store(INTENTS_BANK, journal, intents)
+        for minion_id, key, decision, _, _, _ in chunk:
+            target = _target(decision, on_invalid)
+            if target is None:
+                actions[minion_id] = "kept" if decision in ("refused", "no_token") else "none"
+                continue
+            now_key = keyobj.cache.fetch("keys", minion_id) or {}
+            if now_key.get("state") != "pending" or now_key.get("pub") != key["pub"]:
+                actions[minion_id] = "none"  # changed under us (another run, a new key)
+                continue
+            if target == "deleted":
+                _delete(keyobj, minion_id)
+            else:
+                _set_state(keyobj, minion_id, key, target)
+            actions[minion_id] = target
+    return actions, journal
+
+
 def decide_and_act(opts, match="*", dry_run=False, secrets=None, extra_records=None, ids=None):
     """
     Verify every pending key matching ``match`` (glob, or comma-separated
@@ -426,6 +569,11 @@ def decide_and_act(opts, match="*", dry_run=False, secrets=None, extra_records=N
     ``extra_records`` (``{id: record}``) are used in preference to the
     stored ones (freshly seen tokens). ``ids`` (a list of exact minion ids)
     replaces ``match`` and avoids listing every key.
+
+    Keys change state in chunks under a key-store lock (each only if still
+    pending with the key its token was made for), journalled so that a run
+    killed midway loses no key, and each chunk's decisions are logged, fired
+    and stored as soon as it is done.
 
     Returns ``{minion_id: {"decision": "accepted"|"refused"|"no_token",
     "reason": str|None, "site": str|None, "action": "accepted"|"kept"|
@@ -441,76 +589,52 @@ def decide_and_act(opts, match="*", dry_run=False, secrets=None, extra_records=N
     if secrets is None:
         secrets = _secrets.master_secrets(opts)
     cache, keyobj = _objects(opts)
-    extra_records = extra_records or {}
+    if not dry_run and cache.list(INTENTS_BANK):
+        with _key_store_lock(keyobj):
+            _recover(cache, keyobj)
     pending = _pending_ids(keyobj, match, ids=ids)
-    now = time.time()
+    plan = _plan(keyobj, cache, pending, extra_records or {}, secrets, pol)
     results = {}
-    to_reject, to_delete = [], []
-    for minion_id in pending:
-        try:
-            key = keyobj.cache.fetch("keys", minion_id) or {}
-        except Exception as exc:  # pylint: disable=broad-except
-            # a corrupt or unreadable key entry: leave it to the operator
-            log.warning("edge admission: cannot read the key of %s: %s", minion_id, exc)
-            continue
-        if key.get("state") != "pending" or not key.get("pub"):
-            continue  # accepted/deleted meanwhile
-        pub = key["pub"]
-        rec = extra_records.get(minion_id)
-        if rec is None:
-            rec = cache.fetch(TOKENS_BANK, _rec_key(minion_id)) or None
-            if rec is not None and rec.get("id") != minion_id:
-                rec = None
-        decision, reason, site = verify(minion_id, pub, rec, secrets, pol)
-        action = "none"
-        if not dry_run and decision == "refused" and rec.get("refused") != reason:
-            # remembered so the reactor stops re-submitting this token
-            cache.store(TOKENS_BANK, _rec_key(minion_id), dict(rec, refused=reason))
-        if not dry_run:
-            if decision == "accepted":
-                action = "accepted" if _set_state(keyobj, minion_id, key, "accepted") else "none"
-            elif decision == "refused":
-                if pol["on_invalid"] == "reject":
-                    action = "rejected" if _set_state(keyobj, minion_id, key, "rejected") else "none"
-                    if action == "rejected":
-                        to_reject.append(minion_id)
-                elif pol["on_invalid"] == "delete":
-                    action = "deleted" if _delete(keyobj, minion_id) else "none"
-                    if action == "deleted":
-                        to_delete.append(minion_id)
-                else:
-                    action = "kept"
-            else:
-                action = "kept"
-        results[minion_id] = {
-            "decision": decision,
-            "reason": reason,
-            "site": site,
-            "action": action,
-        }
-    if dry_run or not results:
+    for minion_id, _, decision, reason, site, _ in plan:
+        results[minion_id] = {"decision": decision, "reason": reason, "site": site, "action": "none"}
+    if dry_run or not plan:
         return results
-    # side effects Salt's own reject/delete have, once per batch
-    if to_delete:
-        forget(opts, to_delete, cache=cache)
-    if to_reject or to_delete:
+
+    removed = []
+    for start in range(0, len(plan), CHUNK):
+        chunk = plan[start : start + CHUNK]
+        now = time.time()
+        actions, journal = _act_chunk(keyobj, cache, chunk, pol["on_invalid"])
+        for minion_id, action in actions.items():
+            results[minion_id]["action"] = action
+            if action in ("rejected", "deleted"):
+                removed.append(minion_id)
+        for minion_id, _, decision, reason, _, rec in chunk:
+            if decision == "refused" and rec.get("refused") != reason:
+                # remembered so the reactor stops re-submitting this token
+                cache.store(TOKENS_BANK, _rec_key(minion_id), dict(rec, refused=reason))
+        _store_decisions(
+            cache,
+            {
+                c[0]: {
+                    "decision": results[c[0]]["decision"],
+                    "reason": results[c[0]]["reason"],
+                    "site": results[c[0]]["site"],
+                    "time": now,
+                }
+                for c in chunk
+            },
+        )
+        for c in chunk:
+            _announce(keyobj.event, c[0], results[c[0]], now)
+        if journal:
+            cache.flush(INTENTS_BANK, journal)
+    # side effects Salt's own reject/delete have, once per run
+    if removed:
+        forget(opts, [m for m in removed if results[m]["action"] == "deleted"], cache=cache)
         keyobj.check_minion_cache()
         if opts.get("rotate_aes_key"):
             salt.crypt.dropfile(opts["cachedir"], opts["user"], opts["id"])
-    _store_decisions(
-        cache,
-        {
-            mid: {
-                "decision": r["decision"],
-                "reason": r["reason"],
-                "site": r["site"],
-                "time": now,
-            }
-            for mid, r in results.items()
-        },
-    )
-    for mid, res in results.items():
-        _announce(keyobj.event, mid, res, now)
     return results
 
 
