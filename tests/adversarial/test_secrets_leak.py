@@ -83,14 +83,16 @@ def leak(salt_factories, tmp_path_factory):
     os.chmod(site_key_file, 0o600)
     dropin = root / "node-conf" / "minion.d" / "edge.conf"
     (pillar_root / "top.sls").write_text("base:\n  '*':\n    - edge\n")
-    (pillar_root / "edge.sls").write_text(f"edge_pillar:\n  site_key: '{k_state}'\n")
+    # as the docs recommend: a #!yaml pillar file (Salt logs Jinja-rendered
+    # text at debug) read by the state at run time via site_key_pillar
+    (pillar_root / "edge.sls").write_text(f"#!yaml\nedge_pillar:\n  site_key: '{k_state}'\n")
     (state_root / "edge_leak.sls").write_text(
         "edge-minion:\n"
         "  edge.minion_config:\n"
         f"    - name: {dropin}\n"
         "    - masters: [salt-a.example.net, salt-b.example.net]\n"
         f"    - site: {STATE_SITE}\n"
-        "    - site_key: {{ pillar['edge_pillar']['site_key'] }}\n"
+        "    - site_key_pillar: edge_pillar:site_key\n"
         "    - restart: False\n"
     )
     outputs = []
@@ -249,8 +251,10 @@ def test_no_secret_in_log_files(leak):
 
 def test_state_site_key_from_pillar_not_logged(leak):
     """
-    DESIGN §6's own example feeds ``site_key: {{ pillar[...] }}`` to
-    ``edge.minion_config``. The key must not end up in any log either.
+    The site key from pillar, the way the docs recommend (``site_key_pillar``
+    and a ``#!yaml`` pillar file), ends up in no log either. (DESIGN §6's
+    ``site_key: {{ pillar[...] }}`` would: Salt itself logs every
+    Jinja-rendered SLS at debug.)
     """
     secrets = {k: v for k, v in leak["secrets"].items() if STATE_SITE in k}
     hits = _log_hits(leak, secrets)

@@ -10,6 +10,8 @@ import logging
 import os
 import sys
 
+import salt.utils.data
+
 try:
     from saltext_edge import minion_config as _mc
 
@@ -53,6 +55,22 @@ def _secret_change(info):
     return out
 
 
+def _from_pillar(value, pillar_key, param):
+    """``value``, or the pillar value at ``pillar_key`` (never both)."""
+    if pillar_key is None:
+        return value
+    if value is not None:
+        raise _mc.MinionConfigError(f"give {param} or {param}_pillar, not both")
+    if not isinstance(pillar_key, str) or not pillar_key:
+        raise _mc.MinionConfigError(f"{param}_pillar must be a pillar key such as edge:{param}")
+    # __pillar__ itself, not pillar.get: Salt 3008 masks pillar.get's values
+    # unless unmask=True, which 3006/3007 do not accept
+    found = salt.utils.data.traverse_dict_and_list(__pillar__, pillar_key, None, ":")
+    if found is None:
+        raise _mc.MinionConfigError(f"pillar key {pillar_key} ({param}_pillar) is not set")
+    return found
+
+
 def minion_config(
     name,
     masters,
@@ -65,6 +83,8 @@ def minion_config(
     extra=None,
     restart=True,
     secret_file=None,
+    site_key_pillar=None,
+    shared_secret_pillar=None,
 ):
     """
     Manage one drop-in file in the minion's ``minion.d/`` holding the settings
@@ -110,6 +130,17 @@ def minion_config(
         ``site_key``, referenced as ``edge: {shared_secret_file: ...}``.
         Prefer ``site_key``: a node that holds the fleet secret can make
         tokens for every site.
+
+    site_key_pillar
+        Pillar key (``:``-delimited, e.g. ``edge:site_key``) to read the site
+        key from when the state runs, instead of ``site_key``. Prefer it:
+        Salt logs every rendered SLS at debug level, so ``site_key: {{
+        pillar[...] }}`` puts the key in the minion's debug log; read here,
+        it never passes through a template. Write that pillar file with the
+        ``#!yaml`` renderer (no Jinja) so the master does not log it either.
+
+    shared_secret_pillar
+        The same for ``shared_secret``.
 
     nat_keepalive : True
         Write the NAT keep-alive and reconnect settings recommended for a
@@ -183,12 +214,14 @@ def minion_config(
               - salt-b.example.net:4506
             - master_alive_interval: 30
             - site: sh-3
-            - site_key: {{ pillar['edge']['site_key'] }}
+            - site_key_pillar: edge:site_key   # read at run time, never rendered
             - extra:
                 log_level_logfile: info
     """
     ret = {"name": name, "result": False, "changes": {}, "comment": ""}
     try:
+        site_key = _from_pillar(site_key, site_key_pillar, "site_key")
+        shared_secret = _from_pillar(shared_secret, shared_secret_pillar, "shared_secret")
         plan = _mc.build_plan(
             name,
             masters,
