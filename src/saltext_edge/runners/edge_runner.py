@@ -12,6 +12,7 @@ try:
     import saltext_edge
     import saltext_edge.report as edge_report
     from saltext_edge import admission as _admission
+    from saltext_edge.errors import EdgeCommandError
     from saltext_edge import secrets as _secrets
     from saltext_edge import token as _token
 
@@ -121,18 +122,6 @@ def report(ping=False, site=None, timeout=None, details=False):
         progress.close()
 
 
-class _EdgeRunnerError(
-    salt.exceptions.CommandExecutionError, salt.exceptions.NotImplemented
-):  # pylint: disable=too-many-ancestors
-    """
-    An operational error of an ``edge`` runner function (no secret, file
-    exists, ...). A CommandExecutionError for Python callers; also a
-    ``salt.exceptions.NotImplemented`` only because that is the one exception
-    class Salt's runner client renders as its message (exit code 1) instead of
-    a traceback, and operators must get a clear message.
-    """
-
-
 def accept_pending(match="*", dry_run=False, wait=0):
     """
     Admit pending minion keys that prove themselves with a valid
@@ -180,7 +169,7 @@ def accept_pending(match="*", dry_run=False, wait=0):
             __opts__, match=match, dry_run=dry_run, secrets=secrets, extra_records=fresh
         )
     except (_admission.AdmissionError, _secrets.SecretError) as exc:
-        raise _EdgeRunnerError(str(exc)) from None
+        raise EdgeCommandError(str(exc)) from None
 
 
 def site_key(site, path=None):
@@ -216,15 +205,15 @@ def site_key(site, path=None):
     try:
         k_site = _secrets.master_site_key(__opts__, site)
     except _secrets.SecretError as exc:
-        raise _EdgeRunnerError(str(exc)) from None
+        raise EdgeCommandError(str(exc)) from None
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise _EdgeRunnerError(
+        raise EdgeCommandError(
             f"{path} already exists; not overwriting a site key file (remove it first)"
         ) from None
     except OSError as exc:
-        raise _EdgeRunnerError(
+        raise EdgeCommandError(
             f"cannot create {path}: {exc.strerror}"
         ) from None
     try:
@@ -236,7 +225,7 @@ def site_key(site, path=None):
             os.unlink(path)
         except OSError:
             pass
-        raise _EdgeRunnerError(
+        raise EdgeCommandError(
             f"cannot write {path}: {exc.strerror}"
         ) from None
     fingerprint = _token.key_fingerprint(k_site)

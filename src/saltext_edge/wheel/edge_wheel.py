@@ -13,7 +13,6 @@ import logging
 import os
 import sys
 
-import salt.exceptions
 import salt.utils.data
 
 log = logging.getLogger(__name__)
@@ -43,10 +42,11 @@ def _import_lib():
 # finds the library once _import_lib has put extmods/utils on sys.path)
 admission = None
 _secrets = None
+EdgeCommandError = None
 
 
 def __virtual__():
-    global admission, _secrets  # pylint: disable=global-statement
+    global admission, _secrets, EdgeCommandError  # pylint: disable=global-statement
     if _import_lib() is None:
         return (
             False,
@@ -56,6 +56,7 @@ def __virtual__():
     try:
         admission = importlib.import_module("saltext_edge.admission")
         _secrets = importlib.import_module("saltext_edge.secrets")
+        EdgeCommandError = importlib.import_module("saltext_edge.errors").EdgeCommandError
     except ImportError as exc:
         return False, f"edge: cannot import the saltext_edge library: {exc}"
     return __virtualname__
@@ -69,19 +70,9 @@ def version():
 
     .. code-block:: bash
 
-        salt-run wheel.edge.version  # or, from salt-api: client=wheel fun=edge.version
+        curl -sSk https://salt:8000 -H "X-Auth-Token: $TOK" -d client=wheel -d fun=edge.version
     """
     return sys.modules["saltext_edge"].__version__
-
-
-class _EdgeWheelError(
-    salt.exceptions.CommandExecutionError, salt.exceptions.NotImplemented
-):  # pylint: disable=too-many-ancestors
-    """
-    An operational error (bad config, no secret). A CommandExecutionError for
-    Python callers; also ``salt.exceptions.NotImplemented`` only because Salt's
-    wheel/runner client renders that one as its message, not a traceback.
-    """
 
 
 def auth_event(minion_id, pub, token=None, act="pend"):
@@ -107,7 +98,7 @@ def auth_event(minion_id, pub, token=None, act="pend"):
     try:
         return admission.handle_auth(__opts__, minion_id, pub, token, act=act, source="wheel")
     except (admission.AdmissionError, _secrets.SecretError) as exc:
-        raise _EdgeWheelError(str(exc)) from None
+        raise EdgeCommandError(str(exc)) from None
 
 
 def record(minion_id, pub, token):
@@ -151,7 +142,7 @@ def accept_pending(match="*", dry_run=False):
     try:
         return admission.decide_and_act(__opts__, match=match, dry_run=salt.utils.data.is_true(dry_run))
     except (admission.AdmissionError, _secrets.SecretError) as exc:
-        raise _EdgeWheelError(str(exc)) from None
+        raise EdgeCommandError(str(exc)) from None
 
 
 def decisions():
