@@ -50,8 +50,13 @@ def master_defaults(state_tree):
 
 @pytest.fixture(scope="session")
 def salt_master(salt_factories, master_defaults):
+    # The shared master serves tests that are not about admission, so it
+    # accepts keys itself instead of relying on salt-factories' auth-event
+    # callback (which runs in the session-wide event listener and was seen
+    # to fall behind when earlier tests flooded the bus). Admission tests
+    # start masters of their own.
     factory = salt_factories.salt_master_daemon(
-        random_string("edge-master-"), defaults=master_defaults
+        random_string("edge-master-"), defaults=dict(master_defaults, auto_accept=True)
     )
     with factory.started():
         yield factory
