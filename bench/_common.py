@@ -246,21 +246,9 @@ def timed_run(argv, timeout=900, env=None, cwd=None, stdout_to=None):
 
 
 def _gen_pair(_):
-    from cryptography.hazmat.primitives import serialization  # pylint: disable=import-outside-toplevel
-    from cryptography.hazmat.primitives.asymmetric import rsa  # pylint: disable=import-outside-toplevel
+    import salt.crypt  # pylint: disable=import-outside-toplevel
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=KEYSIZE)
-    priv = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    ).decode()
-    pub = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return priv, pub
+    return salt.crypt.gen_keys(KEYSIZE)  # (private PEM, public PEM), as a minion makes them
 
 
 def key_pool(count, log=print):

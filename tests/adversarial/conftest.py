@@ -64,21 +64,10 @@ def make_token(secret, site, minion_id, pub_pem, k_site=None):
 
 
 def gen_keypair(bits=2048):
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
+    """A minion key pair ``(priv_pem, pub_pem)``, made by Salt's own code."""
+    import salt.crypt
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    priv = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    ).decode()
-    pub = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return priv, pub
+    return salt.crypt.gen_keys(bits)
 
 
 @pytest.fixture(scope="session")
