@@ -7,14 +7,30 @@ interpreter on which saltext_edge is NOT installed (for the sync path).
 
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 
 import pytest
 from saltfactories.utils import random_string
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def salt_factories_config():
+    """
+    A short per-session root (daemon dirs and the launcher scripts salt-
+    factories generates there) and launchers that add nothing to
+    ``sys.path``: by default salt-factories reuses scripts left in a shared
+    /tmp/scripts by any earlier run and puts this venv's site-packages first
+    on the daemons' path (which would defeat ``python_without_ext``).
+    """
+    root = tempfile.mkdtemp(prefix="sf-", dir="/tmp")
+    yield {"root_dir": root, "code_dir": None, "inject_sitecustomize": False}
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
