@@ -136,7 +136,7 @@ def test_grain_first_start_generates_salt_layout(tmp_path):
         pem, pub = pki / "minion.pem", pki / "minion.pub"
         assert stat.S_IMODE(os.stat(pem).st_mode) == 0o400
         assert pub.read_text().startswith("-----BEGIN PUBLIC KEY-----")
-        assert pem.read_text().startswith("-----BEGIN RSA PRIVATE KEY-----")
+        assert pem.read_text().startswith("-----BEGIN RSA PRIVATE")  # TraditionalOpenSSL, as Salt writes
         expected = token.make_token(k_site, "sh-3", "edge-new", token.pubkey_digest(pub.read_text()))
         assert ret == {"edge_token": expected}
         # second load: same key, same token, nothing rewritten
