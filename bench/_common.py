@@ -482,3 +482,17 @@ def save_json(name, data):
 
 def sha(text):
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def script_main(run, doc):
+    """
+    Command line of one benchmark script run alone: ``--quick`` and
+    ``--keep``; prints ``run(...)``'s result as JSON.
+    """
+    import argparse  # pylint: disable=import-outside-toplevel
+
+    parser = argparse.ArgumentParser(description=doc.split("\n\n", 1)[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+    print(json.dumps(run(quick=args.quick, keep=args.keep), indent=1, default=str))

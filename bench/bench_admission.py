@@ -23,7 +23,6 @@ restored by copying the key store and admission bank directories back, so
 both commands start from byte-identical state.
 """
 
-import argparse
 import json
 import os
 import shutil
@@ -236,8 +235,4 @@ def run(quick=False, log=print, keep=False):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--keep", action="store_true")
-    args = parser.parse_args()
-    print(json.dumps(run(quick=args.quick, keep=args.keep), indent=1, default=str))
+    C.script_main(run, __doc__)

@@ -19,7 +19,6 @@ Measured, for budgets of 2 s and 5 s (the default):
   process timings.
 """
 
-import argparse
 import json
 import os
 import socket
@@ -199,8 +198,4 @@ def run(quick=False, log=print, keep=False):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--keep", action="store_true")
-    args = parser.parse_args()
-    print(json.dumps(run(quick=args.quick, keep=args.keep), indent=1, default=str))
+    C.script_main(run, __doc__)

@@ -22,7 +22,6 @@ is reported too.
 Memory: peak RSS of the ``salt-run`` process.
 """
 
-import argparse
 import json
 import os
 import random
@@ -235,8 +234,4 @@ def run(quick=False, log=print, keep=False):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--keep", action="store_true")
-    args = parser.parse_args()
-    print(json.dumps(run(quick=args.quick, keep=args.keep), indent=1, default=str))
+    C.script_main(run, __doc__)
