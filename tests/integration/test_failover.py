@@ -142,12 +142,10 @@ def test_restart_after_change_reports_then_restarts(salt_factories, salt_master,
     conf_dir = pathlib.Path(minion.config["conf_file"]).parent
     dropin = conf_dir / "minion.d" / "edge.conf"
     pidfile = pathlib.Path(minion.config["pidfile"])
-    restarted_pid = None
-    with minion.started(start_timeout=120):
-        old_pid = _read_pid(pidfile)
-        assert old_pid and _alive(old_pid)
-        before = time.time()
-        ret = salt_cli.run(
+
+    def apply_state():
+        """The state run this test applies twice (a change, then nothing)."""
+        return salt_cli.run(
             "state.single",
             "edge.minion_config",
             name=str(dropin),
@@ -160,6 +158,13 @@ def test_restart_after_change_reports_then_restarts(salt_factories, salt_master,
             minion_tgt=minion.id,
             _timeout=120,
         )
+
+    restarted_pid = None
+    with minion.started(start_timeout=120):
+        old_pid = _read_pid(pidfile)
+        assert old_pid and _alive(old_pid)
+        before = time.time()
+        ret = apply_state()
         # the job that reports the change was not killed by the restart
         assert ret.returncode == 0, ret
         chunk = next(iter(ret.data.values()))
@@ -179,19 +184,7 @@ def test_restart_after_change_reports_then_restarts(salt_factories, salt_master,
             grain = salt_cli.run("grains.get", "edge_restart_marker", minion_tgt=minion.id)
             assert grain.data == "after", grain
             # applied again: nothing to do, so no second restart
-            again = salt_cli.run(
-                "state.single",
-                "edge.minion_config",
-                name=str(dropin),
-                masters=[f"127.0.0.1:{salt_master.config['ret_port']}"],
-                failover=False,
-                extra={
-                    "publish_port": salt_master.config["publish_port"],
-                    "grains": {"edge_restart_marker": "after"},
-                },
-                minion_tgt=minion.id,
-                _timeout=120,
-            )
+            again = apply_state()
             chunk = next(iter(again.data.values()))
             assert chunk["changes"] == {}, chunk
             assert _read_pid(pidfile) == restarted_pid
