@@ -223,30 +223,6 @@ def record(opts, minion_id, pub, token, source="event", cache=None):
     return ret
 
 
-def seen_before(opts, minion_id, pub, token):
-    """
-    Return True when this exact (id, public key, token) is already recorded
-    and there is nothing left to do for it: admission is manual, or it was
-    already refused. Used by the reactor SLS to skip the wheel job a pending
-    minion would otherwise cause every ``acceptance_wait_time``. Never raises
-    (False when in doubt).
-    """
-    try:
-        if not isinstance(minion_id, str) or not isinstance(token, str) or not isinstance(pub, str):
-            return False
-        cache, _ = _objects(opts)
-        old = cache.fetch(TOKENS_BANK, _rec_key(minion_id)) or {}
-        if (
-            old.get("id") != minion_id
-            or old.get("token") != token
-            or _clean_pub(old.get("pub")) != _clean_pub(pub)
-        ):
-            return False
-        return (not policy(opts)["auto_admit"]) or bool(old.get("refused"))
-    except Exception:  # pylint: disable=broad-except
-        return False
-
-
 def forget(opts, minion_ids, cache=None):
     """Drop recorded tokens of ``minion_ids``. Returns the number dropped."""
     cache = cache or _cache(opts)
@@ -295,7 +271,12 @@ def _compact(cache):
         return
     cache.store(DECISIONS_BANK, newkey, merged)
     for key in keys:
-        cache.flush(DECISIONS_BANK, key)
+        try:
+            cache.flush(DECISIONS_BANK, key)
+        except Exception:  # pylint: disable=broad-except
+            # another process compacting at the same time got there first
+            if cache.contains(DECISIONS_BANK, key):
+                raise
 
 
 def list_decisions(opts):

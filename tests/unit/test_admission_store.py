@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from saltext_edge import admission
+from saltext_edge import admitter
 from saltext_edge import token
 
 SECRET = "unit-test-fleet-secret"
@@ -49,8 +50,11 @@ def test_record_is_idempotent_and_listed(opts, pub):
     assert first == {"id": "edge-1", "recorded": True, "changed": True, "reason": None}
     again = admission.record(opts, "edge-1", pub, tok)
     assert again["recorded"] and not again["changed"]
-    assert admission.seen_before(opts, "edge-1", pub, tok) is True  # manual mode
-    assert admission.seen_before(opts, "edge-1", pub, tok + "x") is False
+    # the reactor's entry point, manual mode: records, queues nothing
+    assert admitter.submit(opts, "edge-1", pub, tok) == "recorded"
+    assert admitter._ADMITTER is None  # pylint: disable=protected-access
+    assert admitter.submit(opts, "edge-1", pub, None) == "no_token_seen"
+    assert admitter.submit(opts, "a/b", pub, tok) == "bad_id"
     listed = admission.list_decisions(opts)
     assert listed["edge-1"]["decision"] == "recorded" and listed["edge-1"]["site"] == "sh-3"
     assert tok not in repr(listed) and tok not in repr(first)

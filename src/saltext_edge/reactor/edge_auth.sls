@@ -19,7 +19,13 @@ print(os.path.dirname(saltext_edge.__file__))'`` prints the directory.)
 
 Rendered with the ``py`` renderer so that the minion-controlled id and token
 are passed as data, never pasted into YAML. Acts only on ``act: pend`` events
-that carry an ``edge_token`` grain. The wheel function fires ``salt/wheel/...``,
+that carry an ``edge_token`` grain: it hands id, public key and token to
+``saltext_edge.admitter.submit`` in the reactor process, which records the
+token and, in auto mode, queues the minion for a batched decision (one
+key-store lock per chunk of keys). No wheel job per event: under an auth storm
+Salt's wheel client (about 120 ms a job) was what limited admission. If the
+library cannot be imported here, the event goes to the wheel function
+``edge.auth_event`` instead (same outcome, one job per event). Decisions fire
 ``salt/key`` and ``edge/admission/...`` events, none of which matches
 ``salt/auth``, so there is no reactor loop.
 """
@@ -37,14 +43,12 @@ def run():
     if not all(isinstance(v, str) and v for v in (token, minion_id, pub)):
         return {}
     try:
-        from saltext_edge import admission  # pylint: disable=import-outside-toplevel
-
-        # a pending minion retries every acceptance_wait_time: no wheel job
-        # for a token already recorded (and already refused, in auto mode)
-        if admission.seen_before(opts, minion_id, pub, token):  # noqa: F821
-            return {}
-    except Exception:  # pylint: disable=broad-except
-        pass  # when in doubt, let the wheel function decide
+        from saltext_edge import admitter  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        admitter = None  # package not installed here: the synced wheel module decides
+    if admitter is not None:
+        admitter.submit(opts, minion_id, pub, token)  # noqa: F821
+        return {}
     return {
         "saltext_edge_admission": {
             "wheel.edge.auth_event": [
