@@ -7,7 +7,7 @@ each with its own pre-generated RSA key pair in its own ``pki_dir`` and its
 own ``edge_token`` grain sent through ``autosign_grains: [edge_token]``,
 against a real salt-master:
 
-* ours: ``auth_events_autosign_grains: [pend]``, the package's reactor SLS on
+* ours: ``auth_events_autosign_grains: [pend, denied]``, the package's reactor SLS on
   ``salt/auth`` and ``edge: {shared_secret, auto_admit: true}``: a pending key
   is admitted by the wheel module once its token verifies;
 * baseline: Salt's built-in ``autosign_grains_dir`` with one static value
@@ -142,7 +142,7 @@ def storm(kind, count, pool, log=print, keep=False):
         ]
         conf = {
             "auth_events": True,
-            "auth_events_autosign_grains": ["pend"],
+            "auth_events_autosign_grains": ["pend", "denied"],
             "reactor": [{"salt/auth": [C.REACTOR_SLS]}],
             "edge": {"shared_secret": C.BENCH_SECRET, "auto_admit": True},
         }

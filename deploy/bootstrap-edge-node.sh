@@ -258,6 +258,7 @@ EOF
   if [ "$FAILOVER" = 1 ]; then echo "retry_dns: 0"; else echo "retry_dns: 30"; fi
   echo "autosign_grains:"
   echo "  - edge_token"
+  echo "rejected_retry: true"
   echo "edge:"
   echo "  site: $(yaml_scalar "$SITE")"
   echo "  ${KIND}_file: $SECRET_PATH"

@@ -2,7 +2,7 @@
 Admission by pre-shared token, master side (DESIGN.md §3).
 
 Flow: a pending minion re-authenticates every ``acceptance_wait_time``; with
-``auth_events_autosign_grains: [pend]`` the master's ``salt/auth`` event
+``auth_events_autosign_grains: [pend, denied]`` the master's ``salt/auth`` event
 carries its ``edge_token`` grain. :func:`record` keeps (id, public key,
 token) in Salt's cache; :func:`decide_and_act` verifies pending keys against
 their recorded token and accepts the good ones through Salt's key store.
@@ -20,8 +20,9 @@ Configuration (master, under ``edge:``):
     key of a *refused* minion. ``no_token`` is not a refusal and never moves
     a key.
 ``auto_admit``
-    ``true``: the reactor's wheel call admits at once (default ``false``:
-    it only records the token for ``salt-run edge.accept_pending``).
+    ``true``: the reactor admits at once, in batches (see
+    :mod:`saltext_edge.admitter`); default ``false``: it only records the
+    token for ``salt-run edge.accept_pending``.
 
 Decisions: ``accepted``; ``refused`` with reason ``bad_token``,
 ``key_changed`` (the pending public key is not the one the token was made
@@ -591,8 +592,10 @@ def decide_and_act(opts, match="*", dry_run=False, secrets=None, extra_records=N
             if action in ("rejected", "deleted"):
                 removed.append(minion_id)
         for minion_id, _, decision, reason, _, rec in chunk:
-            if decision == "refused" and rec.get("refused") != reason:
-                # remembered so the reactor stops re-submitting this token
+            # remembered so the reactor stops re-submitting this token; not
+            # key_changed, which condemns the pending key, not the token (the
+            # token's own key may be pending next, once a squatter is gone)
+            if decision == "refused" and reason != "key_changed" and rec.get("refused") != reason:
                 cache.store(TOKENS_BANK, _rec_key(minion_id), dict(rec, refused=reason))
         _store_decisions(
             cache,

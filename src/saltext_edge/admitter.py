@@ -30,6 +30,7 @@ import time
 
 from saltext_edge import admission
 from saltext_edge import secrets as _secrets
+from saltext_edge import token as _token
 
 log = logging.getLogger(__name__)
 
@@ -114,16 +115,47 @@ def admitter(opts):
         return _ADMITTER
 
 
-def submit(opts, minion_id, pub, token):
+def _proves_itself(opts, minion_id, pub, token):
     """
-    Handle the data of one ``salt/auth`` event of a pending key, without
-    waiting for a decision: record ``token`` for (``minion_id``, ``pub``)
-    and, with ``edge: {auto_admit: true}``, queue the minion for the batch
-    decision of this process's admitter thread.
+    True when ``token`` is valid for ``minion_id`` with *this* ``pub`` (the
+    key the minion presented) under the master's policy. Only a holder of the
+    site key can make such a token; a token sniffed from the wire is valid
+    for another key only.
+    """
+    try:
+        digest = _token.pubkey_digest(admission._clean_pub(pub))  # pylint: disable=protected-access
+        secrets = _secrets.master_secrets(opts)
+        pol = admission.policy(opts)
+    except (_token.TokenError, _secrets.SecretError, admission.AdmissionError):
+        return False
+    rec = {"id": minion_id, "pub": pub, "pub_digest": digest, "token": token}
+    return admission.verify(minion_id, pub, rec, secrets, pol)[0] == "accepted"
+
+
+def submit(opts, minion_id, pub, token, act="pend"):
+    """
+    Handle the data of one ``salt/auth`` event without waiting for a
+    decision.
+
+    ``act: pend`` (a pending key signs in): record ``token`` for
+    (``minion_id``, ``pub``) and, with ``edge: {auto_admit: true}``, queue the
+    minion for the batch decision of this process's admitter thread.
+
+    ``act: denied`` (Salt refused the sign-in because another key is already
+    stored under ``minion_id``; the master needs
+    ``auth_events_autosign_grains: [pend, denied]``): only when ``token`` is
+    valid for this id *with the key just presented*, record it like a pending
+    token. The key stored under the id is then refused as ``key_changed`` by
+    the next decision (at once in auto mode), and ``edge:on_invalid`` applies
+    to it: ``delete`` frees an id squatted by a stranger's pending key, token
+    or not, and the real node is admitted at its next sign-in. An accepted
+    key is never touched.
 
     Returns one of ``"queued"``, ``"recorded"`` (manual admission: wait for
     ``salt-run edge.accept_pending``), ``"refused_before"`` (this very token
-    for this very key was already refused; not decided again) or the reason
+    for this very key was already refused; not decided again),
+    ``"unproven"`` (a ``denied`` event whose token is not valid for the
+    presented key: ignored), ``"ignored"`` (another ``act``) or the reason
     the data was not recorded (``"bad_id"``, ``"bad_pub"``,
     ``"no_token_seen"``, ``"bad_policy"``, ``"error"`` when the cache
     failed). Never the token.
@@ -137,6 +169,10 @@ def submit(opts, minion_id, pub, token):
             print(admitter.submit(salt.config.master_config("/etc/salt/master"), \\
             "edge-1", open("edge-1.pub").read(), "v1:site-a:..."))'
     """
+    if act not in ("pend", "denied"):
+        return "ignored"
+    if act == "denied" and not _proves_itself(opts, minion_id, pub, token):
+        return "unproven"
     try:
         cache, _ = admission._objects(opts)  # pylint: disable=protected-access
         rec = admission.record(opts, minion_id, pub, token, source="reactor", cache=cache)
@@ -154,7 +190,7 @@ def submit(opts, minion_id, pub, token):
         return "bad_policy"
     if not auto:
         return "recorded"
-    if not rec["changed"] and rec.get("refused"):
+    if act == "pend" and not rec["changed"] and rec.get("refused"):
         # a pending minion signs in every acceptance_wait_time with the same
         # token: a refusal is not decided over and over
         return "refused_before"

@@ -131,7 +131,7 @@ class Demo:
             "publish_port": self.pub_port,
             "ret_port": self.ret_port,
             "auth_events": True,
-            "auth_events_autosign_grains": ["pend"],
+            "auth_events_autosign_grains": ["pend", "denied"],
             "reactor": [{"salt/auth": [REACTOR_SLS]}],
             "edge": {
                 "shared_secret_file": self.secret_file,

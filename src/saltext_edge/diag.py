@@ -44,6 +44,7 @@ RECOMMENDED_CORE = {
     "master_type": "failover",
     "master_alive_interval": 30,
     "autosign_grains": ["edge_token"],
+    "rejected_retry": True,
 }
 
 #: Why each recommended setting matters on an edge node behind NAT.
@@ -115,6 +116,11 @@ RECOMMENDED_WHY = {
     "autosign_grains": (
         "The master admits a new edge node only when it presents the edge_token grain; "
         "without 'edge_token' in autosign_grains the token never reaches the master."
+    ),
+    "rejected_retry": (
+        "A new node whose id is squatted by a stranger's pending key is denied until the "
+        "master frees the id (edge:on_invalid: delete); Salt's minion exits on a denial "
+        "unless rejected_retry is true, and then waits for its service manager."
     ),
 }
 
@@ -729,6 +735,11 @@ def config_audit(opts):
     findings.append(_finding("autosign_grains", opts.get("autosign_grains"),
                              rec["autosign_grains"],
                              "ok" if "edge_token" in asg else "warning", why["autosign_grains"]))
+    if "edge_token" in asg:
+        findings.append(_finding("rejected_retry", opts.get("rejected_retry"),
+                                 rec["rejected_retry"],
+                                 "ok" if opts.get("rejected_retry") is True else "info",
+                                 why["rejected_retry"]))
 
     summary = {s: 0 for s in SEVERITIES}
     for f in findings:

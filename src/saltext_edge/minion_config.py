@@ -325,6 +325,9 @@ def build_plan(
         )
     if site is not None:
         data["autosign_grains"] = ["edge_token"]
+        # a node whose id is squatted is denied until the master frees the
+        # id; Salt's minion exits on a denial unless told to retry
+        data["rejected_retry"] = True
         edge = {"site": site}
         if secret is not None:
             edge[secret["kind"] + "_file"] = secret["path"]

@@ -100,7 +100,7 @@ def master_config(**overrides):
         "interface": "127.0.0.1",
         "loop_interval": 1,
         "auth_events": True,
-        "auth_events_autosign_grains": ["pend"],
+        "auth_events_autosign_grains": ["pend", "denied"],
         "edge": edge_conf(),
         "log_level_logfile": "debug",
     }
@@ -332,19 +332,23 @@ def policy_file(adv_master):
     clear_policy(adv_master)
 
 
-def fire_master_event(opts, data, tag):
+def fire_master_event(opts, data, tag, event=None):
+    """Fire on the master bus, over ``event`` (an open ``SaltEvent``) or a new connection."""
     import salt.utils.event
 
-    with salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=False) as event:
+    if event is not None:
         assert event.fire_event(data, tag)
+        return
+    with salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=False) as new_event:
+        assert new_event.fire_event(data, tag)
 
 
-def fake_auth(opts, minion_id, pub, token, act="pend"):
+def fake_auth(opts, minion_id, pub, token, act="pend", event=None):
     """A ``salt/auth`` event as the master fires it for a pending key (3008, grains in it)."""
     data = {"result": True, "act": act, "id": minion_id, "pub": pub}
     if token is not _MISSING:
         data["autosign_grains"] = {"edge_token": token}
-    fire_master_event(opts, data, "salt/auth")
+    fire_master_event(opts, data, "salt/auth", event=event)
 
 
 _MISSING = object()

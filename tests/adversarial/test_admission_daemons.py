@@ -14,6 +14,10 @@ from saltext_edge import admission
 
 from .conftest import (
     BusRecorder,
+    edge_conf,
+    master_opts,
+    reactor_sls,
+    start_master,
     PREVIOUS,
     REVOKED_SITE,
     ROTATED_OUT,
@@ -236,14 +240,33 @@ def _node_overrides(site_key_hex):
     }
 
 
+def _answers_ping(master, mid):
+    cli = master.salt_cli(timeout=30)
+    ping = None
+    for _ in range(6):
+        ping = cli.run("test.ping", minion_tgt=mid)
+        if ping.returncode == 0 and ping.data is True:
+            return True
+        time.sleep(2)
+    raise AssertionError(f"{mid} does not answer test.ping: {ping}")
+
+
+def _reactor_decision(opts, mid, reason):
+    return wait_until(
+        lambda: admission.list_decisions(opts).get(mid, {}).get("reason") == reason, timeout=60
+    )
+
+
 @pytest.mark.parametrize("on_invalid", ["delete", "keep"])
-def test_squatter(on_invalid, adv_master, adv_opts, key_pool, policy_file, salt_factories):
+def test_squatter(on_invalid, adv_master, adv_opts, key_pool, policy_file):
     """
     A stranger's key sits pending under the id of a real node (the stranger
-    even replays the node's token from the wire). ``delete``: the operator's
-    run frees the id and the real node, still retrying, is admitted by the
-    reactor at its next attempt and answers test.ping. ``keep``: nothing is
-    admitted and the operator is told why (bad token).
+    even replays the node's token from the wire). The real node, denied by
+    Salt, shows its own token in the ``denied`` event: the master's reactor
+    (``on_invalid: keep``) refuses the squatter as ``key_changed``.
+    ``delete``: the operator's run frees the id and the real node, still
+    retrying, is admitted by the reactor at its next attempt and answers
+    test.ping. ``keep``: nothing is admitted and the operator is told why.
     """
     mid = f"sq-{on_invalid}-{os.urandom(3).hex()}"
     node_priv, node_pub = key_pool[9 if on_invalid == "delete" else 10]
@@ -262,19 +285,20 @@ def test_squatter(on_invalid, adv_master, adv_opts, key_pool, policy_file, salt_
         assert wait_until(
             lambda: (pathlib.Path(adv_opts["pki_dir"]) / "minions_denied" / mid).exists(), 30
         ), "the real node never tried to authenticate"
-        assert key_states(adv_opts)[mid] [1].strip() == stranger_pub.strip()
+        assert _reactor_decision(adv_opts, mid, "key_changed"), admission.list_decisions(adv_opts).get(mid)
+        assert key_states(adv_opts)[mid][1].strip() == stranger_pub.strip()
         rc, data, out, err = salt_run(adv_master, "edge.accept_pending", f"match={mid}")
         assert rc == 0, (out, err)
         entry = per_minion(data)[mid]
         assert entry["decision"] == "refused"
-        assert entry["reason"] == "bad_token"
+        assert entry["reason"] == "key_changed"
         if on_invalid == "keep":
             assert entry.get("action") in ("kept", None)
             assert key_states(adv_opts)[mid][0] == "pending"
             assert key_states(adv_opts)[mid][1].strip() == stranger_pub.strip()
             # the operator's fleet view says why it is stuck
             seen = admission.list_decisions(adv_opts)[mid]
-            assert seen["decision"] == "refused" and seen["reason"] == "bad_token"
+            assert seen["decision"] == "refused" and seen["reason"] == "key_changed"
             return
         assert entry.get("action") == "deleted"
         accepted = wait_until(
@@ -282,11 +306,75 @@ def test_squatter(on_invalid, adv_master, adv_opts, key_pool, policy_file, salt_
         )
         assert accepted, f"real node not admitted after the squatter was deleted: {key_states(adv_opts).get(mid)}"
         assert key_states(adv_opts)[mid][1].strip() == node_pub.strip()
-        cli = adv_master.salt_cli(timeout=30)
-        ping = None
-        for _ in range(6):
-            ping = cli.run("test.ping", minion_tgt=mid)
-            if ping.returncode == 0 and ping.data is True:
-                break
-            time.sleep(2)
-        assert ping.data is True, ping
+        assert _answers_ping(adv_master, mid)
+
+
+@pytest.fixture(scope="module")
+def delete_master(salt_factories):
+    """A master whose reactor admits automatically with ``on_invalid: delete``."""
+    factory = start_master(
+        salt_factories,
+        "adv-del-",
+        overrides={
+            "reactor": [{"salt/auth": [str(reactor_sls())]}],
+            "edge": edge_conf(auto_admit=True, on_invalid="delete"),
+        },
+    )
+    with factory.started():
+        yield factory
+
+
+def test_tokenless_squatter_freed_by_the_reactor(delete_master, key_pool):
+    """
+    A stranger's key with *no* token squats a real node's id (``no_token`` is
+    not a refusal, so nothing would ever clear it). The real node signs in,
+    is denied, and its ``denied`` event carries its token: with
+    ``on_invalid: delete`` the reactor deletes the squatter's key and admits
+    the real node at its next attempt, with no operator.
+    """
+    opts = master_opts(delete_master)
+    mid = f"sqn-{os.urandom(3).hex()}"
+    node_priv, node_pub = key_pool[12]
+    stranger_pub = key_pool[13][1]
+    place_pending(opts, mid, stranger_pub)
+    bus = BusRecorder(opts).start()
+    node = pending_minion_factory(
+        delete_master, mid, node_priv, node_pub, overrides=_node_overrides(site_key(SECRET, SITE))
+    )
+    with node.started(start_timeout=60):
+        accepted = wait_until(lambda: key_states(opts).get(mid, (None, ""))[0] == "accepted", timeout=90)
+        assert accepted, f"the real node was not admitted: {key_states(opts).get(mid)}"
+        assert key_states(opts)[mid][1].strip() == node_pub.strip()
+        assert _answers_ping(delete_master, mid)
+    bus.stop()
+    decisions = [d for t, d in bus.tagged("edge/admission/") if isinstance(d, dict) and d.get("id") == mid]
+    assert {"decision": "refused", "reason": "key_changed", "action": "deleted"}.items() <= decisions[0].items()
+    assert decisions[-1]["decision"] == "accepted"
+
+
+def test_replayed_token_in_denied_event_frees_nothing(delete_master, key_pool):
+    """
+    The real node is pending with its own key; an attacker signs in under its
+    id with another key and the node's token sniffed from the wire. Salt
+    denies the attacker; the token is not valid for the attacker's key, so
+    the reactor ignores the event and the real node's key stays pending.
+    """
+    opts = master_opts(delete_master)
+    mid = f"sqr-{os.urandom(3).hex()}"
+    node_pub = key_pool[14][1]
+    attacker_pub = key_pool[15][1]
+    place_pending(opts, mid, node_pub)
+    node_token = make_token(SECRET, SITE, mid, node_pub)
+    bus = BusRecorder(opts).start()
+    fake_auth(opts, mid, attacker_pub, node_token, act="denied")
+    # a sentinel handled after it by the same reactor loop
+    sentinel = f"sqs-{os.urandom(3).hex()}"
+    sentinel_pub = key_pool[16][1]
+    place_pending(opts, sentinel, sentinel_pub)
+    fake_auth(opts, sentinel, sentinel_pub, make_token(SECRET, SITE, sentinel, sentinel_pub))
+    assert wait_until(lambda: key_states(opts)[sentinel][0] == "accepted", timeout=60)
+    bus.stop()
+    state, stored = key_states(opts)[mid]
+    assert state == "pending" and stored.strip() == node_pub.strip()
+    assert mid not in admission.list_decisions(opts)
+    assert not [d for t, d in bus.tagged("edge/admission/") if isinstance(d, dict) and d.get("id") == mid]

@@ -114,3 +114,19 @@ def test_collect_auth_events(opts, pub, monkeypatch):
     seen = admission.collect_auth_events(opts, 0.5, match="edge-*")
     assert set(seen) == {"edge-1"}
     assert seen["edge-1"]["token"] == good
+
+
+def test_denied_event_needs_a_token_for_the_presented_key(opts, pub):
+    """A ``denied`` sign-in is recorded only with a token valid for the key it presented."""
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+    replayed = _tok("edge-2", pub)  # valid for pub, presented with another key
+    assert admitter.submit(opts, "edge-2", other, replayed, act="denied") == "unproven"
+    assert "edge-2" not in admission.list_decisions(opts)
+    assert admitter.submit(opts, "edge-2", pub, "v1:sh-3:" + "0" * 64, act="denied") == "unproven"
+    # its own token for its own key: recorded (manual mode: nothing queued)
+    assert admitter.submit(opts, "edge-2", pub, replayed, act="denied") == "recorded"
+    assert admission.list_decisions(opts)["edge-2"]["decision"] == "recorded"
+    assert admitter.submit(opts, "edge-2", pub, replayed, act="reject") == "ignored"
+    assert admitter._ADMITTER is None  # pylint: disable=protected-access

@@ -95,7 +95,7 @@ def test_master_config_and_secret_paths_agree():
     (cm,) = _by_kind("ConfigMap").values()
     (conf_text,) = cm["data"].values()
     conf = yaml.safe_load(conf_text)
-    assert conf["auth_events_autosign_grains"] == ["pend"]
+    assert conf["auth_events_autosign_grains"] == ["pend", "denied"]
     assert conf["minion_data_cache"] is True
     reactor = conf["reactor"][0]["salt/auth"][0]
     assert reactor.endswith("edge_auth.sls")

@@ -5,7 +5,7 @@ saltext-edge reactor for ``salt/auth`` (DESIGN.md §3).
 Master config to enable it::
 
     auth_events: True                       # the default
-    auth_events_autosign_grains: [pend]     # Salt 3008+: carry the token
+    auth_events_autosign_grains: [pend, denied]   # Salt 3008+: carry the token
     reactor:
       - 'salt/auth':
         - /path/to/site-packages/saltext_edge/reactor/edge_auth.sls
@@ -18,8 +18,10 @@ Master config to enable it::
 print(os.path.dirname(saltext_edge.__file__))'`` prints the directory.)
 
 Rendered with the ``py`` renderer so that the minion-controlled id and token
-are passed as data, never pasted into YAML. Acts only on ``act: pend`` events
-that carry an ``edge_token`` grain: it hands id, public key and token to
+are passed as data, never pasted into YAML. Acts only on ``act: pend`` and
+``act: denied`` events that carry an ``edge_token`` grain (``denied``: another
+key is stored under the id, e.g. a squatter's; see
+``saltext_edge.admitter.submit``): it hands act, id, public key and token to
 ``saltext_edge.admitter.submit`` in the reactor process, which records the
 token and, in auto mode, queues the minion for a batched decision (one
 key-store lock per chunk of keys). No wheel job per event: under an auth storm
@@ -34,7 +36,8 @@ library cannot be imported here, the event goes to the wheel function
 def run():
     if tag != "salt/auth" or not isinstance(data, dict):  # noqa: F821
         return {}
-    if data.get("act") != "pend":
+    act = data.get("act")
+    if act not in ("pend", "denied"):
         return {}
     grains = data.get("autosign_grains")
     token = grains.get("edge_token") if isinstance(grains, dict) else None
@@ -47,7 +50,9 @@ def run():
     except ImportError:
         admitter = None  # package not installed here: the synced wheel module decides
     if admitter is not None:
-        admitter.submit(opts, minion_id, pub, token)  # noqa: F821
+        admitter.submit(opts, minion_id, pub, token, act=act)  # noqa: F821
+        return {}
+    if act != "pend":
         return {}
     return {
         "saltext_edge_admission": {

@@ -113,8 +113,10 @@ def minion_config(
 
     site
         Site name (1-64 of ``[A-Za-z0-9._-]``). When given, the drop-in gets
-        ``autosign_grains: [edge_token]`` and ``edge: {site: ...}`` so a new
-        minion can be admitted by the ``edge_token`` grain.
+        ``autosign_grains: [edge_token]``, ``edge: {site: ...}`` and
+        ``rejected_retry: True`` (keep signing in while a squatter's key
+        holds the id) so a new minion can be admitted by the ``edge_token``
+        grain.
 
     site_key
         The site key (64 hex characters) for ``site``, from

@@ -1,6 +1,7 @@
 """
-Wheel module ``edge``: admission functions callable from the reactor and from
-salt-api (``client: wheel``) (DESIGN.md §3).
+Wheel module ``edge``: admission functions callable from salt-api (``client:
+wheel``), from a reactor, and by the shipped reactor SLS when the library is
+not importable in the reactor process (DESIGN.md §3).
 
 Wheel modules get no utils directory on ``sys.path`` from Salt's loader, so a
 copy synced with ``salt-run saltutil.sync_wheel`` (package not installed) finds
@@ -77,8 +78,10 @@ def version():
 
 def auth_event(minion_id, pub, token=None, act="pend"):
     """
-    Handle one ``salt/auth`` event of a pending key (what the shipped reactor
-    calls): record the minion's ``edge_token`` for its public key and, when
+    Handle one ``salt/auth`` event of a pending key and wait for its decision
+    (the shipped reactor SLS batches instead, see
+    :mod:`saltext_edge.admitter`; it calls this only when the library is not
+    importable in the reactor process): record the minion's ``edge_token`` for its public key and, when
     the master has ``edge: {auto_admit: true}``, verify it and accept the key
     at once (or apply ``edge:on_invalid`` to a refusal).
 
@@ -90,7 +93,7 @@ def auth_event(minion_id, pub, token=None, act="pend"):
 
     .. code-block:: bash
 
-        # salt-api (what the reactor SLS does through the wheel client)
+        # salt-api
         curl -sSk https://salt:8000 -H "X-Auth-Token: $TOK" -d client=wheel \\
             -d fun=edge.auth_event -d minion_id=edge-1 \\
             --data-urlencode pub@minion.pub -d token="$EDGE_TOKEN"

@@ -52,7 +52,7 @@ def make_master(salt_factories, master_defaults, fleet_secret, edge_extra):
     defaults = copy.deepcopy(master_defaults)
     overrides = {
         "auth_events": True,
-        "auth_events_autosign_grains": ["pend"],
+        "auth_events_autosign_grains": ["pend", "denied"],
         "reactor": [{"salt/auth": [REACTOR_SLS]}],
         "edge": dict({"shared_secret": fleet_secret}, **edge_extra),
     }
