@@ -647,6 +647,27 @@ def _announce(event, minion_id, res, now):
         log.warning("edge admission: could not fire the decision event for %s: %s", minion_id, exc)
 
 
+def record_for_decision(opts, minion_id, pub, token, source="reactor"):
+    """
+    Record the token of a sign-in (:func:`record`) and say what is left to
+    do for it. Returns ``(record_result, todo)`` with ``todo``:
+    ``"none"`` (not recorded, see ``record_result["reason"]``), ``"manual"``
+    (``auto_admit`` is off), ``"refused_before"`` (this very token for this
+    very key was already refused: a pending minion signs in every
+    ``acceptance_wait_time`` and is not re-decided each time) or
+    ``"decide"``. Raises :class:`AdmissionError` on a malformed policy.
+    """
+    cache, _ = _objects(opts)
+    rec = record(opts, minion_id, pub, token, source=source, cache=cache)
+    if not rec["recorded"]:
+        return rec, "none"
+    if not policy(opts)["auto_admit"]:
+        return rec, "manual"
+    if not rec["changed"] and rec.get("refused"):
+        return rec, "refused_before"
+    return rec, "decide"
+
+
 def handle_auth(opts, minion_id, pub, token, act="pend", source="reactor"):
     """
     Handle one pending key's ``salt/auth`` data: record the token and, when
@@ -666,18 +687,14 @@ def handle_auth(opts, minion_id, pub, token, act="pend", source="reactor"):
     if act != "pend":
         ret["reason"] = "not_pending"
         return ret
-    cache, _ = _objects(opts)
-    rec = record(opts, minion_id, pub, token, source=source, cache=cache)
+    rec, todo = record_for_decision(opts, minion_id, pub, token, source=source)
     ret["recorded"] = rec["recorded"]
-    if not rec["recorded"]:
+    if todo == "none":
         ret["reason"] = rec["reason"]
         return ret
-    pol = policy(opts)
-    if not pol["auto_admit"]:
+    if todo == "manual":
         return ret
-    if not rec["changed"] and rec.get("refused"):
-        # the same token for the same key again (a pending minion retries
-        # every acceptance_wait_time): do not re-decide a refusal over and over
+    if todo == "refused_before":
         ret.update(decision="refused", reason=rec["refused"], action="none")
         return ret
     try:

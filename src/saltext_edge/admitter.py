@@ -174,25 +174,20 @@ def submit(opts, minion_id, pub, token, act="pend"):
     if act == "denied" and not _proves_itself(opts, minion_id, pub, token):
         return "unproven"
     try:
-        cache, _ = admission._objects(opts)  # pylint: disable=protected-access
-        rec = admission.record(opts, minion_id, pub, token, source="reactor", cache=cache)
+        rec, todo = admission.record_for_decision(opts, minion_id, pub, token, source="reactor")
+    except admission.AdmissionError as exc:
+        log.error("edge admission: not admitting %s: %s", minion_id, exc)
+        return "bad_policy"
     except Exception as exc:  # pylint: disable=broad-except
         # the reactor would log a traceback; the minion signs in again soon
         log.error("edge admission: cannot record the token of %s (%s: %s)",
                   minion_id, type(exc).__name__, exc)
         return "error"
-    if not rec["recorded"]:
+    if todo == "none":
         return rec["reason"]
-    try:
-        auto = admission.policy(opts)["auto_admit"]
-    except admission.AdmissionError as exc:
-        log.error("edge admission: not admitting %s: %s", minion_id, exc)
-        return "bad_policy"
-    if not auto:
+    if todo == "manual":
         return "recorded"
-    if act == "pend" and not rec["changed"] and rec.get("refused"):
-        # a pending minion signs in every acceptance_wait_time with the same
-        # token: a refusal is not decided over and over
+    if todo == "refused_before":
         return "refused_before"
     admitter(opts).put(minion_id)
     return "queued"

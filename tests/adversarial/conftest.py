@@ -300,17 +300,21 @@ def wait_until(predicate, timeout, interval=0.25):
 # --------------------------------------------------------------------------
 # the package's shared master: reactor + auto_admit, keys stay pending
 # --------------------------------------------------------------------------
-@pytest.fixture(scope="package")
-def adv_master(salt_factories):
-    factory = start_master(
+def start_reactor_master(salt_factories, prefix, **edge):
+    """A master with the shipped reactor and ``auto_admit`` (plus ``edge`` options)."""
+    return start_master(
         salt_factories,
-        "adv-master-",
+        prefix,
         overrides={
             "reactor": [{"salt/auth": [str(reactor_sls())]}],
-            "edge": edge_conf(auto_admit=True, revoked_sites=[REVOKED_SITE]),
+            "edge": edge_conf(auto_admit=True, **edge),
         },
     )
-    with factory.started():
+
+
+@pytest.fixture(scope="package")
+def adv_master(salt_factories):
+    with start_reactor_master(salt_factories, "adv-master-", revoked_sites=[REVOKED_SITE]).started() as factory:
         yield factory
 
 

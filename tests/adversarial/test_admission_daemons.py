@@ -14,10 +14,8 @@ from saltext_edge import admission
 
 from .conftest import (
     BusRecorder,
-    edge_conf,
     master_opts,
-    reactor_sls,
-    start_master,
+    start_reactor_master,
     PREVIOUS,
     REVOKED_SITE,
     ROTATED_OUT,
@@ -312,15 +310,7 @@ def test_squatter(on_invalid, adv_master, adv_opts, key_pool, policy_file):
 @pytest.fixture(scope="module")
 def delete_master(salt_factories):
     """A master whose reactor admits automatically with ``on_invalid: delete``."""
-    factory = start_master(
-        salt_factories,
-        "adv-del-",
-        overrides={
-            "reactor": [{"salt/auth": [str(reactor_sls())]}],
-            "edge": edge_conf(auto_admit=True, on_invalid="delete"),
-        },
-    )
-    with factory.started():
+    with start_reactor_master(salt_factories, "adv-del-", on_invalid="delete").started() as factory:
         yield factory
 
 
