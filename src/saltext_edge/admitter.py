@@ -49,8 +49,6 @@ class Admitter:
         self.window = window
         self._cond = threading.Condition()
         self._queued = set()
-        self._busy = False
-        self.batches = 0
         self._thread = threading.Thread(target=self._loop, name="edge-admitter", daemon=True)
         self._thread.start()
 
@@ -59,11 +57,6 @@ class Admitter:
         with self._cond:
             self._queued.add(minion_id)
             self._cond.notify()
-
-    def idle(self):
-        """True when nothing is queued or being decided."""
-        with self._cond:
-            return not self._queued and not self._busy
 
     def _loop(self):
         while True:
@@ -75,13 +68,7 @@ class Admitter:
             time.sleep(self.window)
             with self._cond:
                 ids, self._queued = self._queued, set()
-                self._busy = True
-            try:
-                self._decide(sorted(ids))
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self.batches += 1
+            self._decide(sorted(ids))
 
     def _decide(self, ids):
         log.info("edge admission: deciding %d pending minion(s) queued by the reactor in one batch", len(ids))

@@ -78,12 +78,12 @@ def version():
 
 def auth_event(minion_id, pub, token=None, act="pend"):
     """
-    Handle one ``salt/auth`` event of a pending key and wait for its decision
-    (the shipped reactor SLS batches instead, see
-    :mod:`saltext_edge.admitter`; it calls this only when the library is not
-    importable in the reactor process): record the minion's ``edge_token`` for its public key and, when
+    Handle one ``salt/auth`` event of a pending key and wait for its
+    decision: record the minion's ``edge_token`` for its public key and, when
     the master has ``edge: {auto_admit: true}``, verify it and accept the key
-    at once (or apply ``edge:on_invalid`` to a refusal).
+    at once (or apply ``edge:on_invalid`` to a refusal). The shipped reactor
+    SLS batches instead (:mod:`saltext_edge.admitter`) and calls this only
+    when the library is not importable in the reactor process.
 
     Returns ``{"id": str, "recorded": bool, "decision": "accepted"|"refused"|
     None, "reason": str|None, "site": str|None, "action": str|None}``; never
