@@ -160,7 +160,7 @@ def svg_plot(results):
     """
     Time against fleet size, hand-written SVG (no plotting library needed):
     admission (edge.accept_pending vs salt-key -A -y over N, with N=0 = start-up),
-    auth storm (time to accept all K) and fleet report (edge.report vs
+    auth storm (time to accept all K, over K) and fleet report (edge.report vs
     cache.grains) as points.
     """
     series = []  # (label, colour, dash, [(x, y)], line?)
@@ -172,15 +172,14 @@ def svg_plot(results):
             pts = [(0, fixed.get(which))] if fixed.get(which) is not None else []
             pts += [(int(n), v[which]) for n, v in sorted(adm["median_s"].items(), key=lambda kv: int(kv[0]))]
             series.append((f"admission: {label}", colour, "", pts, True))
-    storm = results.get("storm", {}).get("data", {})
-    if storm.get("edge"):
-        k = storm["K"]
-        for key, label, colour in (("edge", "storm: reactor + auto_admit", "#2ca02c"),
-                                   ("autosign_grains_dir", "storm: autosign_grains_dir", "#d62728"),
-                                   ("reactor_key_accept", "storm: Salt reactor key.accept", "#7f7f7f")):
-            val = (storm.get(key) or {}).get("all_accepted_s")
-            if val is not None:
-                series.append((label, colour, "", [(k, val)], False))
+    by_k = results.get("storm", {}).get("data", {}).get("by_K", {})
+    for key, label, colour in (("edge", "storm: reactor + auto_admit", "#2ca02c"),
+                               ("autosign_grains_dir", "storm: autosign_grains_dir", "#d62728"),
+                               ("reactor_key_accept", "storm: Salt reactor key.accept", "#7f7f7f")):
+        pts = [(int(k), (run.get(key) or {}).get("all_accepted_s")) for k, run in by_k.items()]
+        pts = sorted((k, v) for k, v in pts if v is not None)
+        if pts:
+            series.append((label, colour, "", pts, len(pts) > 1))
     rep = results.get("report", {}).get("data", {})
     if rep.get("ours"):
         n = rep["minions"]
