@@ -137,10 +137,10 @@ def _objects(opts):
     """
     Return ``(cache, keyobj)`` for ``opts``, built once per thread and reused
     while ``opts`` is the same object. Building Salt's cache and key loaders
-    costs tens of milliseconds, and the reactor records a token for every
-    ``salt/auth`` event (and its admitter thread decides batch after batch)
-    with the same ``opts``. A one-shot ``salt-run`` builds them once either
-    way.
+    costs tens of milliseconds, and the reactor calls us (from its worker
+    threads, with one wheel client whose ``__opts__`` never changes) once per
+    ``salt/auth`` event: under an auth storm that cost dominated. A one-shot
+    ``salt-run`` builds them once either way.
     """
     memo = getattr(_LOCAL, "memo", None)
     if memo is None or memo[0] is not opts:

@@ -48,15 +48,16 @@ def run():
     try:
         from saltext_edge import admitter  # pylint: disable=import-outside-toplevel
     except ImportError:
-        # package not installed here: the synced wheel module decides
-        if act != "pend":
-            return {}
-        return {
-            "saltext_edge_admission": {
-                "wheel.edge.auth_event": [
-                    {"args": {"minion_id": minion_id, "pub": pub, "token": token, "act": "pend"}}
-                ]
-            }
+        admitter = None  # package not installed here: the synced wheel module decides
+    if admitter is not None:
+        admitter.submit(opts, minion_id, pub, token, act=act)  # noqa: F821
+        return {}
+    if act != "pend":
+        return {}
+    return {
+        "saltext_edge_admission": {
+            "wheel.edge.auth_event": [
+                {"args": {"minion_id": minion_id, "pub": pub, "token": token, "act": "pend"}}
+            ]
         }
-    admitter.submit(opts, minion_id, pub, token, act=act)  # noqa: F821
-    return {}
+    }
