@@ -478,7 +478,15 @@ def _recover(cache, keyobj):
                     "action": intent["state"],
                 }
         cache.flush(INTENTS_BANK, entry_key)
-    _publish(cache, keyobj, done, time.time())
+    if done:
+        now = time.time()
+        _store_decisions(
+            cache,
+            {m: {"decision": r["decision"], "reason": r["reason"], "site": r["site"], "time": now}
+             for m, r in done.items()},
+        )
+        for minion_id, res in done.items():
+            _announce(keyobj.event, minion_id, res, now)
     return done
 
 
@@ -523,19 +531,18 @@ def _act_chunk(keyobj, cache, chunk, on_invalid):
     journal entry once the chunk is announced.
     """
     actions = {}
-    targets = {c[0]: _target(c[2], on_invalid) for c in chunk}
     with _key_store_lock(keyobj):
-        intents = {
-            minion_id: {"pub": key["pub"], "state": targets[minion_id], "decision": decision,
-                        "reason": reason, "site": site}
-            for minion_id, key, decision, reason, site, _ in chunk
-            if targets[minion_id] in ("accepted", "rejected")
-        }
+        intents = {}
+        for minion_id, key, decision, reason, site, _ in chunk:
+            target = _target(decision, on_invalid)
+            if target in ("accepted", "rejected"):
+                intents[minion_id] = {"pub": key["pub"], "state": target, "decision": decision,
+                                      "reason": reason, "site": site}
         journal = f"{time.time_ns():020d}-{os.getpid()}" if intents else None
         if intents:
             cache.store(INTENTS_BANK, journal, intents)
         for minion_id, key, decision, _, _, _ in chunk:
-            target = targets[minion_id]
+            target = _target(decision, on_invalid)
             if target is None:
                 actions[minion_id] = "kept" if decision in ("refused", "no_token") else "none"
                 continue
@@ -607,7 +614,20 @@ def decide_and_act(opts, match="*", dry_run=False, secrets=None, extra_records=N
             # token's own key may be pending next, once a squatter is gone)
             if decision == "refused" and reason != "key_changed" and rec.get("refused") != reason:
                 cache.store(TOKENS_BANK, _rec_key(minion_id), dict(rec, refused=reason))
-        _publish(cache, keyobj, {c[0]: results[c[0]] for c in chunk}, now)
+        _store_decisions(
+            cache,
+            {
+                c[0]: {
+                    "decision": results[c[0]]["decision"],
+                    "reason": results[c[0]]["reason"],
+                    "site": results[c[0]]["site"],
+                    "time": now,
+                }
+                for c in chunk
+            },
+        )
+        for c in chunk:
+            _announce(keyobj.event, c[0], results[c[0]], now)
         if journal:
             cache.flush(INTENTS_BANK, journal)
     # side effects Salt's own reject/delete have, once per run
@@ -617,23 +637,6 @@ def decide_and_act(opts, match="*", dry_run=False, secrets=None, extra_records=N
         if opts.get("rotate_aes_key"):
             salt.crypt.dropfile(opts["cachedir"], opts["user"], opts["id"])
     return results
-
-
-def _publish(cache, keyobj, results, now):
-    """
-    Store ``results`` (``{id: {"decision", "reason", "site", "action"}}``)
-    as one batch of decisions, then log each and fire its event on the key
-    object's event connection.
-    """
-    if not results:
-        return
-    _store_decisions(
-        cache,
-        {m: {"decision": r["decision"], "reason": r["reason"], "site": r["site"], "time": now}
-         for m, r in results.items()},
-    )
-    for minion_id, res in results.items():
-        _announce(keyobj.event, minion_id, res, now)
 
 
 def _announce(event, minion_id, res, now):
