@@ -355,23 +355,6 @@ def verify(minion_id, pending_pub, rec, secrets, pol, pending_digest=None):
     return "accepted", None, site
 
 
-def valid_for_presented_key(opts, minion_id, pub, token):
-    """
-    Return True when ``token`` is valid for ``minion_id`` with *this* ``pub``
-    (the key a minion just presented, e.g. in a ``denied`` sign-in) under the
-    master's secrets and policy. Only a holder of the site key can make such
-    a token; a token sniffed from the wire is valid for its own key only.
-    False (never an exception) for a bad key, no usable secret or a
-    malformed policy: fail closed.
-    """
-    try:
-        pub = _clean_pub(pub)
-        rec = {"id": minion_id, "pub": pub, "pub_digest": _token.pubkey_digest(pub), "token": token}
-        return verify(minion_id, pub, rec, _secrets.master_secrets(opts), policy(opts))[0] == "accepted"
-    except (_token.TokenError, _secrets.SecretError, AdmissionError):
-        return False
-
-
 # --------------------------------------------------------------------------
 # acting
 # --------------------------------------------------------------------------

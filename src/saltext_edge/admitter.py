@@ -30,6 +30,7 @@ import time
 
 from saltext_edge import admission
 from saltext_edge import secrets as _secrets
+from saltext_edge import token as _token
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,8 @@ class Admitter:
     def _decide(self, ids):
         log.info("edge admission: deciding %d pending minion(s) queued by the reactor in one batch", len(ids))
         try:
-            admission.decide_and_act(self.opts, ids=ids)
+            secrets = _secrets.master_secrets(self.opts)
+            admission.decide_and_act(self.opts, ids=ids, secrets=secrets)
         except (_secrets.SecretError, admission.AdmissionError) as exc:
             # fail closed; the minions stay pending and are queued again at
             # their next sign-in
@@ -98,6 +100,23 @@ def admitter(opts):
         if _ADMITTER is None:
             _ADMITTER = Admitter(opts)
         return _ADMITTER
+
+
+def _proves_itself(opts, minion_id, pub, token):
+    """
+    True when ``token`` is valid for ``minion_id`` with *this* ``pub`` (the
+    key the minion presented) under the master's policy. Only a holder of the
+    site key can make such a token; a token sniffed from the wire is valid
+    for another key only.
+    """
+    try:
+        digest = _token.pubkey_digest(admission._clean_pub(pub))  # pylint: disable=protected-access
+        secrets = _secrets.master_secrets(opts)
+        pol = admission.policy(opts)
+    except (_token.TokenError, _secrets.SecretError, admission.AdmissionError):
+        return False
+    rec = {"id": minion_id, "pub": pub, "pub_digest": digest, "token": token}
+    return admission.verify(minion_id, pub, rec, secrets, pol)[0] == "accepted"
 
 
 def submit(opts, minion_id, pub, token, act="pend"):
@@ -139,7 +158,7 @@ def submit(opts, minion_id, pub, token, act="pend"):
     """
     if act not in ("pend", "denied"):
         return "ignored"
-    if act == "denied" and not admission.valid_for_presented_key(opts, minion_id, pub, token):
+    if act == "denied" and not _proves_itself(opts, minion_id, pub, token):
         return "unproven"
     try:
         rec, todo = admission.record_for_decision(opts, minion_id, pub, token, source="reactor")
