@@ -3,7 +3,7 @@ saltext-edge: operate edge nodes behind NAT with Salt.
 
 Loader modules live in the ``grains``, ``modules``, ``states``, ``runners`` and
 ``wheel`` subpackages (found by Salt through the ``salt.loader`` entry point);
-shared logic lives in plain modules of this package (``token``, ``secrets``,
+shared logic lives in plain modules of this package (``tokens``, ``shared_secret``,
 ...), imported normally. Keep this file free of imports: it is also shipped to
 minions through ``_utils/`` and imported there by synced modules.
 """

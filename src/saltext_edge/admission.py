@@ -51,8 +51,8 @@ import threading
 import time
 import uuid
 
-from saltext_edge import secrets as _secrets
-from saltext_edge import token as _token
+from saltext_edge import shared_secret as _secrets
+from saltext_edge import tokens as _token
 
 log = logging.getLogger(__name__)
 
@@ -562,7 +562,7 @@ def decide_and_act(opts, match="*", dry_run=False, secrets=None, extra_records=N
     "rejected"|"deleted"|"none"}}`` (``action`` is ``none`` in a dry run or
     when the key changed under us).
 
-    Raises :class:`saltext_edge.secrets.SecretError` when no usable secret is
+    Raises :class:`saltext_edge.shared_secret.SecretError` when no usable secret is
     configured and :class:`AdmissionError` on a malformed policy.
     """
     import salt.crypt  # pylint: disable=import-outside-toplevel

@@ -29,8 +29,8 @@ import threading
 import time
 
 from saltext_edge import admission
-from saltext_edge import secrets as _secrets
-from saltext_edge import token as _token
+from saltext_edge import shared_secret as _secrets
+from saltext_edge import tokens as _token
 
 log = logging.getLogger(__name__)
 

@@ -40,8 +40,8 @@ def site_key_main(site, config_dir, stdout=None, stderr=None):
     Print ``K_site`` of ``site`` using the master config in ``config_dir``.
     Returns the process exit code.
     """
-    from saltext_edge import secrets as _secrets  # pylint: disable=import-outside-toplevel
-    from saltext_edge import token as _token  # pylint: disable=import-outside-toplevel
+    from saltext_edge import shared_secret as _secrets  # pylint: disable=import-outside-toplevel
+    from saltext_edge import tokens as _token  # pylint: disable=import-outside-toplevel
 
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr

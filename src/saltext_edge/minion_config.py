@@ -15,7 +15,7 @@ plus careful file I/O; no Salt loader dunders.
   reporting job to finish, then restarts the minion.
 
 The site key / shared secret never appears in the drop-in, a diff, a return,
-a comment or a log line: only :func:`saltext_edge.token.key_fingerprint` of it.
+a comment or a log line: only :func:`saltext_edge.tokens.key_fingerprint` of it.
 """
 
 import copy
@@ -34,7 +34,7 @@ import tempfile
 import yaml
 
 from saltext_edge import diag as _diag
-from saltext_edge import token as _token
+from saltext_edge import tokens as _token
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """
 Shared helpers for the adversarial and fault suite (issue 8).
 
-* token maths written here independently of ``saltext_edge.token`` (so a bug
+* token maths written here independently of ``saltext_edge.tokens`` (so a bug
   there cannot hide a bug in a test);
 * a pool of RSA key pairs, generated once per session;
 * a factory for real salt-masters that keep minion keys *pending*
@@ -38,7 +38,7 @@ REVOKED_SITE = "gone-1"
 
 
 # --------------------------------------------------------------------------
-# token maths, independent of saltext_edge.token (DESIGN.md §3)
+# token maths, independent of saltext_edge.tokens (DESIGN.md §3)
 # --------------------------------------------------------------------------
 def site_key(secret, site):
     return hmac.new(

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from saltext_edge import admission
-from saltext_edge import secrets as edge_secrets
+from saltext_edge import shared_secret as edge_secrets
 
 from .conftest import (
     SECRET,

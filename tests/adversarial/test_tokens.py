@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from saltext_edge import admission
-from saltext_edge import token as tk
+from saltext_edge import tokens as tk
 
 from .conftest import PREVIOUS, REVOKED_SITE, ROTATED_OUT, SECRET, SITE, make_token, site_key, spki_digest
 

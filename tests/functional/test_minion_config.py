@@ -14,7 +14,7 @@ import stat
 
 import pytest
 
-from saltext_edge import token
+from saltext_edge import tokens as token
 
 SITE_KEY = token.site_key("functional-test-fleet-secret", "sh-3")
 SHARED_SECRET = "a-fleet-secret-of-32-characters!"

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from saltext_edge import admission
 from saltext_edge import admitter
-from saltext_edge import token
+from saltext_edge import tokens as token
 
 SECRET = "unit-test-fleet-secret"
 

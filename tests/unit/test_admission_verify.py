@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from saltext_edge import admission
-from saltext_edge import token
+from saltext_edge import tokens as token
 
 SECRET = "unit-test-fleet-secret"
 OLD = "unit-test-older-secret"

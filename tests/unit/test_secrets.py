@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from saltext_edge import secrets, token
+from saltext_edge import shared_secret as secrets, tokens as token
 
 GOOD = "a-very-good-fleet-secret"
 OLD = "the-previous-fleet-secret"

@@ -7,7 +7,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from saltext_edge import token
+from saltext_edge import tokens as token
 
 SECRET = "correct horse battery staple"
 SITE = "sh-3"

@@ -33,7 +33,7 @@ import logging
 try:
     from saltext_edge import diag as _diag
     from saltext_edge import probe as _probe
-    from saltext_edge.token import SITE_RE as _SITE_RE
+    from saltext_edge.tokens import SITE_RE as _SITE_RE
 
     HAS_LIB = True
 except ImportError:  # pragma: no cover - depends on how the module was installed

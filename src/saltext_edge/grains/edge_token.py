@@ -33,8 +33,8 @@ def __virtual__():
 def _lib():
     # installed package, or the copy synced to _utils/ (on sys.path while
     # Salt loads synced grains)
-    from saltext_edge import secrets as _secrets  # pylint: disable=import-outside-toplevel
-    from saltext_edge import token as _token  # pylint: disable=import-outside-toplevel
+    from saltext_edge import shared_secret as _secrets  # pylint: disable=import-outside-toplevel
+    from saltext_edge import tokens as _token  # pylint: disable=import-outside-toplevel
 
     return _secrets, _token
 

@@ -13,8 +13,8 @@ try:
     import saltext_edge.report as edge_report
     from saltext_edge import admission as _admission
     from saltext_edge.errors import EdgeCommandError
-    from saltext_edge import secrets as _secrets
-    from saltext_edge import token as _token
+    from saltext_edge import shared_secret as _secrets
+    from saltext_edge import tokens as _token
 
     HAS_LIB = True
 except ImportError:  # pragma: no cover

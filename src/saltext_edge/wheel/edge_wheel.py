@@ -56,7 +56,7 @@ def __virtual__():
         )
     try:
         admission = importlib.import_module("saltext_edge.admission")
-        _secrets = importlib.import_module("saltext_edge.secrets")
+        _secrets = importlib.import_module("saltext_edge.shared_secret")
         EdgeCommandError = importlib.import_module("saltext_edge.errors").EdgeCommandError
     except ImportError as exc:
         return False, f"edge: cannot import the saltext_edge library: {exc}"

@@ -21,7 +21,7 @@ from saltfactories.daemons.minion import SaltMinion
 from saltfactories.utils import random_string
 
 import saltext_edge
-from saltext_edge import token as edge_token
+from saltext_edge import tokens as edge_token
 
 REACTOR_SLS = str(pathlib.Path(saltext_edge.__file__).parent / "reactor" / "edge_auth.sls")
 ACCEPTANCE_WAIT = 2

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from saltext_edge import admission
-from saltext_edge import token as edge_token
+from saltext_edge import tokens as edge_token
 
 from .conftest import (
     ACCEPTANCE_WAIT,

@@ -26,7 +26,7 @@ Keep this module free of Salt imports: it is also shipped to minions through
 
 import os
 
-from saltext_edge import token as _token
+from saltext_edge import tokens as _token
 
 ENV_VAR = "SALT_SHARED_SECRET"
 MIN_SECRET_LEN = _token.MIN_SECRET_LEN
@@ -146,7 +146,7 @@ def master_site_key(opts, site, environ=None):
     """
     Return ``K_site`` for ``site`` under the master's current secret.
 
-    Raises :class:`SecretError` or :class:`saltext_edge.token.TokenError`
+    Raises :class:`SecretError` or :class:`saltext_edge.tokens.TokenError`
     (bad site name); neither message contains secret material.
     """
     _token.validate_site(site)
@@ -162,7 +162,7 @@ def minion_site_key(opts):
     Sources, first found wins: ``edge:site_key``, ``edge:site_key_file``,
     ``edge:shared_secret``, ``edge:shared_secret_file`` (the last two derive
     ``K_site`` from the fleet secret). Raises :class:`SecretError` or
-    :class:`saltext_edge.token.TokenError` when configured but unusable.
+    :class:`saltext_edge.tokens.TokenError` when configured but unusable.
     """
     conf = _edge_conf(opts)
     site = conf.get("site")
