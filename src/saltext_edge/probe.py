@@ -1,5 +1,5 @@
 """
-Uplink probing for edge nodes (DESIGN.md §4, §5).
+Uplink probing for edge nodes (``docs/design.rst``, ``docs/howto/diagnose.rst``).
 
 What is measured: for each target ``host:port`` the time from the start of a
 TCP connect until the first 10 bytes of the ZeroMQ (ZMTP 3) greeting arrive.
@@ -30,7 +30,10 @@ import statistics
 import threading
 import time
 
+#: uplink qualities, best first (also the order of the fleet report's counts)
 QUALITIES = ("good", "fair", "poor", "down", "unknown")
+#: the fields of a probe result that make the ``edge_uplink`` grain
+UPLINK_KEYS = ("quality", "rtt_ms", "jitter_ms", "loss_pct", "target", "checked_at")
 # rank used to pick "worst port of a master" and "best master of a list"
 _RANK = {"good": 0, "fair": 1, "poor": 2, "down": 3, "unknown": 4}
 
@@ -56,6 +59,35 @@ ZMTP_SIGNATURE = b"\xff" + b"\x00" * 7 + b"\x01" + b"\x7f"
 
 class ProbeArgumentError(ValueError):
     """Bad arguments (not network failures, which are reported as data)."""
+
+
+class DiagArgumentError(ValueError):
+    """Bad arguments to a diagnostic (network failures are returned as data instead)."""
+
+
+def uplink_targets(opts, conf=None):
+    """
+    The ``(host, port)`` pairs the uplink is probed against when no targets
+    are given, for the ``edge_uplink`` grain and ``edge.uplink`` alike:
+    ``edge:uplink:targets`` (bare hosts on ``edge:uplink:ports``, default
+    4505 and 4506), else every configured master on its publish and return
+    ports; ``[]`` for a masterless minion. ``conf`` is the ``edge:uplink``
+    mapping. Raises :class:`ProbeArgumentError` on a malformed target.
+    """
+    from saltext_edge import masters as _masters  # noqa: PLC0415 - masters imports this module
+
+    conf = conf or {}
+    if conf.get("targets"):
+        return normalize_targets(conf["targets"], conf.get("ports") or DEFAULT_PORTS)
+    local = opts.get("file_client") == "local" and not opts.get("use_master_when_local")
+    if local or opts.get("master_type") == "disable":
+        return []
+    pairs = []
+    for _label, host, ports in _masters.master_targets(_masters.configured_masters(opts), opts):
+        for _role, port in ports:
+            if (host, port) not in pairs:
+                pairs.append((host, port))
+    return pairs
 
 
 # --------------------------------------------------------------------------
