@@ -353,7 +353,7 @@ def aggregate(results):
         return {"quality": "unknown", "target": None, "rtt_ms": None, "jitter_ms": None,
                 "loss_pct": None}
     host_reps = []
-    for host, items in by_host.items():
+    for _host, items in by_host.items():
         rep = max(
             items,
             key=lambda r: (_RANK[r["quality"]] if r["quality"] != "unknown" else -1,
@@ -690,7 +690,7 @@ def _run_samples(tlist, timeout, deadline, mode, interval):
             wake = [deadline] + [s.deadline for s in active.values()] + [w[0] for w in waiting]
             wait = max(0.0, min(wake) - now)
             events = sel.select(wait) if active else (time.sleep(wait) or [])
-            for key, mask in events:
+            for key, _mask in events:
                 sample = key.data
                 if sample.sock.fileno() not in active:
                     continue
