@@ -15,8 +15,7 @@ import os
 import pathlib
 import signal
 import time
-from datetime import datetime
-from datetime import timezone
+from datetime import datetime, timezone
 
 import pytest
 from pytestshellutils.utils import ports
