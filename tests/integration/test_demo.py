@@ -8,12 +8,75 @@ import tempfile
 
 import psutil
 import pytest
+import yaml
 
 pytestmark = pytest.mark.slow
+
+ADMIT = "salt-run edge.accept_pending  (admit by token"
+DRY_RUN = "salt-run edge.accept_pending dry_run=True"
+CONFIG = "salt edge-sh3-a state.single edge.minion_config"
+AGAIN = "... and again: nothing to change"
 
 
 def _demo_dirs():
     return set(glob.glob(os.path.join(tempfile.gettempdir(), "saltext-edge-demo-*")))
+
+
+def _sections(out):
+    """
+    The demo's ``=== title`` sections as ``{title: [block, ...]}``: each block
+    is one top-level YAML mapping Salt printed (a line at column 0 starts the
+    next one), parsed.
+    """
+    sections = {}
+    for chunk in out.split("\n=== ")[1:]:
+        title, _, body = chunk.partition("\n")
+        texts = []
+        for line in body.splitlines():
+            if line and not line[0].isspace():
+                texts.append([])
+            if texts:
+                texts[-1].append(line)
+        sections[title] = texts
+    return sections
+
+
+def _section(sections, prefix):
+    found = [texts for title, texts in sections.items() if title.startswith(prefix)]
+    assert len(found) == 1, (prefix, list(sections))
+    return [yaml.safe_load("\n".join(text)) for text in found[0]]
+
+
+def _state_chunk(blocks):
+    (ret,) = blocks
+    (chunk,) = ret["edge-sh3-a"].values()
+    return chunk
+
+
+def check_story(out):
+    """What the demo must show; raises AssertionError naming what is missing."""
+    sections = _sections(out)
+    # the dry run decides, but changes nothing
+    dry = {minion: ret for block in _section(sections, DRY_RUN) for minion, ret in block.items()}
+    assert dry["edge-sh3-a"]["decision"] == "accepted", dry
+    assert dry["edge-sh3-a"]["action"] == "none", dry
+    # the good node admitted, the stranger refused for its bad token ...
+    admit = _section(sections, ADMIT)
+    decisions = {minion: ret for block in admit[:2] for minion, ret in block.items()}
+    good, stranger = decisions["edge-sh3-a"], decisions["edge-sh3-stranger"]
+    assert (good["decision"], good["action"], good["site"]) == ("accepted", "accepted", "sh-3")
+    assert (stranger["decision"], stranger["reason"]) == ("refused", "bad_token"), stranger
+    assert stranger["action"] != "accepted", stranger
+    # ... and then only the admitted node answers a ping to '*'
+    assert admit[2:] == [{"edge-sh3-a": True}], admit[2:]
+    # the state writes the drop-in once, then has nothing to change
+    first = _state_chunk(_section(sections, CONFIG))
+    assert first["result"] is True and first["comment"].startswith("Wrote "), first
+    assert "+master_type: str" in first["changes"]["diff"], first
+    second = _state_chunk(_section(sections, AGAIN))
+    assert second["result"] is True and second["changes"] == {}, second
+    assert "already in the desired state" in second["comment"], second
+    assert "demo failed" not in out
 
 
 def test_demo_end_to_end():
@@ -27,11 +90,7 @@ def test_demo_end_to_end():
     )
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
-    # a good node admitted, a stranger refused with its reason
-    assert "edge-sh3-a" in out and "accepted" in out
-    assert "edge-sh3-stranger" in out and "bad_token" in out
-    assert "edge.minion_config" in out
-    assert "demo failed" not in out
+    check_story(out)
     # every file removed, every daemon gone
     assert _demo_dirs() == before
     left = [

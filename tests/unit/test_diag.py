@@ -167,3 +167,34 @@ def test_diagnose_argument_errors():
                    {"targets": ["h:70000"]}, {"masters": ["h:0"]}):
         with pytest.raises((diag.DiagArgumentError, ValueError)):
             diag.diagnose({"master": "127.0.0.1"}, **kwargs)
+
+
+def test_dropin_written_by_the_state_passes_the_audit(tmp_path):
+    """The catalogue drives both: what edge.minion_config writes, config_audit calls ok."""
+    import yaml
+
+    from saltext_edge import minion_config, settings
+
+    plan = minion_config.build_plan(
+        str(tmp_path / "minion.d" / "edge.conf"), ["a", "b"], site="sh-3", site_key="a" * 64
+    )
+    written = yaml.safe_load(plan["content"])
+    audit = diag.config_audit(_opts(**written))
+    assert [f for f in audit["findings"] if f["severity"] != "ok"] == []
+    names = [f["setting"] for f in audit["findings"]]
+    assert names == [s.name for s in settings.CATALOGUE]
+    for setting in settings.CATALOGUE:
+        if setting.written == "nat" and setting.name != "retry_dns":
+            assert written[setting.name] == setting.recommended, setting.name
+
+
+def test_one_catalogue_line_adds_a_setting():
+    """A new entry is audited with its rule and reason; nothing else changes."""
+    from saltext_edge import audit, audit_rules, settings
+
+    extra = settings.Setting("edge_test_flag", True, "Because.", audit_rules.truthy("warning", None))
+    catalogue = (*settings.CATALOGUE, extra)
+    off = _by_setting(audit.config_audit(_opts(master="salt"), catalogue))["edge_test_flag"]
+    assert off["severity"] == "warning" and off["why"] == "Because." and off["current"] is None
+    on = _by_setting(audit.config_audit(_opts(master="salt", edge_test_flag=True), catalogue))
+    assert on["edge_test_flag"]["ok"] is True

@@ -145,3 +145,18 @@ def test_probe_argument_errors():
 def test_probe_no_targets_is_unknown():
     ret = probe.probe([], budget=1)
     assert ret["quality"] == "unknown" and ret["targets"] == []
+
+
+def test_uplink_targets_one_rule_for_grain_and_module():
+    """edge:uplink:targets on edge:uplink:ports, else the masters' ports, [] when masterless."""
+    conf = {"targets": ["gw.example.net", "10.0.0.1:9000"], "ports": [4506]}
+    assert probe.uplink_targets({}, conf) == [("gw.example.net", 4506), ("10.0.0.1", 9000)]
+    assert probe.uplink_targets({}, {"targets": ["gw"]}) == [("gw", 4505), ("gw", 4506)]
+    opts = {"master": ["a", "b:5506", "a"], "publish_port": 5505, "master_port": 4506}
+    assert probe.uplink_targets(opts) == [
+        ("a", 5505), ("a", 4506), ("b", 5505), ("b", 5506),
+    ]
+    assert probe.uplink_targets(dict(opts, file_client="local")) == []
+    assert probe.uplink_targets(dict(opts, master_type="disable")) == []
+    with pytest.raises(probe.ProbeArgumentError):
+        probe.uplink_targets({}, {"targets": ["bad host:1"]})

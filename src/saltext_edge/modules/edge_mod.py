@@ -1,5 +1,5 @@
 """
-Execution module ``edge``: diagnostics on an edge node (DESIGN.md §5).
+Execution module ``edge``: diagnostics on an edge node (``docs/howto/diagnose.rst``).
 
 Thin layer: parses arguments, calls :mod:`saltext_edge` library code, shapes
 the return. Library modules are imported at load time (a synced copy finds
@@ -12,7 +12,11 @@ from salt.exceptions import CommandExecutionError
 
 try:
     import saltext_edge
+    from saltext_edge import config as _config
     from saltext_edge import diag as _diag
+    from saltext_edge import (
+        masters as _masters,  # noqa: F401 - probe.uplink_targets needs it loaded
+    )
     from saltext_edge import probe as _probe
 
     HAS_LIB = True
@@ -48,18 +52,18 @@ def version():
 
 
 # --------------------------------------------------------------------------
-# diagnostics (DESIGN.md §5): thin wrappers over saltext_edge.probe / .diag
+# diagnostics: thin wrappers over saltext_edge.probe / .diag
 # --------------------------------------------------------------------------
 
-_ARG_ERRORS = (ValueError, TypeError) if not HAS_LIB else (
-    _probe.ProbeArgumentError, _diag.DiagArgumentError, ValueError, TypeError
-)
+# argument errors of the library (all ValueError subclasses, EdgeConfigError too)
+_ARG_ERRORS = (ValueError, TypeError)
 
 
 def _uplink_conf():
-    edge = __opts__.get("edge")  # pylint: disable=undefined-variable
-    conf = edge.get("uplink") if isinstance(edge, dict) else None
-    return conf if isinstance(conf, dict) else {}
+    try:
+        return _config.edge_section(__opts__, "uplink")
+    except _config.EdgeConfigError as err:
+        raise CommandExecutionError(f"edge: {err}") from err
 
 
 def _call(func, *args, **kwargs):
@@ -115,16 +119,10 @@ def uplink(targets=None, count=None, timeout=None, budget=5.0, thresholds=None, 
     """
     conf = _uplink_conf()
     if targets is None:
-        targets = conf.get("targets")
-    if targets is None:
-        targets = []
-        masters = _diag.configured_masters(__opts__)  # pylint: disable=undefined-variable
         try:
-            plan = _diag.master_targets(masters, __opts__)  # pylint: disable=undefined-variable
+            targets = _probe.uplink_targets(__opts__, conf)
         except _ARG_ERRORS as err:
-            raise CommandExecutionError(f"edge: bad master in the minion config: {err}") from err
-        for _label, host, ports in plan:
-            targets.extend((host, port) for _role, port in ports)
+            raise CommandExecutionError(f"edge: bad uplink target or master in the minion config: {err}") from err
     return _call(
         _probe.probe,
         targets,
@@ -172,7 +170,7 @@ def check_master(masters=None, count=1, timeout=1.0, budget=3.0):
     """
     return _call(
         _diag.check_master,
-        __opts__,  # pylint: disable=undefined-variable
+        __opts__,
         masters=masters,
         count=count,
         timeout=timeout,
@@ -254,7 +252,7 @@ def config_audit():
 
         salt -G 'edge_site:*' edge.config_audit --out=json
     """
-    return _diag.config_audit(__opts__)  # pylint: disable=undefined-variable
+    return _diag.config_audit(__opts__)
 
 
 def diagnose(masters=None, targets=None, urls=None, count=3, timeout=1.0, budget=5.0,
@@ -296,7 +294,7 @@ def diagnose(masters=None, targets=None, urls=None, count=3, timeout=1.0, budget
     """
     return _call(
         _diag.diagnose,
-        __opts__,  # pylint: disable=undefined-variable
+        __opts__,
         masters=masters,
         targets=targets,
         urls=urls,

@@ -1,8 +1,9 @@
 """
-State module ``edge``: keep an edge minion attached (DESIGN.md §6).
+State module ``edge``: keep an edge minion attached (``docs/howto/keep-settings.rst``).
 
-Thin layer over :mod:`saltext_edge.minion_config`, which validates, renders,
-diffs and writes. Library modules are imported at load time (a synced copy
+Thin layer: parse -> plan -> apply -> report. :mod:`saltext_edge.minion_config`
+validates, renders, diffs and writes; :mod:`saltext_edge.minion_restart`
+restarts the minion. Library modules are imported at load time (a synced copy
 finds them in ``_utils`` only while Salt loads it).
 """
 
@@ -14,6 +15,7 @@ import salt.utils.data
 
 try:
     from saltext_edge import minion_config as _mc
+    from saltext_edge import minion_restart as _restart
 
     HAS_LIB = True
 except ImportError:  # pragma: no cover - depends on how the module was installed
@@ -37,22 +39,6 @@ def __virtual__():
             "or sync it with saltutil.sync_all",
         )
     return __virtualname__
-
-
-def _secret_change(info):
-    if info is None or not info["action"]:
-        return None
-    out = {"path": info["path"], "mode": "0600", "fingerprint": info["fingerprint"]}
-    if info["action"] == "create":
-        out["old"] = None
-        out["new"] = _mc.HIDDEN
-    elif info["action"] == "update":
-        out["old"] = f"{_mc.HIDDEN} (fingerprint {info['old_fingerprint']})"
-        out["new"] = f"{_mc.HIDDEN} (fingerprint {info['fingerprint']})"
-    else:
-        out["old"] = "wrong mode or owner"
-        out["new"] = "mode 0600, owned by the minion's user"
-    return out
 
 
 def _from_pillar(value, pillar_key, param):
@@ -221,6 +207,7 @@ def minion_config(
                 log_level_logfile: info
     """
     ret = {"name": name, "result": False, "changes": {}, "comment": ""}
+    # parse
     try:
         site_key = _from_pillar(site_key, site_key_pillar, "site_key")
         shared_secret = _from_pillar(shared_secret, shared_secret_pillar, "shared_secret")
@@ -242,98 +229,82 @@ def minion_config(
         ret["comment"] = f"Invalid parameters, nothing was changed: {err}"
         return ret
 
+    # plan: compare with the disk and the rest of the minion's configuration
     try:
         state = _mc.compare(plan)
         conflicts, problems = _mc.find_conflicts(plan, _main_config(name))
     except (OSError, CommandExecutionError) as err:
         ret["comment"] = f"Cannot read the current configuration: {err}"
         return ret
-
     notes = list(plan["notes"])
     warnings = _mc.describe_conflicts(conflicts) + problems
-    secret_change = _secret_change(state["secret"])
-    if state["dropin"]:
-        ret["changes"]["diff"] = state["diff"] or "New file"
-    if secret_change:
-        ret["changes"]["secret_file"] = secret_change
-
-    def _finish(comment):
-        parts = [comment] + notes
-        if warnings:
-            parts.append("Conflicting settings elsewhere in the minion config:")
-            parts.extend("  " + line for line in warnings)
-            ret["warnings"] = warnings
-        ret["comment"] = "\n".join(parts)
-        return ret
-
+    if warnings:
+        ret["warnings"] = warnings
+    ret["changes"] = _mc.changes(state)
     if not ret["changes"]:
         ret["result"] = True
-        return _finish(f"{name} is already in the desired state")
+        ret["comment"] = _mc.comment(f"{name} is already in the desired state", notes, warnings)
+        return ret
+    what = _mc.intended(name, state)
+    restart_plan = _restart_plan(name) if restart else None
+    if restart_plan and not restart_plan["method"]:
+        notes.append(f"No restart: {restart_plan['description']}")
+        restart_plan = None
 
-    what = []
-    if state["dropin"]:
-        what.append(("create " if state["new_file"] else "update ") + name)
-    if secret_change:
-        what.append(f"write the secret file {secret_change['path']} (0600)")
+    if __opts__.get("test"):
+        ret["result"] = None
+        if restart_plan:
+            what.append(f"restart the minion ({restart_plan['description']})")
+        ret["comment"] = _mc.comment("Would have: " + "; ".join(what), notes, warnings)
+        return ret
 
-    restart_plan = None
-    if restart and _main_config(name) is None:
-        restart_plan = {
+    # apply
+    try:
+        _mc.apply(plan, state)
+    except (OSError, CommandExecutionError) as err:
+        ret.pop("warnings", None)
+        ret["changes"] = {}
+        ret["comment"] = f"Failed to write {name}: {err}"
+        return ret
+    done = ["Wrote " + name if state["dropin"] else f"{name} unchanged"]
+    if "secret_file" in ret["changes"]:
+        done.append(f"secret file {ret['changes']['secret_file']['path']} written (0600)")
+    if restart_plan:
+        done.append(_schedule_restart(restart_plan, ret["changes"]))
+
+    # report
+    ret["result"] = True
+    ret["comment"] = _mc.comment("; ".join(done), notes, warnings)
+    return ret
+
+
+def _restart_plan(name):
+    """How to restart this minion (``method`` None and the reason when it cannot be)."""
+    if _main_config(name) is None:
+        return {
             "method": None,
             "description": f"{name} is not in the minion.d of this minion's configuration "
             f"({__opts__.get('conf_file')})",
         }
-    elif restart:
-        try:
-            daemon_argv = None
-            if __opts__.get("__cli") != "salt-call":
-                daemon_argv = [sys.executable] + list(sys.argv)
-            restart_plan = _mc.plan_restart(__opts__, __grains__.get("pid"), daemon_argv)
-        except OSError as err:
-            restart_plan = {"method": None, "description": f"cannot plan a restart: {err}"}
-
-    if __opts__.get("test"):
-        ret["result"] = None
-        if restart and restart_plan and restart_plan["method"]:
-            what.append(f"restart the minion ({restart_plan['description']})")
-        elif restart and restart_plan:
-            notes.append(f"No restart: {restart_plan['description']}")
-        return _finish("Would have: " + "; ".join(what))
-
+    daemon_argv = None
+    if __opts__.get("__cli") != "salt-call":
+        daemon_argv = [sys.executable, *sys.argv]
     try:
-        _mc.apply(plan, state)
-    except (OSError, CommandExecutionError) as err:
-        ret["changes"] = {}
-        ret["comment"] = f"Failed to write {name}: {err}"
-        return ret
+        return _restart.plan_restart(__opts__, __grains__.get("pid"), daemon_argv)
+    except OSError as err:
+        return {"method": None, "description": f"cannot plan a restart: {err}"}
 
-    done = ["Wrote " + name if state["dropin"] else f"{name} unchanged"]
-    if secret_change:
-        done.append(f"secret file {secret_change['path']} written (0600)")
-    if restart and restart_plan and restart_plan["method"]:
-        job_pid, proc_files = os.getpid(), []
-        if job_pid == restart_plan.get("pid") or not __opts__.get("multiprocessing", True):
-            # the job is a thread of the minion itself: wait for the jobs
-            # running now (this one among them) to finish
-            job_pid = None
-            proc_dir = os.path.join(__opts__.get("cachedir", ""), "proc")
-            try:
-                proc_files = [os.path.join(proc_dir, entry) for entry in os.listdir(proc_dir)]
-            except OSError:
-                proc_files = []
-        try:
-            helper = _mc.schedule_restart(restart_plan, job_pid=job_pid, proc_files=proc_files)
-            ret["changes"]["restart"] = (
-                f"scheduled after this job finishes: {restart_plan['description']}"
-            )
-            done.append("minion restart scheduled")
-            log.info("edge.minion_config: restart helper pid %s scheduled", helper)
-        except OSError as err:
-            done.append(f"restart could not be scheduled ({err}); restart the minion by hand")
-    elif restart and restart_plan:
-        notes.append(f"No restart: {restart_plan['description']}")
-    ret["result"] = True
-    return _finish("; ".join(done))
+
+def _schedule_restart(restart_plan, changes):
+    """Start the detached restart after this job; return what was done, as a phrase."""
+    job_pid, proc_files = _restart.job_wait_args(__opts__, restart_plan)
+    try:
+        helper = _restart.schedule(restart_plan, job_pid=job_pid, proc_files=proc_files)
+    except OSError as err:
+        return f"restart could not be scheduled ({err}); restart the minion by hand"
+    changes["restart"] = f"scheduled after this job finishes: {restart_plan['description']}"
+    log.info("edge.minion_config: restart helper pid %s scheduled", helper)
+    return "minion restart scheduled"
 
 
 def _main_config(name):

@@ -44,7 +44,7 @@ class _Acceptor:
         while not self._stop.is_set():
             try:
                 conn, _ = self.sock.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -110,7 +110,7 @@ class BlackHole:
         try:
             c.connect((LOOPBACK, self.port))
             hung = False
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             hung = True
         finally:
             c.close()

@@ -3,7 +3,6 @@
 import time
 
 import pytest
-
 from edge_servers import ZmtpListener
 
 from saltext_edge import probe

@@ -1,0 +1,156 @@
+"""
+The rules the configuration audit applies (see ``docs/howto/diagnose.rst``).
+
+A rule is a function ``rule(opts, setting) -> Check | None`` (``None``: the
+setting does not apply to this minion). Most settings use one of the
+generic factories below; the catalogue in :mod:`saltext_edge.settings` says
+which rule each setting gets.
+"""
+
+import collections
+
+from saltext_edge import masters as _masters
+
+#: the outcome of a rule; ``current``/``recommended``/``why`` None mean "the
+#: option's value" / "the catalogue's recommendation" / "the catalogue's reason"
+Check = collections.namedtuple(
+    "Check", "severity current recommended note why", defaults=(None, None, None, None)
+)
+
+def int_or_none(value):
+    """``int(value)``, or None for booleans and values that are not integers."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def bands(missing, limits, above):
+    """
+    Rule for a positive integer option: ``missing`` when unset or <= 0, else
+    the severity of the first ``(upper_limit, severity)`` of ``limits`` the
+    value does not exceed, else ``above``.
+    """
+
+    def rule(opts, setting):
+        value = int_or_none(opts.get(setting.name))
+        if value is None or value <= 0:
+            return Check(missing)
+        for limit, severity in limits:
+            if value <= limit:
+                return Check(severity)
+        return Check(above)
+
+    return rule
+
+
+_TRUE_TESTS = {
+    "bool": bool,
+    "loose": lambda value: value is True or value in (1, "true", "True"),
+    "strict": lambda value: value is True,
+}
+
+
+def truthy(otherwise, default=True, test="loose"):
+    """
+    Rule for a boolean option (``default`` when unset): ok when true, else
+    ``otherwise``. ``test``: ``bool`` (any true value), ``loose`` (True, 1 or
+    "true") or ``strict`` (True only).
+    """
+    is_true = _TRUE_TESTS[test]
+
+    def rule(opts, setting):
+        value = opts.get(setting.name, default)
+        return Check("ok" if is_true(value) else otherwise, value)
+
+    return rule
+
+
+def unset(otherwise):
+    """Rule for an option best left unset: ok when unset, else ``otherwise``."""
+
+    def rule(opts, setting):
+        return Check("ok" if opts.get(setting.name) is None else otherwise)
+
+    return rule
+
+
+def _autosign(opts):
+    found = opts.get("autosign_grains") or []
+    return [found] if isinstance(found, str) else found
+
+
+def contains(item, otherwise):
+    """Rule for a list option: ok when it holds ``item``, else ``otherwise``."""
+
+    def rule(opts, setting):
+        found = opts.get(setting.name) or []
+        found = [found] if isinstance(found, str) else found
+        return Check("ok" if item in found else otherwise)
+
+    return rule
+
+
+def when_admitted(inner):
+    """``inner`` only for a minion admitted by token (``edge_token`` in autosign_grains)."""
+
+    def rule(opts, setting):
+        return inner(opts, setting) if "edge_token" in _autosign(opts) else None
+
+    return rule
+
+
+# --------------------------------------------------------------------------
+# the settings whose rule depends on other settings
+# --------------------------------------------------------------------------
+def _failover(opts):
+    return opts.get("master_type", "str") == "failover"
+
+
+def master_list(opts, setting):
+    """Two or more masters: somewhere to fail over to."""
+    masters = _masters.configured_masters(opts)
+    if len(masters) >= 2:
+        return Check("ok", masters)
+    return Check("warning", note="Only one master is configured: no failover target.")
+
+
+def master_type(opts, setting):
+    """``failover`` (info only with a single master), else warning."""
+    current = opts.get("master_type", "str")
+    if current != "failover":
+        return Check("warning", current)
+    many = len(_masters.configured_masters(opts)) >= 2
+    return Check("ok" if many else "info", current)
+
+
+def master_alive_interval(opts, setting):
+    """Set and at most 120 s; unset is critical under failover (no failover happens)."""
+    value = int_or_none(opts.get(setting.name))
+    if not value or value <= 0:
+        return Check("critical" if _failover(opts) else "warning")
+    if value > 120:
+        return Check("warning", value, note=f"A dead master is noticed only after {value} s.")
+    return Check("ok", value)
+
+
+def recon_max(opts, setting):
+    """At least 30 s and not below ``recon_default``."""
+    value = int_or_none(opts.get(setting.name))
+    first = int_or_none(opts.get("recon_default"))
+    if value is None or (first is not None and value < first):
+        return Check("warning")
+    return Check("ok" if value >= 30000 else "info")
+
+
+def retry_dns(opts, setting, failover_why=""):
+    """
+    Salt forces ``retry_dns: 0`` under failover (a DNS error moves on to the
+    next master), so 0 is right there; elsewhere it must be positive.
+    """
+    value = int_or_none(opts.get(setting.name))
+    if opts.get("master_type") == "failover":
+        return Check("ok" if not value else "info", recommended=0, why=failover_why)
+    return Check("ok" if value and value > 0 else "critical")

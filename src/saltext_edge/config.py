@@ -1,0 +1,42 @@
+"""
+The ``edge:`` block of the Salt master or minion configuration, read in one
+place (its options are listed in ``docs/configuration.rst``).
+
+Callers decide what a malformed block means for them: admission fails closed
+on :class:`EdgeConfigError`, a grain logs it and reports nothing. Nothing here
+reads secret files; :mod:`saltext_edge.shared_secret` does that.
+"""
+
+__all__ = ["EdgeConfigError", "edge_conf", "edge_section"]
+
+
+class EdgeConfigError(ValueError):
+    """The ``edge`` option (or a part of it) is not a mapping. No secret in the message."""
+
+
+def edge_conf(opts):
+    """
+    Return the ``edge:`` mapping from ``opts`` (``{}`` when the option is
+    unset or empty). Raises :class:`EdgeConfigError` when it is set to
+    anything but a mapping.
+    """
+    conf = (opts or {}).get("edge")
+    if conf is None or conf == "":
+        return {}
+    if not isinstance(conf, dict):
+        raise EdgeConfigError("the 'edge' configuration option must be a mapping")
+    return conf
+
+
+def edge_section(opts, key):
+    """
+    Return the mapping ``edge:<key>`` (e.g. ``uplink``), ``{}`` when unset.
+    Raises :class:`EdgeConfigError` when ``edge`` or ``edge:<key>`` is set
+    but is not a mapping.
+    """
+    section = edge_conf(opts).get(key)
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise EdgeConfigError(f"edge:{key} must be a mapping")
+    return section
