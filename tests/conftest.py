@@ -144,3 +144,18 @@ def python_without_ext(tmp_path_factory):
     )
     assert "No module named 'saltext_edge'" in probe.stderr, probe.stderr
     return str(python)
+
+
+def pytest_unconfigure(config):  # noqa: ARG001
+    """
+    Salt's deferred start-up log handler (``salt._logging.impl``) replays
+    the records it holds to ``sys.stderr`` at interpreter exit; pytest has
+    closed that stream by then, so each record would print a "Logging error"
+    traceback after a green run. pytest already captured those records:
+    point the handler at /dev/null.
+    """
+    impl = sys.modules.get("salt._logging.impl")
+    handler = impl.get_temp_handler() if impl else None
+    if handler is not None:
+        # assigned, not setStream(): that would flush the records first
+        handler.stream = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
