@@ -142,6 +142,7 @@ def submit(opts, minion_id, pub, token, act="pend"):
     except Exception as exc:  # pylint: disable=broad-except
         # the reactor would log a traceback; the minion signs in again soon
         log.error("edge admission: cannot handle a sign-in (%s)", type(exc).__name__)
+        log.debug("edge admission: the sign-in failed here", exc_info=True)
         return "error"
     if queued:
         return queued

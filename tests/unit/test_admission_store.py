@@ -3,6 +3,7 @@ Admission storage and the ``wait`` listener against a real Salt cache
 (localfs, in a temporary directory); only the event bus is faked.
 """
 
+import salt.cache
 import salt.config
 import salt.utils.event
 import pytest
@@ -13,7 +14,7 @@ from saltext_edge import admission
 from saltext_edge import admitter
 from saltext_edge import tokens as token
 
-SECRET = "unit-test-fleet-secret"
+SECRET = "unit-fleet-9f2c4e7a1b8d3f6e0a5c9b2d7e4f1a8c3b6d9e2f"
 
 
 @pytest.fixture
@@ -40,6 +41,10 @@ def pub():
     ).decode()
 
 
+def _pending(opts, mid, pub):
+    salt.cache.Cache(opts, driver=opts["keys.cache_driver"]).store("keys", mid, {"pub": pub, "state": "pending"})
+
+
 def _tok(mid, pub, site="sh-3"):
     return token.make_token(token.site_key(SECRET, site), site, mid, token.pubkey_digest(pub))
 
@@ -50,7 +55,10 @@ def test_record_is_idempotent_and_listed(opts, pub):
     assert first == {"id": "edge-1", "recorded": True, "changed": True, "reason": None}
     again = admission.record(opts, "edge-1", pub, tok)
     assert again["recorded"] and not again["changed"]
-    # the reactor's entry point, manual mode: records, queues nothing
+    # the reactor's entry point, manual mode: records, queues nothing; only
+    # for the key the key store holds pending under the id
+    assert admitter.submit(opts, "edge-1", pub, tok) == "not_pending"
+    _pending(opts, "edge-1", pub)
     assert admitter.submit(opts, "edge-1", pub, tok) == "recorded"
     assert admitter._ADMITTER is None  # pylint: disable=protected-access
     assert admitter.submit(opts, "edge-1", pub, None) == "no_token_seen"
@@ -110,6 +118,7 @@ def test_collect_auth_events(opts, pub, monkeypatch):
         {"tag": "salt/auth", "data": {"act": "pend", "id": "edge-4", "pub": pub}},
         {"tag": "salt/key", "data": {"act": "pend", "id": "edge-5", "pub": pub, "autosign_grains": {"edge_token": good}}},
     ]
+    _pending(opts, "edge-1", pub)
     monkeypatch.setattr(salt.utils.event, "get_master_event", lambda *a, **k: _FakeBus(events))
     seen = admission.collect_auth_events(opts, 0.5, match="edge-*")
     assert set(seen) == {"edge-1"}

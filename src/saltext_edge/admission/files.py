@@ -18,6 +18,7 @@ def private_dir(path):
 
 def open_lock_file(path):
     """Open (create, mode 0600) the lock file ``path``; return the descriptor."""
+    private_dir(os.path.dirname(path))
     return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 
 
