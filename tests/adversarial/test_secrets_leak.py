@@ -42,7 +42,7 @@ from .conftest import (
 
 pytestmark = pytest.mark.slow
 
-LEAK_SECRET = "LEAKcur-" + "q7" * 16
+LEAK_SECRET = "LEAKcur-" + hashlib.sha256(b"leak-current").hexdigest()[:40]
 LEAK_PREVIOUS = "LEAKprev-" + "z3" * 16
 STATE_SITE = "leak-state"
 NODE = "leak-node-" + os.urandom(3).hex()
