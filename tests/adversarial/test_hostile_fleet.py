@@ -49,6 +49,10 @@ from .conftest import (
 pytestmark = pytest.mark.slow
 
 OTHER_SITE = "sh-9"
+K8S_PLACEHOLDER = yaml.safe_load_all(
+    (pathlib.Path(__file__).resolve().parents[2] / "deploy" / "kubernetes" / "secret.example.yaml").read_text()
+)
+K8S_PLACEHOLDER = [d for d in K8S_PLACEHOLDER if d][0]["stringData"]["shared_secret"]
 
 
 @pytest.fixture(scope="module")
@@ -374,6 +378,7 @@ def test_refusal_redecided_after_the_secret_is_fixed(salt_factories, key_pool):
     [
         ("EdgeFleet2024!!!", "saltext-edge new-secret"),
         ("REPLACE-WITH-AT-LEAST-16-RANDOM-CHARACTERS", "placeholder"),
+        (K8S_PLACEHOLDER, "placeholder"),
         ("report-test-fleet-secret-0123456789", "not random enough"),
     ],
 )

@@ -54,6 +54,7 @@ def test_previous_secret_needs_an_end_and_expires(caplog):
     [
         "EdgeFleet2024!!!",
         "REPLACE-WITH-AT-LEAST-16-RANDOM-CHARACTERS",
+        "REPLACE-WITH-OUTPUT-OF-saltext-edge-new-secret",
         "report-test-fleet-secret-0123456789",
         "correct horse battery staple extra words",
         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
