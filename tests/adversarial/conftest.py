@@ -38,7 +38,7 @@ REVOKED_SITE = "gone-1"
 
 
 # --------------------------------------------------------------------------
-# token maths, independent of saltext_edge.tokens (DESIGN.md §3)
+# token maths, independent of saltext_edge.tokens (docs/concepts.rst)
 # --------------------------------------------------------------------------
 def site_key(secret, site):
     return hmac.new(

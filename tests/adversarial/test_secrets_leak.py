@@ -252,7 +252,7 @@ def test_no_secret_in_log_files(leak):
 def test_state_site_key_from_pillar_not_logged(leak):
     """
     The site key from pillar, the way the docs recommend (``site_key_pillar``
-    and a ``#!yaml`` pillar file), ends up in no log either. (DESIGN §6's
+    and a ``#!yaml`` pillar file), ends up in no log either. (The product brief's
     ``site_key: {{ pillar[...] }}`` would: Salt itself logs every
     Jinja-rendered SLS at debug.)
     """
