@@ -16,6 +16,7 @@ the master job cache, and every runner / wheel / CLI output for
 * the node's admission token (never in OUR log records, events or returns).
 """
 
+import hashlib
 import os
 import pathlib
 import re
