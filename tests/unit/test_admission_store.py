@@ -139,3 +139,37 @@ def test_denied_event_needs_a_token_for_the_presented_key(opts, pub):
     assert admission.list_decisions(opts)["edge-2"]["decision"] == "recorded"
     assert admitter.submit(opts, "edge-2", pub, replayed, act="reject") == "ignored"
     assert admitter._ADMITTER is None  # pylint: disable=protected-access
+
+
+def test_token_store_is_bounded(opts, pub):
+    """Old records go after 7 days, then the oldest beyond the limit."""
+    from saltext_edge.admission import stores  # pylint: disable=import-outside-toplevel
+
+    cache = admission._cache(opts)  # pylint: disable=protected-access
+    digest = token.pubkey_digest(pub)
+    for i in range(30):
+        stores.store_record(opts, cache, f"m-{i}", pub, digest, "v1:sh-3:" + "0" * 64, "test")
+    stale = dict(cache.fetch(stores.TOKENS_BANK, stores.rec_key("m-0")), time=1.0)
+    cache.store(stores.TOKENS_BANK, stores.rec_key("m-0"), stale)
+    dropped = stores.prune_records(cache, limit=20)
+    assert dropped == 10
+    left = {cache.fetch(stores.TOKENS_BANK, k)["id"] for k in cache.list(stores.TOKENS_BANK)}
+    assert len(left) == 20 and "m-0" not in left and "m-29" in left
+
+
+def test_decision_store_is_bounded(opts):
+    from saltext_edge.admission import stores  # pylint: disable=import-outside-toplevel
+
+    cache = admission._cache(opts)  # pylint: disable=protected-access
+    for i in range(5):
+        stores.store_decisions(cache, {f"d{i}-{j}": {"decision": "refused", "reason": "bad_token", "site": None,
+                                                     "time": float(i * 10 + j)} for j in range(10)})
+    stores._compact(cache, limit=15)  # pylint: disable=protected-access
+    _, merged = stores.merged_decisions(cache)
+    assert len(merged) == 15 and "d4-9" in merged and "d0-0" not in merged
+
+
+def test_pub_bound_and_id_bound(opts, pub):
+    assert admission.record(opts, "edge-9", "# pad\n" * 2000 + pub, "v1:sh-3:" + "0" * 64)["reason"] == "bad_pub"
+    assert admission.record(opts, "edge\nINJECTED", pub, "v1:sh-3:" + "0" * 64)["reason"] == "bad_id"
+    assert admission.record(opts, "x" * 256, pub, "v1:sh-3:" + "0" * 64)["reason"] == "bad_id"

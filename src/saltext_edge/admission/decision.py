@@ -183,17 +183,18 @@ def _act_chunk(opts, keyobj, store, chunk, pol):
     """
     actions = {}
     admitted = {}
+    targets = {item.minion_id: _target(item.verdict, pol["on_invalid"]) for item in chunk}
     with _ks.lock(keyobj, pol["lock_timeout"], what="edge admission decision"):
-        intents = {}
-        for item in chunk:
-            target = _target(item.verdict, pol["on_invalid"])
-            if target in ("accepted", "rejected"):
-                intents[item.minion_id] = {"pub": item.key["pub"], "state": target,
-                                           "decision": item.verdict.decision,
-                                           "reason": item.verdict.reason, "site": item.verdict.site}
+        intents = {
+            item.minion_id: {"pub": item.key["pub"], "state": targets[item.minion_id],
+                             "decision": item.verdict.decision, "reason": item.verdict.reason,
+                             "site": item.verdict.site}
+            for item in chunk
+            if targets[item.minion_id] in ("accepted", "rejected")
+        }
         entry = _ks.journal(store, intents)
         for item in chunk:
-            target = _target(item.verdict, pol["on_invalid"])
+            target = targets[item.minion_id]
             if target is None:
                 actions[item.minion_id] = "kept" if item.verdict.decision in ("refused", "no_token") else "none"
                 continue
