@@ -44,7 +44,7 @@ from .conftest import (
 pytestmark = pytest.mark.slow
 
 LEAK_SECRET = "LEAKcur-" + hashlib.sha256(b"leak-current").hexdigest()[:40]
-LEAK_PREVIOUS = "LEAKprev-" + "z3" * 16
+LEAK_PREVIOUS = "LEAKprev-" + hashlib.sha256(b"leak-previous").hexdigest()[:40]
 STATE_SITE = "leak-state"
 NODE = "leak-node-" + os.urandom(3).hex()
 OUR_LOGGERS = re.compile(r"\[(saltext_edge[\w.]*|salt\.loaded\.ext\.[\w.]*edge[\w.]*)\s*:")
@@ -65,7 +65,8 @@ def leak(salt_factories, tmp_path_factory):
     env = dict(os.environ, SALT_SHARED_SECRET=LEAK_SECRET)
     overrides = master_config(
         reactor=[{"salt/auth": [str(reactor_sls())]}],
-        edge={"previous_shared_secret_file": str(prev_file), "auto_admit": True},
+        edge={"previous_shared_secret_file": str(prev_file), "auto_admit": True,
+              "previous_shared_secret_expires": "2999-01-01T00:00:00Z"},
         log_level="all",
         log_level_logfile="all",
         file_roots={"base": [str(state_root)]},
