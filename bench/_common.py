@@ -37,7 +37,7 @@ KEYPOOL_DIR = os.path.join(RESULTS_DIR, "keypool")
 SRC = os.path.join(REPO, "src")
 REACTOR_SLS = os.path.join(SRC, "saltext_edge", "reactor", "edge_auth.sls")
 # a fixed, benchmark-only fleet secret (never used anywhere else)
-BENCH_SECRET = "saltext-edge-benchmark-secret-not-for-production"
+BENCH_SECRET = "bench-7c4e2a9f1d6b8e3a5c0f9d2b7e4a1c8f6d3b9e2a5c7f0d4b"
 KEYSIZE = 2048
 
 

@@ -1,6 +1,6 @@
 """
-Batched admission for the ``salt/auth`` reactor (DESIGN.md §3, measured in
-``bench/bench_storm.py``).
+Batched admission for the ``salt/auth`` reactor (docs/concepts.rst; measured
+in ``bench/bench_storm.py``, docs/benchmarks.rst).
 
 The shipped reactor SLS calls :func:`submit` for every ``salt/auth`` event of
 a pending key that carries an ``edge_token``. :func:`submit` records the token
@@ -30,7 +30,6 @@ import time
 
 from saltext_edge import admission
 from saltext_edge import shared_secret as _secrets
-from saltext_edge import tokens as _token
 
 log = logging.getLogger(__name__)
 
@@ -102,50 +101,21 @@ def admitter(opts):
         return _ADMITTER
 
 
-def _proves_itself(opts, minion_id, pub, token):
-    """
-    True when ``token`` is valid for ``minion_id`` with *this* ``pub`` (the
-    key the minion presented) under the master's policy. Only a holder of the
-    site key can make such a token; a token sniffed from the wire is valid
-    for another key only.
-    """
-    try:
-        digest = _token.pubkey_digest(admission._clean_pub(pub))  # pylint: disable=protected-access
-        secrets = _secrets.master_secrets(opts)
-        pol = admission.policy(opts)
-    except (_token.TokenError, _secrets.SecretError, admission.AdmissionError):
-        return False
-    rec = {"id": minion_id, "pub": pub, "pub_digest": digest, "token": token}
-    return admission.verify(minion_id, pub, rec, secrets, pol)[0] == "accepted"
-
-
 def submit(opts, minion_id, pub, token, act="pend"):
     """
     Handle the data of one ``salt/auth`` event without waiting for a
-    decision.
+    decision: :func:`saltext_edge.admission.dispatch` (every field is
+    hostile; the token is recorded only for the key the key store holds
+    pending for the id, or, for ``act: denied``, only when it admits the key
+    presented) and, in auto mode, queue the id for this process's admitter
+    thread.
 
-    ``act: pend`` (a pending key signs in): record ``token`` for
-    (``minion_id``, ``pub``) and, with ``edge: {auto_admit: true}``, queue the
-    minion for the batch decision of this process's admitter thread.
-
-    ``act: denied`` (Salt refused the sign-in because another key is already
-    stored under ``minion_id``; the master needs
-    ``auth_events_autosign_grains: [pend, denied]``): only when ``token`` is
-    valid for this id *with the key just presented*, record it like a pending
-    token. The key stored under the id is then refused as ``key_changed`` by
-    the next decision (at once in auto mode), and ``edge:on_invalid`` applies
-    to it: ``delete`` frees an id squatted by a stranger's pending key, token
-    or not, and the real node is admitted at its next sign-in. An accepted
-    key is never touched.
-
-    Returns one of ``"queued"``, ``"recorded"`` (manual admission: wait for
-    ``salt-run edge.accept_pending``), ``"refused_before"`` (this very token
-    for this very key was already refused; not decided again),
-    ``"unproven"`` (a ``denied`` event whose token is not valid for the
-    presented key: ignored), ``"ignored"`` (another ``act``) or the reason
-    the data was not recorded (``"bad_id"``, ``"bad_pub"``,
-    ``"no_token_seen"``, ``"bad_policy"``, ``"error"`` when the cache
-    failed). Never the token.
+    Returns ``"queued"``, ``"recorded"`` (manual admission: wait for
+    ``salt-run edge.accept_pending``) or one of the other
+    :func:`saltext_edge.admission.sign_in` statuses (``"refused_before"``,
+    ``"kept_better"``, ``"not_pending"``, ``"unproven"``, ``"ignored"``,
+    ``"bad_id"``, ``"bad_pub"``, ``"no_token_seen"``), ``"bad_policy"``,
+    ``"no_secret"`` or ``"error"`` (the cache failed). Never the token.
 
     CLI Example:
 
@@ -156,25 +126,24 @@ def submit(opts, minion_id, pub, token, act="pend"):
             print(admitter.submit(salt.config.master_config("/etc/salt/master"), \\
             "edge-1", open("edge-1.pub").read(), "v1:site-a:..."))'
     """
-    if act not in ("pend", "denied"):
-        return "ignored"
-    if act == "denied" and not _proves_itself(opts, minion_id, pub, token):
-        return "unproven"
+
+    def _queue(mid):
+        admitter(opts).put(mid)
+        return "queued"
+
     try:
-        rec, todo = admission.record_for_decision(opts, minion_id, pub, token, source="reactor")
+        outcome, queued = admission.dispatch(opts, minion_id, pub, token, act, "reactor", _queue)
     except admission.AdmissionError as exc:
-        log.error("edge admission: not admitting %s: %s", minion_id, exc)
+        log.error("edge admission: not admitting a sign-in: %s", exc)
         return "bad_policy"
+    except _secrets.SecretError as exc:
+        log.error("edge admission: not admitting a sign-in: %s", exc)
+        return "no_secret"
     except Exception as exc:  # pylint: disable=broad-except
         # the reactor would log a traceback; the minion signs in again soon
-        log.error("edge admission: cannot record the token of %s (%s: %s)",
-                  minion_id, type(exc).__name__, exc)
+        log.error("edge admission: cannot handle a sign-in (%s)", type(exc).__name__)
+        log.debug("edge admission: the sign-in failed here", exc_info=True)
         return "error"
-    if todo == "none":
-        return rec["reason"]
-    if todo == "manual":
-        return "recorded"
-    if todo == "refused_before":
-        return "refused_before"
-    admitter(opts).put(minion_id)
-    return "queued"
+    if queued:
+        return queued
+    return "recorded" if outcome.status in ("recorded",) else outcome.status

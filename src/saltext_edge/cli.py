@@ -8,6 +8,10 @@ default ``/etc/salt``) and the fleet secret from ``edge:shared_secret_file``,
 prints the site key ``K_site`` on stdout, for provisioning pipelines. Nothing
 is logged; errors go to stderr without secret material.
 
+``saltext-edge new-secret [--out FILE]`` makes a fleet secret good enough for
+the master (256 random bits, URL-safe base64) and prints it, or writes it to a
+NEW file with mode 0600.
+
 Exit codes: 0 success, 1 no usable secret / bad config, 2 usage error.
 """
 
@@ -32,7 +36,34 @@ def _parser():
         default=os.environ.get("SALT_CONFIG_DIR", "/etc/salt"),
         help="Salt configuration directory holding the 'master' file (default: /etc/salt)",
     )
+    new = sub.add_parser("new-secret", help="make a random fleet secret (256 bits)")
+    new.add_argument("--out", metavar="FILE", help="write it to this new file (mode 0600) instead of stdout")
     return parser
+
+
+def new_secret_main(out=None, stdout=None, stderr=None):
+    """
+    Make a fleet secret (``secrets.token_urlsafe(32)``: 256 random bits) and
+    print it, or write it to the new file ``out`` (mode 0600, never
+    overwritten). Returns the process exit code.
+    """
+    import secrets  # pylint: disable=import-outside-toplevel
+
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    value = secrets.token_urlsafe(32)
+    if out is None:
+        print(value, file=stdout)
+        return 0
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        print(f"saltext-edge: cannot create {out}: {exc.strerror}", file=stderr)
+        return 1
+    with os.fdopen(fd, "w", encoding="ascii") as fh_:
+        fh_.write(value + "\n")
+    print(f"saltext-edge: wrote a new fleet secret to {out}", file=stderr)
+    return 0
 
 
 def site_key_main(site, config_dir, stdout=None, stderr=None):
@@ -80,6 +111,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "site-key":
         return site_key_main(args.site, args.config_dir)
+    if args.command == "new-secret":
+        return new_secret_main(args.out)
     parser.print_help(sys.stderr)
     return 2
 

@@ -1,6 +1,6 @@
 """
 Loading of the fleet secret (master) and of the site key (minion) for
-admission by pre-shared token (DESIGN.md §3).
+admission by pre-shared token (docs/configuration.rst, docs/howto/rotate-secret.rst).
 
 Master, first source found wins (current secret):
 
@@ -10,10 +10,13 @@ Master, first source found wins (current secret):
 
 and, optionally, a previous secret accepted during rotation:
 ``edge: {previous_shared_secret_file: PATH}`` or
-``edge: {previous_shared_secret: VALUE}``.
+``edge: {previous_shared_secret: VALUE}``, which needs an end:
+``edge: {previous_shared_secret_expires: 2026-12-31T00:00:00Z}`` (ISO 8601,
+UTC); after it the previous secret verifies nothing.
 
-Fail closed: a source that is configured but unreadable, empty or shorter
-than 16 characters is an error (:class:`SecretError`); it never silently
+Fail closed: a source that is configured but unreadable, empty, shorter
+than 16 characters, a known placeholder or not random enough (estimated
+under 128 bits, :func:`strength_bits`) is an error (:class:`SecretError`); it never silently
 falls through to the next source. Error messages name the *source* (option
 name, file path, environment variable) and never the value.
 
@@ -24,14 +27,30 @@ Keep this module free of Salt imports: it is also shipped to minions through
 ``_utils/`` and used by the ``edge_token`` grain on Salt 3006/3007/3008.
 """
 
+import datetime
+import logging
+import math
 import os
+import re
 
 from saltext_edge import tokens as _token
+
+log = logging.getLogger(__name__)
 
 ENV_VAR = "SALT_SHARED_SECRET"
 MIN_SECRET_LEN = _token.MIN_SECRET_LEN
 # secrets and keys are short; refuse to slurp a huge file by mistake
 MAX_FILE_BYTES = 64 * 1024
+MIN_SECRET_BITS = 128
+NEW_SECRET_HINT = "make one with: saltext-edge new-secret (or: openssl rand -hex 32)"
+# placeholders and examples (case-insensitive substrings): the example
+# Secret of deploy/kubernetes/, the docs' examples, the usual fill-ins
+PLACEHOLDERS = re.compile(
+    r"replace|change[-_ ]?me|example|placeholder|your[-_ ]?(fleet[-_ ]?)?secret|"
+    r"edgefleet|not[-_ ]?for[-_ ]?production|at[-_ ]?least[-_ ]?16",
+    re.IGNORECASE,
+)
+_WORD = re.compile(r"[a-z]{3,}|[A-Z][a-z]{2,}|[A-Z]{3,}")
 
 
 class SecretError(ValueError):
@@ -83,35 +102,135 @@ def _check_secret(value, source):
     return value
 
 
+def strength_bits(value):
+    """
+    Return a conservative estimate, in bits, of how hard ``value`` is to
+    guess: per character ``log2`` of the alphabet its character classes span
+    (16 for hexadecimal), except that a run of three or more letters counts
+    as one word (13 bits, a diceware word) and a character one code point
+    from (or equal to) the one before counts 1 bit; the total is capped by
+    the string's length times its Shannon entropy per character.
+    """
+    if not value:
+        return 0.0
+    if re.fullmatch(r"[0-9a-f]+|[0-9A-F]+", value):
+        alphabet = 16
+    else:
+        alphabet = 0
+        for pattern, size in (("[a-z]", 26), ("[A-Z]", 26), ("[0-9]", 10)):
+            if re.search(pattern, value):
+                alphabet += size
+        if re.search(r"[^a-zA-Z0-9]", value):
+            alphabet += 33
+    per_char = math.log2(alphabet)
+    bits = 0.0
+    pos = 0
+    prev = None
+    while pos < len(value):
+        word = _WORD.match(value, pos) if alphabet != 16 else None
+        if word:
+            bits += min(13.0, per_char * len(word.group()))
+            pos = word.end()
+            prev = value[pos - 1]
+            continue
+        char = value[pos]
+        bits += 1.0 if prev is not None and abs(ord(char) - ord(prev)) <= 1 else per_char
+        prev = char
+        pos += 1
+    counts = {}
+    for char in value:
+        counts[char] = counts.get(char, 0) + 1
+    shannon = -sum(c / len(value) * math.log2(c / len(value)) for c in counts.values())
+    return min(bits, shannon * len(value))
+
+
+def check_strength(value, source):
+    """Raise :class:`SecretError` when ``value`` is a placeholder or estimated under 128 bits."""
+    if PLACEHOLDERS.search(value):
+        raise SecretError(f"{source} is a placeholder or an example, not a secret; {NEW_SECRET_HINT}")
+    bits = strength_bits(value)
+    if bits < MIN_SECRET_BITS:
+        raise SecretError(
+            f"{source} is not random enough (about {int(bits)} bits estimated, at least "
+            f"{MIN_SECRET_BITS} needed); {NEW_SECRET_HINT}"
+        )
+    return value
+
+
+def _master_secret(value, source):
+    return check_strength(_check_secret(value, source), source)
+
+
 def _current_secret(conf, environ):
     """Return ``(secret, source)`` or raise SecretError."""
     if conf.get("shared_secret_file") is not None:
         source = "edge:shared_secret_file"
         return (
-            _check_secret(_read_secret_file(conf["shared_secret_file"], source), source),
+            _master_secret(_read_secret_file(conf["shared_secret_file"], source), source),
             source,
         )
     if "shared_secret" in conf:
         source = "edge:shared_secret"
-        return _check_secret(conf["shared_secret"], source), source
+        return _master_secret(conf["shared_secret"], source), source
     if ENV_VAR in environ:
         source = f"environment variable {ENV_VAR}"
-        return _check_secret(environ[ENV_VAR], source), source
+        return _master_secret(environ[ENV_VAR], source), source
     raise SecretError(
         "no shared secret configured: set edge:shared_secret_file, edge:shared_secret "
         f"or the environment variable {ENV_VAR} on the master; admitting nothing"
     )
 
 
-def _previous_secret(conf):
+def previous_expiry(conf):
+    """
+    Return the end of the rotation window, ``edge:previous_shared_secret_expires``,
+    as an aware UTC datetime. Raises :class:`SecretError` when missing or not a date.
+    """
+    value = conf.get("previous_shared_secret_expires")
+    where = "edge:previous_shared_secret_expires"
+    if value is None:
+        raise SecretError(
+            f"a previous shared secret needs {where} (ISO 8601 date or time, UTC): "
+            "the rotation window must end; admitting nothing"
+        )
+    if isinstance(value, datetime.datetime):
+        when = value
+    elif isinstance(value, datetime.date):
+        when = datetime.datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        try:
+            when = datetime.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise SecretError(f"{where} is not an ISO 8601 date or time") from None
+    else:
+        raise SecretError(f"{where} must be an ISO 8601 date or time, not a {type(value).__name__}")
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when
+
+
+_warned_expired = set()
+
+
+def _previous_secret(conf, now=None):
     if conf.get("previous_shared_secret_file") is not None:
         source = "edge:previous_shared_secret_file"
-        return _check_secret(
-            _read_secret_file(conf["previous_shared_secret_file"], source), source
-        )
-    if conf.get("previous_shared_secret") is not None:
-        return _check_secret(conf["previous_shared_secret"], "edge:previous_shared_secret")
-    return None
+        value = _master_secret(_read_secret_file(conf["previous_shared_secret_file"], source), source)
+    elif conf.get("previous_shared_secret") is not None:
+        value = _master_secret(conf["previous_shared_secret"], "edge:previous_shared_secret")
+    else:
+        return None
+    expires = previous_expiry(conf)
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    if now >= expires:
+        if expires not in _warned_expired:
+            _warned_expired.add(expires)
+            log.warning(
+                "edge admission: the previous shared secret expired at %s and verifies nothing; "
+                "remove it from the master configuration", expires.isoformat(),
+            )
+        return None
+    return value
 
 
 def master_secrets(opts, environ=None):
@@ -120,7 +239,9 @@ def master_secrets(opts, environ=None):
     secret first, then the previous one if configured (rotation).
 
     Raises :class:`SecretError` (message without the secret) when no secret is
-    configured or a configured one is unreadable, empty or too short.
+    configured or a configured one is unreadable, empty, too short, a
+    placeholder or not random enough, or when a previous secret has no
+    expiry. An expired previous secret is left out (and logged once).
     """
     conf = _edge_conf(opts)
     environ = os.environ if environ is None else environ

@@ -1,5 +1,5 @@
 """
-Token maths for admission by pre-shared token (DESIGN.md §3). Pure functions.
+Token maths for admission by pre-shared token (docs/concepts.rst). Pure functions.
 
 * site key ``K_site = hex(HMAC-SHA256(S, "saltext-edge:v1:site:" + site))``
 * token ``"v1:" + site + ":" + hex(HMAC-SHA256(K_site_hex_ascii,

@@ -84,7 +84,8 @@ def _leave_pending(master, payload):  # pylint: disable=unused-argument
 
 
 def edge_conf(**extra):
-    conf = {"shared_secret": SECRET, "previous_shared_secret": PREVIOUS}
+    conf = {"shared_secret": SECRET, "previous_shared_secret": PREVIOUS,
+            "previous_shared_secret_expires": "2999-01-01T00:00:00Z"}
     conf.update(extra)
     return conf
 
@@ -356,3 +357,77 @@ def fake_auth(opts, minion_id, pub, token, act="pend", event=None):
 
 
 _MISSING = object()
+
+
+# --------------------------------------------------------------------------
+# the attacker's tools: an accepted minion's channel, a raw sign-in
+# --------------------------------------------------------------------------
+def minion_opts_for(master, minion_id, priv, pub):
+    """Options of a minion ``minion_id`` of ``master`` holding ``(priv, pub)`` (not started)."""
+    import salt.config
+
+    factory = master.salt_minion_daemon(minion_id, overrides={"acceptance_wait_time": 1})
+    pki = pathlib.Path(factory.config["pki_dir"])
+    pki.mkdir(parents=True, exist_ok=True)
+    (pki / "minion.pem").write_text(priv)
+    os.chmod(pki / "minion.pem", 0o600)
+    (pki / "minion.pub").write_text(pub)
+    opts = salt.config.minion_config(factory.config["conf_file"])
+    opts["master_ip"] = "127.0.0.1"
+    opts["master_uri"] = f"tcp://127.0.0.1:{opts['master_port']}"
+    return opts
+
+
+def accepted_attacker(master, opts, key_pair, prefix="evil-"):
+    """An accepted minion under the attacker's control: its options (its key is accepted)."""
+    from saltfactories.utils import random_string as _rs
+
+    priv, pub = key_pair
+    mid = _rs(prefix)
+    key_cache(opts).store("keys", mid, {"pub": pub, "state": "accepted"})
+    return minion_opts_for(master, mid, priv, pub)
+
+
+def forge_events(mopts, events):
+    """
+    Send ``events`` (``[(tag, data)]``) as the accepted minion ``mopts``:
+    Salt re-fires each on the master bus under the tag the minion chose.
+    """
+    import salt.channel.client
+
+    load = {"cmd": "_minion_event", "id": mopts["id"], "events": [{"tag": t, "data": d} for t, d in events]}
+    with salt.channel.client.ReqChannel.factory(mopts) as channel:
+        return channel.send(load, timeout=30, tries=2)
+
+
+def raw_sign_in(mopts, pub=None, token=None, minion_id=None):
+    """
+    One sign-in request as a minion sends it (in the clear), with the
+    ``edge_token`` grain; ``pub`` and ``minion_id`` may be forged.
+    Returns the master's reply.
+    """
+    import uuid
+
+    import salt.channel.client
+
+    if pub is None:
+        pub = (pathlib.Path(mopts["pki_dir"]) / "minion.pub").read_text()
+    payload = {
+        "cmd": "_auth",
+        "id": minion_id or mopts["id"],
+        "nonce": uuid.uuid4().hex,
+        "enc_algo": mopts["encryption_algorithm"],
+        "sig_algo": mopts["signing_algorithm"],
+        "pub": pub,
+    }
+    if token is not None:
+        payload["autosign_grains"] = {"edge_token": token}
+    with salt.channel.client.ReqChannel.factory(mopts, crypt="clear") as channel:
+        return channel.send(payload, timeout=30, tries=1)
+
+
+def token_record(opts, minion_id):
+    """The token record the master holds for ``minion_id`` (observation only)."""
+    import salt.cache
+
+    return salt.cache.Cache(opts).fetch("edge_admission/tokens", hashlib.sha256(minion_id.encode()).hexdigest())

@@ -16,6 +16,7 @@ the master job cache, and every runner / wheel / CLI output for
 * the node's admission token (never in OUR log records, events or returns).
 """
 
+import hashlib
 import os
 import pathlib
 import re
@@ -42,8 +43,8 @@ from .conftest import (
 
 pytestmark = pytest.mark.slow
 
-LEAK_SECRET = "LEAKcur-" + "q7" * 16
-LEAK_PREVIOUS = "LEAKprev-" + "z3" * 16
+LEAK_SECRET = "LEAKcur-" + hashlib.sha256(b"leak-current").hexdigest()[:40]
+LEAK_PREVIOUS = "LEAKprev-" + hashlib.sha256(b"leak-previous").hexdigest()[:40]
 STATE_SITE = "leak-state"
 NODE = "leak-node-" + os.urandom(3).hex()
 OUR_LOGGERS = re.compile(r"\[(saltext_edge[\w.]*|salt\.loaded\.ext\.[\w.]*edge[\w.]*)\s*:")
@@ -64,7 +65,8 @@ def leak(salt_factories, tmp_path_factory):
     env = dict(os.environ, SALT_SHARED_SECRET=LEAK_SECRET)
     overrides = master_config(
         reactor=[{"salt/auth": [str(reactor_sls())]}],
-        edge={"previous_shared_secret_file": str(prev_file), "auto_admit": True},
+        edge={"previous_shared_secret_file": str(prev_file), "auto_admit": True,
+              "previous_shared_secret_expires": "2999-01-01T00:00:00Z"},
         log_level="all",
         log_level_logfile="all",
         file_roots={"base": [str(state_root)]},
@@ -252,7 +254,7 @@ def test_no_secret_in_log_files(leak):
 def test_state_site_key_from_pillar_not_logged(leak):
     """
     The site key from pillar, the way the docs recommend (``site_key_pillar``
-    and a ``#!yaml`` pillar file), ends up in no log either. (DESIGN §6's
+    and a ``#!yaml`` pillar file), ends up in no log either. (The product brief's
     ``site_key: {{ pillar[...] }}`` would: Salt itself logs every
     Jinja-rendered SLS at debug.)
     """

@@ -32,7 +32,7 @@ def keys(key_pool):
 
 @pytest.fixture(scope="module")
 def pol():
-    return admission.policy({"edge": {"revoked_sites": [REVOKED_SITE], "site_ids": {"locked": ["edge-*"]}}})
+    return admission.policy({"edge": {"revoked_sites": [REVOKED_SITE], "site_ids": {"locked": ["lk-*"]}}})
 
 
 def _rec(minion_id, pub, token):
@@ -260,8 +260,12 @@ def test_id_not_allowed_for_site(keys, pol):
     tok = make_token(SECRET, "locked", "intruder-1", pub)
     decision, reason, _ = admission.verify("intruder-1", pub, _rec("intruder-1", pub, tok), SECRETS, pol)
     assert (decision, reason) == ("refused", "id_not_allowed")
-    tok = make_token(SECRET, "locked", "edge-7", pub)
-    assert admission.verify("edge-7", pub, _rec("edge-7", pub, tok), SECRETS, pol)[0] == "accepted"
+    tok = make_token(SECRET, "locked", "lk-7", pub)
+    assert admission.verify("lk-7", pub, _rec("lk-7", pub, tok), SECRETS, pol)[0] == "accepted"
+    # the ids "locked" claims are its own: another site's valid token is refused for them
+    tok = make_token(SECRET, SITE, "lk-8", pub)
+    decision, reason, _ = admission.verify("lk-8", pub, _rec("lk-8", pub, tok), SECRETS, pol)
+    assert (decision, reason) == ("refused", "id_not_allowed")
 
 
 def test_secret_as_site_key_mac_is_refused(keys, pol):

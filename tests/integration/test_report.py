@@ -120,7 +120,7 @@ def report_master(salt_factories, master_defaults):
         master_defaults,
         timeout=5,
         minion_data_cache=True,
-        edge={"shared_secret": "report-test-fleet-secret-0123456789"},
+        edge={"shared_secret": "report-3f9a61c07be24d58a1e6c92d07f4b8e5a3c1d9f2e7b6a4c8"},
     )
     factory = salt_factories.salt_master_daemon(random_string("report-master-"), defaults=defaults)
     with factory.started():

@@ -3,6 +3,7 @@ Admission storage and the ``wait`` listener against a real Salt cache
 (localfs, in a temporary directory); only the event bus is faked.
 """
 
+import salt.cache
 import salt.config
 import salt.utils.event
 import pytest
@@ -13,7 +14,7 @@ from saltext_edge import admission
 from saltext_edge import admitter
 from saltext_edge import tokens as token
 
-SECRET = "unit-test-fleet-secret"
+SECRET = "unit-fleet-9f2c4e7a1b8d3f6e0a5c9b2d7e4f1a8c3b6d9e2f"
 
 
 @pytest.fixture
@@ -40,6 +41,10 @@ def pub():
     ).decode()
 
 
+def _pending(opts, mid, pub):
+    salt.cache.Cache(opts, driver=opts["keys.cache_driver"]).store("keys", mid, {"pub": pub, "state": "pending"})
+
+
 def _tok(mid, pub, site="sh-3"):
     return token.make_token(token.site_key(SECRET, site), site, mid, token.pubkey_digest(pub))
 
@@ -50,7 +55,10 @@ def test_record_is_idempotent_and_listed(opts, pub):
     assert first == {"id": "edge-1", "recorded": True, "changed": True, "reason": None}
     again = admission.record(opts, "edge-1", pub, tok)
     assert again["recorded"] and not again["changed"]
-    # the reactor's entry point, manual mode: records, queues nothing
+    # the reactor's entry point, manual mode: records, queues nothing; only
+    # for the key the key store holds pending under the id
+    assert admitter.submit(opts, "edge-1", pub, tok) == "not_pending"
+    _pending(opts, "edge-1", pub)
     assert admitter.submit(opts, "edge-1", pub, tok) == "recorded"
     assert admitter._ADMITTER is None  # pylint: disable=protected-access
     assert admitter.submit(opts, "edge-1", pub, None) == "no_token_seen"
@@ -110,6 +118,7 @@ def test_collect_auth_events(opts, pub, monkeypatch):
         {"tag": "salt/auth", "data": {"act": "pend", "id": "edge-4", "pub": pub}},
         {"tag": "salt/key", "data": {"act": "pend", "id": "edge-5", "pub": pub, "autosign_grains": {"edge_token": good}}},
     ]
+    _pending(opts, "edge-1", pub)
     monkeypatch.setattr(salt.utils.event, "get_master_event", lambda *a, **k: _FakeBus(events))
     seen = admission.collect_auth_events(opts, 0.5, match="edge-*")
     assert set(seen) == {"edge-1"}
@@ -130,3 +139,37 @@ def test_denied_event_needs_a_token_for_the_presented_key(opts, pub):
     assert admission.list_decisions(opts)["edge-2"]["decision"] == "recorded"
     assert admitter.submit(opts, "edge-2", pub, replayed, act="reject") == "ignored"
     assert admitter._ADMITTER is None  # pylint: disable=protected-access
+
+
+def test_token_store_is_bounded(opts, pub):
+    """Old records go after 7 days, then the oldest beyond the limit."""
+    from saltext_edge.admission import stores  # pylint: disable=import-outside-toplevel
+
+    cache = admission._cache(opts)  # pylint: disable=protected-access
+    digest = token.pubkey_digest(pub)
+    for i in range(30):
+        stores.store_record(opts, cache, f"m-{i}", pub, digest, "v1:sh-3:" + "0" * 64, "test")
+    stale = dict(cache.fetch(stores.TOKENS_BANK, stores.rec_key("m-0")), time=1.0)
+    cache.store(stores.TOKENS_BANK, stores.rec_key("m-0"), stale)
+    dropped = stores.prune_records(cache, limit=20)
+    assert dropped == 10
+    left = {cache.fetch(stores.TOKENS_BANK, k)["id"] for k in cache.list(stores.TOKENS_BANK)}
+    assert len(left) == 20 and "m-0" not in left and "m-29" in left
+
+
+def test_decision_store_is_bounded(opts):
+    from saltext_edge.admission import stores  # pylint: disable=import-outside-toplevel
+
+    cache = admission._cache(opts)  # pylint: disable=protected-access
+    for i in range(5):
+        stores.store_decisions(cache, {f"d{i}-{j}": {"decision": "refused", "reason": "bad_token", "site": None,
+                                                     "time": float(i * 10 + j)} for j in range(10)})
+    stores._compact(cache, limit=15)  # pylint: disable=protected-access
+    _, merged = stores.merged_decisions(cache)
+    assert len(merged) == 15 and "d4-9" in merged and "d0-0" not in merged
+
+
+def test_pub_bound_and_id_bound(opts, pub):
+    assert admission.record(opts, "edge-9", "# pad\n" * 2000 + pub, "v1:sh-3:" + "0" * 64)["reason"] == "bad_pub"
+    assert admission.record(opts, "edge\nINJECTED", pub, "v1:sh-3:" + "0" * 64)["reason"] == "bad_id"
+    assert admission.record(opts, "x" * 256, pub, "v1:sh-3:" + "0" * 64)["reason"] == "bad_id"

@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from saltext_edge import admission
 from saltext_edge import tokens as token
 
-SECRET = "unit-test-fleet-secret"
-OLD = "unit-test-older-secret"
+SECRET = "unit-fleet-9f2c4e7a1b8d3f6e0a5c9b2d7e4f1a8c3b6d9e2f"
+OLD = "unit-older-c7E2kQ9xW4pL8mZ3vN6bR1tY5uH0jG7fD2sA"
 
 
 def _pub():
@@ -50,10 +50,20 @@ def test_previous_secret(pubs):
     assert admission.verify("edge-1", pubs[0], rec, [SECRET], POL)[1] == "bad_token"
 
 
+def _rewrap(pem, width):
+    lines = pem.strip().splitlines()
+    body = "".join(lines[1:-1])
+    return "\n".join([lines[0]] + [body[i : i + width] for i in range(0, len(body), width)] + [lines[-1]])
+
+
 def test_same_key_other_wrapping_is_not_a_change(pubs):
+    """The same key wrapped at 76 columns (not byte-identical) is the same key: accepted."""
     rec = _rec("edge-1", pubs[0])
-    rewrapped = "\n" + pubs[0].replace("\n", "\n") + "\n\n"
+    rewrapped = _rewrap(pubs[0], 76)
+    assert rewrapped.strip() != pubs[0].strip()  # the digest branch is the one exercised
     assert admission.verify("edge-1", rewrapped, rec, [SECRET], POL)[0] == "accepted"
+    # another key in the same wrapping is still a change
+    assert admission.verify("edge-1", _rewrap(pubs[1], 76), rec, [SECRET], POL)[1] == "key_changed"
 
 
 @pytest.mark.parametrize(
@@ -73,7 +83,7 @@ def test_refusals(pubs, case, reason):
         rec = _rec(mid, pubs[0])
         pending = pubs[1]
     elif case == "wrong_secret":
-        rec = _rec(mid, pending, secret="some-stranger-secret")
+        rec = _rec(mid, pending, secret="stranger-4e7a1b8d3f6e0a5c9b2d7e4f1a8c3b6d")
     elif case == "other_id":
         rec = _rec("edge-2", pending)
         rec["id"] = mid
@@ -99,6 +109,17 @@ def test_no_token(pubs):
         {"revoked_sites": {"a": 1}},
         {"site_ids": ["x"]},
         {"site_ids": {"s": [1]}},
+        # YAML reads unquoted no / 0042 / 1.10 / on as bool, int, float
+        {"revoked_sites": [False]},
+        {"revoked_sites": [42]},
+        {"revoked_sites": [1.1]},
+        {"revoked_sites": "sh-3"},
+        {"site_ids": {True: ["edge-*"]}},
+        {"site_ids": {"sh-3": "edge-*"}},
+        {"auto_admit": "yes"},
+        {"bind_ids": 1},
+        {"on_invalid": None},
+        {"lock_timeout": True},
     ],
 )
 def test_bad_policy_fails_closed(edge):
@@ -108,7 +129,27 @@ def test_bad_policy_fails_closed(edge):
 
 def test_policy_defaults():
     pol = admission.policy({})
-    assert pol["on_invalid"] == "keep" and pol["auto_admit"] is False
+    assert pol["on_invalid"] == "keep" and pol["auto_admit"] is False and pol["bind_ids"] is True
+
+
+def test_bad_policy_says_why():
+    with pytest.raises(admission.AdmissionError) as err:
+        admission.policy({"edge": {"revoked_sites": [False, "sh-3"]}})
+    assert "edge:revoked_sites" in str(err.value) and "bool" in str(err.value) and "quote" in str(err.value)
+
+
+def test_ids_bound_to_sites(pubs):
+    """With site_ids for sh-3 only, another site's valid token cannot take an id sh-3 claims."""
+    pol = admission.policy({"edge": {"site_ids": {"sh-3": ["edge-*"]}}})
+    assert admission.verify("edge-1", pubs[0], _rec("edge-1", pubs[0], site="sh-9"), [SECRET], pol)[1] == "id_not_allowed"
+    assert admission.verify("other-1", pubs[0], _rec("other-1", pubs[0], site="sh-9"), [SECRET], pol)[0] == "accepted"
+    loose = admission.policy({"edge": {"site_ids": {"sh-3": ["edge-*"]}, "bind_ids": False}})
+    assert admission.verify("edge-1", pubs[0], _rec("edge-1", pubs[0], site="sh-9"), [SECRET], loose)[0] == "accepted"
+    # an id admitted for sh-9 before is bound to it
+    node = {"id": "other-1", "site": "sh-9", "revoked": False}
+    rec = _rec("other-1", pubs[0], site="sh-8")
+    assert admission.verify("other-1", pubs[0], rec, [SECRET], pol, node=node)[1] == "site_mismatch"
+    assert admission.verify("other-1", pubs[0], rec, [SECRET], pol, node=dict(node, revoked=True))[1] == "revoked_node"
 
 
 def test_auth_event_parsing():

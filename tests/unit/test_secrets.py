@@ -6,8 +6,10 @@ import pytest
 
 from saltext_edge import shared_secret as secrets, tokens as token
 
-GOOD = "a-very-good-fleet-secret"
-OLD = "the-previous-fleet-secret"
+GOOD = "9f2c4e7a1b8d3f6e0a5c9b2d7e4f1a8c3b6d9e2f5a8c1b4e"
+OLD = "c7E2-kQ9xW4pL8mZ3vN6bR1tY5uH0jG7fD2sA9qX4wE8rT3y"
+OTHER = "Zq3Xv9Lm2Kp7Wn4Rt8Ys1Bd6Hf0Jc5Ge3Ua9Io2Pe7Nb4Mx"
+EXPIRES = "2999-01-01T00:00:00Z"
 
 
 def _opts(**edge):
@@ -17,20 +19,63 @@ def _opts(**edge):
 def test_order_file_then_option_then_env(tmp_path):
     path = tmp_path / "s"
     path.write_text(GOOD + "\n")
-    env = {"SALT_SHARED_SECRET": "environment-secret-value"}
-    assert secrets.master_secrets(_opts(shared_secret_file=str(path), shared_secret="option-secret-value"), env) == [GOOD]
-    assert secrets.master_secrets(_opts(shared_secret="option-secret-value"), env) == ["option-secret-value"]
-    assert secrets.master_secrets({}, env) == ["environment-secret-value"]
+    env = {"SALT_SHARED_SECRET": OTHER}
+    assert secrets.master_secrets(_opts(shared_secret_file=str(path), shared_secret=OLD), env) == [GOOD]
+    assert secrets.master_secrets(_opts(shared_secret=OLD), env) == [OLD]
+    assert secrets.master_secrets({}, env) == [OTHER]
     assert secrets.master_secret_source({}, env) == "environment variable SALT_SHARED_SECRET"
 
 
 def test_previous_secret(tmp_path):
     path = tmp_path / "old"
     path.write_text(OLD)
-    assert secrets.master_secrets(_opts(shared_secret=GOOD, previous_shared_secret=OLD), {}) == [GOOD, OLD]
-    assert secrets.master_secrets(_opts(shared_secret=GOOD, previous_shared_secret_file=str(path)), {}) == [GOOD, OLD]
+    conf = {"shared_secret": GOOD, "previous_shared_secret_expires": EXPIRES}
+    assert secrets.master_secrets(_opts(previous_shared_secret=OLD, **conf), {}) == [GOOD, OLD]
+    assert secrets.master_secrets(_opts(previous_shared_secret_file=str(path), **conf), {}) == [GOOD, OLD]
     # same as current: listed once
-    assert secrets.master_secrets(_opts(shared_secret=GOOD, previous_shared_secret=GOOD), {}) == [GOOD]
+    assert secrets.master_secrets(_opts(previous_shared_secret=GOOD, **conf), {}) == [GOOD]
+
+
+def test_previous_secret_needs_an_end_and_expires(caplog):
+    with pytest.raises(secrets.SecretError) as err:
+        secrets.master_secrets(_opts(shared_secret=GOOD, previous_shared_secret=OLD), {})
+    assert "previous_shared_secret_expires" in str(err.value) and OLD not in str(err.value)
+    with pytest.raises(secrets.SecretError):
+        secrets.master_secrets(_opts(shared_secret=GOOD, previous_shared_secret=OLD,
+                                     previous_shared_secret_expires=20261231), {})
+    past = _opts(shared_secret=GOOD, previous_shared_secret=OLD, previous_shared_secret_expires="2001-01-01")
+    with caplog.at_level("WARNING"):
+        assert secrets.master_secrets(past, {}) == [GOOD]
+    assert "expired" in caplog.text and OLD not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "EdgeFleet2024!!!",
+        "REPLACE-WITH-AT-LEAST-16-RANDOM-CHARACTERS",
+        "REPLACE-WITH-OUTPUT-OF-saltext-edge-new-secret",
+        "report-test-fleet-secret-0123456789",
+        "correct horse battery staple extra words",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "0123456789abcdef0123456789abcdef",
+        "LEAKcur-" + "q7" * 16,
+    ],
+)
+def test_weak_and_placeholder_secrets_refused(value):
+    with pytest.raises(secrets.SecretError) as err:
+        secrets.master_secrets(_opts(shared_secret=value), {})
+    assert "saltext-edge new-secret" in str(err.value) and value not in str(err.value)
+
+
+def test_generated_secrets_pass():
+    import secrets as pysecrets  # pylint: disable=import-outside-toplevel
+
+    for _ in range(200):
+        value = pysecrets.token_urlsafe(32)
+        assert secrets.master_secrets(_opts(shared_secret=value), {}) == [value]
+        value = pysecrets.token_hex(32)
+        assert secrets.master_secrets(_opts(shared_secret=value), {}) == [value]
 
 
 @pytest.mark.parametrize(
@@ -43,7 +88,7 @@ def test_previous_secret(tmp_path):
         (_opts(shared_secret=1234567890123456789), {}, "must be a string"),
         ({}, {"SALT_SHARED_SECRET": ""}, "SALT_SHARED_SECRET is empty"),
         ({}, {"SALT_SHARED_SECRET": "tiny-secret"}, "SALT_SHARED_SECRET is shorter"),
-        (_opts(shared_secret=GOOD, previous_shared_secret="tiny-secret"), {}, "previous_shared_secret is shorter"),
+        (_opts(shared_secret=GOOD, previous_shared_secret="tiny-secret", previous_shared_secret_expires=EXPIRES), {}, "previous_shared_secret is shorter"),
         ({"edge": "nope"}, {}, "must be a mapping"),
     ],
 )

@@ -1,4 +1,4 @@
-"""Token maths (DESIGN.md §3) against vectors computed independently here."""
+"""Token maths (docs/concepts.rst) against vectors computed independently here."""
 
 import hashlib
 import hmac

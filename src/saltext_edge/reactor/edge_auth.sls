@@ -1,6 +1,6 @@
 #!py
 """
-saltext-edge reactor for ``salt/auth`` (DESIGN.md §3).
+saltext-edge reactor for ``salt/auth`` (docs/concepts.rst).
 
 Master config to enable it::
 
@@ -18,7 +18,9 @@ Master config to enable it::
 print(os.path.dirname(saltext_edge.__file__))'`` prints the directory.)
 
 Rendered with the ``py`` renderer so that the minion-controlled id and token
-are passed as data, never pasted into YAML. Acts only on ``act: pend`` and
+are passed as data, never pasted into YAML. Any accepted minion can make the
+master fire a ``salt/auth`` event with any data, so nothing here is trusted:
+``saltext_edge.admission.sign_in`` checks every field against the key store. Acts only on ``act: pend`` and
 ``act: denied`` events that carry an ``edge_token`` grain (``denied``: another
 key is stored under the id, e.g. a squatter's; see
 ``saltext_edge.admitter.submit``): it hands act, id, public key and token to
@@ -48,16 +50,13 @@ def run():
     try:
         from saltext_edge import admitter  # pylint: disable=import-outside-toplevel
     except ImportError:
-        admitter = None  # package not installed here: the synced wheel module decides
-    if admitter is not None:
-        admitter.submit(opts, minion_id, pub, token, act=act)  # noqa: F821
-        return {}
-    if act != "pend":
-        return {}
-    return {
-        "saltext_edge_admission": {
-            "wheel.edge.auth_event": [
-                {"args": {"minion_id": minion_id, "pub": pub, "token": token, "act": "pend"}}
-            ]
+        # package not installed here: the synced wheel module decides
+        return {
+            "saltext_edge_admission": {
+                "wheel.edge.auth_event": [
+                    {"args": {"minion_id": minion_id, "pub": pub, "token": token, "act": act}}
+                ]
+            }
         }
-    }
+    admitter.submit(opts, minion_id, pub, token, act=act)  # noqa: F821
+    return {}

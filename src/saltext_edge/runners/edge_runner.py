@@ -1,5 +1,5 @@
 """
-Runner ``edge``: the fleet view on the master (DESIGN.md §3, §7).
+Runner ``edge``: the fleet view on the master (docs/ref/runners.rst).
 """
 
 import logging
@@ -125,7 +125,7 @@ def report(ping=False, site=None, timeout=None, details=False):
 def accept_pending(match="*", dry_run=False, wait=0):
     """
     Admit pending minion keys that prove themselves with a valid
-    ``edge_token`` (DESIGN.md §3).
+    ``edge_token`` (docs/concepts.rst).
 
     Every pending key matching ``match`` (a glob, or comma-separated globs)
     is verified against the token recorded for it (by the reactor, or seen
@@ -139,7 +139,7 @@ def accept_pending(match="*", dry_run=False, wait=0):
 
     Returns ``{minion_id: {"decision": "accepted"|"refused"|"no_token",
     "reason": None|"bad_token"|"key_changed"|"revoked_site"|"id_not_allowed"|
-    "malformed_token"|"no_token_seen", "site": str|None, "action":
+    "site_mismatch"|"revoked_node"|"malformed_token"|"no_token_seen", "site": str|None, "action":
     "accepted"|"kept"|"rejected"|"deleted"|"none"}}`` (``{}`` when nothing is
     pending). Never returns a token, site key or secret.
 
@@ -231,3 +231,64 @@ def site_key(site, path=None):
     fingerprint = _token.key_fingerprint(k_site)
     log.info("edge: wrote the site key of %s to %s (fingerprint %s)", site, path, fingerprint)
     return {"site": site, "path": path, "fingerprint": fingerprint}
+
+
+def revoke_node(minion_id):
+    """
+    Remove one node for good: its key is deleted from the key store whatever
+    its state, its recorded token dropped, and the id is refused
+    (``revoked_node``) at every later sign-in, even with a valid token. The
+    revocation is kept beside the key store (``<pki_dir>/edge/nodes``), so it
+    survives restarts and is shared by masters on one key store; it shows in
+    ``salt-run edge.node_index``. Undo with ``salt-run edge.unrevoke_node ID``.
+
+    Returns ``{"id": str, "revoked": True, "key_removed": "accepted"|
+    "pending"|"rejected"|None}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run edge.revoke_node sh-3-edge-17
+    """
+    return _revoke(minion_id, True)
+
+
+def unrevoke_node(minion_id):
+    """
+    Lift the revocation of ``minion_id`` (it is admitted again at its next
+    sign-in with a valid token). Returns ``{"id": str, "revoked": False,
+    "key_removed": None}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run edge.unrevoke_node sh-3-edge-17
+    """
+    return _revoke(minion_id, False)
+
+
+def _revoke(minion_id, revoked):
+    if not isinstance(minion_id, str) or not _admission.valid_id(__opts__, minion_id):
+        raise salt.exceptions.SaltInvocationError("give one valid minion id")
+    try:
+        return _admission.revoke_node(__opts__, minion_id, revoked=revoked)
+    except _admission.AdmissionError as exc:
+        raise EdgeCommandError(str(exc)) from None
+
+
+def node_index():
+    """
+    Return, per accepted minion and per revoked id, the site the master
+    verified when it admitted it and what admitted it: ``{id: {"site":
+    str|None, "admitted_by": "token:<site>"|"token:<site> (previous
+    secret)"|"outside"|None, "revoked": bool, "admitted_at": ISO 8601|None}}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run edge.node_index --out=yaml
+    """
+    return _admission.node_index(__opts__)

@@ -1,7 +1,7 @@
 """
 Wheel module ``edge``: admission functions callable from salt-api (``client:
 wheel``), from a reactor, and by the shipped reactor SLS when the library is
-not importable in the reactor process (DESIGN.md §3).
+not importable in the reactor process (docs/ref/wheel.rst, docs/concepts.rst).
 
 Wheel modules get no utils directory on ``sys.path`` from Salt's loader, so a
 copy synced with ``salt-run saltutil.sync_wheel`` (package not installed) finds
@@ -107,7 +107,9 @@ def auth_event(minion_id, pub, token=None, act="pend"):
 def record(minion_id, pub, token):
     """
     Record ``token`` presented by pending minion ``minion_id`` with public key
-    ``pub`` for a later ``accept_pending``; decides nothing.
+    ``pub`` for a later ``accept_pending``; decides nothing. Like a sign-in,
+    the data is not trusted: it is recorded only when the key store holds
+    ``pub`` pending for ``minion_id`` and no better token is recorded for it.
 
     Returns ``{"id": str, "recorded": bool, "changed": bool, "reason":
     str|None}``; never the token.
@@ -120,7 +122,12 @@ def record(minion_id, pub, token):
             -d fun=edge.record -d minion_id=edge-1 \\
             --data-urlencode pub@minion.pub -d token="$EDGE_TOKEN"
     """
-    return admission.record(__opts__, minion_id, pub, token, source="wheel")
+    try:
+        rec, todo = admission.record_for_decision(__opts__, minion_id, pub, token, source="wheel")
+    except (admission.AdmissionError, _secrets.SecretError) as exc:
+        raise EdgeCommandError(str(exc)) from None
+    return {"id": rec["id"], "recorded": rec["recorded"], "changed": todo != "none",
+            "reason": rec["reason"]}
 
 
 def accept_pending(match="*", dry_run=False):

@@ -1,5 +1,5 @@
 """
-Real-daemon fixtures for admission by pre-shared token (DESIGN.md §3).
+Real-daemon fixtures for admission by pre-shared token (docs/concepts.rst).
 
 * the fleet secret is random per test session and never written by us to
   any log;

@@ -184,13 +184,24 @@ def test_accept_pending(master, fleet, outputs):
 
 
 def test_accepted_minions_answer(master, fleet):
-    for name in ("good", "fleet"):
-        wait_for(
-            lambda mid=fleet[name].id: answers_ping(master, mid),
+    """
+    The minions admitted by token answer ``test.ping``; a refused one does
+    not. Runs on its own too: it admits what it needs first (a no-op after
+    ``test_accept_pending``).
+    """
+    ids = [fleet[name].id for name in ("good", "fleet")]
+    ret = master.salt_run_cli().run("edge.accept_pending", "match=" + ",".join(ids))
+    assert ret.returncode == 0, ret
+    assert set(ids) <= set(key_lists(master).get("minions", []))
+    for mid in ids:
+        answered = wait_for(
+            lambda mid=mid: answers_ping(master, mid),
             30 * ACCEPTANCE_WAIT,
             interval=1,
-            what=f"{name} to answer test.ping",
+            what=f"{mid} to answer test.ping",
         )
+        assert answered is True
+    assert answers_ping(master, fleet["wrong"].id, timeout=5) is False
 
 
 def test_refused_stay_pending_on_rerun(master, fleet, outputs):

@@ -1,0 +1,121 @@
+"""
+Admission by pre-shared token, master side (docs/concepts.rst).
+
+A pending minion signs in every ``acceptance_wait_time``; with
+``auth_events_autosign_grains: [pend, denied]`` the master's ``salt/auth``
+event carries its ``edge_token`` grain. One file per job:
+
+* :mod:`.policy` -- the ``edge:`` policy, strictly typed;
+* :mod:`.signin` -- a sign-in's hostile data: checked against the key store,
+  recorded, dispatched (the one entry for the wheel and the reactor);
+* :mod:`.decision` -- the accept/refuse rule (:func:`judge`) and the
+  decision run over pending keys (:func:`decide_and_act`);
+* :mod:`.keystore` -- writes into Salt's key store: lock, journal, recovery;
+* :mod:`.stores` -- the bounded token and decision stores;
+* :mod:`.nodes` -- the node index (verified site, revocation);
+* :mod:`.files` -- the files admission creates.
+
+Everything callers used from the former single module is re-exported here.
+"""
+
+import logging
+import time
+
+from saltext_edge.admission.decision import (  # noqa: F401
+    CHUNK,
+    EVENT_PREFIX,
+    REFUSAL_REASONS,
+    PlanItem,
+    Verdict,
+    announce,
+    decide_and_act,
+    judge,
+    verify,
+)
+from saltext_edge.admission.policy import DEFAULT_LOCK_TIMEOUT, ON_INVALID, AdmissionError, policy  # noqa: F401
+from saltext_edge.admission.signin import (  # noqa: F401
+    Outcome,
+    collect_auth_events,
+    dispatch,
+    handle_auth,
+    record,
+    record_for_decision,
+    sign_in,
+    token_from_auth_event,
+    valid_id,
+)
+from saltext_edge.admission.stores import (  # noqa: F401
+    BANK,
+    COMPACT_AFTER,
+    DECISIONS_BANK,
+    INTENTS_BANK,
+    TOKENS_BANK,
+    forget,
+    list_decisions,
+)
+from saltext_edge.admission.stores import cache as _cache  # noqa: F401
+from saltext_edge.admission.stores import clean_pub as _clean_pub  # noqa: F401
+from saltext_edge.admission.stores import store_decisions as _store_decisions  # noqa: F401
+from saltext_edge.admission import keystore as _ks
+from saltext_edge.admission import nodes as _nodes
+
+log = logging.getLogger(__name__)
+
+
+def node_index(opts):
+    """
+    Return, per accepted minion (and per revoked id), what admission knows
+    of it: ``{id: {"site": str|None, "admitted_by": str|None, "revoked":
+    bool, "admitted_at": ISO 8601 str|None}}``.
+
+    ``site`` is the site whose key made the token that admitted the node
+    (verified by the master, unlike the node's own ``edge_site`` grain);
+    ``admitted_by`` is ``token:<site>`` (``... (previous secret)`` when only
+    the previous secret verified it) or ``outside`` for a key accepted
+    by other means (``salt-key -a``, autosign).
+    """
+    keyobj = _ks.key_obj(opts)
+    accepted = keyobj.list_keys().get("minions", [])
+    return _nodes.node_index(opts, accepted)
+
+
+def revoke_node(opts, minion_id, revoked=True):
+    """
+    Revoke ``minion_id`` for good (``revoked=False`` lifts it): record the
+    revocation in the node index (shared by masters on one key store,
+    survives restarts), remove its key from the key store whatever its state,
+    drop its recorded token, and fire ``edge/admission/revoked``. A revoked
+    id is refused (``revoked_node``) at every later sign-in, valid token or
+    not.
+
+    Returns ``{"id": str, "revoked": bool, "key_removed": str|None}`` with the
+    state of the key removed.
+    """
+    import salt.crypt  # pylint: disable=import-outside-toplevel
+
+    if not valid_id(opts, minion_id):
+        raise AdmissionError("not a valid minion id")
+    try:
+        timeout = policy(opts)["lock_timeout"]
+    except AdmissionError:
+        # a broken admission policy admits nothing; revoking must still work
+        timeout = DEFAULT_LOCK_TIMEOUT
+    store, keyobj = _ks.objects(opts)
+    removed = None
+    with _ks.lock(keyobj, timeout, what="edge.revoke_node"):
+        _nodes.set_revoked(opts, minion_id, revoked)
+        if revoked:
+            key = keyobj.cache.fetch("keys", minion_id) or {}
+            if key:
+                removed = key.get("state")
+                _ks.delete(keyobj, minion_id)
+    if revoked:
+        forget(opts, [minion_id], store=store)
+        if removed == "accepted":
+            keyobj.check_minion_cache()
+        if removed == "accepted" and opts.get("rotate_aes_key", True):
+            salt.crypt.dropfile(opts["cachedir"], opts["user"], opts["id"])
+    log.warning("edge admission: %s %s by the operator", minion_id, "revoked" if revoked else "no longer revoked")
+    announce(keyobj.event, minion_id, {"decision": "revoked" if revoked else "unrevoked", "reason": None,
+                                       "site": None, "action": "deleted" if removed else "none"}, time.time())
+    return {"id": minion_id, "revoked": bool(revoked), "key_removed": removed}

@@ -1,0 +1,310 @@
+"""
+The accept/refuse rule (:func:`judge`, the one function every path calls)
+and the decision run over pending keys (:func:`decide_and_act`).
+docs/concepts.rst states the rule; docs/security-tests.rst what was tried
+against it.
+"""
+
+import fnmatch
+import logging
+import time
+from typing import NamedTuple, Optional
+
+from saltext_edge import shared_secret as _secrets
+from saltext_edge import tokens as _token
+from saltext_edge.admission import keystore as _ks
+from saltext_edge.admission import nodes as _nodes
+from saltext_edge.admission import stores as _stores
+from saltext_edge.admission.policy import fingerprint, policy
+
+log = logging.getLogger(__name__)
+
+EVENT_PREFIX = "edge/admission/"
+REFUSAL_REASONS = (
+    "bad_token",
+    "key_changed",
+    "revoked_site",
+    "id_not_allowed",
+    "site_mismatch",
+    "revoked_node",
+    "malformed_token",
+)
+# refusals of a token that verifies (only a site-key holder could make it)
+_PROVEN_REFUSALS = ("revoked_site", "id_not_allowed", "site_mismatch", "revoked_node")
+CHUNK = 100
+
+
+class Verdict(NamedTuple):
+    """The outcome of :func:`judge`."""
+
+    decision: str  # accepted | refused | no_token
+    reason: Optional[str]
+    site: Optional[str]
+    secret_index: Optional[int] = None  # 0 current secret, 1 previous
+
+
+class PlanItem(NamedTuple):
+    """One pending key of a decision run."""
+
+    minion_id: str
+    key: dict  # as read from Salt's key store: {"pub", "state"}
+    verdict: Verdict
+    rec: Optional[dict]  # the token record it was judged on
+
+
+def judge(minion_id, pub_digest, token, secrets, pol, node=None):
+    """
+    Decide whether ``token`` admits ``minion_id`` with the public key whose
+    SPKI digest is ``pub_digest``, under fleet ``secrets`` and policy ``pol``;
+    ``node`` is the id's node-index entry (revocation, bound site).
+
+    Returns a :class:`Verdict`. Refusal reasons, in the order checked:
+    ``malformed_token``, ``bad_token``, ``revoked_node``, ``revoked_site``,
+    ``id_not_allowed`` (the site's ``site_ids`` globs do not match, or with
+    ``bind_ids`` the id matches another site's globs), ``site_mismatch``
+    (with ``bind_ids``, the id was admitted before for another site).
+    """
+    if not isinstance(token, str) or not token:
+        return Verdict("no_token", "no_token_seen", None)
+    try:
+        site, index = _token.verify_token(token, secrets, minion_id, pub_digest)
+    except _token.TokenError as exc:
+        site = None
+        if exc.reason != "malformed_token":
+            try:
+                site = _token.parse_token(token)[0]
+            except _token.TokenError:
+                pass
+        reason = exc.reason if exc.reason in REFUSAL_REASONS else "bad_token"
+        return Verdict("refused", reason, site)
+    if node and node.get("revoked"):
+        return Verdict("refused", "revoked_node", site, index)
+    if site in pol["revoked_sites"]:
+        return Verdict("refused", "revoked_site", site, index)
+    globs = pol["site_ids"].get(site)
+    if globs is not None:
+        if not any(fnmatch.fnmatchcase(minion_id, g) for g in globs):
+            return Verdict("refused", "id_not_allowed", site, index)
+    elif pol["bind_ids"] and any(
+        fnmatch.fnmatchcase(minion_id, g) for gl in pol["site_ids"].values() for g in gl
+    ):
+        return Verdict("refused", "id_not_allowed", site, index)
+    bound = _nodes.bound_site(node)
+    if pol["bind_ids"] and bound is not None and bound != site:
+        return Verdict("refused", "site_mismatch", site, index)
+    return Verdict("accepted", None, site, index)
+
+
+def rank(verdict):
+    """3 for an acceptance, 2 for a refusal of a token that verifies, 1 otherwise."""
+    if verdict.decision == "accepted":
+        return 3
+    if verdict.reason in _PROVEN_REFUSALS:
+        return 2
+    return 1
+
+
+def verdict_for_record(minion_id, pending_pub, rec, secrets, pol, node=None, pending_digest=None):
+    """:func:`judge` the token record ``rec`` against the key pending now (``key_changed`` if not its key)."""
+    if not rec or not isinstance(rec.get("token"), str) or not rec.get("token"):
+        return Verdict("no_token", "no_token_seen", None)
+    pending_pub = _stores.clean_pub(pending_pub)
+    rec_digest = rec.get("pub_digest")
+    if _stores.clean_pub(rec.get("pub")) != pending_pub:
+        # not byte-identical: the same key in another PEM wrapping still counts
+        try:
+            pending_digest = pending_digest or _token.pubkey_digest(pending_pub)
+        except _token.TokenError:
+            return Verdict("refused", "key_changed", None)
+        if pending_digest != rec_digest:
+            return Verdict("refused", "key_changed", None)
+    return judge(minion_id, rec_digest, rec["token"], secrets, pol, node)
+
+
+def verify(minion_id, pending_pub, rec, secrets, pol, pending_digest=None, node=None):
+    """
+    Verify the recorded token ``rec`` (a dict from the token store, or None)
+    of ``minion_id`` whose key pending now is ``pending_pub``.
+
+    Returns ``(decision, reason, site)`` with decision ``accepted``,
+    ``refused`` or ``no_token``. Pure function; constant-time MAC comparison.
+    """
+    verdict = verdict_for_record(minion_id, pending_pub, rec, secrets, pol, node, pending_digest)
+    return verdict.decision, verdict.reason, verdict.site
+
+
+def _pending_ids(keyobj, match, ids=None):
+    if ids is not None:
+        return sorted(ids)
+    patterns = match
+    if isinstance(patterns, str):
+        patterns = [p for p in patterns.split(",") if p]
+    if not patterns:
+        patterns = ["*"]
+    pending = keyobj.list_keys().get("minions_pre", [])
+    if patterns == ["*"]:
+        return sorted(pending)
+    return sorted(m for m in pending if any(fnmatch.fnmatch(m, p) for p in patterns))
+
+
+def _plan(opts, keyobj, store, pending, extra_records, secrets, pol):
+    plan = []
+    for minion_id in pending:
+        try:
+            key = keyobj.cache.fetch("keys", minion_id) or {}
+        except Exception as exc:  # pylint: disable=broad-except
+            log.warning("edge admission: cannot read the key of %s: %s", minion_id, exc)
+            continue
+        if key.get("state") != "pending" or not key.get("pub"):
+            continue  # accepted/deleted meanwhile
+        rec = extra_records.get(minion_id) or _stores.fetch_record(store, minion_id)
+        node = _nodes.get(opts, minion_id)
+        verdict = verdict_for_record(minion_id, key["pub"], rec, secrets, pol, node)
+        plan.append(PlanItem(minion_id, key, verdict, rec))
+    return plan
+
+
+def _target(verdict, on_invalid):
+    """The key-store change a verdict calls for: accepted/rejected/deleted, or None."""
+    if verdict.decision == "accepted":
+        return "accepted"
+    if verdict.decision == "refused" and on_invalid == "reject":
+        return "rejected"
+    if verdict.decision == "refused" and on_invalid == "delete":
+        return "deleted"
+    return None
+
+
+def _act_chunk(opts, keyobj, store, chunk, pol):
+    """
+    Apply one chunk under the key-store lock, each key only if it is still
+    pending with the very public key it was judged for. Returns ``({id:
+    action}, journal key or None)``.
+    """
+    actions = {}
+    admitted = {}
+    targets = {item.minion_id: _target(item.verdict, pol["on_invalid"]) for item in chunk}
+    with _ks.lock(keyobj, pol["lock_timeout"], what="edge admission decision"):
+        intents = {
+            item.minion_id: {"pub": item.key["pub"], "state": targets[item.minion_id],
+                             "decision": item.verdict.decision, "reason": item.verdict.reason,
+                             "site": item.verdict.site}
+            for item in chunk
+            if targets[item.minion_id] in ("accepted", "rejected")
+        }
+        entry = _ks.journal(store, intents)
+        for item in chunk:
+            target = targets[item.minion_id]
+            if target is None:
+                actions[item.minion_id] = "kept" if item.verdict.decision in ("refused", "no_token") else "none"
+                continue
+            now_key = keyobj.cache.fetch("keys", item.minion_id) or {}
+            if now_key.get("state") != "pending" or now_key.get("pub") != item.key["pub"]:
+                actions[item.minion_id] = "none"  # changed under us (another run, a new key)
+                continue
+            if target == "deleted":
+                _ks.delete(keyobj, item.minion_id)
+            else:
+                _ks.set_state(keyobj, item.minion_id, item.key, target)
+            actions[item.minion_id] = target
+            if target == "accepted":
+                by = "token:" + item.verdict.site
+                if item.verdict.secret_index:
+                    by += " (previous secret)"
+                admitted[item.minion_id] = {"site": item.verdict.site, "admitted_by": by,
+                                            "pub_digest": (item.rec or {}).get("pub_digest")}
+        _nodes.note_admitted(opts, admitted)
+    return actions, entry
+
+
+def decide_and_act(opts, match="*", dry_run=False, secrets=None, extra_records=None, ids=None):
+    """
+    Verify every pending key matching ``match`` (glob, or comma-separated
+    globs; or exactly ``ids``) against its recorded token with :func:`judge`
+    and act: accept the valid ones, apply ``edge:on_invalid`` to refused
+    ones, leave ``no_token`` keys alone. With ``dry_run`` nothing is changed,
+    stored or fired. ``extra_records`` (``{id: record}``) are used in
+    preference to the stored ones.
+
+    Returns ``{minion_id: {"decision": "accepted"|"refused"|"no_token",
+    "reason": str|None, "site": str|None, "action": "accepted"|"kept"|
+    "rejected"|"deleted"|"none"}}``.
+
+    Raises :class:`saltext_edge.shared_secret.SecretError` when no usable
+    secret is configured and :class:`~saltext_edge.admission.policy.AdmissionError`
+    on a malformed policy or when the key-store lock cannot be had in time.
+    """
+    import salt.crypt  # pylint: disable=import-outside-toplevel
+
+    pol = policy(opts)
+    if secrets is None:
+        secrets = _secrets.master_secrets(opts)
+    fprint = fingerprint(pol, secrets)
+    store, keyobj = _ks.objects(opts)
+    if not dry_run and store.list(_stores.INTENTS_BANK):
+        with _ks.lock(keyobj, pol["lock_timeout"], what="edge admission recovery"):
+            done, _ = _ks.recover(store, keyobj)
+        _finish(store, keyobj, done, time.time())
+    plan = _plan(opts, keyobj, store, _pending_ids(keyobj, match, ids=ids), extra_records or {}, secrets, pol)
+    results = {
+        item.minion_id: {"decision": item.verdict.decision, "reason": item.verdict.reason,
+                         "site": item.verdict.site, "action": "none"}
+        for item in plan
+    }
+    if dry_run or not plan:
+        return results
+    removed = []
+    for start in range(0, len(plan), CHUNK):
+        chunk = plan[start : start + CHUNK]
+        actions, entry = _act_chunk(opts, keyobj, store, chunk, pol)
+        for minion_id, action in actions.items():
+            results[minion_id]["action"] = action
+            if action in ("rejected", "deleted"):
+                removed.append(minion_id)
+        for item in chunk:
+            if item.verdict.secret_index and item.verdict.decision == "accepted":
+                log.warning("edge admission: %s was admitted with a token that verifies only under "
+                            "the previous fleet secret", item.minion_id)
+            # remembered so the reactor stops re-submitting this token until
+            # the secrets or the policy change; not key_changed, which
+            # condemns the pending key, not the token
+            if item.verdict.decision == "refused" and item.verdict.reason != "key_changed" and item.rec:
+                _stores.mark_refused(store, item.minion_id, item.rec, item.verdict.reason, fprint)
+        _finish(store, keyobj, {item.minion_id: results[item.minion_id] for item in chunk}, time.time())
+        if entry:
+            store.flush(_stores.INTENTS_BANK, entry)
+    if removed:
+        _stores.forget(opts, [m for m in removed if results[m]["action"] == "deleted"], store=store)
+        keyobj.check_minion_cache()
+        if opts.get("rotate_aes_key"):
+            salt.crypt.dropfile(opts["cachedir"], opts["user"], opts["id"])
+    return results
+
+
+def _finish(store, keyobj, done, now):
+    """Store and announce ``{id: result}`` (one log line and one event each)."""
+    if not done:
+        return
+    _stores.store_decisions(
+        store,
+        {m: {"decision": r["decision"], "reason": r["reason"], "site": r["site"], "time": now}
+         for m, r in done.items()},
+    )
+    for minion_id, res in done.items():
+        announce(keyobj.event, minion_id, res, now)
+
+
+def announce(event, minion_id, res, now):
+    """Log one decision line and fire ``edge/admission/<decision>`` (no token, no key)."""
+    log.info(
+        "edge admission: %s %s (reason: %s, site: %s, action: %s)",
+        minion_id, res["decision"], res["reason"], res["site"], res["action"],
+    )
+    try:
+        event.fire_event(
+            {"id": minion_id, "decision": res["decision"], "reason": res["reason"],
+             "site": res["site"], "action": res["action"], "time": now},
+            EVENT_PREFIX + str(res["decision"]),
+        )
+    except Exception as exc:  # pylint: disable=broad-except
+        log.warning("edge admission: could not fire the decision event for %s: %s", minion_id, exc)

@@ -1,0 +1,230 @@
+"""
+Writes into Salt's key store, under a lock, journalled (docs/concepts.rst,
+"Crash safety").
+
+* The lock is a file in the PKI directory, shared by masters on one key
+  store. A waiter logs who holds it and gives up after ``edge:lock_timeout``
+  seconds with :class:`~saltext_edge.admission.policy.AdmissionError`.
+* Salt's key store deletes a key's old entry before writing the new one, so a
+  process killed in between loses the key. Each chunk's changes are
+  journalled (bank ``edge_admission/intents``, dropped once the chunk is
+  announced), and the one key being written is named in an in-flight marker
+  that is cleared as soon as the write returns. Recovery restores only that
+  key, and only as *pending* (the state it had), so the next decision
+  re-checks the policy; it never re-creates a key an operator removed, and
+  it only announces journalled changes that are still in place.
+"""
+
+import atexit
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import socket
+import threading
+import time
+
+from saltext_edge.admission import files as _files
+from saltext_edge.admission import stores as _stores
+from saltext_edge.admission.policy import AdmissionError
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = ".edge-admission.lock"
+INFLIGHT_NAME = ".edge-admission.inflight"
+# a journal entry of another host is left alone while younger than this
+FOREIGN_JOURNAL_AGE = 600
+# after this long a waiter says whom it waits for
+WAIT_NOTICE = 1.0
+
+
+def key_obj(opts):
+    """Return ``salt.key.Key(opts)``."""
+    import salt.key  # pylint: disable=import-outside-toplevel
+
+    return salt.key.Key(opts)
+
+
+def _pki(keyobj):
+    return keyobj.pki_dir or keyobj.opts["pki_dir"]
+
+
+def _holder_info(fd):
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return json.loads(os.read(fd, 4096).decode("utf-8") or "{}")
+    except (OSError, ValueError):
+        return {}
+
+
+@contextlib.contextmanager
+def lock(keyobj, timeout, what="admission"):
+    """
+    Hold the exclusive key-store lock. Logs who holds it while waiting and
+    raises :class:`AdmissionError` after ``timeout`` seconds.
+    """
+    path = os.path.join(_pki(keyobj), LOCK_NAME)
+    fd = _files.open_lock_file(path)
+    try:
+        start = time.monotonic()
+        noticed = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                waited = time.monotonic() - start
+                if waited >= timeout:
+                    info = _holder_info(fd)
+                    raise AdmissionError(
+                        f"the key-store lock {path} is held by {_describe(info)}; gave up after "
+                        f"{timeout:g} s (edge:lock_timeout); nothing was changed by this run"
+                    ) from None
+                if not noticed and waited >= WAIT_NOTICE:
+                    noticed = True
+                    log.warning(
+                        "edge admission: %s (pid %d) is waiting for the key-store lock held by %s",
+                        what, os.getpid(), _describe(_holder_info(fd)),
+                    )
+                time.sleep(0.05)
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "what": what,
+                "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode("utf-8"), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _describe(info):
+    if not info:
+        return "another process"
+    return (f"{str(info.get('what'))[:40]} (pid {info.get('pid')} on "
+            f"{str(info.get('host'))[:64]}, since {info.get('since')})")
+
+
+def set_state(keyobj, minion_id, key, new_state):
+    """
+    Store ``key`` (as read from the key store) with ``new_state``
+    (``accepted``, ``rejected`` or ``pending``) and, for the first two, fire
+    Salt's own ``salt/key`` event exactly as ``salt.key.Key.change_state``
+    does (not ``Key.accept(match_dict=...)``: quadratic at thousands of keys).
+    """
+    import salt.utils.event  # pylint: disable=import-outside-toplevel
+
+    marker = os.path.join(_pki(keyobj), INFLIGHT_NAME)
+    key = {"pub": key["pub"], "state": new_state}
+    _files.write_marker(marker, json.dumps({"id": minion_id, "pub": key["pub"], "host": socket.gethostname(),
+                                            "pid": os.getpid()}))
+    keyobj.cache.store("keys", minion_id, key)
+    _files.write_marker(marker, "")
+    act = {"accepted": "accept", "rejected": "reject"}.get(new_state)
+    if act:
+        eload = {"result": True, "act": act, "id": minion_id, "pub": key["pub"]}
+        keyobj.event.fire_event(eload, salt.utils.event.tagify(prefix="key"))
+    return True
+
+
+def delete(keyobj, minion_id):
+    """Remove ``minion_id``'s key and fire Salt's ``salt/key`` delete event."""
+    import salt.utils.event  # pylint: disable=import-outside-toplevel
+
+    keyobj.cache.flush("keys", minion_id)
+    keyobj.event.fire_event(
+        {"result": True, "act": "delete", "id": minion_id},
+        salt.utils.event.tagify(prefix="key"),
+    )
+    return True
+
+
+def journal(store, intents):
+    """Journal ``intents`` (``{id: {...}}``) for a chunk; return the entry key (None if nothing)."""
+    if not intents:
+        return None
+    key = f"{time.time_ns():020d}-{socket.gethostname()}-{os.getpid()}"
+    store.store(_stores.INTENTS_BANK, key, intents)
+    return key
+
+
+def _run_alive(entry_key):
+    try:
+        stamp, rest = entry_key.split("-", 1)
+        host, pid = rest.rsplit("-", 1)
+        pid = int(pid)
+        stamp = int(stamp) / 1e9
+    except ValueError:
+        return False
+    if host != socket.gethostname():
+        return time.time() - stamp < FOREIGN_JOURNAL_AGE
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover(store, keyobj):
+    """
+    Finish what a killed run left: call with the lock held. Returns
+    ``(done, restored)``: ``done`` is ``{id: entry}`` for journalled changes
+    still in place (to be announced again), ``restored`` the ids of keys
+    found lost in the middle of a write and put back as *pending*.
+    """
+    done, restored = {}, []
+    marker = os.path.join(_pki(keyobj), INFLIGHT_NAME)
+    inflight = _files.read_json_file(marker) or {}
+    for entry_key in store.list(_stores.INTENTS_BANK):
+        if _run_alive(entry_key):
+            continue  # a live run's chunk: it announces it itself
+        intents = store.fetch(_stores.INTENTS_BANK, entry_key) or {}
+        for minion_id, intent in intents.items():
+            now_key = keyobj.cache.fetch("keys", minion_id) or {}
+            if (
+                not now_key
+                and inflight.get("id") == minion_id
+                and inflight.get("pub") == intent.get("pub")
+            ):
+                keyobj.cache.store("keys", minion_id, {"pub": intent["pub"], "state": "pending"})
+                restored.append(minion_id)
+                log.warning(
+                    "edge admission: the key of %s was lost by an interrupted run; restored it "
+                    "as pending, to be decided again", minion_id,
+                )
+            elif now_key.get("state") == intent.get("state") and now_key.get("pub") == intent.get("pub"):
+                done[minion_id] = {k: intent.get(k) for k in ("decision", "reason", "site")}
+                done[minion_id]["action"] = intent["state"]
+        store.flush(_stores.INTENTS_BANK, entry_key)
+    if inflight:
+        _files.write_marker(marker, "")
+    return done, restored
+
+
+_LOCAL = threading.local()
+
+
+def objects(opts):
+    """
+    Return ``(cache, keyobj)`` for ``opts``, built once per thread and reused
+    while ``opts`` is the same object (building Salt's cache and key loaders
+    costs tens of milliseconds; the reactor calls us once per sign-in).
+    """
+    memo = getattr(_LOCAL, "memo", None)
+    if memo is None or memo[0] is not opts:
+        memo = _LOCAL.memo = (opts, _stores.cache(opts), key_obj(opts))
+        atexit.register(_close_event, memo[2])
+    return memo[1], memo[2]
+
+
+def _close_event(keyobj):
+    """Close the key object's event connection, if one was opened, before
+    the interpreter tears its modules down (else Salt prints a traceback)."""
+    if "event" in keyobj.__dict__:  # a cached_property, only if created
+        try:
+            keyobj.event.destroy()
+        except Exception:  # pylint: disable=broad-except
+            pass

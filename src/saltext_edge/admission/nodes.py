@@ -1,0 +1,117 @@
+"""
+The node index: per minion id, the site its token was verified for, what
+admitted it, when, and whether the operator revoked it
+(``salt-run edge.revoke_node``). It is part of the node's identity on the
+master: ids are bound to the site that first admitted them (``edge:bind_ids``,
+docs/concepts.rst), and the fleet report reads the verified site from here
+rather than from the node's own ``edge_site`` grain.
+
+Stored as one small JSON file per id under ``<pki_dir>/edge/nodes/`` (named
+by the SHA-256 of the id), beside the key store, so that masters sharing one
+key store share the index and the revocations, and both survive restarts.
+"""
+
+import datetime
+import hashlib
+import os
+
+from saltext_edge.admission import files as _files
+
+
+def _dir(opts):
+    return os.path.join(opts["pki_dir"], "edge", "nodes")
+
+
+def _path(opts, minion_id):
+    return os.path.join(_dir(opts), hashlib.sha256(minion_id.encode("utf-8")).hexdigest() + ".json")
+
+
+def _now_iso():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def get(opts, minion_id):
+    """Return the index entry of ``minion_id`` (a dict) or None."""
+    entry = _files.read_json_file(_path(opts, minion_id))
+    if entry is None or entry.get("id") != minion_id:
+        return None
+    return entry
+
+
+def all_entries(opts):
+    """Return ``{id: entry}`` for every entry of the index."""
+    out = {}
+    try:
+        names = os.listdir(_dir(opts))
+    except FileNotFoundError:
+        return out
+    for name in names:
+        if not name.endswith(".json"):
+            continue
+        entry = _files.read_json_file(os.path.join(_dir(opts), name))
+        if entry and isinstance(entry.get("id"), str):
+            out[entry["id"]] = entry
+    return out
+
+
+def note_admitted(opts, admitted):
+    """
+    Record admissions: ``admitted`` is ``{id: {"site": str, "admitted_by":
+    str, "pub_digest": str}}``. Returns the number written.
+    """
+    if not admitted:
+        return 0
+    _files.private_dir(_dir(opts))
+    now = _now_iso()
+    for minion_id, info in admitted.items():
+        entry = get(opts, minion_id) or {"id": minion_id}
+        entry.update(
+            site=info["site"],
+            admitted_by=info["admitted_by"],
+            pub_digest=info.get("pub_digest"),
+            admitted_at=now,
+            revoked=False,
+        )
+        _files.write_private_file(_path(opts, minion_id), entry)
+    return len(admitted)
+
+
+def set_revoked(opts, minion_id, revoked, by="operator"):
+    """Mark ``minion_id`` revoked (or no longer revoked); return the entry."""
+    _files.private_dir(_dir(opts))
+    entry = get(opts, minion_id) or {"id": minion_id, "site": None, "admitted_by": None,
+                                     "admitted_at": None}
+    entry["revoked"] = bool(revoked)
+    entry["revoked_at" if revoked else "unrevoked_at"] = _now_iso()
+    entry["revoked_by"] = by
+    _files.write_private_file(_path(opts, minion_id), entry)
+    return entry
+
+
+def revoked_ids(opts):
+    """Return the set of revoked minion ids."""
+    return {mid for mid, e in all_entries(opts).items() if e.get("revoked")}
+
+
+def bound_site(entry):
+    """The site ``entry`` binds its id to (None when unbound)."""
+    return entry.get("site") if entry else None
+
+
+def node_index(opts, accepted_ids):
+    """
+    Return ``{id: {"site": str|None, "admitted_by": str|None, "revoked":
+    bool, "admitted_at": ISO 8601 str|None}}`` for every id in
+    ``accepted_ids`` and every revoked id.
+    """
+    entries = all_entries(opts)
+    out = {}
+    for minion_id in set(accepted_ids) | {m for m, e in entries.items() if e.get("revoked")}:
+        entry = entries.get(minion_id) or {}
+        out[minion_id] = {
+            "site": entry.get("site"),
+            "admitted_by": entry.get("admitted_by") or ("outside" if minion_id in accepted_ids else None),
+            "revoked": bool(entry.get("revoked")),
+            "admitted_at": entry.get("admitted_at"),
+        }
+    return out
