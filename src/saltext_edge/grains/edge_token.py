@@ -1,5 +1,5 @@
 """
-Grain ``edge_token``: the minion's admission token (DESIGN.md §3).
+Grain ``edge_token``: the minion's admission token (docs/design.rst, "Admission by pre-shared token").
 
 ``"v1:" + site + ":" + hex(HMAC-SHA256(K_site, "saltext-edge:v1:token\\n" +
 minion_id + "\\n" + sha256_hex(DER SPKI of the minion public key)))``
