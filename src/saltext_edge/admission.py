@@ -51,6 +51,7 @@ import threading
 import time
 import uuid
 
+from saltext_edge import fsperm
 from saltext_edge import shared_secret as _secrets
 from saltext_edge import tokens as _token
 
@@ -425,7 +426,8 @@ def _key_store_lock(keyobj):
     operator) could both read a key as pending and both accept it.
     """
     path = os.path.join(keyobj.pki_dir or ".", ".edge-admission.lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    # usable whether root or the master's user created it (fsperm)
+    fd = fsperm.open_lock_file(path, getattr(keyobj, "opts", None))
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
