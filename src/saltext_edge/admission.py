@@ -425,9 +425,9 @@ def _key_store_lock(keyobj):
     ``pki_dir`` volume) share too. Without it two runs (or the reactor and an
     operator) could both read a key as pending and both accept it.
     """
-    path = os.path.join(keyobj.pki_dir or ".", ".edge-admission.lock")
     # usable whether root or the master's user created it (fsperm)
-    fd = fsperm.open_lock_file(path, getattr(keyobj, "opts", None))
+    opts = getattr(keyobj, "opts", None)
+    fd = fsperm.open_lock_file(fsperm.lock_path(keyobj.pki_dir, opts), opts)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -76,13 +76,37 @@ def hand_to_master(fd_or_path, opts):
     return True
 
 
+def lock_path(pki_dir, opts=None):
+    """
+    Return the path of the admission lock in ``pki_dir`` (creating its
+    directory ``edge/`` ``0700`` if needed, handed to the master's user when
+    root creates it). It lives in a subdirectory because ``salt-master``,
+    started as root, hands the files in the subdirectories of its PKI
+    directory to its ``user`` (``salt.utils.verify.verify_env``), so a lock
+    left by a master that once ran as root is usable again after a restart.
+    """
+    directory = os.path.join(pki_dir or ".", "edge")
+    if not os.path.isdir(directory):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            pass
+        else:
+            try:
+                hand_to_master(directory, opts)
+            except OSError:
+                pass
+    return os.path.join(directory, "admission.lock")
+
+
 def open_lock_file(path, opts):
     """
     Open (creating it ``0600`` if needed) the lock file ``path`` for
     ``fcntl.flock`` and return the descriptor. Created by root for a master
     that runs as another user, it is handed to that user; one that cannot be
-    opened for writing (created by root before the master's ``user`` changed)
-    is opened read-only, which ``flock`` accepts.
+    opened for writing is opened read-only, which ``flock`` accepts. Raises
+    ``PermissionError`` with a message naming the file, the user and the fix
+    when it cannot be opened at all.
     """
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
@@ -90,11 +114,20 @@ def open_lock_file(path, opts):
         try:
             return os.open(path, os.O_RDWR)
         except PermissionError:
+            pass
+        try:
             return os.open(path, os.O_RDONLY)
+        except PermissionError:
+            user = master_user(opts)
+            raise PermissionError(
+                f"cannot open the lock file {path} as user {current_user()} (the master runs "
+                f"as {user}); fix: chown {user}: {path}, or restart salt-master (it hands "
+                "the files under its PKI directory to its user)"
+            ) from None
     try:
         hand_to_master(fd, opts)
     except OSError:
-        pass  # still a usable lock for this process; the master falls back to O_RDONLY
+        pass  # still a usable lock for this process
     return fd
 
 
