@@ -78,12 +78,9 @@ def hand_to_master(fd_or_path, opts):
 
 def lock_path(pki_dir, opts=None):
     """
-    Return the path of the admission lock in ``pki_dir`` (creating its
-    directory ``edge/`` ``0700`` if needed, handed to the master's user when
-    root creates it). It lives in a subdirectory because ``salt-master``,
-    started as root, hands the files in the subdirectories of its PKI
-    directory to its ``user`` (``salt.utils.verify.verify_env``), so a lock
-    left by a master that once ran as root is usable again after a restart.
+    Return the path of the admission lock, ``<pki_dir>/edge/admission.lock``,
+    creating its directory ``edge/`` (``0700``, beside the site keys) if
+    needed; root hands a directory it creates to the master's user.
     """
     directory = os.path.join(pki_dir or ".", "edge")
     if not os.path.isdir(directory):
@@ -99,6 +96,16 @@ def lock_path(pki_dir, opts=None):
     return os.path.join(directory, "admission.lock")
 
 
+def _lock_denied(path, opts):
+    user = master_user(opts)
+    directory = os.path.dirname(path)
+    return PermissionError(
+        f"cannot open the lock file {path} as user {current_user()} (the master runs as "
+        f"{user}); fix: chown -R {user}: {directory} (files left from when the master ran "
+        "as another user)"
+    )
+
+
 def open_lock_file(path, opts):
     """
     Open (creating it ``0600`` if needed) the lock file ``path`` for
@@ -111,19 +118,14 @@ def open_lock_file(path, opts):
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        try:
-            return os.open(path, os.O_RDWR)
-        except PermissionError:
-            pass
-        try:
-            return os.open(path, os.O_RDONLY)
-        except PermissionError:
-            user = master_user(opts)
-            raise PermissionError(
-                f"cannot open the lock file {path} as user {current_user()} (the master runs "
-                f"as {user}); fix: chown {user}: {path}, or restart salt-master (it hands "
-                "the files under its PKI directory to its user)"
-            ) from None
+        for flags in (os.O_RDWR, os.O_RDONLY):
+            try:
+                return os.open(path, flags)
+            except PermissionError:
+                continue
+        raise _lock_denied(path, opts) from None
+    except PermissionError:
+        raise _lock_denied(path, opts) from None
     try:
         hand_to_master(fd, opts)
     except OSError:

@@ -93,8 +93,17 @@ def _base_python(user):
     for cand in candidates:
         if not os.path.isfile(cand):
             continue
-        proc = as_user(user, [cand, "-c", "import encodings, venv, ssl, sqlite3"])
-        if proc.returncode == 0:
+        # where its standard library is, asked as root, then whether ``user``
+        # reaches it (checking by running it as ``user`` is not enough: a
+        # Python that cannot see its own path falls back to another prefix)
+        proc = _run([cand, "-c", "import sysconfig; print(sysconfig.get_paths()['stdlib'])"])
+        if proc.returncode != 0:
+            continue
+        stdlib = proc.stdout.strip()
+        probe = os.path.join(stdlib, "multiprocessing", "sharedctypes.py")
+        if (as_user(user, ["test", "-x", cand]).returncode == 0
+                and as_user(user, ["test", "-r", probe]).returncode == 0
+                and _run([cand, "-c", "import venv, ensurepip"]).returncode == 0):
             return cand
     return None
 
