@@ -29,7 +29,7 @@ import sys
 import saltext_edge
 
 DEFAULT_CONFIG_DIR = os.environ.get("SALT_CONFIG_DIR", "/etc/salt")
-DEFAULT_SECRET_FILE = "/etc/salt/edge-secret"
+SECRET_NAME = "edge-secret"
 # outside site-packages, so onedir upgrades (new Python, new path) keep it
 DEFAULT_REACTOR_DIR = "/srv/reactor"
 REACTOR_NAME = "edge_auth.sls"
@@ -73,8 +73,8 @@ def _parser():
     _add_config_dir(mc)
     mc.add_argument(
         "--secret-file",
-        default=DEFAULT_SECRET_FILE,
-        help=f"the fleet secret file (default: {DEFAULT_SECRET_FILE})",
+        default=None,
+        help="the fleet secret file (default: CONFIG_DIR/edge-secret, i.e. /etc/salt/edge-secret)",
     )
     mc.add_argument(
         "--reactor-dir",
@@ -236,6 +236,8 @@ def master_config_main(args, stdout=None, stderr=None):
     """
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
+    if args.secret_file is None:
+        args.secret_file = os.path.join(os.path.abspath(args.config_dir), SECRET_NAME)
     for name in ("secret_file", "reactor_dir"):
         if not os.path.isabs(getattr(args, name)):
             print(f"saltext-edge: --{name.replace('_', '-')} must be an absolute path", file=stderr)
