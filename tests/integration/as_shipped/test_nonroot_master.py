@@ -65,8 +65,9 @@ def layout(salt_user):
 
 @pytest.fixture(scope="module")
 def master(salt_factories, master_defaults, packaged_python, salt_user, layout):
-    # the session's daemon root is 0700 (mkdtemp): let salt traverse to its dirs
-    os.chmod(salt_factories.root_dir, 0o711)
+    # the session's daemon root is 0700 (mkdtemp): salt must read its way to its
+    # dirs (LocalClient checks every parent of cachedir for R_OK)
+    os.chmod(salt_factories.root_dir, 0o755)
     factory = salt_factories.salt_master_daemon(
         random_string("edge-salt-user-master-"),
         defaults=dict(master_defaults),
