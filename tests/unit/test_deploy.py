@@ -439,3 +439,30 @@ def test_bootstrap_with_fleet_secret(tmp_path, renderer):
     )
     assert (root / "etc/salt/minion.d/edge.conf").read_text() == plan["content"]
     assert (root / "etc/salt/edge/edge.key").read_text() == secret
+
+
+@pytest.mark.parametrize(
+    "package,shown",
+    [
+        ("WHEEL", "WHEEL"),
+        ("git+https://git.example.net/ops/saltext-edge.git@v0.1.0",
+         "git+https://git.example.net/ops/saltext-edge.git@v0.1.0"),
+        ("saltext-edge==0.1.0", "saltext-edge==0.1.0"),
+    ],
+)
+def test_bootstrap_package_from_a_file_or_a_git_url(tmp_path, package, shown):
+    wheel = tmp_path / "saltext_edge-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"PK")
+    package, shown = (str(wheel) if p == "WHEEL" else p for p in (package, shown))
+    _, proc = _bootstrap(tmp_path, "--site", "s", "--master", "m", "--renderer", "builtin",
+                         "--package", package)
+    assert proc.returncode == 0, proc.stderr
+    assert f"salt-pip install {shown}\n" in proc.stderr
+
+
+@pytest.mark.parametrize("package", ["/nonexistent/saltext_edge-0.1.0-py3-none-any.whl",
+                                     "saltext-edge; rm -rf /", ""])
+def test_bootstrap_refuses_a_bad_package(tmp_path, package):
+    root, proc = _bootstrap(tmp_path, "--site", "s", "--master", "m", "--package", package)
+    assert proc.returncode == 2 and "--package" in proc.stderr
+    assert not (root / "etc").exists()
