@@ -25,6 +25,12 @@
 #       [--renderer auto|library|builtin] [--no-install] [--no-start]
 #       [--dry-run --root DIR]
 #
+# --package SPEC: what salt-pip installs (default: saltext-edge from the
+# package index). Until a release is published, give a wheel built with
+# `./dev dist` (a file path: --package /root/saltext_edge-0.1.0-py3-none-any.whl)
+# or a git URL (--package git+https://HOST/OWNER/saltext-edge.git@v0.1.0; the
+# node needs git for that).
+#
 # --dry-run --root DIR: install nothing, start nothing (print those commands),
 # and write the files under DIR instead of / (DIR/etc/salt/minion.d/edge.conf,
 # DIR/etc/salt/edge/edge.key, DIR/etc/salt/minion_id). The paths *inside* the
@@ -43,7 +49,7 @@
 #     curl -fsSL https://github.com/saltstack/salt-install-guide/releases/latest/download/salt.repo \
 #       | tee /etc/yum.repos.d/salt.repo
 #     dnf install -y salt-minion
-#   then: salt-pip install saltext-edge
+#   then: salt-pip install saltext-edge   (or the --package file / git URL)
 
 set -euo pipefail
 
@@ -105,6 +111,15 @@ done
 [ "$FAILOVER" = 1 ] || [ ${#MASTERS[@]} -eq 1 ] || die "--no-failover takes exactly one --master"
 case "$RENDERER" in auto|library|builtin) ;; *) die "--renderer: auto, library or builtin" ;; esac
 [ -z "$MINION_ID" ] || [[ "$MINION_ID" =~ ^[A-Za-z0-9._-]{1,255}$ ]] || die "--id: letters, digits, '.', '_', '-'"
+case "$PACKAGE" in
+  "") die "--package: give a package name, a wheel/sdist file or a git URL" ;;
+  git+*://*|https://*|http://*) ;;
+  /*|./*|../*|*.whl|*.tar.gz|*.zip)
+    [ -f "$PACKAGE" ] && [ -r "$PACKAGE" ] || die "--package: no readable file $PACKAGE"
+    case "$PACKAGE" in /*) ;; *) PACKAGE="$(cd "$(dirname "$PACKAGE")" && pwd)/${PACKAGE##*/}" ;; esac ;;
+  *) [[ "$PACKAGE" =~ ^[A-Za-z0-9._-]+([\[\]A-Za-z0-9,._-]*)?([=<>!~]=?[A-Za-z0-9.*+!_-]+)?$ ]] \
+       || die "--package: '$PACKAGE' is not a package name, a file or a git URL" ;;
+esac
 
 if [ "$DRY_RUN" = 1 ]; then
   [ "$ROOT" != / ] || die "--dry-run needs --root DIR (files are written there, not to /)"

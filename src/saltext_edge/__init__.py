@@ -8,4 +8,5 @@ shared logic lives in plain modules of this package (``tokens``, ``shared_secret
 minions through ``_utils/`` and imported there by synced modules.
 """
 
+# the one place the version is written (setup.cfg reads it: version = attr: ...)
 __version__ = "0.1.0"

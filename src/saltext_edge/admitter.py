@@ -29,6 +29,7 @@ import threading
 import time
 
 from saltext_edge import admission
+from saltext_edge import fsperm
 from saltext_edge import shared_secret as _secrets
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,9 @@ def admitter(opts):
     global _ADMITTER  # pylint: disable=global-statement
     with _ADMITTER_LOCK:
         if _ADMITTER is None:
+            # at start: the secret file's owner and mode (fsperm; names file, user, fix)
+            for problem in fsperm.check_master_secrets(opts):
+                log.error("edge admission: %s", problem)
             _ADMITTER = Admitter(opts)
         return _ADMITTER
 

@@ -1,5 +1,14 @@
 """
-Console script ``saltext-edge``.
+Console script ``saltext-edge`` (run on the master, as root or as the master's
+user; it does not drop privileges the way ``salt-run`` does).
+
+``saltext-edge --version`` prints the installed version.
+
+``saltext-edge master-config [-c CONFIG_DIR] [--write]`` prints (or writes to
+``CONFIG_DIR/master.d/edge.conf``) the master drop-in that turns on admission
+by token, installs the reactor SLS at a path that survives upgrades, and checks
+the fleet secret file: present, owner and mode, readable by the master's
+``user``, strong enough (see ``docs/quickstart.rst``, step 3).
 
 ``saltext-edge site-key SITE [-c CONFIG_DIR]`` reads the master configuration
 the way ``salt-master`` does (``CONFIG_DIR/master`` plus ``master.d/``,
@@ -10,19 +19,48 @@ is logged; errors go to stderr without secret material.
 
 ``saltext-edge new-secret [--out FILE]`` makes a fleet secret good enough for
 the master (256 random bits, URL-safe base64) and prints it, or writes it to a
-NEW file with mode 0600.
+NEW file readable by the master's user only (``root:salt 0640``, or 0600 on a
+master running as root).
 
-Exit codes: 0 success, 1 no usable secret / bad config, 2 usage error.
+Exit codes: 0 success, 1 no usable secret / bad config / a failed check,
+2 usage error.
 """
 
 import argparse
 import os
+import shutil
 import sys
+
+import saltext_edge
+
+DEFAULT_CONFIG_DIR = os.environ.get("SALT_CONFIG_DIR", "/etc/salt")
+SECRET_NAME = "edge-secret"
+# outside site-packages, so onedir upgrades (new Python, new path) keep it
+DEFAULT_REACTOR_DIR = "/srv/reactor"
+REACTOR_NAME = "edge_auth.sls"
+DROPIN_NAME = "edge.conf"
+
+
+def _add_config_dir(cmd):
+    cmd.add_argument(
+        "-c",
+        "--config-dir",
+        default=DEFAULT_CONFIG_DIR,
+        help="Salt configuration directory holding the 'master' file (default: /etc/salt)",
+    )
 
 
 def _parser():
+    """
+    Return the argument parser. Each subcommand sets ``func`` (called with
+    the parsed arguments, returns the exit code): add one with
+    ``sub.add_parser(...)`` and ``set_defaults(func=...)``.
+    """
     parser = argparse.ArgumentParser(
         prog="saltext-edge", description="saltext-edge helper commands (run on the master)"
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"saltext-edge {saltext_edge.__version__}"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     site = sub.add_parser(
@@ -30,24 +68,60 @@ def _parser():
         help="print the site key K_site of SITE, derived from the master's fleet secret",
     )
     site.add_argument("site", metavar="SITE", help="site name: 1-64 of [A-Za-z0-9._-]")
-    site.add_argument(
-        "-c",
-        "--config-dir",
-        default=os.environ.get("SALT_CONFIG_DIR", "/etc/salt"),
-        help="Salt configuration directory holding the 'master' file (default: /etc/salt)",
+    _add_config_dir(site)
+    site.set_defaults(func=lambda args: site_key_main(args.site, args.config_dir))
+
+    mc = sub.add_parser(
+        "master-config",
+        help="print or write the master drop-in for admission by token, and check the secret",
     )
+    _add_config_dir(mc)
+    mc.add_argument(
+        "--secret-file",
+        default=None,
+        help="the fleet secret file (default: CONFIG_DIR/edge-secret, i.e. /etc/salt/edge-secret)",
+    )
+    mc.add_argument(
+        "--reactor-dir",
+        default=DEFAULT_REACTOR_DIR,
+        help="where the reactor SLS is installed, outside Salt's Python so upgrades "
+        f"keep the path (default: {DEFAULT_REACTOR_DIR})",
+    )
+    mc.add_argument(
+        "--no-auto-admit",
+        dest="auto_admit",
+        action="store_false",
+        help="only record tokens; admit with 'salt-run edge.accept_pending'",
+    )
+    mc.add_argument(
+        "--write",
+        action="store_true",
+        help="write CONFIG_DIR/master.d/edge.conf and the reactor SLS (default: print)",
+    )
+    mc.add_argument(
+        "--force",
+        action="store_true",
+        help="with --write: replace a different existing drop-in (kept as edge.conf.bak)",
+    )
+    mc.set_defaults(func=master_config_main)
+
     new = sub.add_parser("new-secret", help="make a random fleet secret (256 bits)")
-    new.add_argument("--out", metavar="FILE", help="write it to this new file (mode 0600) instead of stdout")
+    new.add_argument("--out", metavar="FILE", help="write it to this new file instead of stdout")
+    _add_config_dir(new)
+    new.set_defaults(func=lambda args: new_secret_main(args.out, args.config_dir))
     return parser
 
 
-def new_secret_main(out=None, stdout=None, stderr=None):
+def new_secret_main(out=None, config_dir=None, stdout=None, stderr=None):
     """
     Make a fleet secret (``secrets.token_urlsafe(32)``: 256 random bits) and
-    print it, or write it to the new file ``out`` (mode 0600, never
-    overwritten). Returns the process exit code.
+    print it, or write it to the new file ``out`` (never overwritten) with the
+    owner and mode the master in ``config_dir`` needs (``root:salt 0640`` for
+    a master running as ``salt``, else 0600). Returns the process exit code.
     """
     import secrets  # pylint: disable=import-outside-toplevel
+
+    from saltext_edge import fsperm  # pylint: disable=import-outside-toplevel
 
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
@@ -55,14 +129,17 @@ def new_secret_main(out=None, stdout=None, stderr=None):
     if out is None:
         print(value, file=stdout)
         return 0
+    opts = {}
+    if config_dir and os.path.isfile(os.path.join(config_dir, "master")):
+        opts = _read_master_opts(config_dir, stderr)
+        if opts is None:
+            return 1
     try:
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        mode = fsperm.write_secret_file(out, value + "\n", opts)
     except OSError as exc:
         print(f"saltext-edge: cannot create {out}: {exc.strerror}", file=stderr)
         return 1
-    with os.fdopen(fd, "w", encoding="ascii") as fh_:
-        fh_.write(value + "\n")
-    print(f"saltext-edge: wrote a new fleet secret to {out}", file=stderr)
+    print(f"saltext-edge: wrote a new fleet secret to {out} (mode {mode:04o})", file=stderr)
     return 0
 
 
@@ -105,16 +182,172 @@ def site_key_main(site, config_dir, stdout=None, stderr=None):
     return 0
 
 
+def render_master_dropin(secret_file, reactor_path, auto_admit=True):
+    """
+    Return the text of ``master.d/edge.conf``: auth events carrying the
+    token grain, the reactor, the master data cache (for ``edge.report``)
+    and the ``edge:`` block.
+    """
+    return f"""\
+# Written by 'saltext-edge master-config' (saltext-edge {saltext_edge.__version__}).
+# Admission by token: docs/quickstart.rst (step 3) and docs/configuration.rst.
+# Salt 3008+: pending and denied sign-ins carry the minion's edge_token grain
+auth_events: true
+auth_events_autosign_grains:
+  - pend
+  - denied
+# edge.report reads the grains the master caches
+minion_data_cache: true
+reactor:
+  - 'salt/auth':
+    - {reactor_path}
+edge:
+  shared_secret_file: {secret_file}
+  auto_admit: {'true' if auto_admit else 'false'}
+  on_invalid: keep
+"""
+
+
+def _packaged_reactor():
+    return os.path.join(os.path.dirname(os.path.abspath(saltext_edge.__file__)), "reactor",
+                        REACTOR_NAME)
+
+
+def _read_master_opts(config_dir, stderr):
+    """Return the master options read from ``config_dir`` or ``None`` (message on stderr)."""
+    conf_file = os.path.join(config_dir, "master")
+    if not os.path.isdir(config_dir):
+        print(f"saltext-edge: no such configuration directory: {config_dir}", file=stderr)
+        return None
+    try:
+        import salt.config  # pylint: disable=import-outside-toplevel
+
+        return salt.config.master_config(conf_file)
+    except Exception as exc:  # pylint: disable=broad-except
+        print(
+            f"saltext-edge: cannot read the master configuration {conf_file}: "
+            f"{exc.__class__.__name__}",
+            file=stderr,
+        )
+        return None
+
+
+def check_master_secret(secret_file, user):
+    """
+    Check the fleet secret file for a master running as ``user``: owner,
+    mode, readable by ``user`` (:mod:`saltext_edge.fsperm`) and usable as a
+    secret (``shared_secret.master_secrets``: length and any strength rule it
+    enforces). Returns a list of problems (empty: all good); no message holds
+    the secret.
+    """
+    from saltext_edge import fsperm  # pylint: disable=import-outside-toplevel
+    from saltext_edge import shared_secret as _secrets  # pylint: disable=import-outside-toplevel
+
+    problems = fsperm.secret_file_problems(secret_file, user)
+    if os.path.exists(secret_file):
+        try:
+            _secrets.master_secrets({"edge": {"shared_secret_file": secret_file}}, environ={})
+        except _secrets.SecretError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def _write_text(path, text, mode):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh_:
+            fh_.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def master_config_main(args, stdout=None, stderr=None):
+    """
+    ``saltext-edge master-config``: print or write the drop-in, install the
+    reactor SLS (with ``--write``), check the secret file. Returns the exit
+    code: 0 all done and all checks passed, 1 a check failed or a file could
+    not be written (nothing half-written), 2 usage.
+    """
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    if args.secret_file is None:
+        args.secret_file = os.path.join(os.path.abspath(args.config_dir), SECRET_NAME)
+    for name in ("secret_file", "reactor_dir"):
+        if not os.path.isabs(getattr(args, name)):
+            print(f"saltext-edge: --{name.replace('_', '-')} must be an absolute path", file=stderr)
+            return 2
+    opts = _read_master_opts(args.config_dir, stderr)
+    if opts is None:
+        return 1
+    from saltext_edge import fsperm  # pylint: disable=import-outside-toplevel
+
+    user = fsperm.master_user(opts)
+    reactor_path = os.path.join(args.reactor_dir, REACTOR_NAME)
+    text = render_master_dropin(args.secret_file, reactor_path, args.auto_admit)
+    status = 0
+    if not args.write:
+        stdout.write(text)
+    else:
+        dropin_dir = os.path.join(args.config_dir, "master.d")
+        dropin = os.path.join(dropin_dir, DROPIN_NAME)
+        try:
+            with open(dropin, encoding="utf-8") as fh_:
+                current = fh_.read()
+        except FileNotFoundError:
+            current = None
+        except OSError as exc:
+            print(f"saltext-edge: cannot read {dropin}: {exc.strerror}", file=stderr)
+            return 1
+        if current is not None and current != text and not args.force:
+            print(
+                f"saltext-edge: {dropin} exists and differs; not replacing it "
+                "(compare with 'saltext-edge master-config', or use --force to replace it "
+                "and keep the old one as edge.conf.bak)",
+                file=stderr,
+            )
+            return 1
+        try:
+            os.makedirs(dropin_dir, mode=0o755, exist_ok=True)
+            os.makedirs(args.reactor_dir, mode=0o755, exist_ok=True)
+            with open(_packaged_reactor(), encoding="utf-8") as fh_:
+                reactor_text = fh_.read()
+            _write_text(reactor_path, reactor_text, 0o644)
+            if current is not None and current != text:
+                shutil.copy2(dropin, dropin + ".bak")
+            if current != text:
+                _write_text(dropin, text, 0o644)
+        except OSError as exc:
+            print(f"saltext-edge: cannot write {exc.filename}: {exc.strerror}", file=stderr)
+            return 1
+        print(f"wrote {dropin} and {reactor_path}; restart salt-master to apply", file=stdout)
+    for problem in check_master_secret(args.secret_file, user):
+        print(f"saltext-edge: check failed: {problem}", file=stderr)
+        status = 1
+    if status == 0:
+        print(
+            f"saltext-edge: ok: {args.secret_file} is readable by the master's user {user} "
+            "and by no other user",
+            file=stderr,
+        )
+    return status
+
+
 def main(argv=None):
     """Entry point of the ``saltext-edge`` console script; returns the exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command == "site-key":
-        return site_key_main(args.site, args.config_dir)
-    if args.command == "new-secret":
-        return new_secret_main(args.out)
-    parser.print_help(sys.stderr)
-    return 2
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 2
+    return func(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

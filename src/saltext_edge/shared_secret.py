@@ -75,6 +75,19 @@ def _read_secret_file(path, source):
     try:
         with open(path, "rb") as fh_:
             data = fh_.read(MAX_FILE_BYTES + 1)
+    except PermissionError as exc:
+        # owner/mode hint for a master running as a non-root user (fsperm)
+        try:
+            from saltext_edge import fsperm  # pylint: disable=import-outside-toplevel
+        except ImportError:  # no pwd/grp on this platform
+            fsperm = None
+        if fsperm is not None:
+            user = fsperm.current_user()
+            raise SecretError(
+                f"cannot read {source} {path!r} as user {user}: {exc.strerror}; "
+                f"the documented owner and mode: {fsperm.secret_file_fix(path, user)}"
+            ) from None
+        raise SecretError(f"cannot read {source} {path!r}: {exc.strerror}") from None
     except OSError as exc:
         raise SecretError(
             f"cannot read {source} {path!r}: {exc.strerror or exc.__class__.__name__}"

@@ -529,7 +529,8 @@ def test_lock_held_elsewhere_fails_the_run_clearly(manual_master, mopts, key_poo
     raw_sign_in(_node(manual_master, mid, pair), token=make_token(SECRET, SITE, mid, pair[1]))
     assert wait_until(lambda: _recorded(mopts, mid), 30)
     operator_policy(lock_timeout=2)
-    lock_path = pathlib.Path(mopts["pki_dir"]) / ".edge-admission.lock"
+    lock_path = pathlib.Path(mopts["pki_dir"]) / "edge" / "admission.lock"
+    lock_path.parent.mkdir(mode=0o700, exist_ok=True)
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

@@ -1,4 +1,8 @@
-"""The installed package: Salt's loader finds our modules through the entry point."""
+"""
+The development install (editable, in .venv): Salt's loader finds our modules
+through the entry point. The built wheel in a clean environment is tested in
+``tests/integration/as_shipped/test_installed_wheel.py``.
+"""
 
 
 def test_minion_lists_edge_functions(salt_call_cli):

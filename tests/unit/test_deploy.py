@@ -1,10 +1,15 @@
 """
-The deployment kit: Kubernetes manifests parse and reference each other; the
-edge-node bootstrap script's dry run writes what the state's library renders.
+The deployment kit: the Kubernetes manifests that ``kubectl apply -k
+deploy/kubernetes`` applies validate strictly against the Kubernetes schemas,
+pass the "restricted" Pod Security Standard and reference each other; the
+Containerfile runs as the user the manifests expect; the edge-node bootstrap
+script's dry run writes what the state's library renders.
 """
 
+import copy
 import os
 import pathlib
+import re
 import shutil
 import stat
 import subprocess
@@ -18,6 +23,8 @@ DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "kubernetes"
 SCRIPT = DEPLOY / "bootstrap-edge-node.sh"
 SITE_KEY = "0123456789abcdef" * 4
+# the Kubernetes release whose schemas the manifests are validated against
+K8S_VERSION = "1.33.0"
 
 try:
     from saltext_edge import minion_config
@@ -25,11 +32,21 @@ except ImportError:  # pragma: no cover
     minion_config = None
 
 
+def _load(path):
+    with open(path, encoding="utf-8") as fh_:
+        return [d for d in yaml.safe_load_all(fh_) if d]
+
+
+def _applied_files():
+    """The files the kustomization applies (nothing else in the directory is applied)."""
+    (kust,) = _load(K8S / "kustomization.yaml")
+    return [K8S / name for name in kust["resources"]]
+
+
 def _docs():
     docs = []
-    for path in sorted(K8S.glob("*.yaml")):
-        with open(path, encoding="utf-8") as fh_:
-            docs.extend((path.name, d) for d in yaml.safe_load_all(fh_) if d)
+    for path in _applied_files():
+        docs.extend((path.name, d) for d in _load(path))
     return docs
 
 
@@ -37,33 +54,165 @@ def _by_kind(kind):
     return {d["metadata"]["name"]: d for _, d in _docs() if d["kind"] == kind}
 
 
-def test_manifests_parse_and_have_the_expected_objects():
-    kinds = sorted({d["kind"] for _, d in _docs()})
-    assert kinds == [
-        "ConfigMap",
-        "Deployment",
-        "Namespace",
-        "PersistentVolumeClaim",
-        "Secret",
-        "Service",
-    ]
+def _example_secret():
+    (secret,) = _load(K8S / "examples" / "secret.example.yaml")
+    return secret
+
+
+def _pod_spec():
+    (deploy,) = _by_kind("Deployment").values()
+    return deploy["spec"]["template"]["spec"]
+
+
+def test_applied_set_is_exactly_the_real_resources():
+    files = _applied_files()
+    assert all(f.is_file() and f.parent == K8S for f in files)
+    kinds = sorted(d["kind"] for _, d in _docs())
+    assert {"ConfigMap", "Deployment", "Namespace", "PersistentVolumeClaim", "Service"} <= set(kinds)
     namespaces = {d["metadata"].get("namespace") for _, d in _docs() if d["kind"] != "Namespace"}
     assert namespaces == set(_by_kind("Namespace"))
+    # the example Secret is never applied: not listed, not in a listed file
+    assert "Secret" not in kinds
+    assert _example_secret()["kind"] == "Secret"
+    for yml in K8S.glob("*.yaml"):
+        if yml.name != "kustomization.yaml" and yml not in files:
+            pytest.fail(f"{yml.name} sits beside the applied manifests but is not listed")
+
+
+def test_manifests_validate_strictly():
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    docs = [d for _, d in _docs()] + [_example_secret()]
+    for doc in docs:
+        # strict: unknown fields are errors (a typo is not silently ignored)
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_strict_validation_catches_a_typo():
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    (deploy,) = copy.deepcopy(list(_by_kind("Deployment").values()))
+    deploy["spec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsNonroot"] = True
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deploy, K8S_VERSION, strict=True)
+
+
+# -- Pod Security Standards, "restricted" (which includes "baseline") --------
+# https://kubernetes.io/docs/concepts/security/pod-security-standards/
+RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+                      "persistentVolumeClaim", "projected", "secret"}
+SAFE_SYSCTLS = {"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range",
+                "net.ipv4.ip_unprivileged_port_start", "net.ipv4.tcp_syncookies",
+                "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
+                "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout",
+                "net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_keepalive_probes"}
+SELINUX_TYPES = {None, "", "container_t", "container_init_t", "container_kvm_t",
+                 "container_engine_t"}
+
+
+def restricted_violations(pod):
+    """Return the rules of the restricted profile that the pod spec ``pod`` breaks."""
+    bad = []
+    psc = pod.get("securityContext") or {}
+    containers = [*pod.get("containers", []), *pod.get("initContainers", []),
+                  *pod.get("ephemeralContainers", [])]
+    for field in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(field):
+            bad.append(f"{field}")
+    for vol in pod.get("volumes", []):
+        kinds = set(vol) - {"name"}
+        if not kinds <= RESTRICTED_VOLUMES:
+            bad.append(f"volume {vol['name']}: {sorted(kinds - RESTRICTED_VOLUMES)}")
+    for sysctl in psc.get("sysctls", []) or []:
+        if sysctl["name"] not in SAFE_SYSCTLS:
+            bad.append(f"sysctl {sysctl['name']}")
+
+    def seccomp_ok(ctx):
+        return (ctx.get("seccompProfile") or {}).get("type") in ("RuntimeDefault", "Localhost")
+
+    for ctx_name, ctx in [("pod", psc)] + [(c["name"], c.get("securityContext") or {})
+                                          for c in containers]:
+        if (ctx.get("windowsOptions") or {}).get("hostProcess"):
+            bad.append(f"{ctx_name}: hostProcess")
+        if ctx.get("runAsUser") == 0:
+            bad.append(f"{ctx_name}: runAsUser 0")
+        if (ctx.get("seccompProfile") or {}).get("type") == "Unconfined":
+            bad.append(f"{ctx_name}: seccomp Unconfined")
+        if (ctx.get("appArmorProfile") or {}).get("type") == "Unconfined":
+            bad.append(f"{ctx_name}: AppArmor Unconfined")
+        selinux = ctx.get("seLinuxOptions") or {}
+        if selinux.get("type") not in SELINUX_TYPES or selinux.get("user") or selinux.get("role"):
+            bad.append(f"{ctx_name}: seLinuxOptions")
+    for cont in containers:
+        name, ctx = cont["name"], cont.get("securityContext") or {}
+        if ctx.get("privileged"):
+            bad.append(f"{name}: privileged")
+        if ctx.get("allowPrivilegeEscalation") is not False:
+            bad.append(f"{name}: allowPrivilegeEscalation must be false")
+        if not (ctx.get("runAsNonRoot") is True
+                or psc.get("runAsNonRoot") is True and ctx.get("runAsNonRoot") is not False):
+            bad.append(f"{name}: runAsNonRoot must be true")
+        if not (seccomp_ok(ctx) or seccomp_ok(psc) and "seccompProfile" not in ctx):
+            bad.append(f"{name}: seccompProfile RuntimeDefault or Localhost")
+        caps = ctx.get("capabilities") or {}
+        if "ALL" not in (caps.get("drop") or []):
+            bad.append(f"{name}: capabilities must drop ALL")
+        if set(caps.get("add") or []) - {"NET_BIND_SERVICE"}:
+            bad.append(f"{name}: capabilities.add beyond NET_BIND_SERVICE")
+        if ctx.get("procMount", "Default") != "Default":
+            bad.append(f"{name}: procMount")
+        for port in cont.get("ports", []):
+            if port.get("hostPort"):
+                bad.append(f"{name}: hostPort")
+    return bad
+
+
+def test_pod_passes_the_restricted_profile():
+    assert restricted_violations(_pod_spec()) == []
+
+
+@pytest.mark.parametrize(
+    "path,value,rule",
+    [
+        (("securityContext", "runAsNonRoot"), None, "runAsNonRoot"),
+        (("containers", 0, "securityContext", "capabilities"), None, "drop ALL"),
+        (("containers", 0, "securityContext", "allowPrivilegeEscalation"), True, "Escalation"),
+        (("containers", 0, "securityContext", "seccompProfile"), {"type": "Unconfined"}, "seccomp"),
+        (("hostNetwork",), True, "hostNetwork"),
+        (("volumes", 0), {"name": "h", "hostPath": {"path": "/"}}, "hostPath"),
+    ],
+)
+def test_restricted_check_catches_each_rule(path, value, rule):
+    pod = copy.deepcopy(_pod_spec())
+    node = pod
+    for key in path[:-1]:
+        node = node[key]
+    if value is None:
+        node.pop(path[-1], None)
+        if path[-1] == "runAsNonRoot":
+            pod["containers"][0]["securityContext"].pop("runAsNonRoot", None)
+    else:
+        node[path[-1]] = value
+    assert any(rule in v for v in restricted_violations(pod)), restricted_violations(pod)
+
+
+def _master_conf():
+    (cm,) = _by_kind("ConfigMap").values()
+    (conf_text,) = cm["data"].values()
+    return yaml.safe_load(conf_text)
 
 
 def test_deployment_references_exist():
     (deploy,) = _by_kind("Deployment").values()
     spec = deploy["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in spec["volumes"]}
-    configmaps, secrets, pvcs = _by_kind("ConfigMap"), _by_kind("Secret"), _by_kind(
-        "PersistentVolumeClaim"
-    )
+    configmaps, pvcs = _by_kind("ConfigMap"), _by_kind("PersistentVolumeClaim")
+    secret = _example_secret()
     for vol in volumes.values():
         if "configMap" in vol:
             assert vol["configMap"]["name"] in configmaps
         if "secret" in vol:
-            assert vol["secret"]["secretName"] in secrets
-            assert vol["secret"]["defaultMode"] in (0o400, 0o440, 0o600)
+            assert vol["secret"]["secretName"] == secret["metadata"]["name"]
+            # root:fsGroup; readable by the master's group only
+            assert vol["secret"]["defaultMode"] in (0o440, 0o400)
         if "persistentVolumeClaim" in vol:
             assert vol["persistentVolumeClaim"]["claimName"] in pvcs
     (container,) = spec["containers"]
@@ -73,47 +222,86 @@ def test_deployment_references_exist():
         if "subPath" in mount and "configMap" in volumes[mount["name"]]:
             cm = configmaps[volumes[mount["name"]]["configMap"]["name"]]
             assert mount["subPath"] in cm["data"]
-    # PKI / key store and the master cache are persistent
-    for path in ("/etc/salt/pki/master", "/var/cache/salt/master"):
-        assert "persistentVolumeClaim" in volumes[mounts[path]["name"]]
+    # the key store and the master cache are on the PersistentVolumeClaim;
+    # every directory the master writes is a volume (read-only root filesystem)
+    conf = _master_conf()
+
+    def volume_of(path):
+        best = max((m for m in mounts if path == m or path.startswith(m.rstrip("/") + "/")),
+                   key=len)
+        return volumes[mounts[best]["name"]]
+
+    for option in ("pki_dir", "cachedir"):
+        assert "persistentVolumeClaim" in volume_of(conf[option]), option
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    for option in ("pidfile", "sock_dir", "log_file"):
+        assert "emptyDir" in volume_of(conf[option]), option
     # the secret is a file from a Secret, never a literal env value
     for env in container.get("env", []):
         assert "value" not in env or "SECRET" not in env["name"].upper()
     assert container["resources"]["limits"] and container["resources"]["requests"]
-    assert container["readinessProbe"] and container["livenessProbe"]
-    # the selector selects the pod template
+    # probes on Salt 3008's health sentinels under <cachedir>/health
+    health = conf["cachedir"].rstrip("/") + "/health/"
+    assert container["startupProbe"]["exec"]["command"] == ["test", "-f", health + "startup"]
+    assert container["readinessProbe"]["exec"]["command"] == ["test", "-f", health + "ready"]
+    assert health + "alive" in " ".join(container["livenessProbe"]["exec"]["command"])
     labels = deploy["spec"]["template"]["metadata"]["labels"]
     assert deploy["spec"]["selector"]["matchLabels"].items() <= labels.items()
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert sorted(ports.values()) == [4505, 4506]
 
 
+def test_health_sentinel_names_match_salt():
+    healthchecks = pytest.importorskip("salt.cluster.healthchecks")
+    assert healthchecks.HEALTH_DIR == "health"
+    assert (healthchecks.STARTUP_SENTINEL, healthchecks.READY_SENTINEL,
+            healthchecks.ALIVE_SENTINEL) == ("startup", "ready", "alive")
+    # the liveness window leaves several heartbeats of slack
+    (container,) = _pod_spec()["containers"]
+    window = int(re.search(r"-lt (\d+)", container["livenessProbe"]["exec"]["command"][-1]).group(1))
+    assert window >= 4 * healthchecks.DEFAULT_ALIVE_INTERVAL
+
+
 def test_master_config_and_secret_paths_agree():
-    (deploy,) = _by_kind("Deployment").values()
-    spec = deploy["spec"]["template"]["spec"]
+    spec = _pod_spec()
     (container,) = spec["containers"]
-    (cm,) = _by_kind("ConfigMap").values()
-    (conf_text,) = cm["data"].values()
-    conf = yaml.safe_load(conf_text)
+    conf = _master_conf()
     assert conf["auth_events_autosign_grains"] == ["pend", "denied"]
     assert conf["minion_data_cache"] is True
+    assert conf["user"] == "salt"
     reactor = conf["reactor"][0]["salt/auth"][0]
     assert reactor.endswith("edge_auth.sls")
+    assert "site-packages" not in reactor
     assert (REPO / "src/saltext_edge/reactor/edge_auth.sls").is_file()
     secret_file = conf["edge"]["shared_secret_file"]
     secret_vol = next(v["name"] for v in spec["volumes"] if "secret" in v)
     mount = next(m for m in container["volumeMounts"] if m["name"] == secret_vol)
     assert secret_file.startswith(mount["mountPath"].rstrip("/") + "/")
-    (secret,) = _by_kind("Secret").values()
-    assert os.path.basename(secret_file) in secret["stringData"]
-    # the Containerfile links the packaged reactor where the config expects it
+    assert os.path.basename(secret_file) in _example_secret()["stringData"]
+    # the Containerfile puts the packaged reactor where the config expects it
     containerfile = (DEPLOY / "Containerfile").read_text()
     assert os.path.dirname(reactor) in containerfile
     assert "EXPOSE 4505 4506" in containerfile
 
 
+def test_containerfile_runs_as_the_pods_user():
+    containerfile = (DEPLOY / "Containerfile").read_text()
+    psc = _pod_spec()["securityContext"]
+    users = re.findall(r"^USER\s+(\S+)", containerfile, re.M)
+    assert users, "the image has no USER"
+    uid, _, gid = users[-1].partition(":")
+    assert uid.isdigit() and int(uid) == psc["runAsUser"] != 0
+    assert gid and int(gid) == psc["runAsGroup"] == psc["fsGroup"]
+    assert re.search(r"useradd .*--uid \"\$\{SALT_UID\}\".* salt", containerfile)
+    assert f"ARG SALT_UID={uid}" in containerfile
+    # the files the Containerfile copies exist
+    for line in re.findall(r"^COPY (?!--from)(.+)$", containerfile, re.M):
+        for src in line.split()[:-1]:
+            assert (REPO / src).exists(), src
+
+
 def test_service_selects_the_pods_on_4505_4506():
-    (svc,) = _by_kind("Service").values()
+    svc = _by_kind("Service")["salt-master"]
     (deploy,) = _by_kind("Deployment").values()
     labels = deploy["spec"]["template"]["metadata"]["labels"]
     assert svc["spec"]["type"] == "LoadBalancer"
@@ -251,3 +439,30 @@ def test_bootstrap_with_fleet_secret(tmp_path, renderer):
     )
     assert (root / "etc/salt/minion.d/edge.conf").read_text() == plan["content"]
     assert (root / "etc/salt/edge/edge.key").read_text() == secret
+
+
+@pytest.mark.parametrize(
+    "package,shown",
+    [
+        ("WHEEL", "WHEEL"),
+        ("git+https://git.example.net/ops/saltext-edge.git@v0.1.0",
+         "git+https://git.example.net/ops/saltext-edge.git@v0.1.0"),
+        ("saltext-edge==0.1.0", "saltext-edge==0.1.0"),
+    ],
+)
+def test_bootstrap_package_from_a_file_or_a_git_url(tmp_path, package, shown):
+    wheel = tmp_path / "saltext_edge-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"PK")
+    package, shown = (str(wheel) if p == "WHEEL" else p for p in (package, shown))
+    _, proc = _bootstrap(tmp_path, "--site", "s", "--master", "m", "--renderer", "builtin",
+                         "--package", package)
+    assert proc.returncode == 0, proc.stderr
+    assert f"salt-pip install {shown}\n" in proc.stderr
+
+
+@pytest.mark.parametrize("package", ["/nonexistent/saltext_edge-0.1.0-py3-none-any.whl",
+                                     "saltext-edge; rm -rf /", ""])
+def test_bootstrap_refuses_a_bad_package(tmp_path, package):
+    root, proc = _bootstrap(tmp_path, "--site", "s", "--master", "m", "--package", package)
+    assert proc.returncode == 2 and "--package" in proc.stderr
+    assert not (root / "etc").exists()

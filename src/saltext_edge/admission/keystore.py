@@ -31,8 +31,8 @@ from saltext_edge.admission.policy import AdmissionError
 
 log = logging.getLogger(__name__)
 
-LOCK_NAME = ".edge-admission.lock"
-INFLIGHT_NAME = ".edge-admission.inflight"
+LOCK_NAME = "admission.lock"
+INFLIGHT_NAME = "admission.inflight"
 # a journal entry of another host is left alone while younger than this
 FOREIGN_JOURNAL_AGE = 600
 # after this long a waiter says whom it waits for
@@ -46,8 +46,10 @@ def key_obj(opts):
     return salt.key.Key(opts)
 
 
-def _pki(keyobj):
-    return keyobj.pki_dir or keyobj.opts["pki_dir"]
+def _edge_path(keyobj, name):
+    """Return ``<pki_dir>/edge/<name>`` (admission's files, see :mod:`.files`)."""
+    opts = dict(keyobj.opts, pki_dir=keyobj.pki_dir or keyobj.opts["pki_dir"])
+    return os.path.join(_files.edge_dir(opts), name)
 
 
 def _holder_info(fd):
@@ -64,8 +66,8 @@ def lock(keyobj, timeout, what="admission"):
     Hold the exclusive key-store lock. Logs who holds it while waiting and
     raises :class:`AdmissionError` after ``timeout`` seconds.
     """
-    path = os.path.join(_pki(keyobj), LOCK_NAME)
-    fd = _files.open_lock_file(path)
+    path = _edge_path(keyobj, LOCK_NAME)
+    fd = _files.open_lock_file(path, keyobj.opts)
     try:
         start = time.monotonic()
         noticed = False
@@ -90,8 +92,11 @@ def lock(keyobj, timeout, what="admission"):
                 time.sleep(0.05)
         info = {"pid": os.getpid(), "host": socket.gethostname(), "what": what,
                 "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode("utf-8"), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode("utf-8"), 0)
+        except OSError:
+            pass  # a lock opened read-only (left by another user) still locks
         yield
     finally:
         os.close(fd)  # releases the lock
@@ -113,12 +118,12 @@ def set_state(keyobj, minion_id, key, new_state):
     """
     import salt.utils.event  # pylint: disable=import-outside-toplevel
 
-    marker = os.path.join(_pki(keyobj), INFLIGHT_NAME)
+    marker = _edge_path(keyobj, INFLIGHT_NAME)
     key = {"pub": key["pub"], "state": new_state}
     _files.write_marker(marker, json.dumps({"id": minion_id, "pub": key["pub"], "host": socket.gethostname(),
-                                            "pid": os.getpid()}))
+                                            "pid": os.getpid()}), keyobj.opts)
     keyobj.cache.store("keys", minion_id, key)
-    _files.write_marker(marker, "")
+    _files.write_marker(marker, "", keyobj.opts)
     act = {"accepted": "accept", "rejected": "reject"}.get(new_state)
     if act:
         eload = {"result": True, "act": act, "id": minion_id, "pub": key["pub"]}
@@ -176,7 +181,7 @@ def recover(store, keyobj):
     found lost in the middle of a write and put back as *pending*.
     """
     done, restored = {}, []
-    marker = os.path.join(_pki(keyobj), INFLIGHT_NAME)
+    marker = _edge_path(keyobj, INFLIGHT_NAME)
     inflight = _files.read_json_file(marker) or {}
     for entry_key in store.list(_stores.INTENTS_BANK):
         if _run_alive(entry_key):
@@ -200,7 +205,7 @@ def recover(store, keyobj):
                 done[minion_id]["action"] = intent["state"]
         store.flush(_stores.INTENTS_BANK, entry_key)
     if inflight:
-        _files.write_marker(marker, "")
+        _files.write_marker(marker, "", keyobj.opts)
     return done, restored
 
 

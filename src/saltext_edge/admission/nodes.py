@@ -61,7 +61,7 @@ def note_admitted(opts, admitted):
     """
     if not admitted:
         return 0
-    _files.private_dir(_dir(opts))
+    _files.private_dir(_dir(opts), opts)
     now = _now_iso()
     for minion_id, info in admitted.items():
         entry = get(opts, minion_id) or {"id": minion_id}
@@ -72,19 +72,19 @@ def note_admitted(opts, admitted):
             admitted_at=now,
             revoked=False,
         )
-        _files.write_private_file(_path(opts, minion_id), entry)
+        _files.write_private_file(_path(opts, minion_id), entry, opts)
     return len(admitted)
 
 
 def set_revoked(opts, minion_id, revoked, by="operator"):
     """Mark ``minion_id`` revoked (or no longer revoked); return the entry."""
-    _files.private_dir(_dir(opts))
+    _files.private_dir(_dir(opts), opts)
     entry = get(opts, minion_id) or {"id": minion_id, "site": None, "admitted_by": None,
                                      "admitted_at": None}
     entry["revoked"] = bool(revoked)
     entry["revoked_at" if revoked else "unrevoked_at"] = _now_iso()
     entry["revoked_by"] = by
-    _files.write_private_file(_path(opts, minion_id), entry)
+    _files.write_private_file(_path(opts, minion_id), entry, opts)
     return entry
 
 

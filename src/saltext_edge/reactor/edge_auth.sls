@@ -8,14 +8,16 @@ Master config to enable it::
     auth_events_autosign_grains: [pend, denied]   # Salt 3008+: carry the token
     reactor:
       - 'salt/auth':
-        - /path/to/site-packages/saltext_edge/reactor/edge_auth.sls
+        - /srv/reactor/edge_auth.sls        # copied there by
+                                            # `saltext-edge master-config --write`
     edge:
       shared_secret_file: /etc/salt/edge-secret
       auto_admit: true                      # false: only record, admit with
                                             # salt-run edge.accept_pending
 
-(``python3 -c 'import saltext_edge, os;
-print(os.path.dirname(saltext_edge.__file__))'`` prints the directory.)
+(``saltext-edge master-config`` prints this configuration and, with
+``--write``, copies this file outside Salt's Python so the path survives
+upgrades; see docs/quickstart.rst.)
 
 Rendered with the ``py`` renderer so that the minion-controlled id and token
 are passed as data, never pasted into YAML. Any accepted minion can make the

@@ -1,0 +1,131 @@
+"""
+``saltext-edge master-config`` and the secret-file checks on real files with a
+real ``salt`` user: the drop-in it writes, and a clear message naming the file,
+the user and the fix for every owner/mode that would break admission or expose
+the secret. No daemons.
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+import pytest
+import yaml
+
+from saltext_edge import fsperm
+
+from .conftest import as_user
+
+SECRET = "fleet-0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture
+def etc(salt_user):
+    """A config dir with ``master`` (``user: salt``) and a good secret, in a dir salt can read."""
+    root = tempfile.mkdtemp(prefix="edge-mc-", dir="/tmp")
+    os.chmod(root, 0o755)
+    conf = pathlib.Path(root, "etc")
+    conf.mkdir(mode=0o755)
+    (conf / "master").write_text(f"user: {salt_user}\n")
+    secret = conf / "edge-secret"
+    fsperm.write_secret_file(str(secret), SECRET + "\n", {"user": salt_user})
+    yield conf
+    subprocess.run(["rm", "-rf", root], check=False)
+
+
+def _cli(*args, user=None):
+    cmd = [sys.executable, "-m", "saltext_edge.cli", *args]
+    if user:
+        return as_user(user, cmd, env={"PYTHONPATH": os.pathsep.join(sys.path)})
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, cwd="/")
+
+
+def test_written_secret_has_the_documented_owner_and_mode(etc, salt_user):
+    st = os.stat(etc / "edge-secret")
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, fsperm.user_ids(salt_user)[1], 0o640)
+    assert fsperm.secret_file_problems(str(etc / "edge-secret"), salt_user) == []
+    assert fsperm.check_master_secrets(
+        {"user": salt_user, "edge": {"shared_secret_file": str(etc / "edge-secret")}}) == []
+
+
+def test_master_config_prints_and_writes_the_dropin(etc, tmp_path):
+    proc = _cli("master-config", "-c", str(etc), "--reactor-dir", str(tmp_path / "reactor"))
+    assert proc.returncode == 0, proc.stderr
+    conf = yaml.safe_load(proc.stdout)
+    assert conf["auth_events_autosign_grains"] == ["pend", "denied"]
+    assert conf["reactor"] == [{"salt/auth": [str(tmp_path / "reactor" / "edge_auth.sls")]}]
+    assert conf["edge"]["shared_secret_file"] == str(etc / "edge-secret")
+    assert conf["edge"]["auto_admit"] is True
+    assert SECRET not in proc.stdout + proc.stderr
+    assert not (etc / "master.d").exists()  # printing writes nothing
+    proc = _cli("master-config", "-c", str(etc), "--reactor-dir", str(tmp_path / "reactor"),
+                "--write")
+    assert proc.returncode == 0, proc.stderr
+    written = (etc / "master.d" / "edge.conf").read_text()
+    assert yaml.safe_load(written) == conf
+    import saltext_edge  # pylint: disable=import-outside-toplevel
+
+    shipped = pathlib.Path(saltext_edge.__file__).parent / "reactor" / "edge_auth.sls"
+    assert (tmp_path / "reactor" / "edge_auth.sls").read_text() == shipped.read_text()
+    # a different existing drop-in is not replaced without --force, and kept with it
+    (etc / "master.d" / "edge.conf").write_text("# mine\n")
+    proc = _cli("master-config", "-c", str(etc), "--reactor-dir", str(tmp_path / "reactor"),
+                "--no-auto-admit", "--write")
+    assert proc.returncode == 1 and "exists and differs" in proc.stderr
+    assert (etc / "master.d" / "edge.conf").read_text() == "# mine\n"
+    proc = _cli("master-config", "-c", str(etc), "--reactor-dir", str(tmp_path / "reactor"),
+                "--no-auto-admit", "--write", "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert (etc / "master.d" / "edge.conf.bak").read_text() == "# mine\n"
+    assert yaml.safe_load((etc / "master.d" / "edge.conf").read_text())["edge"]["auto_admit"] is False
+
+
+@pytest.mark.parametrize(
+    "owner,mode,expect",
+    [
+        ("root:root", 0o600, "who cannot read the fleet secret file"),
+        ("root:salt", 0o644, "is open to other users (mode 0644)"),
+        ("root:salt", 0o660, "is writable by its group"),
+    ],
+)
+def test_master_config_names_file_user_and_fix(etc, salt_user, owner, mode, expect):
+    secret = etc / "edge-secret"
+    subprocess.run(["chown", owner.replace("salt", salt_user), str(secret)], check=True)
+    os.chmod(secret, mode)
+    proc = _cli("master-config", "-c", str(etc), "--reactor-dir", str(etc / "r"))
+    assert proc.returncode == 1
+    assert expect in proc.stderr
+    assert str(secret) in proc.stderr
+    assert f"chown root:{salt_user} {secret} && chmod 0640 {secret}" in proc.stderr
+    assert SECRET not in proc.stdout + proc.stderr
+
+
+def test_short_secret_and_missing_secret(etc):
+    secret = etc / "edge-secret"
+    secret.write_text("short\n")
+    proc = _cli("master-config", "-c", str(etc), "--reactor-dir", str(etc / "r"))
+    assert proc.returncode == 1 and "shorter than" in proc.stderr
+    secret.unlink()
+    proc = _cli("master-config", "-c", str(etc), "--reactor-dir", str(etc / "r"))
+    assert proc.returncode == 1 and f"{secret} does not exist" in proc.stderr
+
+
+def test_unreadable_secret_message_for_the_master_user(etc, salt_user, packaged_python):
+    """What the reactor and runners say when the master's user cannot read the secret."""
+    secret = etc / "edge-secret"
+    os.chmod(secret, 0o600)  # root:salt 0600: salt cannot read it
+    code = (
+        "import sys; from saltext_edge import shared_secret as s\n"
+        "try:\n"
+        "    s.master_secrets({'edge': {'shared_secret_file': sys.argv[1]}}, environ={})\n"
+        "except s.SecretError as exc:\n"
+        "    print(exc)\n"
+    )
+    # the packaged Python: one the salt user can read
+    proc = as_user(salt_user, [packaged_python, "-c", code, str(secret)])
+    assert f"cannot read edge:shared_secret_file '{secret}' as user {salt_user}" in proc.stdout, (
+        proc.stdout + proc.stderr)
+    assert f"chown root:{salt_user} {secret} && chmod 0640 {secret}" in proc.stdout
+    assert SECRET not in proc.stdout + proc.stderr
