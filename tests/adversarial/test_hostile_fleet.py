@@ -50,7 +50,7 @@ pytestmark = pytest.mark.slow
 
 OTHER_SITE = "sh-9"
 K8S_PLACEHOLDER = yaml.safe_load_all(
-    (pathlib.Path(__file__).resolve().parents[2] / "deploy" / "kubernetes" / "secret.example.yaml").read_text()
+    (pathlib.Path(__file__).resolve().parents[2] / "deploy" / "kubernetes" / "examples" / "secret.example.yaml").read_text()
 )
 K8S_PLACEHOLDER = [d for d in K8S_PLACEHOLDER if d][0]["stringData"]["shared_secret"]
 

@@ -7,6 +7,7 @@ the secret. No daemons.
 
 import os
 import pathlib
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -18,7 +19,7 @@ from saltext_edge import fsperm
 
 from .conftest import as_user
 
-SECRET = "fleet-0123456789abcdef0123456789abcdef"
+SECRET = secrets.token_urlsafe(32)  # strong enough for the master (docs/concepts.rst)
 
 
 @pytest.fixture
