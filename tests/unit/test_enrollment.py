@@ -1,0 +1,142 @@
+"""
+Enrollment keys: token maths against the published test vectors (written
+here independently of the module) and the limit rules.
+"""
+
+import hashlib
+import hmac
+
+import pytest
+
+from saltext_edge import enrollment as enr
+
+SECRET = "k9V2pQ7xL3mN8rT1wY6zA4bC0dE5fG2h"
+SITE = "sh-3"
+ENR_ID = "0123456789abcdef"
+DIGEST = "a" * 64
+# docs/enrollment.rst publishes these
+VECTOR_KEY = "3041935d9f7621f56c40c2cf60ea0c7b165f12e0480376a691a098de0348e94e"
+VECTOR_TOKEN = "v2:sh-3:0123456789abcdef:14cdc19e17a338b845e8a47f305d5091b6463219685d4c2b6514118ac86645b3"
+NOW = 1_800_000_000.0
+
+
+def _hmac(key, msg):
+    return hmac.new(key.encode(), msg.encode(), hashlib.sha256).hexdigest()
+
+
+def test_vectors_match_an_independent_computation():
+    key = _hmac(SECRET, f"saltext-edge:v2:enroll:{SITE}:{ENR_ID}")
+    mac = _hmac(key, f"saltext-edge:v2:token\nnode-1\n{DIGEST}")
+    assert key == VECTOR_KEY
+    assert f"v2:{SITE}:{ENR_ID}:{mac}" == VECTOR_TOKEN
+    assert enr.enrollment_key(SECRET, SITE, ENR_ID) == VECTOR_KEY
+    key_text = enr.format_key(SITE, ENR_ID, VECTOR_KEY)
+    assert enr.make_token(key_text, "node-1", DIGEST) == VECTOR_TOKEN
+
+
+def test_verify_binds_id_key_and_secret():
+    assert enr.verify_token(VECTOR_TOKEN, ["x" * 32, SECRET], "node-1", DIGEST) == (SITE, ENR_ID, 1)
+    for minion_id, digest, secrets in (
+        ("node-2", DIGEST, [SECRET]),
+        ("node-1", "b" * 64, [SECRET]),
+        ("node-1", DIGEST, ["y" * 32]),
+    ):
+        with pytest.raises(enr.EnrollmentError) as err:
+            enr.verify_token(VECTOR_TOKEN, secrets, minion_id, digest)
+        assert err.value.reason == "bad_token"
+
+
+def test_token_names_its_site_and_enrollment():
+    # another site or enrollment id in the token changes the key it needs
+    for forged in (
+        VECTOR_TOKEN.replace("sh-3", "sh-4"),
+        VECTOR_TOKEN.replace(ENR_ID, "fedcba9876543210"),
+    ):
+        with pytest.raises(enr.EnrollmentError) as err:
+            enr.verify_token(forged, [SECRET], "node-1", DIGEST)
+        assert err.value.reason == "bad_token"
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "v1:sh-3:" + "a" * 64,
+        "v2:sh-3:0123:" + "a" * 64,
+        "v2:sh 3:0123456789abcdef:" + "a" * 64,
+        "v2:sh-3:0123456789ABCDEF:" + "a" * 64,
+        "v2:sh-3:0123456789abcdef:" + "a" * 63,
+        "v2:sh-3:0123456789abcdef:" + "a" * 64 + ":x",
+        "v2:" + "s" * 5000,
+        None,
+    ],
+)
+def test_malformed_tokens(token):
+    with pytest.raises(enr.EnrollmentError) as err:
+        enr.parse_token(token)
+    assert err.value.reason == "malformed_token"
+
+
+def test_parse_key_never_echoes_the_key():
+    bad = "edge-enroll:v2:sh-3:0123456789abcdef:" + "z" * 64
+    with pytest.raises(enr.EnrollmentError) as err:
+        enr.parse_key(bad)
+    assert "z" * 16 not in str(err.value)
+    assert enr.parse_key(" " + enr.format_key(SITE, ENR_ID, VECTOR_KEY) + "\n") == (SITE, ENR_ID, VECTOR_KEY)
+
+
+@pytest.mark.parametrize(
+    "value,seconds",
+    [(60, 60), ("90s", 90), ("30m", 1800), ("24h", 86400), ("7d", 604800), ("2w", 1209600), ("15", 15)],
+)
+def test_durations(value, seconds):
+    assert enr.parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize("value", [0, -1, "0h", "1y", "h", "", True, "400d", "1.5h"])
+def test_bad_durations(value):
+    with pytest.raises(enr.EnrollmentError):
+        enr.parse_duration(value)
+
+
+def test_defaults_are_one_use_and_one_day():
+    rec = enr.new_record(SITE, now=NOW)
+    assert rec["uses"] == 1
+    assert enr._from_iso(rec["expires_at"]) - NOW == 24 * 3600  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"uses": 0}, {"uses": True}, {"uses": "3"}, {"note": "a\nb"}, {"ids": ""}, {"expires": "never"}]
+)
+def test_bad_limits(kwargs):
+    with pytest.raises(enr.EnrollmentError):
+        enr.new_record(SITE, now=NOW, **kwargs)
+
+
+def test_check_reasons_in_order():
+    rec = enr.new_record(SITE, uses=1, expires="1h", ids="sh3-*", now=NOW)
+    assert enr.check(None, "sh3-a", NOW) == "enrollment_unknown"
+    assert enr.check(rec, "other", NOW) == "id_not_allowed"
+    assert enr.check(rec, "sh3-a", NOW) is None
+    assert enr.check(rec, "sh3-a", NOW + 3600) == "expired"
+    used = dict(rec, used=1, admitted=["sh3-a"])
+    assert enr.check(used, "sh3-b", NOW) == "exhausted"
+    assert enr.check(used, "sh3-a", NOW) is None  # the node it admitted, again
+    assert enr.check(dict(rec, revoked_at="2027-01-01T00:00:00Z"), "sh3-a", NOW) == "enrollment_revoked"
+
+
+def test_store_counts_uses(tmp_path):
+    store = enr.EnrollmentStore(str(tmp_path / "enr"))
+    rec = enr.new_record(SITE, uses=2, expires="1h", now=NOW)
+    store.put(rec)
+    assert (tmp_path / "enr" / f"{rec['id']}.json").stat().st_mode & 0o777 == 0o640
+    assert store.consume(rec["id"], "a", NOW) is None
+    assert store.consume(rec["id"], "a", NOW) is None  # same node: no second use
+    assert store.consume(rec["id"], "b", NOW) is None
+    assert store.consume(rec["id"], "c", NOW) == "exhausted"
+    got = store.get(rec["id"])
+    assert got["used"] == 2 and got["admitted"] == ["a", "b"]
+    assert enr.summary(got, NOW)["status"] == "exhausted"
+    assert store.revoke(rec["id"], NOW)["revoked_at"]
+    assert store.consume(rec["id"], "a", NOW) == "enrollment_revoked"
+    assert store.consume("ffffffffffffffff", "a", NOW) == "enrollment_unknown"
+    assert [r["id"] for r in store.all()] == [rec["id"]]
