@@ -32,7 +32,7 @@ from saltext_edge.admission.decision import (  # noqa: F401
     judge,
     verify,
 )
-from saltext_edge.admission.policy import ON_INVALID, AdmissionError, policy  # noqa: F401
+from saltext_edge.admission.policy import DEFAULT_LOCK_TIMEOUT, ON_INVALID, AdmissionError, policy  # noqa: F401
 from saltext_edge.admission.signin import (  # noqa: F401
     Outcome,
     collect_auth_events,
@@ -95,10 +95,14 @@ def revoke_node(opts, minion_id, revoked=True):
 
     if not valid_id(opts, minion_id):
         raise AdmissionError("not a valid minion id")
-    pol = policy(opts)
+    try:
+        timeout = policy(opts)["lock_timeout"]
+    except AdmissionError:
+        # a broken admission policy admits nothing; revoking must still work
+        timeout = DEFAULT_LOCK_TIMEOUT
     store, keyobj = _ks.objects(opts)
     removed = None
-    with _ks.lock(keyobj, pol["lock_timeout"], what="edge.revoke_node"):
+    with _ks.lock(keyobj, timeout, what="edge.revoke_node"):
         _nodes.set_revoked(opts, minion_id, revoked)
         if revoked:
             key = keyobj.cache.fetch("keys", minion_id) or {}
