@@ -128,7 +128,7 @@ def test_store_counts_uses(tmp_path):
     store = enr.EnrollmentStore(str(tmp_path / "enr"))
     rec = enr.new_record(SITE, uses=2, expires="1h", now=NOW)
     store.put(rec)
-    assert (tmp_path / "enr" / f"{rec['id']}.json").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "enr" / f"{rec['id']}.json").stat().st_mode & 0o777 == 0o600
     assert store.consume(rec["id"], "a", NOW) is None
     assert store.consume(rec["id"], "a", NOW) is None  # same node: no second use
     assert store.consume(rec["id"], "b", NOW) is None
@@ -140,3 +140,31 @@ def test_store_counts_uses(tmp_path):
     assert store.consume(rec["id"], "a", NOW) == "enrollment_revoked"
     assert store.consume("ffffffffffffffff", "a", NOW) == "enrollment_unknown"
     assert [r["id"] for r in store.all()] == [rec["id"]]
+
+
+def test_readmission_needs_the_same_key(tmp_path):
+    store = enr.EnrollmentStore(str(tmp_path / "enr"))
+    rec = enr.new_record(SITE, uses=1, expires="1h", now=NOW)
+    store.put(rec)
+    assert store.consume(rec["id"], "a", NOW, pub_digest="1" * 64) is None
+    # the node again with its own key (a crash between counting and
+    # accepting): no new use; with another key: the enrollment is spent
+    assert store.consume(rec["id"], "a", NOW, pub_digest="1" * 64) is None
+    assert store.consume(rec["id"], "a", NOW, pub_digest="2" * 64) == "exhausted"
+    assert store.get(rec["id"])["used"] == 1
+
+
+def test_new_key_file_is_private_and_never_overwritten(tmp_path):
+    path = str(tmp_path / "k")
+    enr.write_new_file(path, "edge-enroll:v2:x")
+    assert (tmp_path / "k").stat().st_mode & 0o777 == 0o600
+    with pytest.raises(enr.KeyFileError):
+        enr.write_new_file(path, "other")
+    with pytest.raises(enr.KeyFileError):
+        enr.check_new_path("relative/path")
+    assert (tmp_path / "k").read_text() == "edge-enroll:v2:x\n"
+
+
+def test_creator_prefers_the_sudo_user():
+    assert enr.creator({"SUDO_USER": "alice", "USER": "root"}).startswith("alice@")
+    assert enr.creator({"USER": "bob"}).startswith("bob@")
