@@ -55,8 +55,9 @@ HEADER = (
 )
 
 _HOST_LABEL_RE = re.compile(r"\A(?!-)[A-Za-z0-9_-]{1,63}(?<!-)\Z")
-_CREDENTIAL_KEYS = ("site_key", "site_key_file", "shared_secret", "shared_secret_file")
-_SECRET_KEY_HINTS = ("secret", "password", "passwd", "site_key", "token", "private")
+_CREDENTIAL_KEYS = ("site_key", "site_key_file", "shared_secret", "shared_secret_file",
+                    "enrollment_key", "enrollment_key_file")
+_SECRET_KEY_HINTS = ("secret", "password", "passwd", "site_key", "enrollment_key", "token", "private")
 
 
 class MinionConfigError(ValueError):
@@ -182,12 +183,14 @@ def build_plan(
     extra=None,
     secret_file=None,
     recommended=None,
+    enrollment_key=None,
 ):
     """
     Validate the state's parameters and return the plan (a dict):
 
     ``path``, ``content`` (drop-in text), ``data`` (the options written),
-    ``secret`` (``None`` or ``{"path", "kind", "value", "fingerprint"}``),
+    ``secret`` (``None`` or ``{"path", "kind", "value", "fingerprint"}``;
+    ``enrollment_key`` is stored like ``site_key``, docs/enrollment.rst),
     ``overridden`` (recommended NAT options replaced by ``extra``),
     ``notes`` (list of str).
 
@@ -242,9 +245,22 @@ def build_plan(
         except _token.TokenError as err:
             raise MinionConfigError(f"site: {err}") from None
     secret = None
-    if site_key is not None and shared_secret is not None:
-        raise MinionConfigError("give site_key or shared_secret, not both")
-    if site_key is not None:
+    if sum(v is not None for v in (site_key, shared_secret, enrollment_key)) > 1:
+        raise MinionConfigError("give one of enrollment_key, site_key or shared_secret")
+    if enrollment_key is not None:
+        from saltext_edge import enrollment as _enr  # pylint: disable=import-outside-toplevel
+
+        try:
+            key_site, _, key = _enr.parse_key(enrollment_key)
+        except _enr.EnrollmentError as err:
+            raise MinionConfigError(f"enrollment_key: {err}") from None
+        if site is not None and site != key_site:
+            raise MinionConfigError(
+                f"enrollment_key is for site {key_site!r}, not {site!r} (drop site: the key names it)"
+            )
+        secret = {"kind": "enrollment_key", "value": enrollment_key.strip(),
+                  "fingerprint": _token.key_fingerprint(key)}
+    elif site_key is not None:
         if site is None:
             raise MinionConfigError("site_key needs site (a site key belongs to one site)")
         try:
@@ -277,7 +293,7 @@ def build_plan(
         secret["path"] = secret_file or default_secret_file(name)
         if os.path.abspath(secret["path"]) == os.path.abspath(name):
             raise MinionConfigError("secret_file must differ from the drop-in path")
-        secret["fingerprint"] = _token.key_fingerprint(secret["value"])
+        secret.setdefault("fingerprint", _token.key_fingerprint(secret["value"]))
 
     # extra
     if extra is None:
@@ -323,12 +339,12 @@ def build_plan(
             "a master address carries a port: if the masters' publish port is not 4505, "
             "set extra publish_port, which the master_alive_interval check watches"
         )
-    if site is not None:
+    if site is not None or enrollment_key is not None:
         data["autosign_grains"] = ["edge_token"]
         # a node whose id is squatted is denied until the master frees the
         # id; Salt's minion exits on a denial unless told to retry
         data["rejected_retry"] = True
-        edge = {"site": site}
+        edge = {"site": site} if site is not None else {}
         if secret is not None:
             edge[secret["kind"] + "_file"] = secret["path"]
         data["edge"] = edge
