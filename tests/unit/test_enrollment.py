@@ -227,3 +227,20 @@ def test_judge_v2_keeps_the_site_rules_and_require_enrollment(tmp_path):
     from saltext_edge.admission.policy import fingerprint  # pylint: disable=import-outside-toplevel
 
     assert fingerprint(strict, [SECRET]) != fingerprint(pol, [SECRET])
+
+
+def test_minion_reads_the_enrollment_key(tmp_path):
+    from saltext_edge import shared_secret  # pylint: disable=import-outside-toplevel
+
+    key_text = enr.format_key(SITE, ENR_ID, VECTOR_KEY)
+    path = tmp_path / "edge.key"
+    path.write_text(key_text + "\n")
+    assert shared_secret.minion_enrollment_key({"edge": {"enrollment_key_file": str(path)}}) == key_text
+    assert shared_secret.minion_enrollment_key({"edge": {"enrollment_key": key_text, "site": SITE}}) == key_text
+    assert shared_secret.minion_enrollment_key({"edge": {"site": SITE}}) is None
+    with pytest.raises(shared_secret.SecretError) as err:
+        shared_secret.minion_enrollment_key({"edge": {"enrollment_key": key_text, "site": "sh-4"}})
+    assert "sh-4" in str(err.value) and VECTOR_KEY not in str(err.value)
+    with pytest.raises(shared_secret.SecretError) as err:
+        shared_secret.minion_enrollment_key({"edge": {"enrollment_key": "edge-enroll:v2:sh-3:zz:" + "q" * 64}})
+    assert "q" * 16 not in str(err.value)
