@@ -13,7 +13,6 @@ admission code under test are the real ones.
 
 import json
 import os
-import pathlib
 import threading
 import time
 
