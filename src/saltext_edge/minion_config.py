@@ -245,8 +245,10 @@ def build_plan(
         except _token.TokenError as err:
             raise MinionConfigError(f"site: {err}") from None
     secret = None
-    if sum(v is not None for v in (site_key, shared_secret, enrollment_key)) > 1:
-        raise MinionConfigError("give one of enrollment_key, site_key or shared_secret")
+    if site_key is not None and shared_secret is not None:
+        raise MinionConfigError("give site_key or shared_secret, not both")
+    if enrollment_key is not None and (site_key is not None or shared_secret is not None):
+        raise MinionConfigError("give enrollment_key or a site_key/shared_secret, not both")
     if enrollment_key is not None:
         from saltext_edge import enrollment as _enr  # pylint: disable=import-outside-toplevel
 

@@ -301,6 +301,6 @@ def test_bootstrap_enrollment_key_for_another_site_is_refused(tmp_path):
         with pytest.raises(minion_config.MinionConfigError, match="for site"):
             minion_config.build_plan("/etc/salt/minion.d/edge.conf", ["m"], site="sh-4",
                                      enrollment_key=ENROLLMENT_KEY)
-        with pytest.raises(minion_config.MinionConfigError, match="one of"):
+        with pytest.raises(minion_config.MinionConfigError, match="not both"):
             minion_config.build_plan("/etc/salt/minion.d/edge.conf", ["m"], site="sh-3",
                                      enrollment_key=ENROLLMENT_KEY, site_key="a" * 64)
