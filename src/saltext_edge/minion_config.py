@@ -171,6 +171,16 @@ def default_secret_file(name):
     return os.path.join(config_dir, "edge", stem + ".key")
 
 
+def _fingerprint_of(value):
+    """The fingerprint of a key file's content: of ``K_enr`` for an enrollment key (as the runner shows it)."""
+    from saltext_edge import enrollment as _enr  # pylint: disable=import-outside-toplevel
+
+    try:
+        return _token.key_fingerprint(_enr.parse_key(value)[2])
+    except _enr.EnrollmentError:
+        return _token.key_fingerprint(value)
+
+
 def build_plan(
     name,
     masters,
@@ -439,7 +449,7 @@ def compare(plan):
             if not hmac.compare_digest(current, secret["value"].encode("utf-8")):
                 info["action"] = "update"
                 info["old_fingerprint"] = (
-                    _token.key_fingerprint(current.strip()) if current.strip() else "empty"
+                    _fingerprint_of(current.strip()) if current.strip() else "empty"
                 )
             elif stat.S_IMODE(st_.st_mode) != 0o600 or st_.st_uid != os.geteuid():
                 info["action"] = "chmod"

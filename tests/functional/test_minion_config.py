@@ -386,3 +386,29 @@ def test_restart_skipped_for_a_foreign_config_dir(salt_call_cli, dropin):
     assert "restart" not in chunk["changes"]
     assert "No restart:" in chunk["comment"]
     assert "is not in the minion.d of this minion's configuration" in chunk["comment"]
+
+
+def test_enrollment_key_in_place_of_a_site_key(salt_call_cli, dropin, confdir):
+    """An enrollment key (docs/enrollment.rst) is stored like a site key; the drop-in only points to it."""
+    from saltext_edge import enrollment  # pylint: disable=import-outside-toplevel
+
+    enr_id = "0123456789abcdef"
+    key = enrollment.enrollment_key("functional-test-fleet-secret", "sh-3", enr_id)
+    value = enrollment.format_key("sh-3", enr_id, key)
+    ret, chunk = _single_debug(salt_call_cli, name=str(dropin), masters=MASTERS, enrollment_key=value)
+    assert chunk["result"] is True, chunk
+    secret = confdir / "edge" / "edge.key"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600 and secret.read_text() == value
+    text = dropin.read_text()
+    import yaml  # pylint: disable=import-outside-toplevel
+
+    data = yaml.safe_load(text)
+    assert data["edge"] == {"enrollment_key_file": str(secret)} and data["autosign_grains"] == ["edge_token"]
+    assert key not in text and key not in json.dumps(chunk) and key not in ret.stdout
+    assert chunk["changes"]["secret_file"]["fingerprint"] == token.key_fingerprint(key)
+    _, again = _single(salt_call_cli, name=str(dropin), masters=MASTERS, enrollment_key=value)
+    assert again["changes"] == {}, again
+    # a key of another site than the one given: refused, nothing changed
+    _, bad = _single(salt_call_cli, name=str(dropin), masters=MASTERS, site="sh-4", enrollment_key=value)
+    assert bad["result"] is False and "for site" in bad["comment"] and key not in bad["comment"]
+    assert secret.read_text() == value
