@@ -451,6 +451,7 @@ def create(opts, site, path, uses=DEFAULT_USES, expires=DEFAULT_EXPIRES, ids=Non
     estore = store(opts)
     with _lock(opts, "edge.enrollment_key"):
         estore.put(record)
+        _hand_to_master(opts, [estore.directory, estore._path(record["id"])])  # pylint: disable=protected-access
     try:
         write_new_file(path, format_key(site, record["id"], key))
     except KeyFileError:
@@ -462,6 +463,33 @@ def create(opts, site, path, uses=DEFAULT_USES, expires=DEFAULT_EXPIRES, ids=Non
     ret = summary(record, now)
     ret.update(path=path, fingerprint=_token.key_fingerprint(key))
     return ret
+
+
+def _hand_to_master(opts, paths):
+    """
+    When root (the console script) creates records for a master that runs as
+    another user, give them to that user: the master rewrites them at every
+    admission. Uses ``saltext_edge.fsperm`` when present.
+    """
+    # TODO(integrator): once branch "pack" (saltext_edge.fsperm) is merged,
+    # the fallback below can go.
+    try:
+        from saltext_edge import fsperm  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        fsperm = None
+    for path in paths:
+        try:
+            if fsperm is not None:
+                fsperm.hand_to_master(path, opts)
+                continue
+            if os.geteuid() != 0 or not opts.get("user") or opts["user"] == "root":
+                continue
+            import pwd  # pylint: disable=import-outside-toplevel
+
+            entry = pwd.getpwnam(opts["user"])
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+        except (KeyError, OSError):
+            pass
 
 
 def listing(opts, now=None):
