@@ -451,7 +451,8 @@ def create(opts, site, path, uses=DEFAULT_USES, expires=DEFAULT_EXPIRES, ids=Non
     estore = store(opts)
     with _lock(opts, "edge.enrollment_key"):
         estore.put(record)
-        _hand_to_master(opts, [estore.directory, estore._path(record["id"])])  # pylint: disable=protected-access
+        _hand_to_master(opts, [os.path.dirname(estore.directory), estore.directory,
+                               estore._path(record["id"])])  # pylint: disable=protected-access
     try:
         write_new_file(path, format_key(site, record["id"], key))
     except KeyFileError:
