@@ -10,6 +10,10 @@ against a real salt-master:
 * ours: ``auth_events_autosign_grains: [pend, denied]``, the package's reactor SLS on
   ``salt/auth`` and ``edge: {shared_secret, auto_admit: true}``: a pending key
   is admitted by the wheel module once its token verifies;
+* enroll: the same as ours, but each minion holds its own one-time
+  enrollment key (docs/enrollment.rst) and sends a v2 token: every
+  admission also counts one use under the key-store lock
+  (``python bench/bench_storm.py --enroll -K 500`` compares it with ours);
 * baseline: Salt's built-in ``autosign_grains_dir`` with one static value
   (a shared value, no proof);
 * context: Salt's documented reactor recipe (``salt/auth`` with ``act: pend``
@@ -135,7 +139,26 @@ def storm(kind, count, pool, log=print, keep=False):
     """Run one storm (``kind``: ``edge`` or ``autosign``); return measurements."""
     root = C.mkroot(f"storm-{kind}")
     ids = [f"edge-{C.site_of(i)}-{i:05d}" for i in range(count)]
-    if kind == "edge":
+    records = []
+    if kind == "enroll":
+        from saltext_edge import enrollment as _enr  # pylint: disable=import-outside-toplevel
+
+        records = [_enr.new_record(C.site_of(i), uses=1, expires="2h", note="bench") for i in range(count)]
+        grains = [
+            _enr.make_token(
+                _enr.format_key(rec["site"], rec["id"], _enr.enrollment_key(C.BENCH_SECRET, rec["site"], rec["id"])),
+                minion_id,
+                pool[i][2],
+            )
+            for i, (rec, minion_id) in enumerate(zip(records, ids))
+        ]
+        conf = {
+            "auth_events": True,
+            "auth_events_autosign_grains": ["pend", "denied"],
+            "reactor": [{"salt/auth": [C.REACTOR_SLS]}],
+            "edge": {"shared_secret": C.BENCH_SECRET, "auto_admit": True},
+        }
+    elif kind == "edge":
         grains = [
             C.make_token(C.BENCH_SECRET, C.site_of(i), minion_id, pool[i][2])
             for i, minion_id in enumerate(ids)
@@ -188,6 +211,10 @@ def storm(kind, count, pool, log=print, keep=False):
     result = {"kind": kind, "count": count}
     try:
         master.start()
+        if records:
+            store = _enr.store(master.opts)
+            for rec in records:
+                store.put(rec)
         idle_rss = master.rss()
         spec = {
             "config": client_conf,
@@ -395,9 +422,28 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("-K", type=int, default=None)
+    parser.add_argument("--enroll", action="store_true", help="with -K: enrollment keys vs site key")
     args = parser.parse_args()
     if args.client:
         _client(args.client)
+    elif args.K and "--enroll" in sys.argv:
+        # enrollment keys (one one-time key per node) vs the site-key storm
+        pool_ = C.key_pool(args.K)
+        load_before = os.getloadavg()
+        got = {k: storm(k, args.K, pool_, keep=args.keep) for k in ("edge", "enroll")}
+        site_s, enr_s = got["edge"]["all_accepted_s"], got["enroll"]["all_accepted_s"]
+        print(json.dumps({
+            "K": args.K,
+            "site_key_all_accepted_s": site_s,
+            "enrollment_all_accepted_s": enr_s,
+            "ratio": (enr_s / site_s) if site_s and enr_s else None,
+            "target": "ratio <= 1.2",
+            "lost": {k: v["lost"] for k, v in got.items()},
+            "all_authenticated_s": {k: v["all_authenticated_s"] for k, v in got.items()},
+            "master_rss_peak_mib": {k: round(v["master_rss_peak_mib"]) for k, v in got.items()},
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+        }, indent=1))
     elif args.K:
         pool_ = C.key_pool(args.K)
         for kind_ in ("autosign", "edge"):

@@ -9,17 +9,19 @@
 #   2. writes the enrollment drop-in /etc/salt/minion.d/edge.conf - the same
 #      file the state edge.minion_config manages, rendered by the same library
 #      (saltext_edge.minion_config.build_plan) when it is importable, else by a
-#      built-in renderer that produces identical YAML - and the site key (or
-#      fleet secret) in /etc/salt/edge/edge.key, mode 0600;
+#      built-in renderer that produces identical YAML - and the enrollment key
+#      (or site key, or fleet secret) in /etc/salt/edge/edge.key, mode 0600;
 #   3. enables and (re)starts the salt-minion service.
 #
 # The secret is never taken on the command line (it would show in `ps` and
-# shell history): give a file, or the EDGE_SITE_KEY / EDGE_SHARED_SECRET
-# environment variable.
+# shell history): give a file, or the EDGE_ENROLLMENT_KEY / EDGE_SITE_KEY /
+# EDGE_SHARED_SECRET environment variable. An enrollment key (salt-run
+# edge.enrollment_key; limited uses, expires - docs/enrollment.rst) is the
+# default choice; it names its site, so --site may be left out with it.
 #
 # Usage:
-#   bootstrap-edge-node.sh --site sh-3 --master salt-a.example.net \
-#       [--master salt-b.example.net] (--site-key-file FILE | --shared-secret-file FILE)
+#   bootstrap-edge-node.sh --master salt-a.example.net [--master salt-b.example.net] \
+#       (--enrollment-key-file FILE | --site SITE (--site-key-file FILE | --shared-secret-file FILE))
 #       [--id MINION_ID] [--master-alive-interval 30] [--no-failover]
 #       [--salt-version 3008] [--package SPEC] [--python PATH]
 #       [--renderer auto|library|builtin] [--no-install] [--no-start]
@@ -57,6 +59,7 @@ PROG=${0##*/}
 SITE=""
 MASTERS=()
 SITE_KEY_FILE=""
+ENROLLMENT_KEY_FILE=""
 SHARED_SECRET_FILE=""
 MINION_ID=""
 ALIVE=30
@@ -82,6 +85,7 @@ while [ $# -gt 0 ]; do
     --site) SITE=${2-}; shift 2 ;;
     --master) MASTERS+=("${2-}"); shift 2 ;;
     --site-key-file) SITE_KEY_FILE=${2-}; shift 2 ;;
+    --enrollment-key-file) ENROLLMENT_KEY_FILE=${2-}; shift 2 ;;
     --shared-secret-file) SHARED_SECRET_FILE=${2-}; shift 2 ;;
     --id) MINION_ID=${2-}; shift 2 ;;
     --master-alive-interval) ALIVE=${2-}; shift 2 ;;
@@ -100,7 +104,9 @@ while [ $# -gt 0 ]; do
 done
 
 # ---------------------------------------------------------------- validation
-[[ "$SITE" =~ ^[A-Za-z0-9._-]{1,64}$ ]] || die "--site: 1-64 of letters, digits, '.', '_', '-'"
+if [ -n "$SITE" ] || { [ -z "$ENROLLMENT_KEY_FILE" ] && [ -z "${EDGE_ENROLLMENT_KEY-}" ]; }; then
+  [[ "$SITE" =~ ^[A-Za-z0-9._-]{1,64}$ ]] || die "--site: 1-64 of letters, digits, '.', '_', '-'"
+fi
 [ ${#MASTERS[@]} -gt 0 ] || die "give at least one --master HOST[:PORT]"
 for m in "${MASTERS[@]}"; do
   [[ "$m" =~ ^(\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?|[A-Za-z0-9._-]+(:[0-9]{1,5})?|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*)$ ]] \
@@ -133,22 +139,37 @@ if [ -n "$ROOT" ]; then mkdir -p "$ROOT"; fi
 # the secret: a site key (64 hex) or the fleet secret, never from argv
 KIND=""
 SECRET=""
-if [ -n "$SITE_KEY_FILE" ] && [ -n "$SHARED_SECRET_FILE" ]; then
-  die "give --site-key-file or --shared-secret-file, not both"
+SOURCES=0
+for f in "$ENROLLMENT_KEY_FILE" "$SITE_KEY_FILE" "$SHARED_SECRET_FILE"; do
+  [ -z "$f" ] || SOURCES=$((SOURCES + 1))
+done
+if [ "$SOURCES" -gt 1 ]; then
+  die "give one of --enrollment-key-file, --site-key-file, --shared-secret-file"
+elif [ -n "$ENROLLMENT_KEY_FILE" ]; then
+  [ -r "$ENROLLMENT_KEY_FILE" ] || die "cannot read --enrollment-key-file"
+  KIND=enrollment_key; SECRET=$(tr -d ' \t\r\n' < "$ENROLLMENT_KEY_FILE")
 elif [ -n "$SITE_KEY_FILE" ]; then
   [ -r "$SITE_KEY_FILE" ] || die "cannot read --site-key-file"
   KIND=site_key; SECRET=$(tr -d ' \t\r\n' < "$SITE_KEY_FILE")
 elif [ -n "$SHARED_SECRET_FILE" ]; then
   [ -r "$SHARED_SECRET_FILE" ] || die "cannot read --shared-secret-file"
   KIND=shared_secret; SECRET=$(head -n 1 "$SHARED_SECRET_FILE" | tr -d '\r\n')
+elif [ -n "${EDGE_ENROLLMENT_KEY-}" ]; then
+  KIND=enrollment_key; SECRET=$(printf '%s' "$EDGE_ENROLLMENT_KEY" | tr -d ' \t\r\n')
 elif [ -n "${EDGE_SITE_KEY-}" ]; then
   KIND=site_key; SECRET=$(printf '%s' "$EDGE_SITE_KEY" | tr -d ' \t\r\n')
 elif [ -n "${EDGE_SHARED_SECRET-}" ]; then
   KIND=shared_secret; SECRET=$EDGE_SHARED_SECRET
 else
-  die "no enrollment key: --site-key-file FILE, --shared-secret-file FILE, or EDGE_SITE_KEY"
+  die "no enrollment key: --enrollment-key-file FILE, --site-key-file FILE, --shared-secret-file FILE, or EDGE_ENROLLMENT_KEY / EDGE_SITE_KEY"
 fi
-if [ "$KIND" = site_key ]; then
+if [ "$KIND" = enrollment_key ]; then
+  [[ "$SECRET" =~ ^edge-enroll:v2:([A-Za-z0-9._-]{1,64}):[0-9a-f]{16}:[0-9a-f]{64}$ ]] \
+    || die "the enrollment key is not 'edge-enroll:v2:SITE:ID:KEY' (salt-run edge.enrollment_key writes one)"
+  KEY_SITE=${BASH_REMATCH[1]}
+  [ -z "$SITE" ] || [ "$SITE" = "$KEY_SITE" ] \
+    || die "the enrollment key is for site '$KEY_SITE', not --site '$SITE' (leave --site out)"
+elif [ "$KIND" = site_key ]; then
   SECRET=$(printf '%s' "$SECRET" | tr 'A-F' 'a-f')
   [[ "$SECRET" =~ ^[0-9a-f]{64}$ ]] || die "the site key is not 64 hexadecimal characters"
 else
@@ -214,9 +235,9 @@ render_library() {
   local py=$1 masters_json="" m
   for m in "${MASTERS[@]}"; do masters_json+="${masters_json:+,}\"$m\""; done
   # parameters (and the secret, for validation only) go in on stdin
-  printf '{"name": "%s", "masters": [%s], "master_alive_interval": %s, "failover": %s, "site": "%s", "%s": "%s", "secret_file": "%s"}' \
+  printf '{"name": "%s", "masters": [%s], "master_alive_interval": %s, "failover": %s, "site": %s, "%s": "%s", "secret_file": "%s"}' \
     "$DROPIN" "$masters_json" "$ALIVE" "$([ "$FAILOVER" = 1 ] && echo true || echo false)" \
-    "$SITE" "$KIND" "$(printf '%s' "$SECRET" | sed 's/\\/\\\\/g; s/"/\\"/g')" "$SECRET_PATH" \
+    "$([ -n "$SITE" ] && printf '"%s"' "$SITE" || echo null)" "$KIND" "$(printf '%s' "$SECRET" | sed 's/\\/\\\\/g; s/"/\\"/g')" "$SECRET_PATH" \
   | "$py" -c '
 import json, sys
 from saltext_edge import minion_config as mc
@@ -275,7 +296,7 @@ EOF
   echo "  - edge_token"
   echo "rejected_retry: true"
   echo "edge:"
-  echo "  site: $(yaml_scalar "$SITE")"
+  if [ -n "$SITE" ]; then echo "  site: $(yaml_scalar "$SITE")"; fi
   echo "  ${KIND}_file: $SECRET_PATH"
 }
 

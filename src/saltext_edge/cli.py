@@ -22,6 +22,12 @@ the master (256 random bits, URL-safe base64) and prints it, or writes it to a
 NEW file readable by the master's user only (``root:salt 0640``, or 0600 on a
 master running as root).
 
+``saltext-edge enrollment-key --site SITE --path FILE [--uses N] [--expires
+DURATION] [--ids GLOB] [--note TEXT] [-c CONFIG_DIR]`` creates an enrollment
+key like ``salt-run edge.enrollment_key`` (docs/enrollment.rst): the key
+string goes to the NEW file FILE (mode 0600), its public summary to stdout
+as JSON.
+
 Exit codes: 0 success, 1 no usable secret / bad config / a failed check,
 2 usage error.
 """
@@ -105,6 +111,18 @@ def _parser():
     )
     mc.set_defaults(func=master_config_main)
 
+    enroll = sub.add_parser(
+        "enrollment-key",
+        help="create an enrollment key (limited uses, expiry) and write it to a new 0600 file",
+    )
+    enroll.add_argument("--site", required=True, help="site name: 1-64 of [A-Za-z0-9._-]")
+    enroll.add_argument("--path", required=True, metavar="FILE", help="new file for the key string (mode 0600)")
+    enroll.add_argument("--uses", type=int, default=1, help="how many nodes it may admit (default: 1)")
+    enroll.add_argument("--expires", default="24h", help="validity: 90s, 30m, 24h, 7d, 2w (default: 24h)")
+    enroll.add_argument("--ids", default=None, metavar="GLOB", help="minion-id glob the nodes must match")
+    enroll.add_argument("--note", default=None, help="free text shown in the listing")
+    _add_config_dir(enroll)
+    enroll.set_defaults(func=enrollment_key_main)
     new = sub.add_parser("new-secret", help="make a random fleet secret (256 bits)")
     new.add_argument("--out", metavar="FILE", help="write it to this new file instead of stdout")
     _add_config_dir(new)
@@ -140,6 +158,58 @@ def new_secret_main(out=None, config_dir=None, stdout=None, stderr=None):
         print(f"saltext-edge: cannot create {out}: {exc.strerror}", file=stderr)
         return 1
     print(f"saltext-edge: wrote a new fleet secret to {out} (mode {mode:04o})", file=stderr)
+    return 0
+
+
+def _master_opts(config_dir, stderr):
+    """The master options of ``config_dir``, or None (the reason printed)."""
+    conf_file = os.path.join(config_dir, "master")
+    if not os.path.isdir(config_dir):
+        print(f"saltext-edge: no such configuration directory: {config_dir}", file=stderr)
+        return None
+    try:
+        import salt.config  # pylint: disable=import-outside-toplevel
+
+        return salt.config.master_config(conf_file)
+    except Exception as exc:  # pylint: disable=broad-except
+        print(
+            f"saltext-edge: cannot read the master configuration {conf_file}: "
+            f"{exc.__class__.__name__}",
+            file=stderr,
+        )
+        return None
+
+
+def enrollment_key_main(args, stdout=None, stderr=None):
+    """
+    Create an enrollment key from the parsed ``args`` (see the module
+    docstring) with the master config in ``args.config_dir``. Returns the
+    process exit code; prints the public summary (JSON) on success.
+    """
+    import json  # pylint: disable=import-outside-toplevel
+
+    from saltext_edge import enrollment as _enr  # pylint: disable=import-outside-toplevel
+    from saltext_edge import shared_secret as _secrets  # pylint: disable=import-outside-toplevel
+    from saltext_edge.admission.policy import AdmissionError  # pylint: disable=import-outside-toplevel
+
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    try:
+        _enr.new_record(args.site, uses=args.uses, expires=args.expires, ids=args.ids, note=args.note)
+        _enr.check_new_path(args.path)
+    except (_enr.EnrollmentError, _enr.KeyFileError, ValueError) as exc:
+        print(f"saltext-edge: {exc}", file=stderr)
+        return 2
+    opts = _master_opts(args.config_dir, stderr)
+    if opts is None:
+        return 1
+    try:
+        ret = _enr.create(opts, args.site, args.path, uses=args.uses, expires=args.expires,
+                          ids=args.ids, note=args.note)
+    except (_enr.EnrollmentError, _enr.KeyFileError, _secrets.SecretError, AdmissionError) as exc:
+        print(f"saltext-edge: {exc}", file=stderr)
+        return 1
+    print(json.dumps(ret, sort_keys=True), file=stdout)
     return 0
 
 

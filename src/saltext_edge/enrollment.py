@@ -28,6 +28,7 @@ import json
 import os
 import re
 import secrets as _pysecrets
+import threading
 
 from saltext_edge import tokens as _token
 
@@ -213,13 +214,20 @@ def new_record(site, uses=DEFAULT_USES, expires=DEFAULT_EXPIRES, ids=None, note=
         "expires_at": _iso(now + seconds),
         "revoked_at": None,
         "admitted": [],
+        "digests": {},
     }
 
 
-def check(record, minion_id, now):
+def check(record, minion_id, now, pub_digest=None):
     """
     Return ``None`` when ``record`` may admit ``minion_id`` at ``now`` (epoch
     seconds), else the refusal reason (one of :data:`REASONS`).
+
+    An id the enrollment already admitted is admitted again without a new use
+    only with the same public key (``pub_digest``; a record without the
+    digest of that id, or a call without ``pub_digest``, accepts any): so a
+    crash between counting the use and accepting the key costs nothing, but
+    the key holder cannot re-enroll a deleted node with a new key for free.
     """
     if record is None:
         return "enrollment_unknown"
@@ -228,7 +236,9 @@ def check(record, minion_id, now):
     if now >= _from_iso(record["expires_at"]):
         return "expired"
     if minion_id in record.get("admitted", ()):
-        return None  # the same node again (its key was re-accepted): no new use
+        known = (record.get("digests") or {}).get(minion_id)
+        if pub_digest is None or known is None or hmac.compare_digest(str(known), str(pub_digest)):
+            return None  # the same node again (its key was re-accepted): no new use
     if record.get("used", 0) >= record.get("uses", 0):
         return "exhausted"
     if record.get("ids") and not fnmatch.fnmatchcase(minion_id, record["ids"]):
@@ -280,11 +290,13 @@ class EnrollmentStore:
         return record if isinstance(record, dict) and record.get("id") == enr_id else None
 
     def put(self, record):
-        """Write ``record`` atomically (0640)."""
-        os.makedirs(self.directory, mode=0o750, exist_ok=True)
+        """Write ``record`` atomically (mode 0600, directory 0700)."""
+        # TODO(integrator): use saltext_edge.fsperm (branch "pack") for owner
+        # and mode once merged; until then the same modes as the node index.
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
         path = self._path(record["id"])
-        tmp = f"{path}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(record, fh, sort_keys=True)
             fh.flush()
@@ -300,17 +312,24 @@ class EnrollmentStore:
         records = [self.get(n[:-5]) for n in names if n.endswith(".json") and ENR_ID_RE.match(n[:-5])]
         return sorted((r for r in records if r), key=lambda r: r["created_at"])
 
-    def consume(self, enr_id, minion_id, now):
+    def consume(self, enr_id, minion_id, now, pub_digest=None):
         """
-        Count one admission of ``minion_id`` by ``enr_id`` if the enrollment
-        allows it. Returns ``None`` on success, else the refusal reason.
-        Call under the key-store lock.
+        Count one admission of ``minion_id`` (public key digest
+        ``pub_digest``) by ``enr_id`` if the enrollment allows it. Returns
+        ``None`` on success, else the refusal reason. Call under the
+        key-store lock.
         """
         record = self.get(enr_id)
-        reason = check(record, minion_id, now)
-        if reason is None and minion_id not in record["admitted"]:
-            record["used"] += 1
-            record["admitted"].append(minion_id)
+        reason = check(record, minion_id, now, pub_digest)
+        if reason is None and (
+            minion_id not in record["admitted"]
+            or (pub_digest and (record.get("digests") or {}).get(minion_id) != pub_digest)
+        ):
+            if minion_id not in record["admitted"]:
+                record["used"] += 1
+                record["admitted"].append(minion_id)
+            if pub_digest:
+                record.setdefault("digests", {})[minion_id] = pub_digest
             self.put(record)
         return reason
 
@@ -321,3 +340,163 @@ class EnrollmentStore:
             record["revoked_at"] = _iso(now)
             self.put(record)
         return record
+
+
+# --------------------------------------------------------------------------
+# operations on a master (runner and console script call these)
+# --------------------------------------------------------------------------
+class KeyFileError(ValueError):
+    """A key file cannot be created; the message names the path, never the key."""
+
+
+def directory(opts):
+    """Return the enrollment records' directory, ``<pki_dir>/edge/enrollments``."""
+    return os.path.join(opts["pki_dir"], "edge", "enrollments")
+
+
+def store(opts):
+    """Return the :class:`EnrollmentStore` of the master options ``opts``."""
+    return EnrollmentStore(directory(opts))
+
+
+def creator(environ=None):
+    """
+    Return who creates an enrollment, ``user@host``: the ``SUDO_USER`` when
+    run through sudo, else the login user (``salt-run`` runs runners in the
+    operator's own process, so this is the operator, not the master's user).
+    """
+    import getpass  # pylint: disable=import-outside-toplevel
+    import socket  # pylint: disable=import-outside-toplevel
+
+    environ = os.environ if environ is None else environ
+    user = environ.get("SUDO_USER") or environ.get("USER") or environ.get("LOGNAME")
+    if not user:
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = f"uid:{os.getuid()}"
+    return f"{user}@{socket.gethostname()}"[:120]
+
+
+def check_new_path(path):
+    """Return ``path`` if it is absolute and nothing exists there, else raise :class:`KeyFileError`."""
+    if not isinstance(path, str) or not os.path.isabs(path):
+        raise KeyFileError("path must be an absolute file path")
+    if os.path.lexists(path):
+        raise KeyFileError(f"{path} already exists; not overwriting a key file (remove it first)")
+    return path
+
+
+def write_new_file(path, text):
+    """
+    Write ``text`` and a newline to the NEW file ``path`` (mode 0600; an
+    existing file is never overwritten, a half-written one is removed).
+    Returns ``path``; raises :class:`KeyFileError` (no key material in it).
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise KeyFileError(f"{path} already exists; not overwriting a key file (remove it first)") from None
+    except OSError as exc:
+        raise KeyFileError(f"cannot create {path}: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as fh_:
+            fh_.write(text + "\n")
+            fh_.flush()
+            os.fsync(fh_.fileno())
+    except OSError as exc:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        raise KeyFileError(f"cannot write {path}: {exc.strerror}") from None
+    return path
+
+
+def _lock(opts, what):
+    # the key-store lock (shared by masters on one key store): every change
+    # of an enrollment record is made under it, like every admission
+    from saltext_edge.admission import keystore as _ks  # pylint: disable=import-outside-toplevel
+    from saltext_edge.admission.policy import policy  # pylint: disable=import-outside-toplevel
+
+    _, keyobj = _ks.objects(opts)
+    return _ks.lock(keyobj, policy(opts)["lock_timeout"], what=what)
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).timestamp()
+
+
+def create(opts, site, path, uses=DEFAULT_USES, expires=DEFAULT_EXPIRES, ids=None, note=None,
+           who=None, now=None):
+    """
+    Create an enrollment of ``site`` on the master ``opts`` and write its key
+    string to the NEW file ``path`` (0600). The record is stored first, under
+    the key-store lock; if the file cannot be written the record is removed.
+
+    Returns the public summary plus ``path`` and ``fingerprint`` (never the
+    key). Raises :class:`EnrollmentError` (bad limits), :class:`KeyFileError`
+    and :class:`saltext_edge.shared_secret.SecretError`.
+    """
+    from saltext_edge import shared_secret as _secrets  # pylint: disable=import-outside-toplevel
+
+    if isinstance(uses, str) and uses.strip().isdigit():
+        uses = int(uses)
+    now = _now() if now is None else now
+    record = new_record(site, uses=uses, expires=expires, ids=ids, note=note,
+                        creator=who or creator(), now=now)
+    check_new_path(path)
+    key = enrollment_key(_secrets.master_secrets(opts)[0], site, record["id"])
+    estore = store(opts)
+    with _lock(opts, "edge.enrollment_key"):
+        estore.put(record)
+        _hand_to_master(opts, [os.path.dirname(estore.directory), estore.directory,
+                               estore._path(record["id"])])  # pylint: disable=protected-access
+    try:
+        write_new_file(path, format_key(site, record["id"], key))
+    except KeyFileError:
+        try:
+            os.unlink(estore._path(record["id"]))  # pylint: disable=protected-access
+        except OSError:
+            pass
+        raise
+    ret = summary(record, now)
+    ret.update(path=path, fingerprint=_token.key_fingerprint(key))
+    return ret
+
+
+def _hand_to_master(opts, paths):
+    """
+    When root (the console script) creates records for a master that runs as
+    another user, give them to that user: the master rewrites them at every
+    admission (:mod:`saltext_edge.fsperm`).
+    """
+    from saltext_edge import fsperm  # pylint: disable=import-outside-toplevel
+
+    for path in paths:
+        try:
+            fsperm.hand_to_master(path, opts)
+        except OSError:
+            pass
+
+
+def listing(opts, now=None):
+    """Return the public summary of every enrollment (oldest first), see :func:`summary`."""
+    now = _now() if now is None else now
+    return [summary(r, now) for r in store(opts).all()]
+
+
+def revoke(opts, enr_id, now=None):
+    """
+    End enrollment ``enr_id`` now (under the key-store lock). Nodes it
+    admitted keep their keys. Returns its summary; raises
+    :class:`EnrollmentError` (``enrollment_unknown``) for an unknown id.
+    """
+    validate_id(enr_id)
+    now = _now() if now is None else now
+    with _lock(opts, "edge.revoke_enrollment"):
+        record = store(opts).revoke(enr_id, now)
+    if record is None:
+        raise EnrollmentError("enrollment_unknown", f"no enrollment {enr_id}")
+    return summary(record, now)

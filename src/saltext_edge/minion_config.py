@@ -99,12 +99,13 @@ def minion_options(request, recommended=None):
             "a master address carries a port: if the masters' publish port is not 4505, "
             "set extra publish_port, which the master_alive_interval check watches"
         )
-    if request.site is not None:
+    enrolls = request.secret is not None and request.secret.kind == "enrollment_key"
+    if request.site is not None or enrolls:
         data["autosign_grains"] = ["edge_token"]
         # a node whose id is squatted is denied until the master frees the
         # id; Salt's minion exits on a denial unless told to retry
         data["rejected_retry"] = True
-        edge = {"site": request.site}
+        edge = {"site": request.site} if request.site is not None else {}
         if request.secret is not None:
             edge[request.secret.kind + "_file"] = request.secret.path
         data["edge"] = edge
@@ -169,6 +170,16 @@ def _read_text(path):
             return fh_.read()
 
 
+def _fingerprint_of(value):
+    """The fingerprint of a key file's content: of ``K_enr`` for an enrollment key (as the runner shows it)."""
+    from saltext_edge import enrollment as _enr  # noqa: PLC0415  (synced copies import lazily)
+
+    try:
+        return _token.key_fingerprint(_enr.parse_key(value)[2])
+    except _enr.EnrollmentError:
+        return _token.key_fingerprint(value)
+
+
 def diff_text(old, new, path):
     """Unified diff of the drop-in (``old`` None for a new file)."""
     lines = difflib.unified_diff(
@@ -216,7 +227,7 @@ def compare(plan):
             if not hmac.compare_digest(current, secret["value"].encode("utf-8")):
                 info["action"] = "update"
                 info["old_fingerprint"] = (
-                    _token.key_fingerprint(current.strip()) if current.strip() else "empty"
+                    _fingerprint_of(current.strip()) if current.strip() else "empty"
                 )
             elif stat.S_IMODE(st_.st_mode) != 0o600 or st_.st_uid != os.geteuid():
                 info["action"] = "chmod"

@@ -132,7 +132,7 @@ def default_secret_file(name):
 class Secret:
     """The site key or shared secret to store; its value is in no repr."""
 
-    kind: str  # "site_key" or "shared_secret"
+    kind: str  # "site_key", "shared_secret" or "enrollment_key"
     value: str = dataclasses.field(repr=False)
     path: str = ""
     fingerprint: str = ""
@@ -169,6 +169,7 @@ class Request:
         nat_keepalive=True,
         extra=None,
         secret_file=None,
+        enrollment_key=None,
     ):
         """
         Validate the state's parameters (documented on the state) and return
@@ -179,7 +180,7 @@ class Request:
         _check_name(name, notes)
         clean = _check_masters(masters)
         _check_switches(failover, nat_keepalive, master_alive_interval, clean)
-        secret = _check_secret(name, site, site_key, shared_secret, secret_file)
+        secret = _check_secret(name, site, site_key, shared_secret, secret_file, enrollment_key)
         return cls(
             path=name,
             masters=tuple(clean),
@@ -236,8 +237,12 @@ def _check_switches(failover, nat_keepalive, master_alive_interval, masters):
         )
 
 
-def _check_secret(name, site, site_key, shared_secret, secret_file):
-    """Validate site, the secret and where it goes; return a :class:`Secret` or None."""
+def _check_secret(name, site, site_key, shared_secret, secret_file, enrollment_key=None):
+    """
+    Validate site, the secret and where it goes; return a :class:`Secret` or
+    None. An ``enrollment_key`` (docs/enrollment.rst) is stored like a site
+    key; its fingerprint is of ``K_enr``, as the runner shows it.
+    """
     if site is not None:
         try:
             _token.validate_site(site)
@@ -245,8 +250,12 @@ def _check_secret(name, site, site_key, shared_secret, secret_file):
             raise MinionConfigError(f"site: {err}") from None
     if site_key is not None and shared_secret is not None:
         raise MinionConfigError("give site_key or shared_secret, not both")
-    kind, value = None, None
-    if site_key is not None:
+    if enrollment_key is not None and (site_key is not None or shared_secret is not None):
+        raise MinionConfigError("give enrollment_key or a site_key/shared_secret, not both")
+    kind, value, fingerprint = None, None, None
+    if enrollment_key is not None:
+        kind, value, fingerprint = _check_enrollment_key(enrollment_key, site)
+    elif site_key is not None:
         if site is None:
             raise MinionConfigError("site_key needs site (a site key belongs to one site)")
         try:
@@ -269,7 +278,22 @@ def _check_secret(name, site, site_key, shared_secret, secret_file):
     path = secret_file or default_secret_file(name)
     if os.path.abspath(path) == os.path.abspath(name):
         raise MinionConfigError("secret_file must differ from the drop-in path")
-    return Secret(kind, value, path, _token.key_fingerprint(value))
+    return Secret(kind, value, path, fingerprint or _token.key_fingerprint(value))
+
+
+def _check_enrollment_key(enrollment_key, site):
+    """Return ``("enrollment_key", value, fingerprint)`` for a well-formed key of ``site``."""
+    from saltext_edge import enrollment as _enr  # noqa: PLC0415  (synced copies import lazily)
+
+    try:
+        key_site, _, key = _enr.parse_key(enrollment_key)
+    except _enr.EnrollmentError as err:
+        raise MinionConfigError(f"enrollment_key: {err}") from None
+    if site is not None and site != key_site:
+        raise MinionConfigError(
+            f"enrollment_key is for site {key_site!r}, not {site!r} (drop site: the key names it)"
+        )
+    return "enrollment_key", enrollment_key.strip(), _token.key_fingerprint(key)
 
 
 def _check_shared_secret(shared_secret):

@@ -329,3 +329,38 @@ def minion_site_key(opts):
         source = "edge:shared_secret_file"
         secret = _check_secret(_read_secret_file(conf["shared_secret_file"], source), source)
     return site, _token.site_key(secret, site)
+
+
+def minion_enrollment_key(opts):
+    """
+    Return the enrollment key string from the minion configuration
+    (``edge:enrollment_key``, else the file ``edge:enrollment_key_file``),
+    or ``None`` when neither is set (docs/enrollment.rst).
+
+    Raises :class:`SecretError` when configured but unusable, and also when
+    ``edge:site`` is set to another site than the key's (the message names
+    both sites, never the key).
+    """
+    from saltext_edge import enrollment as _enr  # pylint: disable=import-outside-toplevel
+
+    conf = _edge_conf(opts)
+    if conf.get("enrollment_key") is not None:
+        value, source = conf["enrollment_key"], "edge:enrollment_key"
+        if not isinstance(value, str):
+            raise SecretError("edge:enrollment_key must be a string (quote it in YAML)")
+    elif conf.get("enrollment_key_file") is not None:
+        source = "edge:enrollment_key_file"
+        value = _read_secret_file(conf["enrollment_key_file"], source)
+    else:
+        return None
+    try:
+        site = _enr.parse_key(value)[0]
+    except _enr.EnrollmentError:
+        raise SecretError(f"{source} is not an enrollment key ('edge-enroll:v2:SITE:ID:KEY')") from None
+    configured = conf.get("site")
+    if configured is not None and configured != site:
+        raise SecretError(
+            f"{source} is for site {site!r} but edge:site is {str(configured)[:64]!r}; "
+            "not making a token (remove edge:site or use a key of that site)"
+        )
+    return value.strip()

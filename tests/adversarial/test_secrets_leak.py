@@ -47,6 +47,7 @@ LEAK_SECRET = "LEAKcur-" + hashlib.sha256(b"leak-current").hexdigest()[:40]
 LEAK_PREVIOUS = "LEAKprev-" + hashlib.sha256(b"leak-previous").hexdigest()[:40]
 STATE_SITE = "leak-state"
 NODE = "leak-node-" + os.urandom(3).hex()
+ENR_NODE = "leak-enr-" + os.urandom(3).hex()
 OUR_LOGGERS = re.compile(r"\[(saltext_edge[\w.]*|salt\.loaded\.ext\.[\w.]*edge[\w.]*)\s*:")
 
 
@@ -112,7 +113,27 @@ def leak(salt_factories, tmp_path_factory):
                 "log_level_logfile": "all",
             },
         )
-        with minion.started(start_timeout=120):
+        # enrollment keys (docs/enrollment.rst): made by the runner, used by a
+        # second brand-new minion through edge:enrollment_key_file
+        run_env = {"SALT_SHARED_SECRET": LEAK_SECRET}
+        enr_file = root / "enroll.key"
+        rc, enr_ret, out, err = salt_run(master, "edge.enrollment_key", f"site={SITE}", f"path={enr_file}",
+                                         "uses=2", "expires=1h", "note=leak test", env=run_env)
+        outputs.append(("salt-run edge.enrollment_key", out + err))
+        assert rc == 0 and enr_file.exists(), (out + err)[-2000:]
+        enr_text = enr_file.read_text().strip()
+        enr_minion = master.salt_minion_daemon(
+            ENR_NODE,
+            overrides={
+                "autosign_grains": ["edge_token"],
+                "edge": {"enrollment_key_file": str(enr_file)},
+                "acceptance_wait_time": 1,
+                "acceptance_wait_time_max": 1,
+                "log_level": "all",
+                "log_level_logfile": "all",
+            },
+        )
+        with minion.started(start_timeout=120), enr_minion.started(start_timeout=120):
             # admitted by the reactor with no human step (the start check
             # above waits for salt/minion/<id>/start, i.e. accepted)
             pub = (pathlib.Path(minion.config["pki_dir"]) / "minion.pub").read_text()
@@ -126,8 +147,14 @@ def leak(salt_factories, tmp_path_factory):
             outputs.append(("salt state.apply edge_leak test=True", state.stdout + state.stderr))
             state = cli.run("state.apply", "edge_leak", minion_tgt=NODE)
             outputs.append(("salt state.apply edge_leak", state.stdout + state.stderr))
-            run_env = {"SALT_SHARED_SECRET": LEAK_SECRET}
+            enr_ping = cli.run("test.ping", minion_tgt=ENR_NODE)
+            outputs.append(("salt test.ping (enrolled node)", enr_ping.stdout + enr_ping.stderr))
             calls = [
+                ("edge.enrollment_key", f"site={SITE}", f"path={enr_file}"),  # exists: error
+                ("edge.enrollment_key", "site=bad site!", f"path={root / 'never.key'}"),
+                ("edge.enrollment_keys",),
+                ("edge.node_index",),
+                ("edge.revoke_enrollment", enr_ret["id"]),
                 ("edge.site_key", SITE, f"path={root / 'provision-sh3.key'}"),
                 ("edge.site_key", SITE, f"path={root / 'provision-sh3.key'}"),  # exists: error
                 ("edge.site_key", "bad site!"),
@@ -172,11 +199,22 @@ def leak(salt_factories, tmp_path_factory):
                 check=False,
             )
             outputs.append(("saltext-edge site-key 'bad site!' (error)", proc.stdout + proc.stderr))
+            for args in (["--site", SITE, "--path", str(root / "cli-enroll.key"), "--uses", "3"],
+                         ["--site", SITE, "--path", str(enr_file)]):  # the second: exists
+                proc = subprocess.run(
+                    [str(BIN / "saltext-edge"), "enrollment-key", *args, "-c", str(master.config_dir)],
+                    capture_output=True, text=True, check=False,
+                    env=dict(os.environ, SALT_SHARED_SECRET=LEAK_SECRET),
+                )
+                outputs.append(("saltext-edge enrollment-key " + " ".join(args), proc.stdout + proc.stderr))
+            cli_key = (root / "cli-enroll.key").read_text().strip()
             time.sleep(1.5)
         bus.stop()
         yield {
             "master": master,
             "minion": minion,
+            "enr_minion": enr_minion,
+            "enrollment": enr_ret,
             "opts": opts,
             "bus": bus,
             "outputs": outputs,
@@ -187,6 +225,8 @@ def leak(salt_factories, tmp_path_factory):
                 f"site key {SITE}": k_site,
                 f"site key {STATE_SITE}": k_state,
                 f"previous site key {SITE}": site_key(LEAK_PREVIOUS, SITE),
+                "enrollment key": enr_text.rsplit(":", 1)[1],
+                "enrollment key (CLI)": cli_key.rsplit(":", 1)[1],
             },
             "site_key_file": site_key_file,
             "dropin": dropin,
@@ -206,7 +246,7 @@ def _stranger_key():
 
 def _log_files(leak):
     files = []
-    for factory in (leak["master"], leak["minion"]):
+    for factory in (leak["master"], leak["minion"], leak["enr_minion"]):
         files.append(pathlib.Path(factory.config["log_file"]))
     # salt-run and the wheel client log into the master's log file too;
     # add anything else under the daemons' log dirs
@@ -336,3 +376,12 @@ def test_minion_config_secret_file_and_dropin(leak):
     secret_path = pathlib.Path(mc.default_secret_file(str(dropin)))
     assert secret_path.read_text().strip() == leak["secrets"][f"site key {STATE_SITE}"]
     assert secret_path.stat().st_mode & 0o777 == 0o600
+
+
+def test_enrolled_node_admitted_by_its_enrollment(leak):
+    """The enrolled node was admitted by its enrollment (so the checks above covered that path)."""
+    admitted = [d for t, d in leak["bus"].events if t == "edge/admission/accepted" and d.get("id") == ENR_NODE]
+    assert admitted and admitted[0]["admitted_by"] == f"enrollment:{leak['enrollment']['id']}"
+    outs = dict(leak["outputs"])
+    assert ENR_NODE in outs["salt-run edge.enrollment_keys"]
+    assert "already exists" in outs[f"saltext-edge enrollment-key --site {SITE} --path {leak['enrollment']['path']}"]

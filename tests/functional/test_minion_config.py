@@ -457,3 +457,35 @@ def test_secret_from_pillar_never_logged(local_salt_call, tmp_path, dropin, conf
         if SITE_KEY in line
     ]
     assert not [line for line in own if "edge_state" in line or "saltext_edge" in line], own
+
+
+@MODES
+def test_enrollment_key_in_place_of_a_site_key(state_funcs, dropin, confdir, test_mode):
+    """An enrollment key (docs/enrollment.rst) is stored like a site key; the drop-in only points to it."""
+    from saltext_edge import enrollment
+
+    enr_id = "0123456789abcdef"
+    key = enrollment.enrollment_key("functional-test-fleet-secret", "sh-3", enr_id)
+    value = enrollment.format_key("sh-3", enr_id, key)
+    chunk = _call(state_funcs, test_mode, name=str(dropin), masters=MASTERS, enrollment_key=value)
+    assert key not in json.dumps(chunk)
+    secret = confdir / "edge" / "edge.key"
+    if test_mode:
+        assert chunk["result"] is None, chunk
+        assert not secret.exists() and not dropin.exists()
+        return
+    assert chunk["result"] is True, chunk
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600 and secret.read_text() == value
+    import yaml
+
+    text = dropin.read_text()
+    data = yaml.safe_load(text)
+    assert data["edge"] == {"enrollment_key_file": str(secret)} and data["autosign_grains"] == ["edge_token"]
+    assert key not in text
+    assert chunk["changes"]["secret_file"]["fingerprint"] == token.key_fingerprint(key)
+    again = _call(state_funcs, False, name=str(dropin), masters=MASTERS, enrollment_key=value)
+    assert again["changes"] == {}, again
+    # a key of another site than the one given: refused, nothing changed
+    bad = _call(state_funcs, False, name=str(dropin), masters=MASTERS, site="sh-4", enrollment_key=value)
+    assert bad["result"] is False and "for site" in bad["comment"] and key not in bad["comment"]
+    assert secret.read_text() == value

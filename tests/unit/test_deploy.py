@@ -466,3 +466,56 @@ def test_bootstrap_refuses_a_bad_package(tmp_path, package):
     root, proc = _bootstrap(tmp_path, "--site", "s", "--master", "m", "--package", package)
     assert proc.returncode == 2 and "--package" in proc.stderr
     assert not (root / "etc").exists()
+
+
+ENROLLMENT_KEY = "edge-enroll:v2:sh-3:0123456789abcdef:" + "3041935d9f7621f56c40c2cf60ea0c7b165f12e0480376a691a098de0348e94e"
+
+
+@pytest.mark.parametrize("renderer", ["library", "builtin"])
+@pytest.mark.parametrize("site", [None, "sh-3"])
+def test_bootstrap_with_enrollment_key(tmp_path, renderer, site):
+    if minion_config is None:
+        pytest.skip("saltext_edge.minion_config is not available")
+    (tmp_path / "k").write_text(ENROLLMENT_KEY + "\n")
+    root = tmp_path / "root"
+    args = ["--site", site] if site else []
+    proc = subprocess.run(
+        ["bash", str(SCRIPT), "--dry-run", "--root", str(root), *args, "--master", "salt-a.example.net",
+         "--enrollment-key-file", str(tmp_path / "k"), "--renderer", renderer, "--python", sys.executable],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert ENROLLMENT_KEY.rsplit(":", 1)[1] not in proc.stdout + proc.stderr
+    plan = minion_config.build_plan(
+        "/etc/salt/minion.d/edge.conf",
+        ["salt-a.example.net"],
+        site=site,
+        enrollment_key=ENROLLMENT_KEY,
+        secret_file="/etc/salt/edge/edge.key",
+    )
+    assert (root / "etc/salt/minion.d/edge.conf").read_text() == plan["content"]
+    assert plan["data"]["edge"]["enrollment_key_file"] == "/etc/salt/edge/edge.key"
+    assert plan["data"]["autosign_grains"] == ["edge_token"]
+    secret = root / "etc/salt/edge/edge.key"
+    assert secret.read_text() == ENROLLMENT_KEY and stat.S_IMODE(secret.stat().st_mode) == 0o600
+
+
+def test_bootstrap_enrollment_key_for_another_site_is_refused(tmp_path):
+    (tmp_path / "k").write_text(ENROLLMENT_KEY + "\n")
+    root = tmp_path / "root"
+    proc = subprocess.run(
+        ["bash", str(SCRIPT), "--dry-run", "--root", str(root), "--site", "sh-4", "--master", "m",
+         "--enrollment-key-file", str(tmp_path / "k")],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 2 and "sh-3" in proc.stderr and not (root / "etc").exists()
+    assert ENROLLMENT_KEY.rsplit(":", 1)[1] not in proc.stderr
+    if minion_config is not None:
+        with pytest.raises(minion_config.MinionConfigError, match="for site"):
+            minion_config.build_plan("/etc/salt/minion.d/edge.conf", ["m"], site="sh-4",
+                                     enrollment_key=ENROLLMENT_KEY)
+        with pytest.raises(minion_config.MinionConfigError, match="not both"):
+            minion_config.build_plan("/etc/salt/minion.d/edge.conf", ["m"], site="sh-3",
+                                     enrollment_key=ENROLLMENT_KEY, site_key="a" * 64)

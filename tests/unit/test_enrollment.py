@@ -128,7 +128,7 @@ def test_store_counts_uses(tmp_path):
     store = enr.EnrollmentStore(str(tmp_path / "enr"))
     rec = enr.new_record(SITE, uses=2, expires="1h", now=NOW)
     store.put(rec)
-    assert (tmp_path / "enr" / f"{rec['id']}.json").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "enr" / f"{rec['id']}.json").stat().st_mode & 0o777 == 0o600
     assert store.consume(rec["id"], "a", NOW) is None
     assert store.consume(rec["id"], "a", NOW) is None  # same node: no second use
     assert store.consume(rec["id"], "b", NOW) is None
@@ -140,3 +140,107 @@ def test_store_counts_uses(tmp_path):
     assert store.consume(rec["id"], "a", NOW) == "enrollment_revoked"
     assert store.consume("ffffffffffffffff", "a", NOW) == "enrollment_unknown"
     assert [r["id"] for r in store.all()] == [rec["id"]]
+
+
+def test_readmission_needs_the_same_key(tmp_path):
+    store = enr.EnrollmentStore(str(tmp_path / "enr"))
+    rec = enr.new_record(SITE, uses=1, expires="1h", now=NOW)
+    store.put(rec)
+    assert store.consume(rec["id"], "a", NOW, pub_digest="1" * 64) is None
+    # the node again with its own key (a crash between counting and
+    # accepting): no new use; with another key: the enrollment is spent
+    assert store.consume(rec["id"], "a", NOW, pub_digest="1" * 64) is None
+    assert store.consume(rec["id"], "a", NOW, pub_digest="2" * 64) == "exhausted"
+    assert store.get(rec["id"])["used"] == 1
+
+
+def test_new_key_file_is_private_and_never_overwritten(tmp_path):
+    path = str(tmp_path / "k")
+    enr.write_new_file(path, "edge-enroll:v2:x")
+    assert (tmp_path / "k").stat().st_mode & 0o777 == 0o600
+    with pytest.raises(enr.KeyFileError):
+        enr.write_new_file(path, "other")
+    with pytest.raises(enr.KeyFileError):
+        enr.check_new_path("relative/path")
+    assert (tmp_path / "k").read_text() == "edge-enroll:v2:x\n"
+
+
+def test_creator_prefers_the_sudo_user():
+    assert enr.creator({"SUDO_USER": "alice", "USER": "root"}).startswith("alice@")
+    assert enr.creator({"USER": "bob"}).startswith("bob@")
+
+
+# --------------------------------------------------------------------------
+# the accept/refuse rule with v2 tokens (saltext_edge.admission.judge)
+# --------------------------------------------------------------------------
+def _judge_setup(tmp_path, **limits):
+    from saltext_edge import admission  # pylint: disable=import-outside-toplevel
+
+    store = enr.EnrollmentStore(str(tmp_path / "enr"))
+    rec = enr.new_record(SITE, now=NOW, **limits)
+    store.put(rec)
+    key_text = enr.format_key(SITE, rec["id"], enr.enrollment_key(SECRET, SITE, rec["id"]))
+    return admission, store, rec, key_text
+
+
+def test_judge_v2_limits_and_admitted_by(tmp_path):
+    admission, store, rec, key_text = _judge_setup(tmp_path, uses=1, expires="1h", ids="sh3-*")
+    pol = admission.policy({})
+    tok = enr.make_token(key_text, "sh3-a", DIGEST)
+    verdict = admission.judge("sh3-a", DIGEST, tok, [SECRET], pol, enrollments=store, now=NOW)
+    assert (verdict.decision, verdict.site, verdict.enrollment) == ("accepted", SITE, rec["id"])
+    assert verdict.admitted_by == f"enrollment:{rec['id']}"
+    other = enr.make_token(key_text, "edge-9", DIGEST)
+    assert admission.judge("edge-9", DIGEST, other, [SECRET], pol, enrollments=store, now=NOW).reason == "id_not_allowed"
+    assert admission.judge("sh3-a", DIGEST, tok, [SECRET], pol, enrollments=store, now=NOW + 3600).reason == "expired"
+    assert admission.judge("sh3-a", DIGEST, tok, [SECRET], pol, enrollments=None, now=NOW).reason == "enrollment_unknown"
+    assert store.consume(rec["id"], "sh3-a", NOW, DIGEST) is None
+    tok_b = enr.make_token(key_text, "sh3-b", DIGEST)
+    assert admission.judge("sh3-b", DIGEST, tok_b, [SECRET], pol, enrollments=store, now=NOW).reason == "exhausted"
+    store.revoke(rec["id"], NOW)
+    assert admission.judge("sh3-b", DIGEST, tok_b, [SECRET], pol, enrollments=store, now=NOW).reason == "enrollment_revoked"
+    # a sniffed token for another id or key, or under another fleet secret
+    assert admission.judge("sh3-c", DIGEST, tok_b, [SECRET], pol, enrollments=store, now=NOW).reason == "bad_token"
+    assert admission.judge("sh3-b", DIGEST, tok_b, ["z" * 40], pol, enrollments=store, now=NOW).reason == "bad_token"
+
+
+def test_judge_v2_keeps_the_site_rules_and_require_enrollment(tmp_path):
+    from saltext_edge import tokens as v1  # pylint: disable=import-outside-toplevel
+
+    admission, store, rec, key_text = _judge_setup(tmp_path, uses=5)
+    tok = enr.make_token(key_text, "n-1", DIGEST)
+    revoked = admission.policy({"edge": {"revoked_sites": [SITE]}})
+    assert admission.judge("n-1", DIGEST, tok, [SECRET], revoked, enrollments=store, now=NOW).reason == "revoked_site"
+    bound = {"id": "n-1", "site": "sh-9", "revoked": False}
+    pol = admission.policy({})
+    assert admission.judge("n-1", DIGEST, tok, [SECRET], pol, node=bound, enrollments=store, now=NOW).reason == "site_mismatch"
+    claimed = admission.policy({"edge": {"site_ids": {"sh-9": ["n-*"]}}})
+    assert admission.judge("n-1", DIGEST, tok, [SECRET], claimed, enrollments=store, now=NOW).reason == "id_not_allowed"
+    strict = admission.policy({"edge": {"require_enrollment": True}})
+    v1_tok = v1.make_token(v1.site_key(SECRET, SITE), SITE, "n-1", DIGEST)
+    assert admission.judge("n-1", DIGEST, v1_tok, [SECRET], strict).reason == "enrollment_required"
+    assert admission.judge("n-1", DIGEST, v1_tok, [SECRET], pol).decision == "accepted"
+    assert admission.judge("n-1", DIGEST, tok, [SECRET], strict, enrollments=store, now=NOW).decision == "accepted"
+    with pytest.raises(admission.AdmissionError):
+        admission.policy({"edge": {"require_enrollment": "yes"}})
+    # the refusal fingerprint changes with the policy, so refusals are re-decided
+    from saltext_edge.admission.policy import fingerprint  # pylint: disable=import-outside-toplevel
+
+    assert fingerprint(strict, [SECRET]) != fingerprint(pol, [SECRET])
+
+
+def test_minion_reads_the_enrollment_key(tmp_path):
+    from saltext_edge import shared_secret  # pylint: disable=import-outside-toplevel
+
+    key_text = enr.format_key(SITE, ENR_ID, VECTOR_KEY)
+    path = tmp_path / "edge.key"
+    path.write_text(key_text + "\n")
+    assert shared_secret.minion_enrollment_key({"edge": {"enrollment_key_file": str(path)}}) == key_text
+    assert shared_secret.minion_enrollment_key({"edge": {"enrollment_key": key_text, "site": SITE}}) == key_text
+    assert shared_secret.minion_enrollment_key({"edge": {"site": SITE}}) is None
+    with pytest.raises(shared_secret.SecretError) as err:
+        shared_secret.minion_enrollment_key({"edge": {"enrollment_key": key_text, "site": "sh-4"}})
+    assert "sh-4" in str(err.value) and VECTOR_KEY not in str(err.value)
+    with pytest.raises(shared_secret.SecretError) as err:
+        shared_secret.minion_enrollment_key({"edge": {"enrollment_key": "edge-enroll:v2:sh-3:zz:" + "q" * 64}})
+    assert "q" * 16 not in str(err.value)

@@ -70,7 +70,9 @@ def node_index(opts):
 
     ``site`` is the site whose key made the token that admitted the node
     (verified by the master, unlike the node's own ``edge_site`` grain);
-    ``admitted_by`` is ``token:<site>`` (``... (previous secret)`` when only
+    ``admitted_by`` is ``enrollment:<id>`` for a node admitted by an
+    enrollment key (docs/enrollment.rst), ``token:<site>`` for a site key
+    (either with `` (previous secret)`` appended when only
     the previous secret verified it) or ``outside`` for a key accepted
     by other means (``salt-key -a``, autosign).
     """

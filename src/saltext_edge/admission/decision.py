@@ -10,6 +10,7 @@ import logging
 import time
 from typing import NamedTuple, Optional
 
+from saltext_edge import enrollment as _enr
 from saltext_edge import shared_secret as _secrets
 from saltext_edge import tokens as _token
 from saltext_edge.admission import keystore as _ks
@@ -28,9 +29,11 @@ REFUSAL_REASONS = (
     "site_mismatch",
     "revoked_node",
     "malformed_token",
-)
-# refusals of a token that verifies (only a site-key holder could make it)
-_PROVEN_REFUSALS = ("revoked_site", "id_not_allowed", "site_mismatch", "revoked_node")
+    "enrollment_required",
+) + tuple(r for r in _enr.REASONS if r != "id_not_allowed")
+# refusals of a token that verifies (only a site-key or enrollment-key holder could make it)
+_PROVEN_REFUSALS = ("revoked_site", "id_not_allowed", "site_mismatch", "revoked_node",
+                    "enrollment_required") + _enr.REASONS
 CHUNK = 100
 
 
@@ -41,6 +44,15 @@ class Verdict(NamedTuple):
     reason: Optional[str]
     site: Optional[str]
     secret_index: Optional[int] = None  # 0 current secret, 1 previous
+    enrollment: Optional[str] = None  # the enrollment id of a v2 token
+
+    @property
+    def admitted_by(self):
+        """What admits (or would admit) the node: ``enrollment:<id>`` or ``token:<site>``."""
+        if self.site is None:
+            return None
+        by = f"enrollment:{self.enrollment}" if self.enrollment else f"token:{self.site}"
+        return by + (" (previous secret)" if self.secret_index else "")
 
 
 class PlanItem(NamedTuple):
@@ -52,31 +64,62 @@ class PlanItem(NamedTuple):
     rec: Optional[dict]  # the token record it was judged on
 
 
-def judge(minion_id, pub_digest, token, secrets, pol, node=None):
+def judge(minion_id, pub_digest, token, secrets, pol, node=None, enrollments=None, now=None):
     """
     Decide whether ``token`` admits ``minion_id`` with the public key whose
     SPKI digest is ``pub_digest``, under fleet ``secrets`` and policy ``pol``;
-    ``node`` is the id's node-index entry (revocation, bound site).
+    ``node`` is the id's node-index entry (revocation, bound site);
+    ``enrollments`` the :class:`saltext_edge.enrollment.EnrollmentStore`
+    holding the limits of v2 tokens (read only here: the use is counted
+    under the key-store lock when the key is accepted), ``now`` epoch seconds.
 
     Returns a :class:`Verdict`. Refusal reasons, in the order checked:
     ``malformed_token``, ``bad_token``, ``revoked_node``, ``revoked_site``,
     ``id_not_allowed`` (the site's ``site_ids`` globs do not match, or with
     ``bind_ids`` the id matches another site's globs), ``site_mismatch``
-    (with ``bind_ids``, the id was admitted before for another site).
+    (with ``bind_ids``, the id was admitted before for another site), then
+    ``enrollment_required`` (a v1 site-key token under
+    ``edge:require_enrollment``) or, for a v2 token, the enrollment's
+    ``enrollment_unknown``, ``enrollment_revoked``, ``expired``,
+    ``exhausted``, ``id_not_allowed`` (docs/enrollment.rst).
     """
     if not isinstance(token, str) or not token:
         return Verdict("no_token", "no_token_seen", None)
+    v2 = token.startswith(_enr.VERSION + ":")
+    enr_id = None
     try:
-        site, index = _token.verify_token(token, secrets, minion_id, pub_digest)
+        if v2:
+            site, enr_id, index = _enr.verify_token(token, secrets, minion_id, pub_digest)
+        else:
+            site, index = _token.verify_token(token, secrets, minion_id, pub_digest)
     except _token.TokenError as exc:
         site = None
         if exc.reason != "malformed_token":
             try:
-                site = _token.parse_token(token)[0]
+                site = (_enr.parse_token if v2 else _token.parse_token)(token)[0]
             except _token.TokenError:
                 pass
         reason = exc.reason if exc.reason in REFUSAL_REASONS else "bad_token"
         return Verdict("refused", reason, site)
+    verdict = _judge_site(minion_id, site, index, pol, node)
+    if verdict.decision != "accepted":
+        return verdict._replace(enrollment=enr_id)
+    if not v2:
+        if pol.get("require_enrollment"):
+            return Verdict("refused", "enrollment_required", site, index)
+        return verdict
+    rec = enrollments.get(enr_id) if enrollments is not None else None
+    if rec is not None and rec.get("site") != site:
+        rec = None  # cannot happen with a verified token; fail closed
+    now = time.time() if now is None else now
+    reason = _enr.check(rec, minion_id, now, pub_digest)
+    if reason:
+        return Verdict("refused", reason, site, index, enr_id)
+    return Verdict("accepted", None, site, index, enr_id)
+
+
+def _judge_site(minion_id, site, index, pol, node):
+    """The site rules of :func:`judge` for a token verified for ``site``."""
     if node and node.get("revoked"):
         return Verdict("refused", "revoked_node", site, index)
     if site in pol["revoked_sites"]:
@@ -104,7 +147,8 @@ def rank(verdict):
     return 1
 
 
-def verdict_for_record(minion_id, pending_pub, rec, secrets, pol, node=None, pending_digest=None):
+def verdict_for_record(minion_id, pending_pub, rec, secrets, pol, node=None, pending_digest=None,
+                       enrollments=None):
     """:func:`judge` the token record ``rec`` against the key pending now (``key_changed`` if not its key)."""
     if not rec or not isinstance(rec.get("token"), str) or not rec.get("token"):
         return Verdict("no_token", "no_token_seen", None)
@@ -118,10 +162,10 @@ def verdict_for_record(minion_id, pending_pub, rec, secrets, pol, node=None, pen
             return Verdict("refused", "key_changed", None)
         if pending_digest != rec_digest:
             return Verdict("refused", "key_changed", None)
-    return judge(minion_id, rec_digest, rec["token"], secrets, pol, node)
+    return judge(minion_id, rec_digest, rec["token"], secrets, pol, node, enrollments)
 
 
-def verify(minion_id, pending_pub, rec, secrets, pol, pending_digest=None, node=None):
+def verify(minion_id, pending_pub, rec, secrets, pol, pending_digest=None, node=None, enrollments=None):
     """
     Verify the recorded token ``rec`` (a dict from the token store, or None)
     of ``minion_id`` whose key pending now is ``pending_pub``.
@@ -129,7 +173,7 @@ def verify(minion_id, pending_pub, rec, secrets, pol, pending_digest=None, node=
     Returns ``(decision, reason, site)`` with decision ``accepted``,
     ``refused`` or ``no_token``. Pure function; constant-time MAC comparison.
     """
-    verdict = verdict_for_record(minion_id, pending_pub, rec, secrets, pol, node, pending_digest)
+    verdict = verdict_for_record(minion_id, pending_pub, rec, secrets, pol, node, pending_digest, enrollments)
     return verdict.decision, verdict.reason, verdict.site
 
 
@@ -149,6 +193,7 @@ def _pending_ids(keyobj, match, ids=None):
 
 def _plan(opts, keyobj, store, pending, extra_records, secrets, pol):
     plan = []
+    enrollments = _enr.store(opts)
     for minion_id in pending:
         try:
             key = keyobj.cache.fetch("keys", minion_id) or {}
@@ -159,7 +204,7 @@ def _plan(opts, keyobj, store, pending, extra_records, secrets, pol):
             continue  # accepted/deleted meanwhile
         rec = extra_records.get(minion_id) or _stores.fetch_record(store, minion_id)
         node = _nodes.get(opts, minion_id)
-        verdict = verdict_for_record(minion_id, key["pub"], rec, secrets, pol, node)
+        verdict = verdict_for_record(minion_id, key["pub"], rec, secrets, pol, node, enrollments=enrollments)
         plan.append(PlanItem(minion_id, key, verdict, rec))
     return plan
 
@@ -178,17 +223,21 @@ def _target(verdict, on_invalid):
 def _act_chunk(opts, keyobj, store, chunk, pol):
     """
     Apply one chunk under the key-store lock, each key only if it is still
-    pending with the very public key it was judged for. Returns ``({id:
-    action}, journal key or None)``.
+    pending with the very public key it was judged for. An acceptance by an
+    enrollment first counts its use in the same locked section (refused
+    with the enrollment's reason when it is spent meanwhile, e.g. by another
+    master on the same key store). Returns ``({id: action}, journal key or
+    None, chunk)`` where ``chunk`` holds the final verdicts.
     """
     actions = {}
     admitted = {}
-    targets = {item.minion_id: _target(item.verdict, pol["on_invalid"]) for item in chunk}
     with _ks.lock(keyobj, pol["lock_timeout"], what="edge admission decision"):
+        chunk = _count_uses(opts, keyobj, chunk)
+        targets = {item.minion_id: _target(item.verdict, pol["on_invalid"]) for item in chunk}
         intents = {
             item.minion_id: {"pub": item.key["pub"], "state": targets[item.minion_id],
                              "decision": item.verdict.decision, "reason": item.verdict.reason,
-                             "site": item.verdict.site}
+                             "site": item.verdict.site, "admitted_by": item.verdict.admitted_by}
             for item in chunk
             if targets[item.minion_id] in ("accepted", "rejected")
         }
@@ -208,13 +257,34 @@ def _act_chunk(opts, keyobj, store, chunk, pol):
                 _ks.set_state(keyobj, item.minion_id, item.key, target)
             actions[item.minion_id] = target
             if target == "accepted":
-                by = "token:" + item.verdict.site
-                if item.verdict.secret_index:
-                    by += " (previous secret)"
-                admitted[item.minion_id] = {"site": item.verdict.site, "admitted_by": by,
+                admitted[item.minion_id] = {"site": item.verdict.site, "admitted_by": item.verdict.admitted_by,
                                             "pub_digest": (item.rec or {}).get("pub_digest")}
         _nodes.note_admitted(opts, admitted)
-    return actions, entry
+    return actions, entry, chunk
+
+
+def _count_uses(opts, keyobj, chunk):
+    """
+    Under the key-store lock: count one use of its enrollment for each item
+    to be accepted by a v2 token whose key is still pending as judged; an
+    item whose enrollment refuses now gets that refusal. Returns the chunk.
+    """
+    if not any(item.verdict.enrollment and item.verdict.decision == "accepted" for item in chunk):
+        return chunk
+    enrollments = _enr.store(opts)
+    now = time.time()
+    out = []
+    for item in chunk:
+        verdict = item.verdict
+        if verdict.enrollment and verdict.decision == "accepted":
+            now_key = keyobj.cache.fetch("keys", item.minion_id) or {}
+            if now_key.get("state") == "pending" and now_key.get("pub") == item.key["pub"]:
+                reason = enrollments.consume(verdict.enrollment, item.minion_id, now,
+                                             (item.rec or {}).get("pub_digest"))
+                if reason:
+                    item = item._replace(verdict=verdict._replace(decision="refused", reason=reason))
+        out.append(item)
+    return out
 
 
 def decide_and_act(opts, match="*", dry_run=False, secrets=None, extra_records=None, ids=None):
@@ -227,8 +297,9 @@ def decide_and_act(opts, match="*", dry_run=False, secrets=None, extra_records=N
     preference to the stored ones.
 
     Returns ``{minion_id: {"decision": "accepted"|"refused"|"no_token",
-    "reason": str|None, "site": str|None, "action": "accepted"|"kept"|
-    "rejected"|"deleted"|"none"}}``.
+    "reason": str|None, "site": str|None, "admitted_by":
+    "enrollment:<id>"|"token:<site>"|None (what verified the token),
+    "action": "accepted"|"kept"|"rejected"|"deleted"|"none"}}``.
 
     Raises :class:`saltext_edge.shared_secret.SecretError` when no usable
     secret is configured and :class:`~saltext_edge.admission.policy.AdmissionError`
@@ -248,7 +319,8 @@ def decide_and_act(opts, match="*", dry_run=False, secrets=None, extra_records=N
     plan = _plan(opts, keyobj, store, _pending_ids(keyobj, match, ids=ids), extra_records or {}, secrets, pol)
     results = {
         item.minion_id: {"decision": item.verdict.decision, "reason": item.verdict.reason,
-                         "site": item.verdict.site, "action": "none"}
+                         "site": item.verdict.site, "admitted_by": item.verdict.admitted_by,
+                         "action": "none"}
         for item in plan
     }
     if dry_run or not plan:
@@ -256,7 +328,9 @@ def decide_and_act(opts, match="*", dry_run=False, secrets=None, extra_records=N
     removed = []
     for start in range(0, len(plan), CHUNK):
         chunk = plan[start : start + CHUNK]
-        actions, entry = _act_chunk(opts, keyobj, store, chunk, pol)
+        actions, entry, chunk = _act_chunk(opts, keyobj, store, chunk, pol)
+        for item in chunk:
+            results[item.minion_id].update(decision=item.verdict.decision, reason=item.verdict.reason)
         for minion_id, action in actions.items():
             results[minion_id]["action"] = action
             if action in ("rejected", "deleted"):
@@ -287,7 +361,8 @@ def _finish(store, keyobj, done, now):
         return
     _stores.store_decisions(
         store,
-        {m: {"decision": r["decision"], "reason": r["reason"], "site": r["site"], "time": now}
+        {m: {"decision": r["decision"], "reason": r["reason"], "site": r["site"],
+             "admitted_by": r.get("admitted_by"), "time": now}
          for m, r in done.items()},
     )
     for minion_id, res in done.items():
@@ -297,13 +372,14 @@ def _finish(store, keyobj, done, now):
 def announce(event, minion_id, res, now):
     """Log one decision line and fire ``edge/admission/<decision>`` (no token, no key)."""
     log.info(
-        "edge admission: %s %s (reason: %s, site: %s, action: %s)",
-        minion_id, res["decision"], res["reason"], res["site"], res["action"],
+        "edge admission: %s %s (reason: %s, site: %s, by: %s, action: %s)",
+        minion_id, res["decision"], res["reason"], res["site"], res.get("admitted_by"), res["action"],
     )
     try:
         event.fire_event(
             {"id": minion_id, "decision": res["decision"], "reason": res["reason"],
-             "site": res["site"], "action": res["action"], "time": now},
+             "site": res["site"], "admitted_by": res.get("admitted_by"), "action": res["action"],
+             "time": now},
             EVENT_PREFIX + str(res["decision"]),
         )
     except Exception as exc:  # pylint: disable=broad-except

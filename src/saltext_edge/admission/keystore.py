@@ -201,7 +201,7 @@ def recover(store, keyobj):
                     "as pending, to be decided again", minion_id,
                 )
             elif now_key.get("state") == intent.get("state") and now_key.get("pub") == intent.get("pub"):
-                done[minion_id] = {k: intent.get(k) for k in ("decision", "reason", "site")}
+                done[minion_id] = {k: intent.get(k) for k in ("decision", "reason", "site", "admitted_by")}
                 done[minion_id]["action"] = intent["state"]
         store.flush(_stores.INTENTS_BANK, entry_key)
     if inflight:

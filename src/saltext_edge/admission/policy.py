@@ -60,7 +60,8 @@ def policy(opts):
     Return the admission policy of the master options as a dict:
     ``revoked_sites`` (frozenset of site names), ``site_ids`` (``{site:
     tuple of id globs}``), ``on_invalid`` (``keep|reject|delete``),
-    ``auto_admit`` (bool), ``bind_ids`` (bool, default true) and
+    ``auto_admit`` (bool), ``bind_ids`` (bool, default true),
+    ``require_enrollment`` (bool, default false: refuse v1 site-key tokens) and
     ``lock_timeout`` (seconds, default 60).
 
     Raises :class:`AdmissionError`, naming the option and why, when any value
@@ -109,6 +110,7 @@ def policy(opts):
         "on_invalid": on_invalid,
         "auto_admit": _bool(conf, "auto_admit", False),
         "bind_ids": _bool(conf, "bind_ids", True),
+        "require_enrollment": _bool(conf, "require_enrollment", False),
         "lock_timeout": float(timeout),
     }
 
@@ -124,5 +126,6 @@ def fingerprint(pol, secrets):
         "revoked_sites": sorted(pol["revoked_sites"]),
         "site_ids": {k: list(v) for k, v in sorted(pol["site_ids"].items())},
         "bind_ids": pol["bind_ids"],
+        "require_enrollment": pol.get("require_enrollment", False),
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

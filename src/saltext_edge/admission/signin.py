@@ -14,6 +14,7 @@ import logging
 import time
 from typing import NamedTuple, Optional
 
+from saltext_edge import enrollment as _enr
 from saltext_edge import shared_secret as _secrets
 from saltext_edge import tokens as _token
 from saltext_edge.admission import decision as _decision
@@ -142,7 +143,7 @@ def sign_in(opts, minion_id, pub, token, act="pend", source="reactor"):
     pol = policy(opts)
     secrets = _secrets.master_secrets(opts)
     node = _nodes.get(opts, minion_id)
-    verdict = _decision.judge(minion_id, digest, token, secrets, pol, node)
+    verdict = _decision.judge(minion_id, digest, token, secrets, pol, node, _enr.store(opts))
     store, keyobj = _ks.objects(opts)
     pub = _stores.clean_pub(pub)
     if act == "denied":

@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 
+from saltext_edge import enrollment as _enr
 from saltext_edge import tokens as _token
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def pub_digest(pub):
 
 def bounded_token(token):
     """``token`` if it is a string no longer than a token can be, else a fixed malformed marker."""
-    if len(token) > _token.MAX_TOKEN_LEN:
+    if len(token) > max(_token.MAX_TOKEN_LEN, _enr.MAX_TOKEN_LEN):
         return "malformed:too-long"
     return token
 

@@ -55,9 +55,29 @@ def _edge_conf():
     return conf if isinstance(conf, dict) else {}
 
 
+def _enrollment_site():
+    """The site named by the node's enrollment key (docs/enrollment.rst), or None."""
+    conf = _edge_conf()
+    if conf.get("enrollment_key") is None and conf.get("enrollment_key_file") is None:
+        return None
+    try:
+        from saltext_edge import enrollment as _enr  # pylint: disable=import-outside-toplevel
+        from saltext_edge import shared_secret as _secrets  # pylint: disable=import-outside-toplevel
+
+        key_text = _secrets.minion_enrollment_key(__opts__)  # pylint: disable=undefined-variable
+        return _enr.parse_key(key_text)[0] if key_text else None
+    except Exception:  # pylint: disable=broad-except
+        return None  # the edge_token grain logs why (without the key)
+
+
 def edge_site():
-    """The site of this edge node, from ``edge: {site: ...}`` in the minion config."""
+    """
+    The site of this edge node, from ``edge: {site: ...}`` in the minion
+    config, else from its enrollment key. Returns ``{"edge_site": str}`` or ``{}``.
+    """
     site = _edge_conf().get("site")
+    if site is None:
+        site = _enrollment_site()
     if site is None:
         return {}
     if not isinstance(site, str) or not _SITE_RE.match(site):

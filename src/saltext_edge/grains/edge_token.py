@@ -8,6 +8,12 @@ Configured with ``edge: {site: NAME, site_key | site_key_file |
 shared_secret | shared_secret_file}`` in the minion config and sent to the
 master with ``autosign_grains: [edge_token]``. Absent when unconfigured.
 
+With ``edge: {enrollment_key | enrollment_key_file}`` (an enrollment key,
+docs/enrollment.rst) the token is the v2 one, ``"v2:" + site + ":" +
+enrollment_id + ":" + mac``; the site comes from the key (an ``edge:site``
+naming another site stops the token, and the log says why). An enrollment
+key wins over a site key when both are set.
+
 Grains load before the minion creates its key pair, so on the very first
 start of a brand-new minion this grain creates ``pki_dir/minion.pem`` (mode
 0400) and ``pki_dir/minion.pub`` itself, in the layout Salt 3006/3007/3008
@@ -135,13 +141,17 @@ def _ensure_keys(opts):
 
 def edge_token():
     """
-    Return ``{"edge_token": "v1:<site>:<mac>"}``, or ``{}`` when the minion is
+    Return ``{"edge_token": "v1:<site>:<mac>"}`` (``"v2:<site>:<enrollment
+    id>:<mac>"`` with an enrollment key), or ``{}`` when the minion is
     not configured for admission or the token cannot be computed (the reason
     is logged without secret material).
     """
     opts = __opts__  # pylint: disable=undefined-variable
     conf = opts.get("edge")
-    if not isinstance(conf, dict) or not conf.get("site"):
+    if not isinstance(conf, dict):
+        return {}
+    enrolling = conf.get("enrollment_key") is not None or conf.get("enrollment_key_file") is not None
+    if not conf.get("site") and not enrolling:
         return {}
     if opts.get("__role") not in (None, "minion"):
         return {}
@@ -151,6 +161,15 @@ def edge_token():
         log.warning("edge_token: the saltext_edge library is not available")
         return {}
     try:
+        if enrolling:
+            from saltext_edge import enrollment as _enr  # pylint: disable=import-outside-toplevel
+
+            key_text = _secrets.minion_enrollment_key(opts)
+            minion_id = opts.get("id")
+            if key_text is None or not isinstance(minion_id, str) or not minion_id:
+                return {}
+            pub = _ensure_keys(opts)
+            return {"edge_token": _enr.make_token(key_text, minion_id, _token.pubkey_digest(pub))}
         found = _secrets.minion_site_key(opts)
         if found is None:
             return {}

@@ -12,6 +12,7 @@ try:
     import saltext_edge
     import saltext_edge.report as edge_report
     from saltext_edge import admission as _admission
+    from saltext_edge import enrollment as _enr
     from saltext_edge.errors import EdgeCommandError
     from saltext_edge import shared_secret as _secrets
     from saltext_edge import tokens as _token
@@ -207,27 +208,9 @@ def site_key(site, path=None):
     except _secrets.SecretError as exc:
         raise EdgeCommandError(str(exc)) from None
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise EdgeCommandError(
-            f"{path} already exists; not overwriting a site key file (remove it first)"
-        ) from None
-    except OSError as exc:
-        raise EdgeCommandError(
-            f"cannot create {path}: {exc.strerror}"
-        ) from None
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as fh_:
-            fh_.write(k_site + "\n")
-    except OSError as exc:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-        raise EdgeCommandError(
-            f"cannot write {path}: {exc.strerror}"
-        ) from None
+        _enr.write_new_file(path, k_site)
+    except _enr.KeyFileError as exc:
+        raise EdgeCommandError(str(exc)) from None
     fingerprint = _token.key_fingerprint(k_site)
     log.info("edge: wrote the site key of %s to %s (fingerprint %s)", site, path, fingerprint)
     return {"site": site, "path": path, "fingerprint": fingerprint}
@@ -282,8 +265,8 @@ def node_index():
     """
     Return, per accepted minion and per revoked id, the site the master
     verified when it admitted it and what admitted it: ``{id: {"site":
-    str|None, "admitted_by": "token:<site>"|"token:<site> (previous
-    secret)"|"outside"|None, "revoked": bool, "admitted_at": ISO 8601|None}}``.
+    str|None, "admitted_by": "enrollment:<id>"|"token:<site>"|"token:<site>
+    (previous secret)"|"outside"|None, "revoked": bool, "admitted_at": ISO 8601|None}}``.
 
     CLI Example:
 
@@ -292,3 +275,112 @@ def node_index():
         salt-run edge.node_index --out=yaml
     """
     return _admission.node_index(__opts__)
+
+
+def enrollment_key(site, path, uses=1, expires="24h", ids=None, note=None):
+    """
+    Create an enrollment key: a key that admits at most ``uses`` nodes of
+    ``site`` until it expires (docs/enrollment.rst). The key string is
+    written to the NEW file ``path`` (mode 0600, never overwritten) for the
+    node's ``edge:enrollment_key_file``; it is never returned or logged.
+    The limits are kept beside the key store (``<pki_dir>/edge/enrollments``),
+    shared by the masters on that key store.
+
+    site
+        The site the key enrolls nodes into.
+
+    path
+        Absolute path of a new file to write the key string to.
+
+    uses : 1
+        How many nodes it may admit (1 to 100000).
+
+    expires : 24h
+        How long it is valid: seconds, or ``90s``, ``30m``, ``24h``, ``7d``, ``2w`` (at most 366 days).
+
+    ids : None
+        One minion-id glob the admitted nodes must match.
+
+    note : None
+        Free text shown in the listing (at most 200 printable characters).
+
+    Returns ``{"id", "site", "uses", "uses_left", "expires_at",
+    "created_at", "creator", "note", "ids", "revoked_at", "status",
+    "admitted", "path", "fingerprint"}``; ``creator`` is ``user@host`` of
+    whoever ran it (``SUDO_USER`` first), ``fingerprint`` a short
+    non-reversible digest of the key.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run edge.enrollment_key site=sh-3 path=/srv/provision/sh-3-edge-17.key
+        salt-run edge.enrollment_key site=sh-3 uses=20 expires=7d ids='sh-3-*' note='rack B' path=/srv/provision/sh-3-rackB.key
+    """
+    try:
+        ret = _enr.create(__opts__, site, path, uses=uses, expires=expires, ids=ids,
+                          note=None if note is None else str(note))
+    except (_token.TokenError, _enr.KeyFileError) as exc:
+        raise EdgeCommandError(str(exc)) from None
+    except (_secrets.SecretError, _admission.AdmissionError) as exc:
+        raise EdgeCommandError(str(exc)) from None
+    log.info("edge: created enrollment %s of site %s (uses %s, expires %s, by %s, fingerprint %s)",
+             ret["id"], ret["site"], ret["uses"], ret["expires_at"], ret["creator"], ret["fingerprint"])
+    return ret
+
+
+def enrollment_keys(site=None, status=None):
+    """
+    List the enrollment keys (no key material): per enrollment its ``id``,
+    ``site``, ``uses``, ``uses_left``, ``expires_at``, ``created_at``,
+    ``creator``, ``note``, ``ids``, ``revoked_at``, ``status``
+    (``active|expired|exhausted|enrollment_revoked``) and ``admitted`` (the
+    ids of every node it admitted).
+
+    site : None
+        Only this site (a glob).
+
+    status : None
+        Only enrollments in this status.
+
+    Returns a list of dicts, oldest first.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run edge.enrollment_keys
+        salt-run edge.enrollment_keys site=sh-3 status=active --out=yaml
+    """
+    import fnmatch  # pylint: disable=import-outside-toplevel
+
+    out = _enr.listing(__opts__)
+    if site is not None:
+        out = [e for e in out if fnmatch.fnmatchcase(e["site"], str(site))]
+    if status is not None:
+        out = [e for e in out if e["status"] == status]
+    return out
+
+
+def revoke_enrollment(enrollment_id):
+    """
+    End enrollment ``enrollment_id`` now: later sign-ins with its key are
+    refused (``enrollment_revoked``). Nodes it already admitted keep their
+    keys (remove one with ``salt-run edge.revoke_node ID``).
+
+    Returns the enrollment's listing entry (see ``edge.enrollment_keys``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run edge.revoke_enrollment 3f9c0a1b2c3d4e5f
+    """
+    try:
+        ret = _enr.revoke(__opts__, str(enrollment_id))
+    except _token.TokenError as exc:
+        raise EdgeCommandError(str(exc)) from None
+    except _admission.AdmissionError as exc:
+        raise EdgeCommandError(str(exc)) from None
+    log.warning("edge: enrollment %s of site %s revoked by %s", ret["id"], ret["site"], _enr.creator())
+    return ret

@@ -71,6 +71,8 @@ def minion_config(
     secret_file=None,
     site_key_pillar=None,
     shared_secret_pillar=None,
+    enrollment_key=None,
+    enrollment_key_pillar=None,
 ):
     """
     Manage one drop-in file in the minion's ``minion.d/`` holding the settings
@@ -129,6 +131,17 @@ def minion_config(
 
     shared_secret_pillar
         The same for ``shared_secret``.
+
+    enrollment_key
+        An enrollment key string (``edge-enroll:v2:SITE:ID:KEY``) from
+        ``salt-run edge.enrollment_key``, in place of ``site_key``: limited
+        uses, an expiry (docs/enrollment.rst). Stored like ``site_key`` in
+        the separate ``0600`` file, referenced as ``edge:
+        {enrollment_key_file: ...}``; ``site`` may be left out (the key
+        names it).
+
+    enrollment_key_pillar
+        The same, read from pillar at run time (preferred, as for ``site_key_pillar``).
 
     nat_keepalive : True
         Write the NAT keep-alive and reconnect settings recommended for a
@@ -211,6 +224,7 @@ def minion_config(
     try:
         site_key = _from_pillar(site_key, site_key_pillar, "site_key")
         shared_secret = _from_pillar(shared_secret, shared_secret_pillar, "shared_secret")
+        enrollment_key = _from_pillar(enrollment_key, enrollment_key_pillar, "enrollment_key")
         plan = _mc.build_plan(
             name,
             masters,
@@ -222,6 +236,7 @@ def minion_config(
             nat_keepalive=nat_keepalive,
             extra=extra,
             secret_file=secret_file,
+            enrollment_key=enrollment_key,
         )
         if not isinstance(restart, bool):
             raise _mc.MinionConfigError("restart must be true or false")

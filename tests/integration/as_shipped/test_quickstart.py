@@ -11,6 +11,7 @@ the commands is changed, so the pages cannot drift from the product.
 
 import os
 import pathlib
+import pwd
 import re
 import shutil
 import stat
@@ -104,7 +105,7 @@ systemctl() {{ echo "systemctl $*" >> {self.log}; }}
 
 def test_every_marked_block_is_run():
     quick, install = marked_blocks("quickstart.rst"), marked_blocks("install.rst")
-    assert list(quick) == ["install", "secret", "master-config", "site-key",
+    assert list(quick) == ["install", "secret", "master-config", "enrollment-key",
                            "bootstrap-dry-run", "watch"]
     assert list(install) == ["install-wheel", "check-permissions"]
 
@@ -161,13 +162,15 @@ def test_quickstart_on_a_master_running_as_salt(salt_factories, master_defaults,
         assert f"root:{salt_user} 640 {secret_file}" in proc.stdout
 
         with factory.started(start_timeout=180):
-            # step 4: the site key, written by the master's user
-            proc = page.run(quick["site-key"])
+            # step 4: the enrollment key, written by the master's user
+            proc = page.run(quick["enrollment-key"])
             assert proc.returncode == 0, proc.stdout + proc.stderr
-            key_file = pathlib.Path(factory.config["pki_dir"], "edge", "sites", "sh-3.key")
+            key_file = pathlib.Path(factory.config["pki_dir"], "edge", "sh-3-batch1.key")
             assert key_file.stat().st_mode & 0o077 == 0
+            assert key_file.stat().st_uid == pwd.getpwnam(salt_user).pw_uid
             site_key = key_file.read_text().strip()
-            assert site_key not in proc.stdout + proc.stderr
+            assert site_key.startswith("edge-enroll:v2:sh-3:")
+            assert site_key.rsplit(":", 1)[1] not in proc.stdout + proc.stderr
 
             # step 5: the bootstrap script's dry run with that key
             proc = page.run(quick["bootstrap-dry-run"], cwd=str(REPO / "deploy"))
@@ -184,7 +187,7 @@ def test_quickstart_on_a_master_running_as_salt(salt_factories, master_defaults,
                 overrides={
                     "autosign_grains": dropin["autosign_grains"],
                     "edge": {"site": dropin["edge"]["site"],
-                             "site_key_file": str(root / "etc/salt/edge/edge.key")},
+                             "enrollment_key_file": str(root / "etc/salt/edge/edge.key")},
                     "acceptance_wait_time": 2,
                     "acceptance_wait_time_max": 2,
                     "random_reauth_delay": 0,
@@ -205,6 +208,4 @@ def test_quickstart_on_a_master_running_as_salt(salt_factories, master_defaults,
 
 
 def pwd_gid(user):
-    import pwd  # pylint: disable=import-outside-toplevel
-
     return pwd.getpwnam(user).pw_gid
