@@ -7,6 +7,7 @@ Preference: the site the master verified when it admitted the key
 """
 
 import logging
+import os
 
 from saltext_edge import admission as _admission
 
@@ -68,19 +69,47 @@ def site_of(minion_id, index, rec=None):
     return None
 
 
+_KEY_DIRS = ("minions", "minions_pre", "minions_rejected", "minions_denied")
+
+
+def _scan_pki(pki_dir):
+    out = {}
+    for name in _KEY_DIRS:
+        ids = []
+        try:
+            with os.scandir(os.path.join(pki_dir, name)) as entries:
+                for entry in entries:
+                    # what Salt's localfs_key driver lists: regular files, not
+                    # links, no dot files (a child of the directory, so the
+                    # path checks Salt adds cannot fail)
+                    if entry.name.startswith(".") or entry.is_symlink() or not entry.is_file():
+                        continue
+                    ids.append(entry.name)
+        except FileNotFoundError:
+            pass
+        out[name] = sorted(ids)
+    return out
+
+
 def keys(opts):
     """
     Return ``{"minions": [...], "minions_pre": [...], "minions_rejected": [...],
-    "minions_denied": [...]}`` from Salt's key store (empty lists when it cannot be read).
+    "minions_denied": [...]}`` from Salt's key store (empty lists when it
+    cannot be read). With the default ``localfs_key`` driver the key
+    directories are listed directly (Salt's listing resolves two real paths
+    per key, most of a report's time on a large fleet); other drivers go
+    through ``salt.key``.
     """
     import salt.key  # pylint: disable=import-outside-toplevel
 
+    if (opts.get("keys.cache_driver") or "localfs_key") == "localfs_key" and opts.get("pki_dir"):
+        try:
+            return _scan_pki(opts["pki_dir"])
+        except OSError as exc:
+            log.warning("edge_fleet: cannot list the key directories: %s", exc.__class__.__name__)
     try:
         found = salt.key.Key(opts).list_keys()
     except Exception as exc:  # pylint: disable=broad-except
         log.warning("edge_fleet: cannot list keys: %s", exc.__class__.__name__)
         found = {}
-    return {
-        k: list(found.get(k) or [])
-        for k in ("minions", "minions_pre", "minions_rejected", "minions_denied")
-    }
+    return {k: list(found.get(k) or []) for k in _KEY_DIRS}
