@@ -7,6 +7,7 @@ module (``engines/edge_fleet.py``) feeds it events and calls :meth:`tick`.
 """
 
 import datetime
+import heapq
 import logging
 import threading
 import time
@@ -23,7 +24,10 @@ from saltext_edge.fleet.snapshot import node_view, iso
 log = logging.getLogger(__name__)
 
 SITES_REFRESH_S = 60.0
-SNAPSHOT_EVERY_S = 2.0
+SNAPSHOT_EVERY_S = 5.0
+#: seconds between two sweeps over every node (between sweeps only the nodes
+#: whose next threshold has passed are classified again)
+SWEEP_EVERY_S = 60.0
 #: hourly-row writes per flush at most (the rest wait for the next flush)
 HOUR_WRITES_PER_FLUSH = 500
 MAX_SITE_ROWS = 30 * 24
@@ -79,6 +83,14 @@ class FleetEngine:
         self.sites_meta = self.store.meta("sites")
         self.sites_meta.setdefault("degraded", {})
         self.sites_meta.setdefault("hours", {})
+        self._site_confs = {}
+        # (time, id): when each node's status can next change
+        self._due = []
+        self._due_at = {}
+        self._quality = {}
+        self._sites_dirty = set()
+        self._last_sweep = None
+        self._grace_swept = False
         self.dirty = set()
         self.pending_hours = {}
         self.index = {}
@@ -137,9 +149,16 @@ class FleetEngine:
     def _step(self, minion_id, rec, now):
         before = rec.get("status")
         site = self.site(minion_id, rec)
-        fired = _status.step(rec, self.conf, now, self.started_at, self.in_grace(now), site=site)
-        if rec.get("status") != before:
+        site_conf = self._site_confs.get(site)
+        if site_conf is None:
+            site_conf = self._site_confs[site] = _conf.for_site(self.conf, site)
+        quality = _status.uplink_quality(rec)
+        fired = _status.step(rec, self.conf, now, self.started_at, self.in_grace(now), site=site, site_conf=site_conf)
+        if rec.get("status") != before or quality != self._quality.get(minion_id):
             self.dirty.add(minion_id)
+            self._sites_dirty.add(site)
+            self._quality[minion_id] = quality
+        self._schedule(minion_id, rec, site_conf)
         if fired:
             kind, why = fired
             self.dirty.add(minion_id)
@@ -157,12 +176,33 @@ class FleetEngine:
                 },
             )
 
-    def _sites_step(self, now):
+    def _schedule(self, minion_id, rec, site_conf):
+        """Queue the time at which ``rec``'s status can next change (none once offline)."""
+        last = rec.get("last_seen")
+        if last is None or rec.get("status") == "offline":
+            return
+        since = last if rec.get("alerted") == "offline" else max(last, self.started_at)
+        late_s, offline_s = _status.limits(rec, site_conf)
+        due = since + (late_s if rec.get("status") == "online" else offline_s) + 0.001
+        if self._due_at.get(minion_id) != due:
+            self._due_at[minion_id] = due
+            heapq.heappush(self._due, (due, minion_id))
+
+    def _sites_step(self, now, everything=False):
+        if not self._sites_dirty and not everything:
+            return
+        wanted = None if everything else self._sites_dirty
+        self._sites_dirty = set()
         by_site = {}
         for minion_id, rec in self.records.items():
-            by_site.setdefault(self.site(minion_id, rec), []).append(rec)
+            site = self.site(minion_id, rec)
+            if wanted is None or site in wanted:
+                by_site.setdefault(site, []).append(rec)
         degraded = self.sites_meta["degraded"]
         grace = self.in_grace(now)
+        if grace:
+            # judged again once the grace period is over
+            self._sites_dirty.update(by_site)
         for site, recs in by_site.items():
             if site is None:
                 continue
@@ -237,9 +277,26 @@ class FleetEngine:
             self.accepted = set(self.keys_fn(self.opts))
             self.index_at = now
         fired_before = sum(self.fired.values())
-        for minion_id, rec in list(self.records.items()):
-            self._step(minion_id, rec, now)
-        self._sites_step(now)
+        sweep = self._last_sweep is None or now - self._last_sweep >= SWEEP_EVERY_S
+        if not self._grace_swept and not self.in_grace(now):
+            # transitions held back during the grace period fire now
+            sweep = self._grace_swept = True
+        if sweep:
+            self._last_sweep = now
+            self._due = []
+            self._due_at = {}
+            for minion_id, rec in list(self.records.items()):
+                self._step(minion_id, rec, now)
+        else:
+            while self._due and self._due[0][0] <= now:
+                due, minion_id = heapq.heappop(self._due)
+                if self._due_at.get(minion_id) != due:
+                    continue  # superseded by a later sign of life
+                del self._due_at[minion_id]
+                rec = self.records.get(minion_id)
+                if rec is not None:
+                    self._step(minion_id, rec, now)
+        self._sites_step(now, everything=sweep)
         if int(now // _record.HOUR) != self.last_hour:
             self.last_hour = int(now // _record.HOUR)
             self._close_hour(now)

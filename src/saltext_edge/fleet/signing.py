@@ -75,20 +75,34 @@ def minion_signer(opts):
     return Signer(os.path.join(opts["pki_dir"], "minion.pem"))
 
 
-def verify_with_pem(pub_pem, payload):
-    """Return ``True`` when ``payload['sig']`` is a valid signature of ``payload`` by ``pub_pem`` (PEM text)."""
-    hashes, serialization, padding = _crypto()
+def load_public(pub_pem):
+    """Return the public key object of ``pub_pem`` (PEM text or bytes); raises ``ValueError`` when malformed."""
+    _, serialization, _ = _crypto()
+    return serialization.load_pem_public_key(pub_pem.encode() if isinstance(pub_pem, str) else pub_pem)
+
+
+def verify_with_key(key, payload):
+    """Return ``True`` when ``payload['sig']`` is a valid signature of ``payload`` by the public key object ``key``."""
+    hashes, _, padding = _crypto()
     sig = payload.get("sig")
     if not isinstance(sig, str) or len(sig) > 2048:
         return False
     try:
         raw = base64.b64decode(sig.encode("ascii"), validate=True)
-        key = serialization.load_pem_public_key(pub_pem.encode() if isinstance(pub_pem, str) else pub_pem)
         key.verify(raw, canonical(payload), padding.PKCS1v15(), hashes.SHA256())
         return True
     except Exception:  # pylint: disable=broad-except
-        # InvalidSignature, a malformed key or signature: all the same answer
+        # InvalidSignature, a malformed signature or payload: all the same answer
         return False
+
+
+def verify_with_pem(pub_pem, payload):
+    """Return ``True`` when ``payload['sig']`` is a valid signature of ``payload`` by ``pub_pem`` (PEM text)."""
+    try:
+        key = load_public(pub_pem)
+    except Exception:  # pylint: disable=broad-except
+        return False
+    return verify_with_key(key, payload)
 
 
 class KeyRing:
@@ -104,6 +118,7 @@ class KeyRing:
         self.ttl = ttl
         self.clock = clock
         self._keys = {}
+        # parsed key objects, by PEM (parsing costs more than verifying)
         self._objs = {}
         self._lock = threading.Lock()
         self._cache = None
@@ -156,12 +171,24 @@ class KeyRing:
         if not isinstance(minion_id, str) or not minion_id:
             return False
         pem = self.get(minion_id)
-        if pem and verify_with_pem(pem, payload):
+        if pem and self._verify(pem, payload):
             return True
         fresh = self.get(minion_id, refresh=True)
         if fresh and not (pem and hmac.compare_digest(str(fresh), str(pem))):
-            return verify_with_pem(fresh, payload)
+            return self._verify(fresh, payload)
         return False
+
+    def _verify(self, pem, payload):
+        key = self._objs.get(pem)
+        if key is None:
+            try:
+                key = load_public(pem)
+            except Exception:  # pylint: disable=broad-except
+                return False
+            if len(self._objs) > 100000:
+                self._objs.clear()
+            self._objs[pem] = key
+        return verify_with_key(key, payload)
 
 
 def b64_ok(text):

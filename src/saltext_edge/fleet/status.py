@@ -66,7 +66,7 @@ def reason(rec, status, now, site_conf):
     return "never seen"
 
 
-def step(rec, conf, now, started_at=None, in_grace=False, site=None):
+def step(rec, conf, now, started_at=None, in_grace=False, site=None, site_conf=None):
     """
     Re-classify ``rec`` at ``now`` and return the transition event to fire,
     ``None`` or ``("offline"|"online", reason)``. Updates ``status``,
@@ -75,7 +75,8 @@ def step(rec, conf, now, started_at=None, in_grace=False, site=None):
     survives restarts because it is part of the stored record. During the
     grace period nothing fires (what is pending fires after it).
     """
-    site_conf = _conf.for_site(conf, site if site is not None else rec.get("site"))
+    if site_conf is None:
+        site_conf = _conf.for_site(conf, site if site is not None else rec.get("site"))
     if rec.get("alerted") == "offline":
         # reported offline before the engine (re)started: no new window for it
         started_at = None

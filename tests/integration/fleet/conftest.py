@@ -117,9 +117,25 @@ def heartbeat_of(minion_id):
     return pred
 
 
+# the reactor of docs/howto/site-goes-dark.rst, alerting through an event
+# instead of a web hook (tests reach nothing outside this machine)
+ALERT_SLS = """
+edge-alert:
+  runner.event.send:
+    - args:
+      - tag: edge/alert/{{ tag.split('/')[2] }}
+      - data:
+          what: {{ tag | json }}
+          reason: {{ data.get('reason', '') | json }}
+"""
+
+
 @pytest.fixture(scope="package")
-def fleet_master(salt_factories, master_defaults):
-    factory = new_master(salt_factories, master_defaults)
+def fleet_master(salt_factories, master_defaults, tmp_path_factory):
+    sls = tmp_path_factory.mktemp("reactor") / "edge-alert.sls"
+    sls.write_text(ALERT_SLS)
+    reactor = {"reactor": [{"edge/node/*/offline": [str(sls)]}, {"edge/site/*/degraded": [str(sls)]}]}
+    factory = new_master(salt_factories, master_defaults, reactor)
     with factory.started(start_timeout=120):
         yield factory
 
