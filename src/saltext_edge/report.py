@@ -20,7 +20,7 @@ from saltext_edge.fleet import conf as _conf
 from saltext_edge.fleet import record as _record
 from saltext_edge.fleet import sites as _sites
 from saltext_edge.fleet import status as _status
-from saltext_edge.fleet.snapshot import iso, uplink_view
+from saltext_edge.fleet.nodeview import iso, uplink_view
 
 log = logging.getLogger(__name__)
 

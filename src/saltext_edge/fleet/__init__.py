@@ -8,7 +8,7 @@ Modules: :mod:`.conf` (settings), :mod:`.record` (per-node record and
 history), :mod:`.status` (online / late / offline, transitions),
 :mod:`.evidence` (what counts as a sign of life), :mod:`.signing` (signed
 heartbeats), :mod:`.store` (``salt.cache``), :mod:`.sites` (site lookup),
-:mod:`.engine` (the engine's state machine), :mod:`.snapshot`,
+:mod:`.engine` (the engine's state machine), :mod:`.nodeview` (snapshot),
 :mod:`.heartbeat` (minion side).
 """
 
@@ -36,11 +36,11 @@ def beacon_settings(interval=DEFAULT_INTERVAL, jitter=0.1, enabled=True):
 def snapshot(opts_or_cache, now=None):
     """
     Return the node snapshot built from the stored record (see
-    :func:`saltext_edge.fleet.snapshot.snapshot`): ``{"nodes": {ID: NODE},
+    :func:`saltext_edge.fleet.nodeview.snapshot`): ``{"nodes": {ID: NODE},
     "engine": {...}, "admissions": {(decision, reason): count}}``.
     """
     # imported here: the minion side (beacon, grain) imports this package
     # and needs none of the master-side modules
-    from saltext_edge.fleet import snapshot as _snapshot  # pylint: disable=import-outside-toplevel
+    from saltext_edge.fleet import nodeview as _snapshot  # pylint: disable=import-outside-toplevel
 
     return _snapshot.snapshot(opts_or_cache, now=now)

@@ -19,7 +19,7 @@ from saltext_edge.fleet import signing as _signing
 from saltext_edge.fleet import sites as _sites
 from saltext_edge.fleet import status as _status
 from saltext_edge.fleet import store as _store
-from saltext_edge.fleet.snapshot import node_view, iso
+from saltext_edge.fleet.nodeview import node_view, iso
 
 log = logging.getLogger(__name__)
 
