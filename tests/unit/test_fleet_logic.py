@@ -188,3 +188,11 @@ def test_beacon_settings():
     for bad in ({"interval": 0}, {"interval": True}, {"jitter": 0.9}):
         with pytest.raises(ValueError):
             fleet.beacon_settings(**bad)
+
+
+def test_beacon_enabled():
+    assert fleet.beacon_enabled(fleet.beacon_settings())
+    assert not fleet.beacon_enabled(fleet.beacon_settings(enabled=False))
+    assert not fleet.beacon_enabled({})
+    assert not fleet.beacon_enabled({"beacons": {"enabled": False, "edge_heartbeat": [{"period": 60}]}})
+    assert not fleet.beacon_enabled({"beacons": {"inotify": [{"files": {}}]}})

@@ -44,3 +44,22 @@ def snapshot(opts_or_cache, now=None):
     from saltext_edge.fleet import nodeview as _snapshot  # pylint: disable=import-outside-toplevel
 
     return _snapshot.snapshot(opts_or_cache, now=now)
+
+
+def beacon_enabled(minion_opts):
+    """
+    Return ``True`` when the minion options (``__opts__`` or a parsed minion
+    config) turn the ``edge_heartbeat`` beacon on, ``False`` when it is
+    absent or disabled (for ``edge.config_audit``).
+    """
+    beacons = minion_opts.get("beacons") if isinstance(minion_opts, dict) else None
+    if not isinstance(beacons, dict) or beacons.get("enabled") is False:
+        return False
+    conf = beacons.get("edge_heartbeat")
+    if conf is None:
+        return False
+    merged = {}
+    for item in conf if isinstance(conf, list) else [conf]:
+        if isinstance(item, dict):
+            merged.update(item)
+    return merged.get("enabled", True) is not False

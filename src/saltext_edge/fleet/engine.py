@@ -114,6 +114,10 @@ class FleetEngine:
 
     def handle(self, tag, data):
         """Take one bus event; return the :class:`~saltext_edge.fleet.evidence.Evidence` it held or ``None``."""
+        if tag == "salt/key" and isinstance(data, dict) and isinstance(data.get("id"), str):
+            # a key was accepted, rejected or deleted: read it again next time
+            self.keyring.forget(data["id"])
+            return None
         ev = self.classifier.classify(tag, data)
         if ev is None:
             return None

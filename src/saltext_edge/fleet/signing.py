@@ -28,8 +28,9 @@ import time
 log = logging.getLogger(__name__)
 
 DOMAIN = b"saltext-edge heartbeat v1\n"
-#: how long a fetched public key is trusted before it is read again (seconds)
-KEY_TTL = 300.0
+#: how long a fetched public key is trusted before it is read again (seconds);
+#: the engine also forgets a key at once on a ``salt/key`` event for its id
+KEY_TTL = 3600.0
 
 
 def canonical(payload):
@@ -126,6 +127,22 @@ class KeyRing:
     def _read(self, minion_id):
         if self._fetch is not None:
             return self._fetch(minion_id)
+        driver = self.opts.get("keys.cache_driver") or "localfs_key"
+        pki = self.opts.get("pki_dir")
+        if driver == "localfs_key" and pki:
+            # what the localfs_key driver reads for an accepted key, without
+            # its per-call path resolution; an id that is not a plain file
+            # name never matches
+            if "/" in minion_id or "\0" in minion_id or minion_id.startswith("."):
+                return None
+            path = os.path.join(pki, "minions", minion_id)
+            if os.path.islink(path):
+                return None
+            try:
+                with open(path, encoding="utf-8") as fh_:
+                    return fh_.read() or None
+            except (FileNotFoundError, NotADirectoryError):
+                return None
         if self._cache is None:
             import salt.cache  # pylint: disable=import-outside-toplevel
 

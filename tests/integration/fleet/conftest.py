@@ -7,7 +7,6 @@ master event to its event listener), never on sleeps.
 """
 
 import copy
-import os
 import signal
 import time
 
