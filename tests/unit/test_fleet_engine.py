@@ -159,3 +159,24 @@ def test_measurement_file_fresh_then_stale(tmp_path):
     assert not [n for n in os.listdir(tmp_path / "edge") if n.startswith(".uplink-")]
     (tmp_path / "edge" / "uplink.json").write_text("{broken")
     assert heartbeat.load_fresh(opts, now=T0) is None
+
+
+def test_key_change_is_seen_at_once(opts, keys):
+    clock, seq = Clock(), {"n1": 0, "n2": 0}
+    current = dict(keys)
+    eng = fengine.FleetEngine(
+        opts,
+        store=store.Store(opts, cache=salt.cache.factory(opts)),
+        keyring=signing.KeyRing(opts, fetch=lambda mid: current.get(mid, (None, None))[1]),
+        clock=clock,
+        index_fn=lambda o: {},
+        keys_fn=lambda o: list(current),
+    )
+    seq["n1"] += 1
+    assert eng.handle("edge/heartbeat", _beat(keys, "n1", seq["n1"], clock)).trusted
+    # the key of n1 is deleted (salt-key -d): its heartbeats no longer count
+    del current["n1"]
+    eng.handle("salt/key", {"id": "n1", "act": "delete", "result": True})
+    seq["n1"] += 1
+    assert eng.handle("edge/heartbeat", _beat(keys, "n1", seq["n1"], clock)) is None
+    assert eng.classifier.rejected == 1
