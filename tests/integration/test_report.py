@@ -111,7 +111,7 @@ def report_master(salt_factories, master_defaults):
         engines=[{"edge_fleet": {}}],
         edge={
             "shared_secret": "report-test-fleet-secret-0123456789",
-            "fleet": {"interval": PERIOD, "flush_interval": 1},
+            "fleet": {"interval": PERIOD, "flush_interval": 1, "grace": 0},
             "metrics": False,
         },
     )

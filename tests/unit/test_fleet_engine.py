@@ -22,7 +22,7 @@ T0 = 1_800_000_000.0
 @pytest.fixture
 def opts(tmp_path):
     opts = salt.config.master_config(None)
-    opts.update(cachedir=str(tmp_path / "cache"), id="m1", edge={"fleet": {"interval": 2, "flush_interval": 1}})
+    opts.update(cachedir=str(tmp_path / "cache"), id="m1", edge={"fleet": {"interval": 2, "flush_interval": 1, "grace": 10}})
     return opts
 
 

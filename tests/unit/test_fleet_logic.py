@@ -28,6 +28,8 @@ def test_conf_defaults_and_errors():
     conf = fconf.parse({})
     assert (conf["late_after"], conf["offline_after"], conf["interval"]) == (2, 5, 60.0)
     assert fconf.grace(conf) == 300.0
+    assert fconf.grace(fconf.parse({"fleet": {"interval": 2}})) == 120.0
+    assert fconf.grace(fconf.parse({"fleet": {"interval": 2, "grace": 0}})) == 0
     for bad, word in (
         ({"late_after": 0}, "late_after"),
         ({"offline_after": 2}, "greater than late_after"),

@@ -20,7 +20,8 @@ DEFAULTS = {
     "degraded_share": 0.5,
     "degraded_min_nodes": 1,
     # seconds after engine start during which no transition is fired
-    # (None: the default offline threshold, offline_after * interval)
+    # (None: the default offline threshold, offline_after * interval, and at
+    # least GRACE_MIN: minions take a while to reconnect to a restarted master)
     "grace": None,
     # seconds between two writes of the record
     "flush_interval": 15.0,
@@ -38,6 +39,8 @@ DEFAULTS = {
     # per-site overrides of interval / late_after / offline_after / degraded_*
     "sites": {},
 }
+
+GRACE_MIN = 120.0
 
 _SITE_KEYS = ("interval", "late_after", "offline_after", "degraded_share", "degraded_min_nodes")
 
@@ -126,4 +129,4 @@ def grace(conf):
     """Seconds after engine start during which no transition is fired."""
     if conf.get("grace") is not None:
         return conf["grace"]
-    return conf["offline_after"] * conf["interval"]
+    return max(conf["offline_after"] * conf["interval"], GRACE_MIN)

@@ -15,7 +15,9 @@ import pytest
 from saltfactories.utils import random_string
 
 PERIOD = 2.0
-FLEET_CONF = {"interval": PERIOD, "late_after": 2, "offline_after": 5, "flush_interval": 1}
+# grace 0: the tests start nodes right after the master and time their
+# transitions (the restart test sets a grace of its own)
+FLEET_CONF = {"interval": PERIOD, "late_after": 2, "offline_after": 5, "flush_interval": 1, "grace": 0}
 
 
 def master_overrides(extra=None):

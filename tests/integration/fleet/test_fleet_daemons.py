@@ -38,6 +38,7 @@ LATE_S = 2 * PERIOD + SLACK
 OFFLINE_S = 5 * PERIOD + SLACK
 # the engine classifies once a second and the record is flushed once a second
 TOLERANCE = 3.0
+GRACE_S = 45
 
 
 def _no_epoch_floats(obj, path="ret"):
@@ -251,6 +252,15 @@ def test_job_return_is_a_sign_of_life(fleet_master, event_listener):
 def test_master_restart_fires_no_false_transitions(fleet_master, node_a, node_nat, dead_node, event_listener):
     wait_record(fleet_master, node_a.id, lambda r: r.get("status") == "online", 30)
     wait_record(fleet_master, node_nat.id, lambda r: r.get("status") == "online", 30)
+    # a grace period longer than the minions need to reconnect to a restarted
+    # master (the default is the offline threshold, at least 120 s)
+    import yaml
+
+    with open(fleet_master.config_file, encoding="utf-8") as fh_:
+        config = yaml.safe_load(fh_)
+    config["edge"]["fleet"]["grace"] = GRACE_S
+    with open(fleet_master.config_file, "w", encoding="utf-8") as fh_:
+        yaml.safe_dump(config, fh_)
     stopped = time.time()
     fleet_master.terminate()
     # the master stays down longer than the offline threshold: the nodes'
@@ -269,10 +279,10 @@ def test_master_restart_fires_no_false_transitions(fleet_master, node_a, node_na
     assert info["nodes"] >= 3, info
     # wait (on heartbeats) until more than a whole offline window has passed
     # since the engine started: any false transition would have fired by then
-    horizon = info["started_at"] + OFFLINE_S + TOLERANCE
+    horizon = info["started_at"] + max(GRACE_S, OFFLINE_S) + TOLERANCE
     for node in (node_a, node_nat):
         wait_event(
-            event_listener, fleet_master, "edge/heartbeat", horizon, OFFLINE_S + 60, heartbeat_of(node.id)
+            event_listener, fleet_master, "edge/heartbeat", horizon, GRACE_S + OFFLINE_S + 60, heartbeat_of(node.id)
         )
     # nodes that really stopped before the restart (other tests') may be
     # reported now; the live ones and the one already reported must not be
