@@ -114,9 +114,11 @@ def _send(opts, state, conf, uplink):
         state["signer"] = _signing.minion_signer(opts)
     try:
         signed = state["signer"].sign(payload)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ImportError) as exc:
+        # no usable key, or no ``cryptography`` on this minion: an unsigned
+        # heartbeat would not count, so none is sent
         state["errors"] += 1
-        log.warning("edge_heartbeat: cannot sign the heartbeat (minion key unusable): %s", exc.__class__.__name__)
+        log.warning("edge_heartbeat: cannot sign the heartbeat: %s", exc.__class__.__name__)
         return False
     sent = __salt__["event.fire_master"](signed, TAG)  # pylint: disable=undefined-variable
     if not sent:
