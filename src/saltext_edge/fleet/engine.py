@@ -6,7 +6,6 @@ snapshot the metrics server reads. No thread of its own: the Salt engine
 module (``engines/edge_fleet.py``) feeds it events and calls :meth:`tick`.
 """
 
-import datetime
 import heapq
 import logging
 import threading
@@ -19,7 +18,7 @@ from saltext_edge.fleet import signing as _signing
 from saltext_edge.fleet import sites as _sites
 from saltext_edge.fleet import status as _status
 from saltext_edge.fleet import store as _store
-from saltext_edge.fleet.nodeview import node_view, iso
+from saltext_edge.fleet.nodeview import admission_counts, iso, node_view, stamp_epoch
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +30,6 @@ SWEEP_EVERY_S = 60.0
 #: hourly-row writes per flush at most (the rest wait for the next flush)
 HOUR_WRITES_PER_FLUSH = 500
 MAX_SITE_ROWS = 30 * 24
-
-
-def _stamp_epoch(stamp):
-    try:
-        return (
-            datetime.datetime.fromisoformat(stamp).replace(tzinfo=datetime.timezone.utc).timestamp()
-        )
-    except (TypeError, ValueError):
-        return None
 
 
 class FleetEngine:
@@ -123,7 +113,7 @@ class FleetEngine:
             return None
         now = self.clock()
         self.events_seen += 1
-        stamp = _stamp_epoch(data.get("_stamp")) if isinstance(data, dict) else None
+        stamp = stamp_epoch(data.get("_stamp")) if isinstance(data, dict) else None
         if stamp is not None:
             self.lag = max(0.0, now - stamp)
         rec = self.records.get(ev.id)
@@ -379,10 +369,7 @@ class FleetEngine:
         for minion_id in self.accepted:
             if minion_id not in nodes:
                 nodes[minion_id] = node_view(minion_id, None, self.site(minion_id), "never_seen", self.index)
-        admissions = {}
-        for entry in self.index.values():
-            key = (entry.get("decision"), entry.get("reason"))
-            admissions[key] = admissions.get(key, 0) + 1
+        admissions = admission_counts(self.index)
         snap = {
             "nodes": nodes,
             "engine": {

@@ -31,6 +31,23 @@ def iso(epoch):
     )
 
 
+def stamp_epoch(stamp):
+    """Return a Salt event ``_stamp`` (ISO, UTC, no zone) as epoch seconds, ``None`` when unparsable."""
+    try:
+        return datetime.datetime.fromisoformat(stamp).replace(tzinfo=datetime.timezone.utc).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def admission_counts(index):
+    """Return ``{(decision, reason): count}`` over an admission index."""
+    counts = {}
+    for entry in index.values():
+        key = (entry.get("decision"), entry.get("reason"))
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
 def uplink_view(rec):
     """Return ``{quality, rtt_ms, jitter_ms, loss_pct}`` of the record's last uplink, or ``None``."""
     uplink = (rec or {}).get("uplink")
@@ -81,10 +98,7 @@ def snapshot(opts_or_cache, now=None, store=None):
         status = _status.classify(rec, _conf.for_site(conf, site), now) if rec else "never_seen"
         nodes[minion_id] = node_view(minion_id, rec, site, status, index)
     engines = store.engines()
-    admissions = {}
-    for entry in index.values():
-        key = (entry.get("decision"), entry.get("reason"))
-        admissions[key] = admissions.get(key, 0) + 1
+    admissions = admission_counts(index)
     return {
         "nodes": nodes,
         "engine": {
