@@ -1,6 +1,9 @@
 """
 Benchmark 3: ``salt-run edge.report`` on a cache of 5,000 minions across 50
-sites.
+sites. (Since the report answers from the ``edge_fleet`` engine's record,
+``bench_fleet.py`` times it on a full record against the previous,
+grains-based report; this benchmark keeps the CLI and memory figures on a
+master with keys and grains only.)
 
 Set-up (untimed): 5,000 accepted keys put in Salt's key store through its API
 (``salt.cache.Cache(opts, driver=opts["keys.cache_driver"])``), plus 50
@@ -186,10 +189,11 @@ def run(quick=False, log=print, keep=False):
         data.update(baseline=base, ours=ours, report_totals=totals, baseline_minions=base_count)
         lib_ours, lib_base, lib_count, lib_rep = _in_library(master)
         data["in_library"] = {"ours_s": lib_ours, "baseline_s": lib_base, "baseline_minions": lib_count}
+        # the report answers from the edge_fleet engine's record (none here:
+        # every node is never_seen); bench_fleet.py times it on a full record
         correct = (
             ours["rc"] == 0
-            and totals.get("minions") == count
-            and totals.get("sites") == 50
+            and sum(totals.get(k, 0) for k in ("online", "late", "offline", "never_seen")) == count
             and totals.get("pending") == pending
         )
         data["correct"] = correct

@@ -1,0 +1,115 @@
+"""
+Where a node belongs: the ONE place the fleet code asks which site a node is
+in and what admitted it (see ``docs/ref/engine.rst``, "Sites").
+
+Preference: the site the master verified when it admitted the key
+(admission records), then the site the node's own heartbeat names.
+"""
+
+import logging
+import os
+
+from saltext_edge import admission as _admission
+
+log = logging.getLogger(__name__)
+
+
+def node_index(opts):
+    """
+    Return ``{minion_id: {"site": str|None, "admitted_by": str|None,
+    "decision": str|None, "reason": str|None}}`` from the master's admission
+    records; ``{}`` when they cannot be read (logged, never raised).
+
+    Uses ``admission.node_index(opts)`` when the admission library has it
+    (master-verified site and what admitted the key), else
+    ``admission.list_decisions(opts)``.
+    """
+    try:
+        index = getattr(_admission, "node_index", None)
+        if callable(index):
+            data = index(opts)
+            if isinstance(data, dict):
+                out = {}
+                for mid, entry in data.items():
+                    if isinstance(entry, dict):
+                        out[mid] = {
+                            "site": entry.get("site"),
+                            "admitted_by": entry.get("admitted_by"),
+                            "decision": entry.get("decision", "accepted"),
+                            "reason": entry.get("reason"),
+                        }
+                return out
+        decisions = _admission.list_decisions(opts)
+    except Exception as exc:  # pylint: disable=broad-except
+        log.warning("edge_fleet: admission records unavailable: %s", exc.__class__.__name__)
+        return {}
+    out = {}
+    for mid, entry in (decisions or {}).items():
+        if not isinstance(entry, dict):
+            continue
+        decision = entry.get("decision")
+        verified = decision == "accepted"
+        out[mid] = {
+            # only an accepted decision's site was checked against a site key
+            "site": entry.get("site") if verified else None,
+            "admitted_by": "token" if verified else None,
+            "decision": decision,
+            "reason": entry.get("reason"),
+        }
+    return out
+
+
+def site_of(minion_id, index, rec=None):
+    """Return the site of ``minion_id``: the verified one from ``index``, else the heartbeat's, else ``None``."""
+    entry = index.get(minion_id)
+    if entry and isinstance(entry.get("site"), str) and entry["site"]:
+        return entry["site"]
+    if rec and isinstance(rec.get("site"), str) and rec["site"]:
+        return rec["site"]
+    return None
+
+
+_KEY_DIRS = ("minions", "minions_pre", "minions_rejected", "minions_denied")
+
+
+def _scan_pki(pki_dir):
+    out = {}
+    for name in _KEY_DIRS:
+        ids = []
+        try:
+            with os.scandir(os.path.join(pki_dir, name)) as entries:
+                for entry in entries:
+                    # what Salt's localfs_key driver lists: regular files, not
+                    # links, no dot files (a child of the directory, so the
+                    # path checks Salt adds cannot fail)
+                    if entry.name.startswith(".") or entry.is_symlink() or not entry.is_file():
+                        continue
+                    ids.append(entry.name)
+        except FileNotFoundError:
+            pass
+        out[name] = sorted(ids)
+    return out
+
+
+def keys(opts):
+    """
+    Return ``{"minions": [...], "minions_pre": [...], "minions_rejected": [...],
+    "minions_denied": [...]}`` from Salt's key store (empty lists when it
+    cannot be read). With the default ``localfs_key`` driver the key
+    directories are listed directly (Salt's listing resolves two real paths
+    per key, most of a report's time on a large fleet); other drivers go
+    through ``salt.key``.
+    """
+    import salt.key  # pylint: disable=import-outside-toplevel
+
+    if (opts.get("keys.cache_driver") or "localfs_key") == "localfs_key" and opts.get("pki_dir"):
+        try:
+            return _scan_pki(opts["pki_dir"])
+        except OSError as exc:
+            log.warning("edge_fleet: cannot list the key directories: %s", exc.__class__.__name__)
+    try:
+        found = salt.key.Key(opts).list_keys()
+    except Exception as exc:  # pylint: disable=broad-except
+        log.warning("edge_fleet: cannot list keys: %s", exc.__class__.__name__)
+        found = {}
+    return {k: list(found.get(k) or []) for k in _KEY_DIRS}
