@@ -176,7 +176,8 @@ def site_severity(name, site):
 
 def _node_key(item):
     node_id, node = item
-    uplink = node.get("uplink") or {}
+    node = node if isinstance(node, dict) else {}
+    uplink = node.get("uplink") if isinstance(node.get("uplink"), dict) else {}
     return (
         STATUS_ORDER.get(node.get("status"), 2),
         0 if node.get("flapping") else 1,
