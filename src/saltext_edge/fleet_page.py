@@ -86,7 +86,12 @@ _JS = (
     "var z=document.getElementById('tz');if(z){var o=-new Date().getTimezoneOffset(),"
     "s=o<0?'-':'+';o=Math.abs(o);z.textContent='Times are in your local time (UTC'+s+"
     "String(Math.floor(o/60)).padStart(2,'0')+':'+String(o%60).padStart(2,'0')+'); "
-    "hover a time for UTC.'}})();"
+    "hover a time for UTC.'}"
+    # how long the page took to parse and lay out in this browser (read by
+    # the browser test and the benchmark: docs/benchmarks.rst)
+    "var r=document.documentElement;r.setAttribute('data-parsed-ms',Math.round(performance.now()));"
+    "addEventListener('load',function(){void document.body.offsetHeight;"
+    "r.setAttribute('data-layout-ms',Math.round(performance.now()))})})();"
 )
 _JS_HASH = base64.b64encode(hashlib.sha256(_JS.encode("utf-8")).digest()).decode("ascii")
 _CSP = (
