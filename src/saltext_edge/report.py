@@ -1,505 +1,221 @@
 """
-The fleet report (DESIGN.md §7): minions per site, presence, uplink quality
-from cached grains, pending and refused keys, minions with no site.
+The fleet report (see ``docs/howto/fleet-report.rst``): per site, how many
+nodes are online / late / offline / never seen, last seen as ISO 8601 UTC,
+uplink quality and trend, flapping nodes, pending and refused keys.
 
-It reads what the master already has, so it stays fast on thousands of
-minions:
+It answers from the record the ``edge_fleet`` engine keeps through
+``salt.cache`` (:mod:`saltext_edge.fleet.store`) and contacts no node; with
+``ping=True`` one ``test.ping`` broadcast is added as an explicit live check
+(it does not change the status). No epoch floats in what it returns.
 
-* keys from Salt's key store (``salt.key.Key(opts).list_keys()``, which in
-  3008 reads the ``keys`` cache driver, not files);
-* grains from the minion data cache (``salt.cache`` bank ``grains``, key
-  ``<minion id>``; the master fills it whenever a minion fetches its pillar:
-  at start and on ``saltutil.refresh_pillar`` / ``saltutil.sync_grains``);
-* admission decisions from :mod:`saltext_edge.admission` when it is present;
-* presence either from the master's TCP table (cheap, see
-  :func:`tcp_presence`) or, with ``ping=True``, from one ``test.ping``
-  broadcast.
-
-:func:`aggregate` is the pure part (no Salt, no I/O) and is what the unit
-tests exercise; :func:`build` gathers the inputs and calls it.
+:func:`assemble` is the pure part (unit-tested); :func:`build` reads the
+inputs and calls it; :func:`node` is ``salt-run edge.node``.
 """
 
 import fnmatch
-import ipaddress
 import logging
-import os
 import time
 
-from saltext_edge import admission as _admission
+from saltext_edge.fleet import conf as _conf
+from saltext_edge.fleet import record as _record
+from saltext_edge.fleet import sites as _sites
+from saltext_edge.fleet import status as _status
+from saltext_edge.fleet.snapshot import iso, uplink_view
 
 log = logging.getLogger(__name__)
 
 PROGRESS_TAG = "edge/report/progress"
-QUALITIES = ("good", "fair", "poor", "down", "unknown")
-STATUSES = ("up", "down", "unknown")
+PROGRESS_EVERY = 1000
+QUALITIES = _record.QUALITIES
 NO_SITE = "(no site)"
 TOTAL = "TOTAL"
-# grains read between two progress events
-PROGRESS_EVERY = 1000
-
-_PROC_TCP = ("/proc/net/tcp", "/proc/net/tcp6")
-
-
-# --------------------------------------------------------------------------
-# pure helpers
-# --------------------------------------------------------------------------
-
-
-def uplink_of(grains):
-    """
-    Return ``(quality, detail)`` from a minion's cached grains: ``quality``
-    is one of :data:`QUALITIES` (``unknown`` when the ``edge_uplink`` grain
-    is missing or malformed), ``detail`` a small dict of the measured values.
-    """
-    uplink = grains.get("edge_uplink") if isinstance(grains, dict) else None
-    if not isinstance(uplink, dict):
-        return "unknown", {}
-    quality = uplink.get("quality")
-    if quality not in QUALITIES:
-        quality = "unknown"
-    detail = {
-        k: uplink.get(k)
-        for k in ("rtt_ms", "jitter_ms", "loss_pct", "checked_at")
-        if uplink.get(k) is not None
-    }
-    return quality, detail
-
-
-def site_of(grains):
-    """Return the ``edge_site`` grain if it is a usable string, else ``None``."""
-    site = grains.get("edge_site") if isinstance(grains, dict) else None
-    if isinstance(site, str) and site.strip():
-        return site.strip()
-    return None
-
-
-def _norm_addr(addr):
-    """Normalise an address string (IPv4-mapped IPv6 to IPv4); ``None`` if not an IP."""
-    try:
-        ip = ipaddress.ip_address(str(addr).split("%")[0])
-    except ValueError:
-        return None
-    if ip.version == 6 and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return str(ip)
-
-
-def _is_loopback(addr):
-    try:
-        return ipaddress.ip_address(addr).is_loopback
-    except ValueError:
-        return False
-
-
-def tcp_presence(connections, claims, local_addrs=()):
-    """
-    Decide presence from the master's TCP table, without asking any minion.
-
-    ``connections`` maps a remote address to the number of established
-    connections from it to the master's publish port (every attached minion
-    holds exactly one). ``claims`` maps a minion id to the addresses its
-    cached ``ipv4``/``ipv6`` grains report (``None`` when no grains are
-    cached). ``local_addrs`` are the master host's own non-loopback
-    addresses: a connection from loopback is from a minion on the master's
-    host, i.e. one that claims one of those.
-
-    Returns ``({minion_id: "up" | "down" | "unknown"}, unattributed)``:
-
-    * ``up`` -- the minion claims an address connections come from, and no
-      more minions claim it than there are connections from it;
-    * ``unknown`` -- more minions claim an address than are connected from it
-      (shared or loopback addresses), or some connections come from addresses
-      no minion reports (NAT, a load balancer: then any unmatched minion may
-      be one of them), or the minion has no cached grains;
-    * ``down`` -- every connection is accounted for and none is this minion's.
-
-    ``unattributed`` is the number of connections from addresses no minion
-    reports.
-    """
-    index = {}
-    for minion, addrs in claims.items():
-        for addr in addrs or ():
-            norm = _norm_addr(addr)
-            if norm is not None:
-                index.setdefault(norm, set()).add(minion)
-    on_master_host = set()
-    for addr in local_addrs:
-        norm = _norm_addr(addr)
-        if norm is not None and not _is_loopback(norm):
-            on_master_host |= index.get(norm, set())
-
-    up, ambiguous = set(), set()
-    unattributed = 0
-    for addr, count in connections.items():
-        norm = _norm_addr(addr)
-        if norm is None:
-            unattributed += count
-            continue
-        claimants = set(index.get(norm, set()))
-        if _is_loopback(norm):
-            # every host reports 127.0.0.1: only minions that are on the
-            # master's host (or claim exactly this loopback address, not
-            # the universal 127.0.0.1/::1) can be behind it
-            if norm in ("127.0.0.1", "::1"):
-                claimants = on_master_host or claimants
-            else:
-                claimants |= on_master_host
-        if not claimants:
-            unattributed += count
-        elif len(claimants) <= count:
-            up |= claimants
-        else:
-            ambiguous |= claimants
-
-    status = {}
-    for minion, addrs in claims.items():
-        if minion in up:
-            status[minion] = "up"
-        elif minion in ambiguous or unattributed or addrs is None:
-            status[minion] = "unknown"
-        else:
-            status[minion] = "down"
-    return status, unattributed
-
-
-def _entry(minion_id, decision):
-    entry = {"id": minion_id, "decision": None, "reason": None}
-    if isinstance(decision, dict):
-        entry["decision"] = decision.get("decision")
-        entry["reason"] = decision.get("reason")
-        if decision.get("time") is not None:
-            entry["time"] = decision.get("time")
-    return entry
+_COUNTS = ("online", "late", "offline", "never_seen")
 
 
 def _empty_site():
     return {
-        "minions": 0,
-        "up": 0,
-        "down": 0,
-        "unknown": 0,
-        "uplink": {q: 0 for q in QUALITIES},
-        "down_minions": [],
-        "poor_uplink": [],
-        "pending": [],
-        "refused": [],
+        **{k: 0 for k in _COUNTS},
+        "degraded": False,
+        "quality": {q: 0 for q in QUALITIES},
+        "trend": {},
+        "history": [],
+        "nodes": {},
     }
 
 
-def aggregate(
-    keys,
-    grains,
-    presence,
-    decisions=None,
-    site=None,
-    presence_info=None,
-    details=False,
-    cached_at=None,
-    now=None,
-):
-    """
-    Build the report from its inputs (pure; no Salt, no I/O).
+def _site_rows_trend(rows, now, extra_samples):
+    """24 h trend of a site: its hourly rows of the last day plus the current hour's raw samples."""
+    cut = now - 86400
+    hourly = [[r[0], r[7], r[4], r[5], r[6], r[7]] for r in rows if r[0] >= cut]
+    current = int(now // _record.HOUR) * _record.HOUR
+    fresh = [s for s in extra_samples if s[0] >= current]
+    if fresh:
+        hourly.append(_record.aggregate_hour(current, fresh))
+    return _record.hours_trend(hourly)
 
-    :param keys: ``salt.key.Key.list_keys()`` shape: ``minions``,
-        ``minions_pre``, ``minions_rejected``, ``minions_denied`` lists.
-    :param grains: ``{minion_id: grains dict or None}`` for accepted minions
-        (``None``: nothing cached or unreadable).
-    :param presence: ``{minion_id: "up" | "down" | "unknown"}``.
-    :param decisions: ``{minion_id: {"decision", "reason", "site", "time"}}``
-        from the admission library, or ``None``.
-    :param site: only report sites matching this glob (``None``: all).
-    :param details: add a per-minion table under ``minions``.
-    :param cached_at: ``{minion_id: epoch}`` of the cached grains (details).
+
+def _admission(minion_id, keys_state):
+    return keys_state.get(minion_id, "revoked")
+
+
+def assemble(records, keys, index, conf, site_meta=None, now=None, site=None, details=False, progress=None):
     """
-    decisions = decisions or {}
-    cached_at = cached_at or {}
-    sites = {}
-    no_site = []
-    per_minion = {}
+    Build the report (pure: no Salt, no I/O).
+
+    :param records: ``{id: record}`` from the store.
+    :param keys: ``salt.key.Key.list_keys()`` shape.
+    :param index: :func:`saltext_edge.fleet.sites.node_index` shape.
+    :param conf: :func:`saltext_edge.fleet.conf.parse` settings.
+    :param site_meta: the engine's ``sites`` meta entry (hourly site rows).
+    :param site: only sites matching this glob. ``details``: list every node.
+
+    Returns the report dict documented in ``docs/howto/fleet-report.rst``.
+    """
+    now = now if now is not None else time.time()
+    site_meta = site_meta or {}
+    keys_state = {}
+    for mid in keys.get("minions", []):
+        keys_state[mid] = "accepted"
+    for mid in keys.get("minions_pre", []):
+        keys_state[mid] = "pending"
+    for state in ("minions_rejected", "minions_denied"):
+        for mid in keys.get(state, []):
+            keys_state[mid] = "refused"
 
     def wanted(name):
-        if site is None:
-            return True
-        return fnmatch.fnmatchcase(name, site)
+        return site is None or fnmatch.fnmatchcase(name, site)
 
-    def bucket(name):
-        return sites.setdefault(name, _empty_site())
-
-    for minion in keys.get("minions", []):
-        mgrains = grains.get(minion)
-        name = site_of(mgrains or {})
-        if name is None:
-            dec = decisions.get(minion)
-            if isinstance(dec, dict) and isinstance(dec.get("site"), str):
-                name = dec["site"]
-        label = name if name is not None else NO_SITE
+    sites = {}
+    samples_by_site = {}
+    recs_by_site = {}
+    flapping = []
+    ids = set(keys.get("minions", [])) | set(records)
+    for done, mid in enumerate(sorted(ids), 1):
+        if progress and done % PROGRESS_EVERY == 0:
+            progress("nodes", done=done, total=len(ids))
+        rec = records.get(mid)
+        admission = _admission(mid, keys_state)
+        if rec is None and admission != "accepted":
+            continue
+        name = _sites.site_of(mid, index, rec)
+        label = name or NO_SITE
         if not wanted(label):
             continue
-        if name is None:
-            no_site.append(minion)
-        status = presence.get(minion, "unknown")
-        if status not in STATUSES:
-            status = "unknown"
-        quality, detail = uplink_of(mgrains or {})
-        data = bucket(label)
-        data["minions"] += 1
+        site_conf = _conf.for_site(conf, name)
+        status = _status.classify(rec, site_conf, now) if rec else "never_seen"
+        if rec is not None:
+            rec = dict(rec, status=status)
+        data = sites.setdefault(label, _empty_site())
         data[status] += 1
-        data["uplink"][quality] += 1
-        if status == "down":
-            data["down_minions"].append(minion)
-        if quality in ("poor", "down"):
-            data["poor_uplink"].append(dict({"id": minion, "quality": quality}, **detail))
-        if details:
-            row = {
-                "site": label,
+        quality = _status.uplink_quality(rec) if rec else "unknown"
+        data["quality"][quality] += 1
+        flaps = bool(rec) and _status.flapping(rec, conf, now)
+        if flaps:
+            flapping.append(mid)
+        if rec is not None:
+            recs_by_site.setdefault(label, []).append(rec)
+            samples_by_site.setdefault(label, []).extend(rec.get("samples") or ())
+        if details or status != "online" or flaps or admission != "accepted":
+            data["nodes"][mid] = {
                 "status": status,
-                "uplink": quality,
-                "grains_cached": mgrains is not None,
+                "last_seen": iso(rec.get("last_seen")) if rec else None,
+                "last_seen_kind": rec.get("last_kind") if rec else None,
+                "uplink": uplink_view(rec),
+                "flapping": flaps,
+                "admission": admission,
+                "admitted_by": (index.get(mid) or {}).get("admitted_by"),
             }
-            row.update(detail)
-            if minion in cached_at:
-                row["grains_cached_at"] = cached_at[minion]
-            per_minion[minion] = row
 
-    def key_site(minion):
-        dec = decisions.get(minion)
-        if isinstance(dec, dict) and isinstance(dec.get("site"), str) and dec["site"]:
-            return dec["site"]
-        return NO_SITE
+    hours_meta = site_meta.get("hours") or {}
+    for label, data in sites.items():
+        site_conf = _conf.for_site(conf, None if label == NO_SITE else label)
+        data["degraded"] = _status.site_health(recs_by_site.get(label, []), site_conf)[0]
+        samples = samples_by_site.get(label, [])
+        data["trend"] = {
+            "1h": _record.trend([s for s in samples if s[0] >= now - 3600]),
+            "24h": _site_rows_trend(hours_meta.get(label if label != NO_SITE else "", []), now, samples),
+        }
+        rows = [r for r in hours_meta.get(label if label != NO_SITE else "", []) if r[0] >= now - 86400]
+        data["history"] = [
+            {"at": iso(r[0]), "online": r[1], "offline": r[3], "rtt_ms_median": r[4]} for r in rows[-24:]
+        ]
 
-    for minion in keys.get("minions_pre", []):
-        label = key_site(minion)
-        if not wanted(label):
-            continue
-        entry = _entry(minion, decisions.get(minion))
-        entry["key"] = "pending"
-        if entry["decision"] == "refused":
-            bucket(label)["refused"].append(entry)
-        else:
-            if entry["decision"] is None:
-                entry["reason"] = "no admission decision recorded yet"
-            elif entry["decision"] == "no_token" and not entry["reason"]:
-                entry["reason"] = "no edge_token grain seen"
-            elif entry["decision"] == "recorded" and not entry["reason"]:
-                entry["reason"] = "token seen, not admitted yet (salt-run edge.accept_pending)"
-            bucket(label)["pending"].append(entry)
-
-    for state, default_reason in (
+    pending = sorted(m for m in keys.get("minions_pre", []) if wanted(_label_of(m, index, records)))
+    refused = {}
+    for mid in pending[:]:
+        entry = index.get(mid) or {}
+        if entry.get("decision") == "refused":
+            refused[mid] = entry.get("reason") or "refused by admission"
+            pending.remove(mid)
+    for state, default in (
         ("minions_rejected", "key rejected"),
         ("minions_denied", "key denied: a different key is accepted for this id"),
     ):
-        for minion in keys.get(state, []):
-            label = key_site(minion)
-            if not wanted(label):
-                continue
-            entry = _entry(minion, decisions.get(minion))
-            entry["key"] = state[len("minions_") :]
-            if entry["decision"] != "refused" or not entry["reason"]:
-                entry["reason"] = default_reason
-            bucket(label)["refused"].append(entry)
+        for mid in keys.get(state, []):
+            if wanted(_label_of(mid, index, records)):
+                entry = index.get(mid) or {}
+                reason = entry.get("reason") if entry.get("decision") == "refused" else None
+                refused[mid] = reason or default
 
-    totals = _empty_site()
-    del totals["down_minions"], totals["poor_uplink"], totals["pending"], totals["refused"]
-    totals.update({"sites": 0, "pending": 0, "refused": 0, "no_site": len(no_site)})
-    summary = []
-    for name in sorted(sites, key=lambda n: (n == NO_SITE, n)):
-        data = sites[name]
-        data["down_minions"].sort()
-        data["poor_uplink"].sort(key=lambda r: r["id"])
-        data["pending"].sort(key=lambda r: r["id"])
-        data["refused"].sort(key=lambda r: r["id"])
-        if name != NO_SITE:
-            totals["sites"] += 1
-        for k in ("minions", "up", "down", "unknown"):
-            totals[k] += data[k]
-        for q in QUALITIES:
-            totals["uplink"][q] += data["uplink"][q]
-        totals["pending"] += len(data["pending"])
-        totals["refused"] += len(data["refused"])
-        summary.append(_summary_row(name, data))
-    summary.append(_summary_row(TOTAL, totals))
-
-    report = {
-        "generated_at": round(now if now is not None else time.time(), 3),
+    totals = {k: sum(s[k] for s in sites.values()) for k in _COUNTS}
+    totals.update({"pending": len(pending), "refused": len(refused), "sites": len(sites)})
+    ordered = dict(sorted(sites.items(), key=lambda kv: (kv[0] == NO_SITE, kv[0])))
+    return {
+        "generated_at": iso(now),
         "site_filter": site,
-        "presence": dict(presence_info or {}),
         "totals": totals,
-        "summary": summary,
-        "sites": sites,
-        "no_site": sorted(no_site),
+        "summary": [_summary_row(n, d) for n, d in ordered.items()] + [_summary_total(totals, ordered)],
+        "sites": ordered,
+        "pending": pending,
+        "refused": dict(sorted(refused.items())),
+        "flapping": sorted(flapping),
     }
-    if details:
-        report["minions"] = per_minion
-    return report
+
+
+def _label_of(mid, index, records):
+    return _sites.site_of(mid, index, records.get(mid)) or NO_SITE
 
 
 def _summary_row(name, data):
-    pending = data["pending"]
-    refused = data["refused"]
     return {
         "site": name,
-        "minions": data["minions"],
-        "up": data["up"],
-        "down": data["down"],
-        "unknown": data["unknown"],
-        "good": data["uplink"]["good"],
-        "fair": data["uplink"]["fair"],
-        "poor": data["uplink"]["poor"],
-        "uplink_down": data["uplink"]["down"],
-        "uplink_unknown": data["uplink"]["unknown"],
-        "pending": pending if isinstance(pending, int) else len(pending),
-        "refused": refused if isinstance(refused, int) else len(refused),
+        **{k: data[k] for k in _COUNTS},
+        "degraded": data["degraded"],
+        **{f"uplink_{q}": data["quality"][q] for q in QUALITIES},
+        "rtt_ms_median_1h": data["trend"]["1h"]["rtt_ms_median"],
+        "rtt_ms_p95_1h": data["trend"]["1h"]["rtt_ms_p95"],
+        "loss_pct_1h": data["trend"]["1h"]["loss_pct"],
     }
 
 
+def _summary_total(totals, sites):
+    row = {"site": TOTAL, **{k: totals[k] for k in _COUNTS}, "degraded": any(d["degraded"] for d in sites.values())}
+    for q in QUALITIES:
+        row[f"uplink_{q}"] = sum(d["quality"][q] for d in sites.values())
+    row.update({"rtt_ms_median_1h": None, "rtt_ms_p95_1h": None, "loss_pct_1h": None})
+    return row
+
+
 # --------------------------------------------------------------------------
-# gathering from the master
+# gathering on the master
 # --------------------------------------------------------------------------
 
 
-def read_tcp_connections(port, proc_files=_PROC_TCP):
-    """
-    Return ``{remote_addr: count}`` of established TCP connections to local
-    ``port``, from ``/proc/net/tcp{,6}``; falls back to Salt's
-    ``local_port_tcp`` (a set, so counts of 1) where ``/proc`` is missing.
-    """
-    port = int(port)
-    counts = {}
-    found = False
-    for path in proc_files:
-        try:
-            with open(path, encoding="ascii") as fh_:
-                lines = fh_.readlines()[1:]
-        except OSError:
-            continue
-        found = True
-        for line in lines:
-            parts = line.split()
-            if len(parts) < 4 or parts[3] != "01":  # ESTABLISHED
-                continue
-            try:
-                local = parts[1].rsplit(":", 1)
-                if int(local[1], 16) != port:
-                    continue
-                addr = _proc_addr(parts[2].rsplit(":", 1)[0])
-            except (ValueError, IndexError):
-                continue
-            addr = _norm_addr(addr)
-            if addr is not None:
-                counts[addr] = counts.get(addr, 0) + 1
-    if not found:
-        import salt.utils.network  # pylint: disable=import-outside-toplevel
-
-        counts = {addr: 1 for addr in salt.utils.network.local_port_tcp(port)}
-    return counts
-
-
-def _proc_addr(hexaddr):
-    raw = bytes.fromhex(hexaddr)
-    # /proc stores each 32-bit word in host (little-endian) order
-    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
-    return str(ipaddress.ip_address(words))
-
-
-def load_decisions(opts):
-    """
-    Return the admission decisions (``{minion_id: {...}}``) or ``None`` when
-    they cannot be read (the report is still useful without reasons).
-    """
-    try:
-        decisions = _admission.list_decisions(opts)
-    except Exception as exc:  # pylint: disable=broad-except
-        log.warning("edge.report: admission decisions unavailable: %s", exc.__class__.__name__)
-        return None
-    return decisions if isinstance(decisions, dict) else None
-
-
-def _read_grains(opts, minions, progress, stamps=False):
-    """
-    Return ``({id: grains or None}, {id: mtime})`` from the minion data cache
-    (``stamps``: also the time each minion's grains were cached).
-
-    With the default ``localfs`` cache driver the files
-    ``<cachedir>/grains/<id>.p`` are read directly, one directory listing and
-    one read per minion: going through ``salt.cache`` costs a loader call, id
-    validation and two ``realpath`` per minion, which is most of the time on a
-    large fleet. Other drivers go through ``salt.cache``.
-    """
-    import salt.cache  # pylint: disable=import-outside-toplevel
-
-    total = len(minions)
-    grains = {m: None for m in minions}
-    cached_at = {}
-    driver = opts.get("cache", "localfs") or "localfs"
-    if driver == "localfs" and not opts.get("memcache_expire_seconds", 0):
-        import salt.payload  # pylint: disable=import-outside-toplevel
-
-        bank = os.path.join(opts.get("cachedir", ""), "grains")
-        try:
-            present = {n[:-2] for n in os.listdir(bank) if n.endswith(".p")}
-        except OSError:
-            present = set()
-        for done, minion in enumerate(minions, 1):
-            if minion in present and os.sep not in minion and not minion.startswith("."):
-                path = os.path.join(bank, minion + ".p")
-                try:
-                    with open(path, "rb") as fh_:
-                        data = salt.payload.load(fh_)
-                    if stamps and isinstance(data, dict) and data:
-                        cached_at[minion] = int(os.path.getmtime(path))
-                except Exception as exc:  # pylint: disable=broad-except
-                    log.warning("edge.report: unreadable cached grains for %s: %s", minion, exc)
-                    data = None
-                if isinstance(data, dict) and data:
-                    grains[minion] = data
-            if progress and done % PROGRESS_EVERY == 0:
-                progress("grains", done=done, total=total)
-        return grains, cached_at
-
-    cache = salt.cache.factory(opts)
-    try:
-        listed = set(cache.list("grains") or ())
-    except Exception as exc:  # pylint: disable=broad-except
-        log.warning("edge.report: cannot list the grains cache: %s", exc)
-        listed = set()
-    for done, minion in enumerate(minions, 1):
-        if minion in listed:
-            try:
-                data = cache.fetch("grains", minion)
-            except Exception as exc:  # pylint: disable=broad-except
-                log.warning("edge.report: unreadable cached grains for %s: %s", minion, exc)
-                data = None
-            if isinstance(data, dict) and data:
-                grains[minion] = data
-                if stamps:
-                    try:
-                        stamp = cache.updated("grains", minion)
-                    except Exception:  # pylint: disable=broad-except
-                        stamp = None
-                    if stamp:
-                        cached_at[minion] = stamp
-        if progress and done % PROGRESS_EVERY == 0:
-            progress("grains", done=done, total=total)
-    return grains, cached_at
-
-
-def _ping(opts, minions, timeout, site_filtered):
+def _ping(opts, minions, timeout):
     import salt.client  # pylint: disable=import-outside-toplevel
 
     if not minions:
         return {}
     with salt.client.get_local_client(mopts=opts) as client:
-        if site_filtered:
-            ret = client.cmd(sorted(minions), "test.ping", tgt_type="list", timeout=timeout)
-        else:
-            ret = client.cmd("*", "test.ping", timeout=timeout)
-    return {m: ("up" if ret.get(m) is True else "down") for m in minions}
+        ret = client.cmd(sorted(minions), "test.ping", tgt_type="list", timeout=timeout)
+    return {m: ret.get(m) is True for m in minions}
 
 
 def event_progress(opts):
     """
     Return a ``progress(stage, **data)`` callable firing ``edge/report/progress``
-    events on the master event bus (errors are logged, never raised).
+    events on the master event bus (errors are logged, never raised); call
+    ``progress.close()`` at the end.
     """
     state = {"event": None}
 
@@ -508,11 +224,8 @@ def event_progress(opts):
             if state["event"] is None:
                 import salt.utils.event  # pylint: disable=import-outside-toplevel
 
-                state["event"] = salt.utils.event.get_master_event(
-                    opts, opts["sock_dir"], listen=False
-                )
-            payload = dict(data, stage=stage)
-            state["event"].fire_event(payload, PROGRESS_TAG)
+                state["event"] = salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=False)
+            state["event"].fire_event(dict(data, stage=stage), PROGRESS_TAG)
         except Exception as exc:  # pylint: disable=broad-except
             log.debug("edge.report: progress event not sent: %s", exc)
 
@@ -527,92 +240,137 @@ def event_progress(opts):
     return progress
 
 
-def build(opts, ping=False, site=None, timeout=None, details=False, progress=None):
+def _engines_view(store, now):
+    out = {}
+    for master, info in store.engines().items():
+        flushed = info.get("flushed_at")
+        out[master] = {
+            "started_at": iso(info.get("started_at")),
+            "flushed_at": iso(flushed),
+            "nodes": info.get("nodes"),
+            "stale": flushed is None or now - flushed > 300,
+        }
+    return out
+
+
+def build(opts, ping=False, site=None, timeout=None, details=False, progress=None, store=None, now=None):
     """
-    Gather keys, cached grains, decisions and presence on the master and
-    return :func:`aggregate`'s report. ``progress(stage, **data)`` is called
-    at each stage and every :data:`PROGRESS_EVERY` minions.
+    Read the record, keys and admission index on the master and return
+    :func:`assemble`'s report plus ``engines`` (what each master's engine
+    last wrote), ``elapsed_s`` and, with ``ping=True``, ``ping``
+    (``{"timeout_s", "answered", "silent": [ids]}``).
     """
-    import salt.key  # pylint: disable=import-outside-toplevel
-    import salt.utils.network  # pylint: disable=import-outside-toplevel
+    from saltext_edge.fleet import store as _store  # pylint: disable=import-outside-toplevel
 
     started = time.time()
+    now = now if now is not None else started
 
     def step(stage, **data):
         if progress:
             progress(stage, elapsed_s=round(time.time() - started, 3), **data)
 
-    keys = salt.key.Key(opts).list_keys()
-    minions = list(keys.get("minions", []))
-    step("keys", accepted=len(minions), pending=len(keys.get("minions_pre", [])))
-
-    grains, cached_at = _read_grains(opts, minions, step, stamps=details)
-    step("grains", done=len(minions), total=len(minions))
-
-    decisions = load_decisions(opts)
-    if site is not None:
-        # presence is only needed for minions of the wanted sites
-        def in_site(minion):
-            name = site_of(grains.get(minion) or {})
-            if name is None and decisions and isinstance(decisions.get(minion), dict):
-                name = decisions[minion].get("site")
-            return fnmatch.fnmatchcase(name if name else NO_SITE, site)
-
-        scoped = [m for m in minions if in_site(m)]
-    else:
-        scoped = minions
-
-    if ping:
-        timeout = int(timeout or opts.get("timeout", 5) or 5)
-        step("ping", minions=len(scoped), timeout_s=timeout)
-        presence = _ping(opts, scoped, timeout, site is not None)
-        info = {
-            "method": "ping",
-            "timeout_s": timeout,
-            "note": "one test.ping broadcast; down = no answer within the timeout",
-        }
-    else:
-        claims = {}
-        for minion in minions:
-            mgrains = grains.get(minion)
-            if mgrains is None:
-                claims[minion] = None
-            else:
-                addrs = []
-                for name in ("ipv4", "ipv6"):
-                    value = mgrains.get(name)
-                    if isinstance(value, list):
-                        addrs.extend(a for a in value if isinstance(a, str))
-                claims[minion] = addrs
-        connections = read_tcp_connections(opts.get("publish_port", 4505))
-        local = list(salt.utils.network.ip_addrs(include_loopback=False)) + list(
-            salt.utils.network.ip_addrs6(include_loopback=False)
-        )
-        presence, unattributed = tcp_presence(connections, claims, local)
-        info = {
-            "method": "tcp",
-            "connections": sum(connections.values()),
-            "unattributed_connections": unattributed,
-            "note": (
-                "from the master's TCP table matched to cached ipv4/ipv6 grains; "
-                "unknown where NAT, a load balancer or shared addresses hide who "
-                "is connected: use ping=True for an exact answer"
-            ),
-        }
-    step("presence", method=info["method"])
-
-    report = aggregate(
-        keys,
-        grains,
-        presence,
-        decisions=decisions,
-        site=site,
-        presence_info=info,
-        details=details,
-        cached_at=cached_at,
+    store = store or _store.Store(opts)
+    keys = _sites.keys(opts)
+    step("keys", accepted=len(keys["minions"]), pending=len(keys["minions_pre"]))
+    records = store.load_all()
+    step("record", nodes=len(records))
+    index = _sites.node_index(opts)
+    conf = _conf.parse(opts.get("edge"))
+    report = assemble(
+        records, keys, index, conf, site_meta=store.meta("sites"), now=now, site=site, details=details, progress=step
     )
-    report["admission_decisions"] = decisions is not None
+    report["engines"] = _engines_view(store, now)
+    if not report["engines"]:
+        report["warning"] = (
+            "no edge_fleet engine has written a record: enable it in the master config "
+            "(engines: [{edge_fleet: {}}]) and the edge_heartbeat beacon on the minions"
+        )
+    if ping:
+        scoped = [
+            m for d in report["sites"].values() for m in d["nodes"]
+        ] if site is not None and not details else None
+        targets = scoped if scoped is not None else keys["minions"]
+        timeout = int(timeout or opts.get("timeout", 5) or 5)
+        step("ping", minions=len(targets), timeout_s=timeout)
+        answers = _ping(opts, targets, timeout)
+        report["ping"] = {
+            "timeout_s": timeout,
+            "answered": sum(1 for v in answers.values() if v),
+            "silent": sorted(m for m, v in answers.items() if not v),
+        }
     report["elapsed_s"] = round(time.time() - started, 3)
-    step("done", minions=report["totals"]["minions"], elapsed_s_total=report["elapsed_s"])
+    step("done", elapsed_s_total=report["elapsed_s"])
     return report
 
+
+def node(opts, minion_id, store=None, now=None):
+    """
+    Return one node's record and history (``salt-run edge.node``), times as
+    ISO 8601 UTC, or ``None`` when the master knows nothing of ``minion_id``.
+    """
+    from saltext_edge.fleet import store as _store  # pylint: disable=import-outside-toplevel
+
+    now = now if now is not None else time.time()
+    store = store or _store.Store(opts)
+    keys = _sites.keys(opts)
+    states = {m: s for s, ms in (("accepted", keys["minions"]), ("pending", keys["minions_pre"])) for m in ms}
+    states.update({m: "refused" for k in ("minions_rejected", "minions_denied") for m in keys[k]})
+    rec = store.load(minion_id)
+    if rec is None and minion_id not in states:
+        return None
+    index = _sites.node_index(opts)
+    conf = _conf.parse(opts.get("edge"))
+    name = _sites.site_of(minion_id, index, rec)
+    rec = rec or {}
+    status = _status.classify(rec, _conf.for_site(conf, name), now) if rec.get("last_seen") else "never_seen"
+    hours = store.hours(minion_id) if rec else []
+    samples = rec.get("samples") or []
+    late_s, offline_s = _status.limits(rec, _conf.for_site(conf, name))
+    claim = rec.get("claim")
+    return {
+        "id": minion_id,
+        "site": name,
+        "site_from_heartbeat": rec.get("site"),
+        "status": status,
+        "last_seen": iso(rec.get("last_seen")),
+        "last_seen_kind": rec.get("last_kind"),
+        "source": rec.get("source"),
+        "seen_by": rec.get("seen_by"),
+        "first_seen": iso(rec.get("first_seen")),
+        "status_since": iso(rec.get("status_since")) if rec else None,
+        "late_after_s": round(late_s, 1),
+        "offline_after_s": round(offline_s, 1),
+        "period_s": rec.get("period"),
+        "seq": rec.get("seq"),
+        "uptime_s": rec.get("uptime_s"),
+        "uplink": uplink_view(rec),
+        "admission": states.get(minion_id, "revoked"),
+        "admitted_by": (index.get(minion_id) or {}).get("admitted_by"),
+        "flapping": bool(rec) and _status.flapping(rec, conf, now),
+        "unverified_claim": {"at": iso(claim["ts"]), "kind": claim["kind"]} if claim else None,
+        "transitions": [{"at": iso(t[0]), "status": t[1]} for t in rec.get("transitions") or []],
+        "trend": {
+            "1h": _record.trend([s for s in samples if s[0] >= now - 3600]),
+            "24h": _record.hours_trend(
+                [h for h in hours if h[0] >= now - 86400]
+                + [_record.aggregate_hour(0, [s for s in samples if s[0] >= int(now // 3600) * 3600])]
+            ),
+        },
+        "samples": [
+            {"at": iso(s[0]), "rtt_ms": s[1], "jitter_ms": s[2], "loss_pct": s[3], "quality": s[4]}
+            for s in samples
+            if s[0] >= now - 3600
+        ],
+        "hours": [
+            {
+                "at": iso(h[0]),
+                "samples": h[1],
+                "rtt_ms_median": h[2],
+                "rtt_ms_p95": h[3],
+                "loss_pct": h[4],
+                "heartbeats": h[5],
+                "worst_quality": h[6],
+            }
+            for h in hours
+        ],
+    }

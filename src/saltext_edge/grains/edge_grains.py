@@ -18,8 +18,14 @@ Minion config (all optional)::
         count: 3               # samples per target
         timeout: 1.0           # seconds per sample (shortened to fit the budget)
         budget: 2.0            # hard limit for the whole grain, seconds
+        ttl: 180               # seconds a stored measurement stays fresh
         thresholds: {good: {rtt_ms: 100, jitter_ms: 30, loss_pct: 0},
                      fair: {rtt_ms: 300, jitter_ms: 100, loss_pct: 20}}
+
+The latest measurement is kept in ``<cachedir>/edge/uplink.json`` (written
+atomically by the ``edge_heartbeat`` beacon and by this grain); while it is
+younger than ``edge:uplink:ttl`` seconds (default 180) the grain returns it
+without probing, so ``salt-call`` does not pay the probe budget.
 
 Grains run on the minion's start-up path: the probe ends within ``budget``
 seconds even when every target is black-holed, nothing runs at import time,
@@ -31,8 +37,7 @@ only explicitly configured targets.
 import logging
 
 try:
-    from saltext_edge import diag as _diag
-    from saltext_edge import probe as _probe
+    from saltext_edge.fleet import heartbeat as _hb
     from saltext_edge.tokens import SITE_RE as _SITE_RE
 
     HAS_LIB = True
@@ -66,59 +71,23 @@ def edge_site():
     return {"edge_site": site}
 
 
-def _unknown(reason):
-    log.debug("edge_uplink grain: quality unknown: %s", reason)
-    return {
-        "edge_uplink": {
-            "quality": "unknown",
-            "rtt_ms": None,
-            "jitter_ms": None,
-            "loss_pct": None,
-            "target": None,
-            "checked_at": _probe.utc_now_iso(),
-        }
-    }
-
-
-def _targets(opts, conf):
-    if conf.get("targets"):
-        return _probe.normalize_targets(conf["targets"], conf.get("ports") or _probe.DEFAULT_PORTS)
-    local = opts.get("file_client") == "local" and not opts.get("use_master_when_local")
-    if local or opts.get("master_type") == "disable":
-        return []
-    pairs = []
-    for _label, host, ports in _diag.master_targets(_diag.configured_masters(opts), opts):
-        for _role, port in ports:
-            if (host, port) not in pairs:
-                pairs.append((host, port))
-    return pairs
-
-
 def edge_uplink():
-    """Probe the uplink to the master(s) within a hard time budget."""
+    """
+    Return ``{"edge_uplink": {quality, rtt_ms, jitter_ms, loss_pct, target,
+    checked_at}}``: the latest measurement stored by the ``edge_heartbeat``
+    beacon (or an earlier grains load) when it is younger than
+    ``edge:uplink:ttl`` seconds (default 180), else a new probe within the
+    budget (stored for the next load). Never raises.
+    """
     opts = __opts__  # pylint: disable=undefined-variable
     try:
-        conf = _edge_conf().get("uplink") or {}
-        if not isinstance(conf, dict):
-            raise _probe.ProbeArgumentError("edge:uplink must be a mapping")
-        if conf.get("enabled", True) is False:
-            return _unknown("disabled by edge:uplink:enabled")
-        targets = _targets(opts, conf)
-        if not targets:
-            return _unknown("no targets (masterless or no master configured)")
-        log.debug("edge_uplink grain: probing %d target(s)", len(targets))
-        result = _probe.probe(
-            targets,
-            count=conf.get("count", _probe.DEFAULT_COUNT),
-            timeout=conf.get("timeout", _probe.DEFAULT_TIMEOUT),
-            budget=conf.get("budget", _probe.DEFAULT_BUDGET),
-            thresholds=conf.get("thresholds"),
-        )
-    except (ValueError, TypeError) as err:
-        log.warning("edge_uplink grain: bad edge:uplink configuration: %s", err)
-        return _unknown(str(err))
+        fresh = _hb.load_fresh(opts)
     except Exception as err:  # pylint: disable=broad-except
-        # a grain must never break minion start-up
-        log.warning("edge_uplink grain: probe failed: %s", err, exc_info=True)
-        return _unknown(str(err))
-    return {"edge_uplink": {key: result.get(key) for key in _UPLINK_KEYS}}
+        log.debug("edge_uplink grain: stored measurement unreadable: %s", err)
+        fresh = None
+    if fresh is not None:
+        return {"edge_uplink": fresh}
+    uplink = _hb.measure(opts)
+    if uplink.get("target") is not None or uplink.get("quality") != "unknown":
+        _hb.save(opts, uplink)
+    return {"edge_uplink": {key: uplink.get(key) for key in _UPLINK_KEYS}}

@@ -1,5 +1,5 @@
 """
-Runner ``edge``: the fleet view on the master (DESIGN.md §3, §7).
+Runner ``edge``: the fleet view on the master (docs/howto/fleet-report.rst).
 """
 
 import logging
@@ -50,54 +50,47 @@ def version():
 
 def report(ping=False, site=None, timeout=None, details=False):
     """
-    The fleet report: per site, the minions, how many are up / down / unknown,
-    their uplink quality from cached grains, and the pending and refused keys
-    with the admission reason; minions with no site; fleet totals. It reads
-    the master's caches (key store, minion data cache, admission records) and
-    pings nobody unless ``ping=True``. Progress events are fired on the
-    master event bus with the tag ``edge/report/progress``.
+    The fleet report, from the record the ``edge_fleet`` engine keeps (no
+    node is contacted unless ``ping=True``): per site how many nodes are
+    online / late / offline / never seen, whether the site is degraded, the
+    uplink quality counts and trend (median and p95 RTT, loss over the last
+    hour and day), hourly history; the nodes that are not online (all of
+    them with ``details=True``) with last seen as ISO 8601 UTC; flapping
+    nodes; pending and refused keys with the admission reason. Progress
+    events are fired on the master event bus with the tag
+    ``edge/report/progress``.
 
     ping : False
-        ``False``: presence from the master's TCP table matched against the
-        cached ``ipv4``/``ipv6`` grains (cheap; ``unknown`` where NAT or a load
-        balancer hides which minion is connected). ``True``: one ``test.ping``
-        broadcast, exact; a minion that does not answer within ``timeout`` is
-        ``down``.
+        ``True``: also one ``test.ping`` broadcast as a live check, reported
+        under ``ping`` (``answered``, ``silent``); it does not change the
+        status, which comes from the record.
 
     site : None
-        Only report sites matching this glob (``(no site)`` for minions
-        without one).
+        Only report sites matching this glob (``(no site)`` for nodes without one).
 
     timeout : None
         Seconds to wait for ping answers (default: the master's ``timeout``).
 
     details : False
-        Add a per-minion table under ``minions``.
+        List every node under its site, online ones included.
 
-    Returns a dict:
-
-    - ``totals``: ``sites``, ``minions``, ``up``, ``down``, ``unknown``,
-      ``uplink`` (counts per quality ``good|fair|poor|down|unknown``),
-      ``pending``, ``refused``, ``no_site``;
-    - ``summary``: one flat row per site plus ``TOTAL`` (for ``--out=table``);
-    - ``sites``: per site ``minions``, ``up``, ``down``, ``unknown``,
-      ``uplink``, ``down_minions`` (ids), ``poor_uplink`` (``id``, ``quality``,
-      ``rtt_ms``, ``loss_pct``, ...), ``pending`` and ``refused`` (``id``,
-      ``key``, ``decision``, ``reason``);
-    - ``no_site``: ids of accepted minions without a site (no ``edge_site``
-      grain cached and no site in their admission record);
-    - ``presence``: how presence was decided; ``generated_at``,
-      ``elapsed_s``, ``site_filter``, ``admission_decisions`` (whether
-      admission reasons were available); ``minions`` with ``details=True``.
+    Returns a dict: ``generated_at`` (ISO), ``totals`` (``online``, ``late``,
+    ``offline``, ``never_seen``, ``pending``, ``refused``, ``sites``),
+    ``summary`` (one flat row per site plus ``TOTAL``, for ``--out=table``),
+    ``sites`` (per site: the counts, ``degraded``, ``quality``, ``trend``
+    ``{"1h", "24h"}``, ``history``, ``nodes``), ``pending`` (ids),
+    ``refused`` (id: reason), ``flapping`` (ids), ``engines`` (per master:
+    when its engine started and last wrote the record), ``elapsed_s``;
+    ``ping`` with ``ping=True``. See docs/howto/fleet-report.rst.
 
     CLI Example:
 
     .. code-block:: bash
 
         salt-run edge.report
-        salt-run edge.report ping=True --out=json
-        salt-run edge.report site='sh-*' --out=yaml
         salt-run edge.report --out=table
+        salt-run edge.report site='sh-*' details=True --out=json
+        salt-run edge.report ping=True
     """
     if timeout is not None:
         try:
@@ -118,8 +111,42 @@ def report(ping=False, site=None, timeout=None, details=False):
             details=salt.utils.data.is_true(details),
             progress=progress,
         )
+    except ValueError as exc:
+        # a bad edge:fleet setting in the master config
+        raise salt.exceptions.SaltInvocationError(str(exc)) from exc
     finally:
         progress.close()
+
+
+def node(minion_id):
+    """
+    One node's record and history from the ``edge_fleet`` engine's record:
+    status, last seen (ISO 8601 UTC) and through what, the thresholds that
+    apply to it, its last uplink figures, the trend over the last hour and
+    day, the raw samples of the last hour, the hourly rows (30 days), its
+    online/offline transitions, its admission state and whether it flaps.
+
+    Returns a dict (see docs/ref/engine.rst); raises an error when the
+    master has neither a key nor a record for ``minion_id``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run edge.node sh-3-gw-01
+        salt-run edge.node sh-3-gw-01 --out=json
+    """
+    if not isinstance(minion_id, str) or not minion_id:
+        raise salt.exceptions.SaltInvocationError("edge.node needs a minion id")
+    try:
+        ret = edge_report.node(__opts__, minion_id)
+    except ValueError as exc:
+        raise salt.exceptions.SaltInvocationError(str(exc)) from exc
+    if ret is None:
+        raise salt.exceptions.SaltInvocationError(
+            f"edge.node: no key and no record for {minion_id!r}"
+        )
+    return ret
 
 
 def accept_pending(match="*", dry_run=False, wait=0):

@@ -1,0 +1,1 @@
+../src/saltext_edge/beacons/edge_heartbeat.py

@@ -1,0 +1,125 @@
+"""
+Engine ``edge_fleet``: fleet health on the master (see ``docs/ref/engine.rst``).
+
+.. code-block:: yaml
+
+    # master config
+    engines:
+      - edge_fleet: {}
+    edge:
+      fleet: {late_after: 2, offline_after: 5}   # docs/configuration.rst
+      metrics: {address: 127.0.0.1, port: 9345}  # false: no metrics server
+
+Listens on the master event bus for signs of life (signed heartbeats from
+the ``edge_heartbeat`` beacon, job returns, start and ping events, sign-ins),
+keeps the record through ``salt.cache``, and fires ``edge/node/<id>/offline``,
+``edge/node/<id>/online``, ``edge/site/<site>/degraded`` and
+``edge/site/<site>/recovered`` once per transition. It never contacts a node.
+The logic lives in :mod:`saltext_edge.fleet.engine`.
+"""
+
+import logging
+import time
+
+try:
+    from saltext_edge.fleet import conf as _conf
+    from saltext_edge.fleet import engine as _engine
+
+    HAS_LIB = True
+except ImportError:  # pragma: no cover
+    HAS_LIB = False
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "edge_fleet"
+
+TICK_S = 1.0
+
+
+def __virtual__():
+    if not HAS_LIB:
+        return (False, "edge_fleet: the saltext_edge library is missing (salt-run saltutil.sync_utils)")
+    return __virtualname__
+
+
+def _metrics(opts, snapshot_fn):
+    conf = (opts.get("edge") or {}).get("metrics", {}) if isinstance(opts.get("edge"), dict) else {}
+    if conf is False or (isinstance(conf, dict) and conf.get("enabled") is False):
+        return None
+    conf = conf if isinstance(conf, dict) else {}
+    try:
+        from saltext_edge import fleet_metrics  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        log.info("edge_fleet: no metrics module (saltext_edge.fleet_metrics); metrics not served")
+        return None
+    address = conf.get("address", "127.0.0.1")
+    port = conf.get("port", 9345)
+    try:
+        return fleet_metrics.serve(address, port, snapshot_fn)
+    except Exception as exc:  # pylint: disable=broad-except
+        log.error("edge_fleet: cannot serve metrics on %s:%s: %s", address, port, exc)
+        return None
+
+
+def start(interval=None):
+    """
+    Run the fleet engine until the master stops (Salt calls this in the
+    engine's own process). ``interval``: seconds between two classification
+    ticks (default 1). Returns only on a bad configuration (logged).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        # not called from the CLI: enable it in the master config
+        # engines: [{edge_fleet: {}}]
+        salt-run edge.report
+    """
+    import salt.utils.event  # pylint: disable=import-outside-toplevel
+
+    opts = __opts__  # pylint: disable=undefined-variable
+    tick = float(interval or TICK_S)
+    try:
+        conf = _conf.parse(opts.get("edge"))
+    except ValueError as exc:
+        log.error("edge_fleet: not started, bad configuration: %s", exc)
+        return
+    with salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=True) as bus:
+
+        def fire(tag, data):
+            try:
+                bus.fire_event(data, tag)
+            except Exception as exc:  # pylint: disable=broad-except
+                log.error("edge_fleet: cannot fire %s: %s", tag, exc)
+
+        fleet = _engine.FleetEngine(opts, conf=conf, fire=fire)
+        log.info(
+            "edge_fleet: started with %d node(s) in the record; grace %.0f s",
+            len(fleet.records),
+            fleet.grace_until - fleet.started_at,
+        )
+        fire("edge/fleet/started", {"master": fleet.master_id, "nodes": len(fleet.records)})
+        server = _metrics(opts, fleet.snapshot)
+        next_tick = time.monotonic()
+        try:
+            while True:
+                # wait=0 would block for ever: wait at least 10 ms
+                wait = min(max(0.01, next_tick - time.monotonic()), tick)
+                event = bus.get_event(wait=wait, full=True, auto_reconnect=True)
+                if event:
+                    try:
+                        fleet.handle(event.get("tag"), event.get("data"))
+                    except Exception:  # pylint: disable=broad-except
+                        log.exception("edge_fleet: event %s not handled", event.get("tag"))
+                if time.monotonic() >= next_tick:
+                    try:
+                        fleet.tick()
+                    except Exception:  # pylint: disable=broad-except
+                        log.exception("edge_fleet: tick failed")
+                    next_tick = time.monotonic() + tick
+        finally:
+            try:
+                fleet.flush()
+            finally:
+                if server is not None:
+                    server.close()

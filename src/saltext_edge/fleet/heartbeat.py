@@ -1,0 +1,207 @@
+"""
+Minion side of fleet health (see ``docs/ref/beacons.rst``): measure the
+uplink with :mod:`saltext_edge.probe`, keep the latest measurement in a small
+file under the minion's cachedir (written atomically) so that the
+``edge_uplink`` grain can answer without probing, and build the signed
+heartbeat payload.
+
+Imports only the standard library and this package's minion-side modules
+at import time (it is shipped to minions through ``_utils/``).
+"""
+
+import json
+import logging
+import os
+import random
+import tempfile
+import time
+
+from saltext_edge import diag as _diag
+from saltext_edge import probe as _probe
+from saltext_edge.tokens import SITE_RE as _SITE_RE
+
+log = logging.getLogger(__name__)
+
+CACHE_DIR = "edge"
+CACHE_FILE = "uplink.json"
+DEFAULT_TTL = 180.0
+UPLINK_KEYS = ("quality", "rtt_ms", "jitter_ms", "loss_pct", "target", "checked_at")
+PAYLOAD_VERSION = 1
+
+
+def edge_conf(opts):
+    """Return the minion's ``edge`` config mapping (``{}`` when absent or not a mapping)."""
+    conf = opts.get("edge")
+    return conf if isinstance(conf, dict) else {}
+
+
+def uplink_conf(opts):
+    """Return ``edge:uplink`` (a mapping). Raises :class:`ValueError` when it is not one."""
+    conf = edge_conf(opts).get("uplink") or {}
+    if not isinstance(conf, dict):
+        raise _probe.ProbeArgumentError("edge:uplink must be a mapping")
+    return conf
+
+
+def site(opts):
+    """Return the node's site from ``edge:site`` when valid, else ``None``."""
+    value = edge_conf(opts).get("site")
+    if isinstance(value, str) and _SITE_RE.match(value):
+        return value
+    return None
+
+
+def targets(opts, conf):
+    """Return the ``[(host, port)]`` to probe: ``edge:uplink:targets`` or the configured masters' ports."""
+    if conf.get("targets"):
+        return _probe.normalize_targets(conf["targets"], conf.get("ports") or _probe.DEFAULT_PORTS)
+    local = opts.get("file_client") == "local" and not opts.get("use_master_when_local")
+    if local or opts.get("master_type") == "disable":
+        return []
+    pairs = []
+    for _label, host, ports in _diag.master_targets(_diag.configured_masters(opts), opts):
+        for _role, port in ports:
+            if (host, port) not in pairs:
+                pairs.append((host, port))
+    return pairs
+
+
+def unknown(reason):
+    """Return an ``unknown`` uplink measurement (``reason`` is logged at debug level)."""
+    log.debug("edge uplink: quality unknown: %s", reason)
+    return {
+        "quality": "unknown",
+        "rtt_ms": None,
+        "jitter_ms": None,
+        "loss_pct": None,
+        "target": None,
+        "checked_at": _probe.utc_now_iso(),
+    }
+
+
+def budget(opts):
+    """Return the probe budget in seconds (``edge:uplink:budget``, default 2)."""
+    try:
+        return float(uplink_conf(opts).get("budget", _probe.DEFAULT_BUDGET))
+    except (TypeError, ValueError):
+        return _probe.DEFAULT_BUDGET
+
+
+def measure(opts):
+    """
+    Probe the uplink within ``edge:uplink:budget`` seconds and return
+    ``{quality, rtt_ms, jitter_ms, loss_pct, target, checked_at}``; never
+    raises (a bad config or a failure gives ``unknown`` and a warning).
+    """
+    try:
+        conf = uplink_conf(opts)
+        if conf.get("enabled", True) is False:
+            return unknown("disabled by edge:uplink:enabled")
+        pairs = targets(opts, conf)
+        if not pairs:
+            return unknown("no targets (masterless or no master configured)")
+        result = _probe.probe(
+            pairs,
+            count=conf.get("count", _probe.DEFAULT_COUNT),
+            timeout=conf.get("timeout", _probe.DEFAULT_TIMEOUT),
+            budget=conf.get("budget", _probe.DEFAULT_BUDGET),
+            thresholds=conf.get("thresholds"),
+        )
+    except (ValueError, TypeError) as err:
+        log.warning("edge uplink: bad edge:uplink configuration: %s", err)
+        return unknown(str(err))
+    except Exception as err:  # pylint: disable=broad-except
+        log.warning("edge uplink: probe failed: %s", err, exc_info=True)
+        return unknown(str(err))
+    return {key: result.get(key) for key in UPLINK_KEYS}
+
+
+def cache_path(opts):
+    """Return the path of the measurement file (``<cachedir>/edge/uplink.json``)."""
+    return os.path.join(opts.get("cachedir") or "/var/cache/salt/minion", CACHE_DIR, CACHE_FILE)
+
+
+def save(opts, uplink, now=None):
+    """
+    Write ``uplink`` with the time it was measured to the measurement file,
+    atomically (a temporary file in the same directory renamed over it).
+    Returns ``True`` on success; errors are logged, never raised.
+    """
+    path = cache_path(opts)
+    record = {"measured_at": now if now is not None else time.time(), "uplink": uplink}
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".uplink-", dir=os.path.dirname(path))
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh_:
+                json.dump(record, fh_)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+    except OSError as exc:
+        log.warning("edge uplink: cannot write %s: %s", path, exc)
+        return False
+    return True
+
+
+def ttl(opts):
+    """Return how long a stored measurement stays fresh, seconds (``edge:uplink:ttl``, default 180)."""
+    try:
+        value = float(uplink_conf(opts).get("ttl", DEFAULT_TTL))
+    except (TypeError, ValueError):
+        return DEFAULT_TTL
+    return value if value >= 0 else DEFAULT_TTL
+
+
+def load_fresh(opts, now=None, max_age=None):
+    """Return the stored measurement when it is younger than ``max_age`` (default :func:`ttl`), else ``None``."""
+    now = now if now is not None else time.time()
+    max_age = ttl(opts) if max_age is None else max_age
+    try:
+        with open(cache_path(opts), encoding="utf-8") as fh_:
+            record = json.load(fh_)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("uplink"), dict):
+        return None
+    measured = record.get("measured_at")
+    if not isinstance(measured, (int, float)) or not 0 <= now - measured <= max_age:
+        return None
+    uplink = record["uplink"]
+    return {key: uplink.get(key) for key in UPLINK_KEYS}
+
+
+def host_uptime():
+    """Return the host's uptime in seconds (``/proc/uptime``), ``None`` when unknown."""
+    try:
+        with open("/proc/uptime", encoding="ascii") as fh_:
+            return round(float(fh_.read().split()[0]), 1)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def payload(opts, uplink, seq, boot, period, jitter, now=None):
+    """Return the (unsigned) heartbeat payload: id, site, seq, boot, uptime, period, uplink figures, sent_at."""
+    return {
+        "v": PAYLOAD_VERSION,
+        "id": opts["id"],
+        "site": site(opts),
+        "seq": int(seq),
+        "boot": boot,
+        "uptime_s": host_uptime(),
+        "sent_at": round(now if now is not None else time.time(), 3),
+        "period": float(period),
+        "jitter": float(jitter),
+        "budget": budget(opts),
+        "uplink": {k: uplink.get(k) for k in ("quality", "rtt_ms", "jitter_ms", "loss_pct", "checked_at")},
+    }
+
+
+def next_due(due, period, jitter, rand=random.random):
+    """Return the next due time after ``due``: ``period`` seconds later, +/- ``jitter`` of it."""
+    return due + period * (1.0 + jitter * (2.0 * rand() - 1.0))

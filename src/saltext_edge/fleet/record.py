@@ -1,0 +1,270 @@
+"""
+The per-node record the fleet engine keeps, and its bounded uplink history
+(see ``docs/ref/engine.rst``, "Record and history"). Pure: no Salt, no I/O.
+
+A record is a plain dict (it goes through ``salt.cache`` as msgpack)::
+
+    {"id", "site", "first_seen", "last_seen", "last_kind", "source",
+     "period", "jitter", "seq", "boot", "uptime_s", "uplink",
+     "samples": [[ts, rtt_ms, jitter_ms, loss_pct, quality], ...],  # raw, last raw_seconds
+     "hours_last": hour_ts of the last hourly row made,
+     "status", "status_since", "alerted", "transitions": [[ts, status], ...],
+     "claim": {"ts", "kind"}, "seen_by"}
+
+History: every heartbeat's figures are kept raw for ``raw_seconds`` (2 h by
+default: the 1 h trend needs the full last hour, and an hour is closed into
+an aggregate only after it ended), then one aggregate per hour for
+``hourly_days`` (30 days, 720 rows). At a 60 s period that is at most 120 raw
+rows + 720 hourly rows per node. Hourly rows
+``[hour_ts, n, rtt_median, rtt_p95, loss_mean, heartbeats, worst_quality]``
+are stored apart from the live record (they change once an hour).
+"""
+
+import math
+
+QUALITIES = ("good", "fair", "poor", "down", "unknown")
+_RANK = {"good": 0, "fair": 1, "poor": 2, "down": 3, "unknown": -1}
+KINDS = ("heartbeat", "job_return", "minion_start", "minion_ping", "auth")
+#: raw sample rows kept at most, whatever the period (bounds memory at 1 s periods)
+MAX_SAMPLES = 1000
+MAX_TRANSITIONS = 50
+HOUR = 3600
+
+
+def new(minion_id, now=None):
+    """Return an empty record for ``minion_id``."""
+    return {
+        "id": minion_id,
+        "site": None,
+        "first_seen": now,
+        "last_seen": None,
+        "last_kind": None,
+        "source": None,
+        "period": None,
+        "jitter": None,
+        "seq": None,
+        "boot": None,
+        "uptime_s": None,
+        "uplink": None,
+        "samples": [],
+        "hours_last": None,
+        "budget": None,
+        "status": "never_seen",
+        "status_since": now,
+        "alerted": None,
+        "transitions": [],
+        "claim": None,
+        "seen_by": None,
+    }
+
+
+def _num(value, lo=0.0, hi=1e7):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    if math.isnan(value) or not lo <= value <= hi:
+        return None
+    return round(value, 3)
+
+
+def clean_uplink(uplink):
+    """Return ``{quality, rtt_ms, jitter_ms, loss_pct, checked_at}`` with only sane values, or ``None``."""
+    if not isinstance(uplink, dict):
+        return None
+    quality = uplink.get("quality")
+    checked = uplink.get("checked_at")
+    return {
+        "quality": quality if quality in QUALITIES else "unknown",
+        "rtt_ms": _num(uplink.get("rtt_ms")),
+        "jitter_ms": _num(uplink.get("jitter_ms")),
+        "loss_pct": _num(uplink.get("loss_pct"), 0.0, 100.0),
+        "checked_at": checked if isinstance(checked, str) and len(checked) <= 40 else None,
+    }
+
+
+def seen(rec, kind, now, source=None, master=None):
+    """Mark a trusted sign of life of ``kind`` at ``now`` (never moves ``last_seen`` back)."""
+    if rec["last_seen"] is None or now >= rec["last_seen"]:
+        rec["last_seen"] = now
+        rec["last_kind"] = kind
+        rec["source"] = source
+        rec["seen_by"] = master
+    if rec["first_seen"] is None:
+        rec["first_seen"] = now
+
+
+def claim(rec, kind, now):
+    """Note an unverified sign of life (kept for operators, does not change the status)."""
+    rec["claim"] = {"ts": now, "kind": kind}
+
+
+def heartbeat(rec, payload, now, raw_seconds=7200, master=None):
+    """
+    Apply a verified heartbeat ``payload`` received at ``now``: last seen,
+    site, period, sequence, uplink and one raw sample. Returns ``True``
+    when the payload is older than what the record holds (a replay or
+    reordering: nothing is changed then).
+    """
+    boot, seq = payload.get("boot"), payload.get("seq")
+    if rec.get("boot") == boot and isinstance(seq, int) and isinstance(rec.get("seq"), int):
+        if seq <= rec["seq"]:
+            return True
+    seen(rec, "heartbeat", now, source=f"heartbeat seq {seq}", master=master)
+    site = payload.get("site")
+    if isinstance(site, str) and 0 < len(site) <= 64:
+        rec["site"] = site
+    rec["period"] = _num(payload.get("period"), 0.2, 86400)
+    rec["jitter"] = _num(payload.get("jitter"), 0.0, 1.0)
+    rec["seq"] = seq if isinstance(seq, int) else None
+    rec["boot"] = boot if isinstance(boot, (int, float, str)) else None
+    rec["uptime_s"] = _num(payload.get("uptime_s"), 0.0, 1e10)
+    rec["budget"] = _num(payload.get("budget"), 0.0, 60.0)
+    uplink = clean_uplink(payload.get("uplink"))
+    rec["uplink"] = uplink
+    if uplink is not None:
+        rec["samples"].append(
+            [round(now, 3), uplink["rtt_ms"], uplink["jitter_ms"], uplink["loss_pct"], uplink["quality"]]
+        )
+    trim(rec, now, raw_seconds)
+    return False
+
+
+def trim(rec, now, raw_seconds):
+    """Drop raw samples older than ``raw_seconds`` (and beyond :data:`MAX_SAMPLES`)."""
+    cut = now - raw_seconds
+    samples = rec["samples"]
+    if samples and (samples[0][0] < cut or len(samples) > MAX_SAMPLES):
+        rec["samples"] = [s for s in samples if s[0] >= cut][-MAX_SAMPLES:]
+
+
+def percentile(values, pct):
+    """Return the nearest-rank ``pct`` percentile of ``values`` (``None`` when empty)."""
+    vals = sorted(v for v in values if v is not None)
+    if not vals:
+        return None
+    rank = max(1, math.ceil(pct / 100.0 * len(vals)))
+    return vals[rank - 1]
+
+
+def median(values):
+    """Return the median of the non-``None`` ``values`` (``None`` when empty)."""
+    vals = sorted(v for v in values if v is not None)
+    if not vals:
+        return None
+    mid = len(vals) // 2
+    return vals[mid] if len(vals) % 2 else round((vals[mid - 1] + vals[mid]) / 2.0, 3)
+
+
+def worst(qualities):
+    """Return the worst known quality of ``qualities`` (``unknown`` when none is known)."""
+    best = "unknown"
+    for quality in qualities:
+        if _RANK.get(quality, -1) > _RANK[best]:
+            best = quality
+    return best
+
+
+def trend(samples):
+    """Return ``{rtt_ms_median, rtt_ms_p95, loss_pct}`` of raw sample rows (values ``None`` when empty)."""
+    rtts = [s[1] for s in samples]
+    losses = [s[3] for s in samples if s[3] is not None]
+    return {
+        "rtt_ms_median": median(rtts),
+        "rtt_ms_p95": percentile(rtts, 95),
+        "loss_pct": round(sum(losses) / len(losses), 3) if losses else None,
+    }
+
+
+def aggregate_hour(hour_ts, samples):
+    """Return the hourly row ``[hour_ts, n, rtt_median, rtt_p95, loss_mean, heartbeats, worst_quality]``."""
+    tr = trend(samples)
+    return [
+        hour_ts,
+        sum(1 for s in samples if s[1] is not None),
+        tr["rtt_ms_median"],
+        tr["rtt_ms_p95"],
+        tr["loss_pct"],
+        len(samples),
+        worst(s[4] for s in samples),
+    ]
+
+
+def close_hours(rec, now):
+    """
+    Aggregate every finished hour of raw samples not aggregated yet; return
+    the new hourly rows (oldest first) and remember the last in ``hours_last``.
+    """
+    current = int(now // HOUR) * HOUR
+    last = rec.get("hours_last")
+    by_hour = {}
+    for sample in rec["samples"]:
+        hour = int(sample[0] // HOUR) * HOUR
+        if hour < current and (last is None or hour > last):
+            by_hour.setdefault(hour, []).append(sample)
+    rows = [aggregate_hour(hour, by_hour[hour]) for hour in sorted(by_hour)]
+    if rows:
+        rec["hours_last"] = rows[-1][0]
+    return rows
+
+
+def merge_hours(rows_a, rows_b, keep):
+    """Return the union by hour of two lists of hourly rows, the last ``keep`` of them."""
+    hours = {}
+    for row in (rows_a or []) + (rows_b or []):
+        hours.setdefault(row[0], row)
+    return [hours[k] for k in sorted(hours)][-keep:]
+
+
+def hours_trend(rows):
+    """
+    Return ``{rtt_ms_median, rtt_ms_p95, loss_pct}`` over hourly rows: the
+    median weighted by samples of the hourly medians, the largest hourly
+    p95, the loss mean weighted by samples (approximations, see the docs).
+    """
+    weighted = []
+    p95s = []
+    loss_num = loss_den = 0.0
+    for row in rows:
+        n = row[1] or 0
+        if row[2] is not None and n:
+            weighted.extend([row[2]] * min(n, 10000))
+        if row[3] is not None:
+            p95s.append(row[3])
+        if row[4] is not None and row[5]:
+            loss_num += row[4] * row[5]
+            loss_den += row[5]
+    return {
+        "rtt_ms_median": median(weighted),
+        "rtt_ms_p95": max(p95s) if p95s else None,
+        "loss_pct": round(loss_num / loss_den, 3) if loss_den else None,
+    }
+
+
+def merge(mine, theirs):
+    """
+    Merge two records of one node written by two masters: the one that saw
+    the node last wins the scalar fields; raw samples, hourly rows and
+    transitions are the union (by time). Pure; returns a new dict.
+    """
+    if not theirs:
+        return mine
+    if not mine:
+        return theirs
+    newer = mine
+    if (theirs.get("last_seen") or 0) > (mine.get("last_seen") or 0):
+        newer = theirs
+    out = dict(newer)
+    out["samples"] = _union(mine.get("samples"), theirs.get("samples"))[-MAX_SAMPLES:]
+    lasts = [r.get("hours_last") for r in (mine, theirs) if r.get("hours_last") is not None]
+    out["hours_last"] = max(lasts) if lasts else None
+    out["transitions"] = _union(mine.get("transitions"), theirs.get("transitions"))[-MAX_TRANSITIONS:]
+    firsts = [r.get("first_seen") for r in (mine, theirs) if r.get("first_seen") is not None]
+    out["first_seen"] = min(firsts) if firsts else None
+    return out
+
+
+def _union(rows_a, rows_b):
+    seen_rows = {}
+    for row in (rows_a or []) + (rows_b or []):
+        seen_rows[(row[0], row[1] if len(row) > 1 else None)] = row
+    return [seen_rows[k] for k in sorted(seen_rows, key=lambda k: (k[0], str(k[1])))]

@@ -1,0 +1,97 @@
+"""
+The node snapshot shared with the metrics collector and the fleet page
+(see ``docs/ref/engine.rst``, "Snapshot")::
+
+    {"nodes": {ID: NODE}, "engine": {"events_seen", "lag_seconds",
+     "store_errors", "started_at"}, "admissions": {(decision, reason): count}}
+
+    NODE = {"id", "site", "status", "last_seen_ts", "last_seen_kind",
+            "uplink": {"quality", "rtt_ms", "jitter_ms", "loss_pct"} | None,
+            "admitted_by"}
+
+Epoch floats are fine here; runner returns use :func:`iso` instead.
+"""
+
+import datetime
+import time
+
+from saltext_edge.fleet import conf as _conf
+from saltext_edge.fleet import sites as _sites
+from saltext_edge.fleet import status as _status
+
+
+def iso(epoch):
+    """Return ``epoch`` as ISO 8601 UTC (``2026-12-02T10:00:00Z``), ``None`` for ``None``."""
+    if epoch is None:
+        return None
+    return (
+        datetime.datetime.fromtimestamp(float(epoch), tz=datetime.timezone.utc)
+        .replace(microsecond=0)
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
+
+
+def uplink_view(rec):
+    """Return ``{quality, rtt_ms, jitter_ms, loss_pct}`` of the record's last uplink, or ``None``."""
+    uplink = (rec or {}).get("uplink")
+    if not isinstance(uplink, dict):
+        return None
+    return {k: uplink.get(k) for k in ("quality", "rtt_ms", "jitter_ms", "loss_pct")}
+
+
+def node_view(minion_id, rec, site, status, index):
+    """Return the snapshot's NODE dict for ``minion_id``."""
+    rec = rec or {}
+    return {
+        "id": minion_id,
+        "site": site,
+        "status": status if status in _status.STATUSES else "never_seen",
+        "last_seen_ts": rec.get("last_seen"),
+        "last_seen_kind": rec.get("last_kind"),
+        "uplink": uplink_view(rec),
+        "admitted_by": (index.get(minion_id) or {}).get("admitted_by"),
+    }
+
+
+def snapshot(opts_or_cache, now=None, store=None):
+    """
+    Return the snapshot built from the stored record (not from a running
+    engine's memory): status is classified at ``now`` from last seen.
+
+    ``opts_or_cache``: the master opts, or a ``salt.cache.Cache`` (then
+    ``opts_or_cache.opts`` is used for the key store and admission records).
+    """
+    # pylint: disable=import-outside-toplevel
+    from saltext_edge.fleet import store as _store
+
+    if isinstance(opts_or_cache, dict):
+        opts, cache = opts_or_cache, None
+    else:
+        opts, cache = opts_or_cache.opts, opts_or_cache
+    now = now if now is not None else time.time()
+    store = store or _store.Store(opts, cache=cache)
+    conf = _conf.parse(opts.get("edge"))
+    records = store.load_all()
+    index = _sites.node_index(opts)
+    accepted = _sites.keys(opts)["minions"]
+    nodes = {}
+    for minion_id in set(accepted) | set(records):
+        rec = records.get(minion_id)
+        site = _sites.site_of(minion_id, index, rec)
+        status = _status.classify(rec, _conf.for_site(conf, site), now) if rec else "never_seen"
+        nodes[minion_id] = node_view(minion_id, rec, site, status, index)
+    engines = store.engines()
+    admissions = {}
+    for entry in index.values():
+        key = (entry.get("decision"), entry.get("reason"))
+        admissions[key] = admissions.get(key, 0) + 1
+    return {
+        "nodes": nodes,
+        "engine": {
+            "events_seen": sum(int(e.get("events_seen") or 0) for e in engines.values()),
+            "lag_seconds": 0.0,
+            "store_errors": 0,
+            "started_at": min((e.get("started_at") or now for e in engines.values()), default=None),
+        },
+        "admissions": admissions,
+    }

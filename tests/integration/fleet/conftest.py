@@ -1,0 +1,129 @@
+"""
+Real-daemon fixtures for fleet health (docs/howto/site-goes-dark.rst): a
+master running the ``edge_fleet`` engine and minions running the
+``edge_heartbeat`` beacon, with short periods (2 s) so that late and offline
+come within seconds. Tests wait on events (salt-factories forwards every
+master event to its event listener), never on sleeps.
+"""
+
+import copy
+import os
+import signal
+import time
+
+import psutil
+import pytest
+from saltfactories.utils import random_string
+
+PERIOD = 2.0
+FLEET_CONF = {"interval": PERIOD, "late_after": 2, "offline_after": 5, "flush_interval": 1}
+
+
+def master_overrides(extra=None):
+    """Master config: the engine on, quick thresholds, no metrics server (ports clash between masters)."""
+    conf = {
+        "engines": [{"edge_fleet": {}}],
+        "edge": {"fleet": dict(FLEET_CONF), "metrics": False},
+        "auto_accept": True,
+    }
+    conf.update(extra or {})
+    return conf
+
+
+def minion_overrides(master, site, extra=None):
+    """Minion config: the heartbeat beacon every 2 s and a quick probe of the master's ports."""
+    conf = {
+        "beacons": {"edge_heartbeat": [{"period": PERIOD}, {"jitter": 0.1}, {"first_after": 0}]},
+        "edge": {"site": site, "uplink": {"budget": 0.5, "count": 1, "timeout": 0.4}},
+        "publish_port": master.config["publish_port"],
+        "random_reauth_delay": 0,
+        "master_alive_interval": 5,
+    }
+    conf.update(extra or {})
+    return conf
+
+
+def new_master(salt_factories, master_defaults, extra=None, prefix="fleet-master-"):
+    return salt_factories.salt_master_daemon(
+        random_string(prefix), defaults=copy.deepcopy(master_defaults), overrides=master_overrides(extra)
+    )
+
+
+def new_minion(master, site, prefix="fleet-node-", extra=None):
+    return master.salt_minion_daemon(random_string(prefix), overrides=minion_overrides(master, site, extra))
+
+
+def sigkill(factory):
+    """SIGKILL a daemon and all its processes at once (no shutdown, no goodbye event)."""
+    proc = psutil.Process(factory.pid)
+    procs = [proc] + proc.children(recursive=True)
+    for p in procs:
+        try:
+            p.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=10)
+    # let salt-factories notice, so that started() can start it again
+    factory.terminate()
+
+
+def wait_event(listener, master, tag, after, timeout, pred=None):
+    """Wait for the first event ``tag`` (fnmatch) on ``master`` after ``after`` matching ``pred``; return it."""
+    deadline = time.time() + timeout
+    while True:
+        found = [
+            e
+            for e in listener.get_events([(master.id, tag)], after_time=after)
+            if pred is None or pred(e.data)
+        ]
+        if found:
+            return sorted(found, key=lambda e: e.stamp)[0]
+        if time.time() > deadline:
+            raise AssertionError(f"no event {tag} on {master.id} within {timeout} s")
+        time.sleep(0.2)
+
+
+def events(listener, master, tag, after, pred=None):
+    """All events ``tag`` on ``master`` after ``after`` matching ``pred``, oldest first."""
+    found = [e for e in listener.get_events([(master.id, tag)], after_time=after) if pred is None or pred(e.data)]
+    return sorted(found, key=lambda e: e.stamp)
+
+
+def wait_record(master, minion_id, pred, timeout):
+    """Read the engine's stored record of ``minion_id`` until ``pred(record)``; return it."""
+    from saltext_edge.fleet import store as _store  # pylint: disable=import-outside-toplevel
+
+    import salt.config  # pylint: disable=import-outside-toplevel
+
+    opts = salt.config.master_config(master.config_file)
+    store = _store.Store(opts)
+    deadline = time.time() + timeout
+    rec = None
+    while time.time() < deadline:
+        rec = store.load(minion_id)
+        if rec is not None and pred(rec):
+            return rec
+        time.sleep(0.2)
+    raise AssertionError(f"record of {minion_id} never matched within {timeout} s: {rec}")
+
+
+def heartbeat_of(minion_id):
+    """Predicate: a heartbeat event from ``minion_id``."""
+
+    def pred(data):
+        payload = data.get("data") if isinstance(data.get("data"), dict) else data
+        return payload.get("id") == minion_id
+
+    return pred
+
+
+@pytest.fixture(scope="package")
+def fleet_master(salt_factories, master_defaults):
+    factory = new_master(salt_factories, master_defaults)
+    with factory.started(start_timeout=120):
+        yield factory
+
+
+@pytest.fixture(scope="package")
+def fleet_run(fleet_master):
+    return fleet_master.salt_run_cli(timeout=120)

