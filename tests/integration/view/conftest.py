@@ -91,7 +91,8 @@ def view_minions(view_master):
             random_string(f"view-{short}-"),
             overrides={
                 "beacons": {"edge_heartbeat": [{"period": PERIOD}, {"jitter": 0.1}, {"first_after": 0}]},
-                "edge": {"site": site, "uplink": {"budget": 0.5, "count": 1, "timeout": 0.4}},
+                # count 3: jitter needs more than one probe
+                "edge": {"site": site, "uplink": {"budget": 1.0, "count": 3, "timeout": 0.4}},
                 "publish_port": view_master.config["publish_port"],
                 "random_reauth_delay": 0,
                 "master_alive_interval": 5,
