@@ -95,8 +95,8 @@ def scrape_times(nodes, runs):
             times.append((time.perf_counter() - t0) * 1000)
     finally:
         server.close()
-    series = sum(1 for line in fleet_metrics.render_text(
-        fleet_metrics.FleetCollector(lambda: snap).collect()).splitlines() if not line.startswith(b"#"))
+    series = sum(1 for line in fleet_metrics.FleetCollector(lambda: snap).exposition().splitlines()
+                 if not line.startswith(b"#"))
     return {"median_ms": statistics.median(times), "max_ms": max(times), "times_ms": times,
             "gzip_bytes": sizes[0], "bytes": sizes[1], "series": series}
 
