@@ -298,6 +298,8 @@ class FleetEngine:
                     "flushed_at": now,
                     "events_seen": self.events_seen,
                     "nodes": len(self.records),
+                    "rejected_heartbeats": self.classifier.rejected,
+                    "unverified_claims": self.claims,
                 },
             )
         except _store.StoreError as exc:

@@ -158,3 +158,116 @@ def test_sigkill_late_then_offline_once_then_back(fleet_master, event_listener):
     offs = events(event_listener, fleet_master, f"edge/node/{node.id}/offline", killed_at)
     assert [e for e in offs if e.stamp <= online.stamp] == [offline], offs
     assert beat is not None
+
+
+def _meta(master, key):
+    import salt.config
+
+    from saltext_edge.fleet import store as _store
+
+    return _store.Store(salt.config.master_config(master.config_file)).meta(key)
+
+
+@pytest.fixture(scope="module")
+def dead_node(fleet_master, event_listener):
+    """A node that sent heartbeats, was SIGKILLed and has been reported offline."""
+    node = new_minion(fleet_master, "west", prefix="fleet-dead-")
+    with node.started(start_timeout=120):
+        wait_event(event_listener, fleet_master, "edge/heartbeat", time.time() - 60, 60, heartbeat_of(node.id))
+        killed_at = time.time()
+        sigkill(node)
+    wait_event(event_listener, fleet_master, f"edge/node/{node.id}/offline", killed_at, OFFLINE_S + 15)
+    return node
+
+
+def test_forged_signs_of_life_do_not_revive_a_node(fleet_master, node_a, dead_node, event_listener):
+    import base64
+
+    from saltext_edge.fleet import heartbeat as _hb
+    from saltext_edge.fleet import signing
+
+    before = wait_record(fleet_master, dead_node.id, lambda r: r.get("status") == "offline", 10)
+    rejected_before = int(_meta(fleet_master, f"engine.{fleet_master.id}").get("rejected_heartbeats") or 0)
+    sent_at = time.time()
+    cli = fleet_master.salt_cli(timeout=60)
+
+    # 1. a heartbeat for the dead node's id, signed with node_a's own key
+    payload = _hb.payload(
+        {"id": dead_node.id, "edge": {"site": "west"}},
+        {"quality": "good", "rtt_ms": 1.0, "jitter_ms": 0.1, "loss_pct": 0.0},
+        seq=10**6, boot="forged", period=PERIOD, jitter=0.1, now=sent_at,
+    )
+    forged = signing.Signer(f"{node_a.config['pki_dir']}/minion.pem").sign(payload)
+    assert base64.b64decode(forged["sig"])
+    ret = cli.run("event.fire_master", f"data={json.dumps(forged)}", "tag=edge/heartbeat", minion_tgt=node_a.id)
+    assert ret.returncode == 0 and ret.data is True, ret
+
+    # 2. start and job-return events in the dead node's name, through the
+    #    ``events`` list of a _minion_event (the master re-fires them as is)
+    preload = {
+        "events": [
+            {"tag": f"salt/minion/{dead_node.id}/start", "data": {"id": dead_node.id, "cmd": "_minion_event"}},
+            {"tag": "minion_start", "data": {"id": dead_node.id, "cmd": "_minion_event"}},
+            {"tag": f"salt/job/20260101000000000000/ret/{dead_node.id}", "data": {"id": dead_node.id, "jid": "20260101000000000000", "return": True, "fun": "test.ping"}},
+            {"tag": "edge/heartbeat", "data": dict(forged, id=dead_node.id)},
+        ]
+    }
+    ret = cli.run(
+        "event.fire_master", "data={}", "tag=edge/forged", f"preload={json.dumps(preload)}", minion_tgt=node_a.id
+    )
+    assert ret.returncode == 0, ret
+    wait_event(event_listener, fleet_master, f"salt/minion/{dead_node.id}/start", sent_at - 1, 30)
+
+    # the engine saw them: two rejected heartbeats, an unverified claim on the record
+    deadline = time.time() + 30
+    while int(_meta(fleet_master, f"engine.{fleet_master.id}").get("rejected_heartbeats") or 0) < rejected_before + 2:
+        assert time.time() < deadline, "the engine never rejected the forged heartbeats"
+        time.sleep(0.2)
+    rec = wait_record(fleet_master, dead_node.id, lambda r: (r.get("claim") or {}).get("ts", 0) >= sent_at - 1, 30)
+    assert rec["claim"]["kind"] in ("minion_start", "job_return")
+    assert rec["status"] == "offline", rec
+    assert rec["last_seen"] == before["last_seen"]
+    assert not events(event_listener, fleet_master, f"edge/node/{dead_node.id}/online", sent_at - 1)
+
+
+def test_job_return_is_a_sign_of_life(fleet_master, event_listener):
+    # no beacon: only the job return can tell the engine this node is alive
+    node = new_minion(fleet_master, "east", prefix="fleet-job-", extra={"beacons": {}})
+    with node.started(start_timeout=120):
+        cli = fleet_master.salt_cli(timeout=60)
+        ret = cli.run("test.ping", minion_tgt=node.id)
+        assert ret.returncode == 0 and ret.data is True, ret
+        rec = wait_record(fleet_master, node.id, lambda r: r.get("last_kind") == "job_return", 30)
+        assert rec["status"] == "online"
+        assert rec["source"].startswith("job ")
+
+
+def test_master_restart_fires_no_false_transitions(fleet_master, node_a, node_nat, dead_node, event_listener):
+    wait_record(fleet_master, node_a.id, lambda r: r.get("status") == "online", 30)
+    wait_record(fleet_master, node_nat.id, lambda r: r.get("status") == "online", 30)
+    stopped = time.time()
+    fleet_master.terminate()
+    # the master stays down longer than the offline threshold: the nodes'
+    # last heartbeats are older than that when it comes back (this sleep
+    # makes the outage; it is not evidence of anything)
+    time.sleep(OFFLINE_S + 1)
+    fleet_master.start(start_timeout=120)
+    # the new engine's first write of the record (its start time and node count)
+    deadline = time.time() + 60
+    while True:
+        info = _meta(fleet_master, f"engine.{fleet_master.id}")
+        if (info.get("started_at") or 0) > stopped:
+            break
+        assert time.time() < deadline, f"the engine did not start again: {info}"
+        time.sleep(0.2)
+    assert info["nodes"] >= 3, info
+    # wait (on heartbeats) until more than a whole offline window has passed
+    # since the engine started: any false transition would have fired by then
+    horizon = info["started_at"] + OFFLINE_S + TOLERANCE
+    for node in (node_a, node_nat):
+        wait_event(
+            event_listener, fleet_master, "edge/heartbeat", horizon, OFFLINE_S + 60, heartbeat_of(node.id)
+        )
+    transitions = events(event_listener, fleet_master, "edge/node/*", stopped)
+    assert transitions == [], [(e.tag, e.data.get("reason")) for e in transitions]
+    assert wait_record(fleet_master, dead_node.id, lambda r: True, 5)["status"] == "offline"
