@@ -287,6 +287,8 @@ def _node_row(node_id, node, generated_at):
     flap = "\u21c5 flapping" if node.get("flapping") else ""
     admission = node.get("admission") or ""
     adm_cls = "" if admission in ("accepted", "") else ' class="off"'
+    # a node that is not online shows its last measurement, marked as such
+    stale = " <small>(last)</small>" if uplink and status != "online" else ""
     s_icon, s_word = STATUS_LABEL.get(status, ("?", str(status)))
     s_cls = STATUS_CLASS.get(status, "unk")
     # compact on purpose: 5,000 rows stay well under 2 MB (docs/benchmarks.rst)
@@ -295,7 +297,7 @@ def _node_row(node_id, node, generated_at):
         f'<td class="{s_cls}">{s_icon} {_e(s_word)}</td>'
         f"<td>{_time(node.get('last_seen'))}{f' <small>{_e(ago)}</small>' if ago else ''}</td>"
         f"<td>{_e(node.get('last_seen_kind') or '')}</td>"
-        f'<td class="{q_cls}">{_e(q_icon)} {_e(q_word)}</td>'
+        f'<td class="{q_cls}">{_e(q_icon)} {_e(q_word)}{stale}</td>'
         f'<td>{_fmt(uplink.get("rtt_ms"))}</td>'
         f'<td>{_fmt(uplink.get("jitter_ms"))}</td>'
         f'<td>{_fmt(uplink.get("loss_pct"))}</td>'

@@ -170,7 +170,7 @@ def test_counts_and_states_shown_as_words_not_only_colour():
         totals={"online": 7, "late": 2, "offline": 1, "never_seen": 0, "pending": 3, "refused": 1},
     )
     text = " ".join(parse(fleet_page.render(rep)).text)
-    for words in ("7 online", "2 late", "1 offline", "degraded", "3 poor", "7 good", "flapping",
+    for words in ("7 online", "2 late", "1 offline", "degraded", "3 poor", "7 good", "flapping", "(last)",
                   "180.5", "7.5", "30 min", "9 node(s) not listed"):
         assert words in text, words
     # the ISO UTC time is the fallback text inside <time datetime=...>
