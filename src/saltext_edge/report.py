@@ -135,7 +135,7 @@ def assemble(records, keys, index, conf, site_meta=None, now=None, site=None, de
             "1h": _record.trend([s for s in samples if s[0] >= now - 3600]),
             "24h": _site_rows_trend(hours_meta.get(label if label != NO_SITE else "", []), now, samples),
         }
-        rows = [r for r in hours_meta.get(label if label != NO_SITE else "", []) if r[0] >= now - 86400]
+        rows = sorted(r for r in hours_meta.get(label if label != NO_SITE else "", []) if r[0] >= now - 86400)
         data["history"] = [
             {"at": iso(r[0]), "online": r[1], "offline": r[3], "rtt_ms_median": r[4]} for r in rows[-24:]
         ]

@@ -1,19 +1,16 @@
 """
-``salt-run edge.report`` against a real master and real minions in two sites:
+``salt-run edge.report`` and ``edge.node`` against a real master running the
+``edge_fleet`` engine and real minions running the ``edge_heartbeat`` beacon,
+in two sites:
 
-* ``site-a``: two minions attached directly; one of them is stopped (down);
+* ``site-a``: two minions attached directly; one of them is stopped and the
+  engine reports it offline;
 * ``site-b``: one minion whose link to the master goes through a listener
-  that delays every chunk (a poor uplink);
-* a pending key nobody has decided on yet.
+  that delays every chunk (a poor uplink, measured by its heartbeats);
+* a pending key nobody has decided on, and a pending key refused by admission.
 
-Each minion connects from its own loopback address (``source_address``) and its
-``ipv4`` grain says so, like edge nodes that each have their own address; so
-the cheap TCP-table presence can tell them apart. ``ping=True`` is checked too.
-
-The uplink quality is read from the master's cache of the minions' grains.
-``edge_site`` and ``edge_uplink`` come from the extension's grains (measured
-through the delaying listener); only when those grains are not installed do
-the minions get static ``edge_site``/``edge_uplink`` grains in their config.
+The report answers from the engine's record (no ping); ``ping=True`` adds a
+live check. Each minion connects from its own loopback address.
 """
 
 import json
@@ -25,13 +22,6 @@ import pytest
 from saltfactories.utils import random_string
 
 pytestmark = pytest.mark.slow
-
-try:
-    import saltext_edge.grains.edge_grains as _edge_grains
-
-    HAS_UPLINK_GRAIN = hasattr(_edge_grains, "edge_uplink")
-except ImportError:
-    HAS_UPLINK_GRAIN = False
 
 DELAY_S = 0.4
 
@@ -97,20 +87,19 @@ class DelayingListener:
                 pass
 
 
-def _minion_defaults(site, source_ip, extra_grains=None):
-    # each simulated node owns exactly one address (no shared host addresses)
-    grains = {"ipv4": [source_ip], "ipv6": []}
-    if not HAS_UPLINK_GRAIN:
-        # the extension's grains are not installed: edge_site from config
-        # (what edge_grains derives from edge:site)
-        grains["edge_site"] = site
-    grains.update(extra_grains or {})
+PERIOD = 2.0
+# offline after 5 heartbeats of 2 s + slack (jitter 0.2 + budget 2 + 1)
+OFFLINE_S = 5 * PERIOD + 0.2 + 2.0 + 1.0
+
+
+def _minion_defaults(site, source_ip):
     return {
         "edge": {"site": site},
         "source_address": source_ip,
-        "grains": grains,
+        "beacons": {"edge_heartbeat": [{"period": PERIOD}, {"jitter": 0.1}, {"first_after": 0}]},
         "master_alive_interval": 10,
         "acceptance_wait_time": 1,
+        "random_reauth_delay": 0,
     }
 
 
@@ -119,8 +108,12 @@ def report_master(salt_factories, master_defaults):
     defaults = dict(
         master_defaults,
         timeout=5,
-        minion_data_cache=True,
-        edge={"shared_secret": "report-test-fleet-secret-0123456789"},
+        engines=[{"edge_fleet": {}}],
+        edge={
+            "shared_secret": "report-test-fleet-secret-0123456789",
+            "fleet": {"interval": PERIOD, "flush_interval": 1},
+            "metrics": False,
+        },
     )
     factory = salt_factories.salt_master_daemon(random_string("report-master-"), defaults=defaults)
     with factory.started():
@@ -135,31 +128,19 @@ def fleet(report_master):
         DelayingListener(ret_port, DELAY_S, bind_source="127.0.0.4"),
         DelayingListener(publish_port, DELAY_S, bind_source="127.0.0.4"),
     ]
-    poor_grains = None
-    if not HAS_UPLINK_GRAIN:
-        poor_grains = {
-            "edge_uplink": {
-                "quality": "poor",
-                "rtt_ms": DELAY_S * 2000,
-                "jitter_ms": 5.0,
-                "loss_pct": 0.0,
-                "target": f"127.0.0.1:{relays[0].port}",
-                "checked_at": time.time(),
-            }
-        }
     specs = {
-        "a-up": ("site-a", "127.0.0.2", None, None),
-        "a-down": ("site-a", "127.0.0.3", None, None),
-        "b-poor": ("site-b", "127.0.0.4", poor_grains, relays),
+        "a-up": ("site-a", "127.0.0.2", None),
+        "a-down": ("site-a", "127.0.0.3", None),
+        "b-poor": ("site-b", "127.0.0.4", relays),
     }
     factories = {}
-    for name, (site, source_ip, extra, relay) in specs.items():
-        overrides = {}
+    for name, (site, source_ip, relay) in specs.items():
+        overrides = {"publish_port": publish_port}
         if relay:
             overrides = {"master_port": relay[0].port, "publish_port": relay[1].port}
         factories[name] = report_master.salt_minion_daemon(
             random_string(f"rep-{name}-"),
-            defaults=_minion_defaults(site, source_ip, extra),
+            defaults=_minion_defaults(site, source_ip),
             overrides=overrides,
             start_timeout=120,
         )
@@ -225,13 +206,40 @@ def refused_key(report_master):
     return minion_id
 
 
+def _wait_event(listener, master, tag, after, timeout, pred=None):
+    deadline = time.time() + timeout
+    while True:
+        for event in listener.get_events([(master.id, tag)], after_time=after):
+            if pred is None or pred(event.data):
+                return event
+        assert time.time() < deadline, f"no {tag} within {timeout} s"
+        time.sleep(0.2)
+
+
+def _beat_from(minion_id):
+    return lambda data: (data.get("data") or {}).get("id") == minion_id
+
+
 @pytest.fixture(scope="module")
-def fleet_with_one_down(fleet, report_master, pending_key, refused_key):
-    # every minion has started (the factory waited for its start event, sent
-    # after its first pillar fetch, which is when the master caches grains);
-    # now one goes away: the master sees its TCP connection drop at once
+def fleet_with_one_down(fleet, report_master, pending_key, refused_key, event_listener):
+    start = time.time() - 120
+    for factory in fleet.values():
+        _wait_event(event_listener, report_master, "edge/heartbeat", start, 60, _beat_from(factory.id))
+    # b-poor's heartbeats carry an uplink measured through the delaying relay
+    _wait_event(
+        event_listener,
+        report_master,
+        "edge/heartbeat",
+        start,
+        60,
+        lambda d: (d.get("data") or {}).get("id") == fleet["b-poor"].id
+        and (d["data"].get("uplink") or {}).get("quality") == "poor",
+    )
+    stopped = time.time()
     fleet["a-down"].terminate()
-    time.sleep(2)
+    _wait_event(
+        event_listener, report_master, f"edge/node/{fleet['a-down'].id}/offline", stopped, OFFLINE_S + 20
+    )
     return fleet
 
 
@@ -242,59 +250,58 @@ def _report(report_master, *args):
     return ret
 
 
-def _check_sites(report, fleet, pending_id):
+def _check(report, fleet, pending_id, refused_id):
     sites = report["sites"]
     assert set(sites) >= {"site-a", "site-b"}, sites
     site_a, site_b = sites["site-a"], sites["site-b"]
-    assert site_a["minions"] == 2 and site_b["minions"] == 1
-    assert site_a["down_minions"] == [fleet["a-down"].id], (report["presence"], report["sites"])
-    assert site_b["uplink"]["poor"] == 1, site_b
-    assert site_b["poor_uplink"][0]["id"] == fleet["b-poor"].id
-    if not HAS_UPLINK_GRAIN:
-        assert site_a["uplink"]["poor"] == 0
-    pending = {p["id"] for s in sites.values() for p in s["pending"]}
-    assert pending_id in pending
-    refused = {r["id"]: r for r in site_b["refused"]}
-    assert len(refused) == 1, site_b
-    (entry,) = refused.values()
-    assert entry["id"].startswith("rep-forged-")
-    assert (entry["key"], entry["decision"], entry["reason"]) == ("pending", "refused", "bad_token")
-    assert report["admission_decisions"] is True
-    assert report["totals"]["minions"] == 3
-    assert report["totals"]["pending"] >= 1
+    assert (site_a["online"], site_a["offline"]) == (1, 1), site_a
+    down = site_a["nodes"][fleet["a-down"].id]
+    assert down["status"] == "offline" and down["last_seen"].endswith("Z"), down
+    assert down["last_seen_kind"] == "heartbeat"
+    assert site_b["online"] == 1, site_b
+    assert site_b["quality"]["poor"] == 1, site_b
+    assert site_b["degraded"] is True
+    assert site_b["trend"]["1h"]["rtt_ms_median"] >= DELAY_S * 1000, site_b["trend"]
+    assert pending_id in report["pending"]
+    assert report["refused"][refused_id] == "bad_token", report["refused"]
+    assert report["totals"]["online"] == 2 and report["totals"]["offline"] == 1, report["totals"]
+    assert report["totals"]["pending"] >= 1 and report["totals"]["refused"] >= 1
     assert report["summary"][-1]["site"] == "TOTAL"
+    assert report["generated_at"].endswith("Z")
 
 
-def test_report_json_cheap_presence(report_master, fleet_with_one_down, pending_key):
+def test_report_from_the_record(report_master, fleet_with_one_down, pending_key, refused_key):
     fleet = fleet_with_one_down
-    start = time.time()
     ret = _report(report_master, "--out=json")
     report = ret.data if isinstance(ret.data, dict) else json.loads(ret.stdout)
-    assert report["presence"]["method"] == "tcp"
-    print("uplink of site-b (measured:", HAS_UPLINK_GRAIN, "):", report["sites"]["site-b"])
-    _check_sites(report, fleet, pending_key)
-    site_a, site_b = report["sites"]["site-a"], report["sites"]["site-b"]
-    assert (site_a["up"], site_a["down"]) == (1, 1), report["presence"]
-    assert site_b["up"] == 1
+    _check(report, fleet, pending_key, refused_key)
+    # details=False lists only the nodes that are not online
+    assert fleet["a-up"].id not in report["sites"]["site-a"]["nodes"]
+    assert "ping" not in report
     assert report["elapsed_s"] < 30
-    assert time.time() - start < 60
 
 
-def test_report_json_with_ping(report_master, fleet_with_one_down, pending_key):
+def test_report_with_ping_live_check(report_master, fleet_with_one_down, pending_key, refused_key):
     fleet = fleet_with_one_down
-    # on an overloaded machine a live minion's return can miss the window
-    # (Salt logs "failed to return the job information"): ask again, up to
-    # three times; the stopped minion must be down every time
-    for _ in range(3):
-        report = _report(report_master, "ping=True", "timeout=20", "--out=json").data
-        assert fleet["a-down"].id in report["sites"]["site-a"]["down_minions"], report["sites"]
-        if report["totals"]["down"] == 1:
-            break
-    assert report["presence"]["method"] == "ping"
-    _check_sites(report, fleet, pending_key)
-    assert (report["sites"]["site-a"]["up"], report["sites"]["site-a"]["down"]) == (1, 1)
-    assert report["sites"]["site-b"]["up"] == 1
-    assert report["totals"]["down"] == 1 and report["totals"]["unknown"] == 0
+    report = _report(report_master, "ping=True", "timeout=20", "details=True", "--out=json").data
+    _check(report, fleet, pending_key, refused_key)
+    assert fleet["a-down"].id in report["ping"]["silent"], report["ping"]
+    assert report["ping"]["answered"] >= 1
+
+
+def test_node_record(report_master, fleet_with_one_down):
+    fleet = fleet_with_one_down
+    cli = report_master.salt_run_cli(timeout=120)
+    ret = cli.run("edge.node", fleet["b-poor"].id)
+    assert ret.returncode == 0, ret
+    node = ret.data
+    assert node["status"] == "online" and node["site"] == "site-b"
+    assert node["uplink"]["quality"] == "poor"
+    assert node["samples"] and all(s["at"].endswith("Z") for s in node["samples"])
+    assert node["trend"]["1h"]["rtt_ms_p95"] >= DELAY_S * 1000
+    ret = cli.run("edge.node", "no-such-node-anywhere")
+    # salt-run prints the SaltInvocationError (its exit code stays 0 in 3008)
+    assert "no key and no record" in ret.stdout + ret.stderr, ret
 
 
 def test_report_site_filter_yaml_and_table(report_master, fleet_with_one_down):
@@ -311,12 +318,13 @@ def test_report_fires_progress_events(report_master, fleet_with_one_down, event_
         [(report_master.id, "edge/report/progress")], timeout=20, after_time=start
     )
     assert events.found_all_events, events
-    time.sleep(1)
-    stages = [
-        e.data.get("stage")
-        for e in event_listener.get_events(
-            [(report_master.id, "edge/report/progress")], after_time=start
-        )
-    ]
+    found = set()
+    deadline = time.time() + 20
+    while not {"keys", "record", "done"} <= found and time.time() < deadline:
+        found = {
+            e.data.get("stage")
+            for e in event_listener.get_events([(report_master.id, "edge/report/progress")], after_time=start)
+        }
+        time.sleep(0.2)
     # the event forwarder does not keep the order: check the set
-    assert {"keys", "grains", "presence", "done"} <= set(stages), stages
+    assert {"keys", "record", "done"} <= found, found

@@ -59,6 +59,7 @@ def test_sync_all_ships_modules_grains_states(bare_salt_cli, bare_minion):
     assert ret.returncode == 0, ret
     assert "modules.edge_mod" in ret.data["modules"]
     assert "utils.saltext_edge" in " ".join(ret.data["utils"])
+    assert "beacons.edge_heartbeat" in ret.data["beacons"]
 
     ret = bare_salt_cli.run("sys.list_functions", "edge", minion_tgt=bare_minion.id)
     assert ret.returncode == 0, ret
@@ -79,9 +80,11 @@ def test_sync_all_ships_modules_grains_states(bare_salt_cli, bare_minion):
 
 
 def test_master_gets_runner_and_wheel(bare_master, bare_run_cli, python_without_ext):
-    for kind in ("utils", "runners", "wheel"):
+    for kind in ("utils", "runners", "wheel", "engines"):
         ret = bare_run_cli.run(f"saltutil.sync_{kind}")
         assert ret.returncode == 0, ret
+        if kind == "engines":
+            assert "engines.edge_fleet" in ret.stdout, ret
     ret = bare_run_cli.run("edge.version")
     assert ret.returncode == 0, ret
     # this interpreter's salt-run prints a bare string return unquoted even
@@ -100,3 +103,39 @@ def test_master_gets_runner_and_wheel(bare_master, bare_run_cli, python_without_
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == "0.1.0"
+
+
+def test_synced_beacon_sends_signed_heartbeats(bare_master, bare_salt_cli, bare_minion, event_listener):
+    """The beacon synced to a minion without the package runs and signs with the minion's key."""
+    import time
+
+    import salt.cache
+    import salt.config
+
+    from saltext_edge.fleet import signing
+
+    ret = bare_salt_cli.run("saltutil.sync_all", minion_tgt=bare_minion.id, _timeout=180)
+    assert ret.returncode == 0, ret
+    start = time.time()
+    ret = bare_salt_cli.run(
+        "beacons.add",
+        "edge_heartbeat",
+        "[{'period': 2}, {'first_after': 0}]",
+        minion_tgt=bare_minion.id,
+    )
+    assert ret.returncode == 0 and ret.data.get("result") is True, ret
+    deadline = time.time() + 60
+    beat = None
+    while beat is None:
+        for event in event_listener.get_events([(bare_master.id, "edge/heartbeat")], after_time=start):
+            if (event.data.get("data") or {}).get("id") == bare_minion.id:
+                beat = event.data["data"]
+        assert beat is not None or time.time() < deadline, "no heartbeat from the synced beacon"
+        time.sleep(0.2)
+    ret = bare_salt_cli.run("beacons.delete", "edge_heartbeat", minion_tgt=bare_minion.id)
+    assert ret.returncode == 0, ret
+    assert beat["site"] == "sync-site"
+    opts = salt.config.master_config(bare_master.config_file)
+    pub = salt.cache.Cache(opts, driver=opts["keys.cache_driver"]).fetch("keys", bare_minion.id)["pub"]
+    assert signing.verify_with_pem(pub, beat)
+    assert not signing.verify_with_pem(pub, dict(beat, seq=beat["seq"] + 1))

@@ -76,6 +76,9 @@ def step(rec, conf, now, started_at=None, in_grace=False, site=None):
     grace period nothing fires (what is pending fires after it).
     """
     site_conf = _conf.for_site(conf, site if site is not None else rec.get("site"))
+    if rec.get("alerted") == "offline":
+        # reported offline before the engine (re)started: no new window for it
+        started_at = None
     new = classify(rec, site_conf, now, started_at)
     if new != rec.get("status"):
         rec["status"] = new
