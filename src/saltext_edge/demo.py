@@ -6,7 +6,9 @@ and file on exit, also on Ctrl-C.
 
 What it shows: admission of a node holding its site key and refusal of one
 with a wrong key (with the reason), a diagnosis of the admitted node, an
-``edge.minion_config`` apply with its diff, and the fleet report.
+``edge.minion_config`` apply with its diff, the fleet report, the fleet
+engine's Prometheus metrics and the fleet page (an HTML file that stays
+after the demo).
 """
 
 import argparse
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 import yaml
 
@@ -50,13 +53,16 @@ def _write(path, text, mode=0o644):
 class Demo:
     """Owns the temporary directory and every daemon it starts."""
 
-    def __init__(self, root, verbose=False):
+    def __init__(self, root, verbose=False, page=None):
         self.root = root
         self.verbose = verbose
         self.procs = []
         self.user = getpass.getuser()
         self.pub_port = _free_port()
         self.ret_port = _free_port()
+        # view: the engine's metrics server and the fleet page (kept after exit)
+        self.metrics_port = _free_port()
+        self.page = page or os.path.join(tempfile.gettempdir(), "saltext-edge-fleet.html")
         self.master_dir = os.path.join(root, "master")
         self.secret_file = os.path.join(root, "secrets", "shared_secret")
 
@@ -136,7 +142,11 @@ class Demo:
             "edge": {
                 "shared_secret_file": self.secret_file,
                 "revoked_sites": ["old-site"],
+                # view: fleet health engine with its metrics on loopback
+                "fleet": {"interval": 5, "late_after": 2, "offline_after": 5},
+                "metrics": {"address": "127.0.0.1", "port": self.metrics_port},
             },
+            "engines": [{"edge_fleet": {}}],
             "log_file": os.path.join(self.master_dir, "master.log"),
             "file_roots": {"base": [os.path.join(self.root, "srv")]},
         }
@@ -167,6 +177,8 @@ class Demo:
             "autosign_grains": ["edge_token"],
             "edge": {"site": site, "site_key_file": key_file},
             "log_file": os.path.join(conf_dir, "minion.log"),
+            # view: a heartbeat every 5 s for the fleet engine
+            "beacons": {"edge_heartbeat": [{"period": 5}, {"first_after": 0}]},
         }
         conf.update(extra or {})
         _write(os.path.join(conf_dir, "minion"), yaml.safe_dump(conf))
@@ -226,16 +238,43 @@ class Demo:
 
         self.say("salt-run edge.report  (the page an operator opens first)")
         self.salt_run("edge.report", "ping=True", "--out=yaml")
+        self.fleet_view()
         self.say("Demo finished; stopping every daemon and removing " + self.root)
+
+
+    def metrics(self):
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return resp.read().decode()
+        except OSError:
+            return ""
+
+    def fleet_view(self):
+        """view: the engine's Prometheus metrics and the fleet page (docs/howto/grafana.rst)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        self.say(f"Prometheus metrics of the edge_fleet engine: {url}")
+        self.wait_for(
+            "the admitted node online in the metrics",
+            lambda: 'edge_node_status{id="edge-sh3-a",site="sh-3"} 3.0' in self.metrics(),
+        )
+        for line in self.metrics().splitlines():
+            if line.startswith(("edge_nodes{", 'edge_node_up{', "edge_node_uplink_rtt_ms{")):
+                print(line)
+        self.say(f"salt-run edge.report html={self.page}  (the fleet page, one self-contained file)")
+        self.salt_run("edge.report", f"html={self.page}", "--out=yaml")
+        print(f"\nFleet page: {self.page}  (open it in a browser; it stays after the demo)")
+        print(f"Metrics:    {url}  (while the demo runs)")
 
 
 def main(argv=None):
     """Run the demo. Returns a process exit code (0 on success)."""
     parser = argparse.ArgumentParser(prog="python -m saltext_edge.demo", description=__doc__)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--page", help="where to write the fleet page (default: $TMPDIR/saltext-edge-fleet.html)")
     args = parser.parse_args(argv)
     root = tempfile.mkdtemp(prefix="saltext-edge-demo-")
-    demo = Demo(root)
+    demo = Demo(root, page=args.page)
 
     def _interrupt(signum, frame):  # pylint: disable=unused-argument
         raise KeyboardInterrupt

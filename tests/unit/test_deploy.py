@@ -301,7 +301,7 @@ def test_containerfile_runs_as_the_pods_user():
 
 
 def test_service_selects_the_pods_on_4505_4506():
-    svc = _by_kind("Service")["salt-master"]
+    svc = _by_kind("Service")["salt-master"]  # metrics-service.yaml adds a ClusterIP one
     (deploy,) = _by_kind("Deployment").values()
     labels = deploy["spec"]["template"]["metadata"]["labels"]
     assert svc["spec"]["type"] == "LoadBalancer"

@@ -45,22 +45,19 @@ def __virtual__():
 
 
 def _metrics(opts, snapshot_fn):
-    conf = (opts.get("edge") or {}).get("metrics", {}) if isinstance(opts.get("edge"), dict) else {}
-    if conf is False or (isinstance(conf, dict) and conf.get("enabled") is False):
-        return None
-    conf = conf if isinstance(conf, dict) else {}
+    # --- view: edge:metrics is parsed and validated by fleet_metrics.start
+    # (address, port, per_node, enabled; docs/ref/metrics.rst) --------------
     try:
         from saltext_edge import fleet_metrics  # pylint: disable=import-outside-toplevel
     except ImportError:
         log.info("edge_fleet: no metrics module (saltext_edge.fleet_metrics); metrics not served")
         return None
-    address = conf.get("address", "127.0.0.1")
-    port = conf.get("port", 9345)
     try:
-        return fleet_metrics.serve(address, port, snapshot_fn)
+        return fleet_metrics.start(opts, snapshot_fn)
     except Exception as exc:  # pylint: disable=broad-except
-        log.error("edge_fleet: cannot serve metrics on %s:%s: %s", address, port, exc)
+        log.error("edge_fleet: metrics not served: %s", exc)
         return None
+    # --- end view ---------------------------------------------------------
 
 
 def _worker(opts, conf, inbox, tick, stopping):

@@ -13,6 +13,7 @@ try:
     import saltext_edge.report as edge_report
     from saltext_edge import admission as _admission
     from saltext_edge import enrollment as _enr
+    from saltext_edge import fleet_page as _fleet_page  # view: report html=PATH
     from saltext_edge.errors import EdgeCommandError
     from saltext_edge import shared_secret as _secrets
     from saltext_edge import tokens as _token
@@ -49,7 +50,7 @@ def version():
     return saltext_edge.__version__
 
 
-def report(ping=False, site=None, timeout=None, details=False):
+def report(ping=False, site=None, timeout=None, details=False, html=None):
     """
     The fleet report, from the record the ``edge_fleet`` engine keeps (no
     node is contacted unless ``ping=True``): per site how many nodes are
@@ -75,6 +76,12 @@ def report(ping=False, site=None, timeout=None, details=False):
     details : False
         List every node under its site, online ones included.
 
+    html : None
+        An absolute file path: write the report as one self-contained HTML
+        page there (every node listed; atomically, mode 0644; see
+        docs/howto/grafana.rst) and return only ``html`` (the path),
+        ``generated_at``, ``totals`` and ``summary``.
+
     Returns a dict: ``generated_at`` (ISO), ``totals`` (``online``, ``late``,
     ``offline``, ``never_seen``, ``pending``, ``refused``, ``sites``),
     ``summary`` (one flat row per site plus ``TOTAL``, for ``--out=table``),
@@ -92,7 +99,20 @@ def report(ping=False, site=None, timeout=None, details=False):
         salt-run edge.report --out=table
         salt-run edge.report site='sh-*' details=True --out=json
         salt-run edge.report ping=True
+        salt-run edge.report html=/srv/www/edge/fleet.html
     """
+    # --- view: html=PATH (fleet page) -- checked before any work ---------
+    if html is not None:
+        if not isinstance(html, str) or not os.path.isabs(html) or html.endswith(os.sep):
+            raise salt.exceptions.SaltInvocationError(
+                "html must be an absolute file path, such as /srv/www/edge/fleet.html"
+            )
+        if not os.path.isdir(os.path.dirname(html)):
+            raise salt.exceptions.SaltInvocationError(
+                f"html: the directory {os.path.dirname(html)} does not exist"
+            )
+        details = True  # the page lists every node
+    # --- end view ---------------------------------------------------------
     if timeout is not None:
         try:
             timeout = int(timeout)
@@ -104,7 +124,7 @@ def report(ping=False, site=None, timeout=None, details=False):
             raise salt.exceptions.SaltInvocationError("timeout must be 1-3600 seconds")
     progress = edge_report.event_progress(__opts__)
     try:
-        return edge_report.build(
+        ret = edge_report.build(
             __opts__,
             ping=salt.utils.data.is_true(ping),
             site=None if site in (None, "") else str(site),
@@ -117,6 +137,20 @@ def report(ping=False, site=None, timeout=None, details=False):
         raise salt.exceptions.SaltInvocationError(str(exc)) from exc
     finally:
         progress.close()
+    # --- view: write the fleet page ---------------------------------------
+    if html is not None:
+        try:
+            path = _fleet_page.write(ret, html)
+        except OSError as exc:
+            raise EdgeCommandError(f"cannot write the fleet page {html}: {exc.strerror or exc}") from None
+        return {
+            "html": path,
+            "generated_at": ret.get("generated_at"),
+            "totals": ret.get("totals"),
+            "summary": ret.get("summary"),
+        }
+    # --- end view ---------------------------------------------------------
+    return ret
 
 
 def node(minion_id):
