@@ -292,6 +292,12 @@ recon_max: 60000
 recon_randomize: true
 EOF
   if [ "$FAILOVER" = 1 ]; then echo "retry_dns: 0"; else echo "retry_dns: 30"; fi
+  cat <<'EOF'
+beacons:
+  edge_heartbeat:
+    - period: 60
+    - jitter: 0.1
+EOF
   echo "autosign_grains:"
   echo "  - edge_token"
   echo "rejected_retry: true"

@@ -93,6 +93,17 @@ def contains(item, otherwise):
     return rule
 
 
+def heartbeat(otherwise):
+    """Rule for ``beacons``: ok when the ``edge_heartbeat`` beacon is on, else ``otherwise``."""
+
+    def rule(opts, setting):
+        from saltext_edge import fleet as _fleet  # noqa: PLC0415  (only this rule needs it)
+
+        return Check("ok" if _fleet.beacon_enabled(opts) else otherwise)
+
+    return rule
+
+
 def when_admitted(inner):
     """``inner`` only for a minion admitted by token (``edge_token`` in autosign_grains)."""
 
