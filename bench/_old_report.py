@@ -1,5 +1,5 @@
 """
-The fleet report (DESIGN.md §7): minions per site, presence, uplink quality
+The fleet report as it was before the edge_fleet engine (kept only so bench_report.py can compare): minions per site, presence, uplink quality
 from cached grains, pending and refused keys, minions with no site.
 
 It reads what the master already has, so it stays fast on thousands of

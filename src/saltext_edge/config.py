@@ -14,17 +14,21 @@ class EdgeConfigError(ValueError):
     """The ``edge`` option (or a part of it) is not a mapping. No secret in the message."""
 
 
-def edge_conf(opts):
+def edge_conf(opts, error=EdgeConfigError, lenient=False):
     """
     Return the ``edge:`` mapping from ``opts`` (``{}`` when the option is
-    unset or empty). Raises :class:`EdgeConfigError` when it is set to
-    anything but a mapping.
+    unset or empty). When it is set to anything but a mapping: ``{}`` with
+    ``lenient`` (grains and the beacon, which must never fail), else raises
+    ``error`` (:class:`EdgeConfigError` by default; admission passes its own
+    error class so it fails closed with its own type).
     """
     conf = (opts or {}).get("edge")
     if conf is None or conf == "":
         return {}
     if not isinstance(conf, dict):
-        raise EdgeConfigError("the 'edge' configuration option must be a mapping")
+        if lenient:
+            return {}
+        raise error("the 'edge' configuration option must be a mapping")
     return conf
 
 

@@ -55,7 +55,7 @@ DEFAULT_PORT = 9345
 NO_SITE = "(no site)"
 
 STATUSES = ("online", "late", "offline", "never_seen")
-QUALITIES = ("good", "fair", "poor", "down", "unknown")
+from saltext_edge.uplink_quality import QUALITIES  # noqa: E402  (one definition)
 # numeric encodings of the two per-node enumerations (docs/ref/metrics.rst)
 STATUS_CODE = {"never_seen": 0, "offline": 1, "late": 2, "online": 3}
 QUALITY_CODE = {"down": 0, "poor": 1, "fair": 2, "good": 3}

@@ -21,7 +21,7 @@ import os
 import tempfile
 
 STATUSES = ("offline", "late", "never_seen", "online")
-QUALITIES = ("good", "fair", "poor", "down", "unknown")
+from saltext_edge.uplink_quality import QUALITIES  # noqa: E402  (one definition)
 ADMISSIONS = ("accepted", "pending", "refused", "revoked")
 # icon + word for every state: colour is never the only signal
 STATUS_LABEL = {

@@ -33,6 +33,7 @@ import math
 import os
 import re
 
+from saltext_edge import config as _config
 from saltext_edge import tokens as _token
 
 log = logging.getLogger(__name__)
@@ -61,12 +62,7 @@ class SecretError(ValueError):
 
 
 def _edge_conf(opts):
-    conf = (opts or {}).get("edge")
-    if conf is None:
-        return {}
-    if not isinstance(conf, dict):
-        raise SecretError("the 'edge' configuration option must be a mapping")
-    return conf
+    return _config.edge_conf(opts, error=SecretError)
 
 
 def _read_secret_file(path, source):

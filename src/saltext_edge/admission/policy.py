@@ -9,6 +9,7 @@ number; such a value never silently matches nothing.
 import hashlib
 import json
 
+from saltext_edge import config as _config
 from saltext_edge import tokens as _token
 
 ON_INVALID = ("keep", "reject", "delete")
@@ -20,13 +21,8 @@ class AdmissionError(ValueError):
 
 
 def edge_conf(opts):
-    """Return the ``edge:`` mapping of ``opts`` (``{}`` when unset); raise on a non-mapping."""
-    conf = (opts or {}).get("edge")
-    if conf is None:
-        return {}
-    if not isinstance(conf, dict):
-        raise AdmissionError("the 'edge' master option must be a mapping")
-    return conf
+    """Return the ``edge:`` mapping of ``opts`` (``{}`` when unset); raise :class:`AdmissionError` on a non-mapping."""
+    return _config.edge_conf(opts, error=AdmissionError)
 
 
 def _typename(value):

@@ -16,6 +16,7 @@ import random
 import tempfile
 import time
 
+from saltext_edge import config as _config
 from saltext_edge import diag as _diag
 from saltext_edge import probe as _probe
 from saltext_edge.tokens import SITE_RE as _SITE_RE
@@ -25,14 +26,13 @@ log = logging.getLogger(__name__)
 CACHE_DIR = "edge"
 CACHE_FILE = "uplink.json"
 DEFAULT_TTL = 180.0
-UPLINK_KEYS = ("quality", "rtt_ms", "jitter_ms", "loss_pct", "target", "checked_at")
+from saltext_edge.uplink_quality import UPLINK_KEYS  # noqa: E402  (one definition)
 PAYLOAD_VERSION = 1
 
 
 def edge_conf(opts):
     """Return the minion's ``edge`` config mapping (``{}`` when absent or not a mapping)."""
-    conf = opts.get("edge")
-    return conf if isinstance(conf, dict) else {}
+    return _config.edge_conf(opts, lenient=True)
 
 
 def uplink_conf(opts):

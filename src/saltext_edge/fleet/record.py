@@ -22,7 +22,7 @@ are stored apart from the live record (they change once an hour).
 
 import math
 
-QUALITIES = ("good", "fair", "poor", "down", "unknown")
+from saltext_edge.uplink_quality import QUALITIES  # noqa: E402  (one definition)
 _RANK = {"good": 0, "fair": 1, "poor": 2, "down": 3, "unknown": -1}
 KINDS = ("heartbeat", "job_return", "minion_start", "minion_ping", "auth")
 #: raw sample rows kept at most, whatever the period (bounds memory at 1 s periods)

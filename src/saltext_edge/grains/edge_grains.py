@@ -1,5 +1,5 @@
 """
-Edge grains (DESIGN.md §4):
+Edge grains (docs/design.rst; reference in docs/ref/grains.rst):
 
 * ``edge_site`` -- the site name from the minion config ``edge: {site: ...}``
   (1-64 of ``[A-Za-z0-9._-]``); unset when absent or invalid.
@@ -37,6 +37,7 @@ only explicitly configured targets.
 import logging
 
 try:
+    from saltext_edge import config as _config
     from saltext_edge.fleet import heartbeat as _hb
     from saltext_edge.tokens import SITE_RE as _SITE_RE
 
@@ -46,9 +47,6 @@ except ImportError:  # pragma: no cover - depends on how the module was installe
 
 log = logging.getLogger(__name__)
 
-_UPLINK_KEYS = ("quality", "rtt_ms", "jitter_ms", "loss_pct", "target", "checked_at")
-
-
 def __virtual__():
     if not HAS_LIB:
         return (False, "edge grains: the saltext_edge library is missing")
@@ -56,8 +54,7 @@ def __virtual__():
 
 
 def _edge_conf():
-    conf = __opts__.get("edge")  # pylint: disable=undefined-variable
-    return conf if isinstance(conf, dict) else {}
+    return _config.edge_conf(__opts__, lenient=True)
 
 
 def _enrollment_site():
@@ -110,4 +107,4 @@ def edge_uplink():
     uplink = _hb.measure(opts)
     if uplink.get("target") is not None or uplink.get("quality") != "unknown":
         _hb.save(opts, uplink)
-    return {"edge_uplink": {key: uplink.get(key) for key in _UPLINK_KEYS}}
+    return {"edge_uplink": {key: uplink.get(key) for key in _hb.UPLINK_KEYS}}
