@@ -178,7 +178,7 @@ def _empty_site():
         "up": 0,
         "down": 0,
         "unknown": 0,
-        "uplink": {q: 0 for q in QUALITIES},
+        "uplink": dict.fromkeys(QUALITIES, 0),
         "down_minions": [],
         "poor_uplink": [],
         "pending": [],
@@ -388,9 +388,9 @@ def read_tcp_connections(port, proc_files=_PROC_TCP):
             if addr is not None:
                 counts[addr] = counts.get(addr, 0) + 1
     if not found:
-        import salt.utils.network  # pylint: disable=import-outside-toplevel
+        import salt.utils.network
 
-        counts = {addr: 1 for addr in salt.utils.network.local_port_tcp(port)}
+        counts = dict.fromkeys(salt.utils.network.local_port_tcp(port), 1)
     return counts
 
 
@@ -408,7 +408,7 @@ def load_decisions(opts):
     """
     try:
         decisions = _admission.list_decisions(opts)
-    except Exception as exc:  # pylint: disable=broad-except
+    except Exception as exc:
         log.warning("edge.report: admission decisions unavailable: %s", exc.__class__.__name__)
         return None
     return decisions if isinstance(decisions, dict) else None
@@ -425,14 +425,14 @@ def _read_grains(opts, minions, progress, stamps=False):
     validation and two ``realpath`` per minion, which is most of the time on a
     large fleet. Other drivers go through ``salt.cache``.
     """
-    import salt.cache  # pylint: disable=import-outside-toplevel
+    import salt.cache
 
     total = len(minions)
-    grains = {m: None for m in minions}
+    grains = dict.fromkeys(minions)
     cached_at = {}
     driver = opts.get("cache", "localfs") or "localfs"
     if driver == "localfs" and not opts.get("memcache_expire_seconds", 0):
-        import salt.payload  # pylint: disable=import-outside-toplevel
+        import salt.payload
 
         bank = os.path.join(opts.get("cachedir", ""), "grains")
         try:
@@ -447,7 +447,7 @@ def _read_grains(opts, minions, progress, stamps=False):
                         data = salt.payload.load(fh_)
                     if stamps and isinstance(data, dict) and data:
                         cached_at[minion] = int(os.path.getmtime(path))
-                except Exception as exc:  # pylint: disable=broad-except
+                except Exception as exc:
                     log.warning("edge.report: unreadable cached grains for %s: %s", minion, exc)
                     data = None
                 if isinstance(data, dict) and data:
@@ -459,14 +459,14 @@ def _read_grains(opts, minions, progress, stamps=False):
     cache = salt.cache.factory(opts)
     try:
         listed = set(cache.list("grains") or ())
-    except Exception as exc:  # pylint: disable=broad-except
+    except Exception as exc:
         log.warning("edge.report: cannot list the grains cache: %s", exc)
         listed = set()
     for done, minion in enumerate(minions, 1):
         if minion in listed:
             try:
                 data = cache.fetch("grains", minion)
-            except Exception as exc:  # pylint: disable=broad-except
+            except Exception as exc:
                 log.warning("edge.report: unreadable cached grains for %s: %s", minion, exc)
                 data = None
             if isinstance(data, dict) and data:
@@ -474,7 +474,7 @@ def _read_grains(opts, minions, progress, stamps=False):
                 if stamps:
                     try:
                         stamp = cache.updated("grains", minion)
-                    except Exception:  # pylint: disable=broad-except
+                    except Exception:
                         stamp = None
                     if stamp:
                         cached_at[minion] = stamp
@@ -484,7 +484,7 @@ def _read_grains(opts, minions, progress, stamps=False):
 
 
 def _ping(opts, minions, timeout, site_filtered):
-    import salt.client  # pylint: disable=import-outside-toplevel
+    import salt.client
 
     if not minions:
         return {}
@@ -506,21 +506,21 @@ def event_progress(opts):
     def progress(stage, **data):
         try:
             if state["event"] is None:
-                import salt.utils.event  # pylint: disable=import-outside-toplevel
+                import salt.utils.event
 
                 state["event"] = salt.utils.event.get_master_event(
                     opts, opts["sock_dir"], listen=False
                 )
             payload = dict(data, stage=stage)
             state["event"].fire_event(payload, PROGRESS_TAG)
-        except Exception as exc:  # pylint: disable=broad-except
+        except Exception as exc:
             log.debug("edge.report: progress event not sent: %s", exc)
 
     def close():
         if state["event"] is not None:
             try:
                 state["event"].destroy()
-            except Exception:  # pylint: disable=broad-except
+            except Exception:
                 pass
 
     progress.close = close
@@ -533,8 +533,8 @@ def build(opts, ping=False, site=None, timeout=None, details=False, progress=Non
     return :func:`aggregate`'s report. ``progress(stage, **data)`` is called
     at each stage and every :data:`PROGRESS_EVERY` minions.
     """
-    import salt.key  # pylint: disable=import-outside-toplevel
-    import salt.utils.network  # pylint: disable=import-outside-toplevel
+    import salt.key
+    import salt.utils.network
 
     started = time.time()
 
@@ -615,4 +615,3 @@ def build(opts, ping=False, site=None, timeout=None, details=False, progress=Non
     report["elapsed_s"] = round(time.time() - started, 3)
     step("done", minions=report["totals"]["minions"], elapsed_s_total=report["elapsed_s"])
     return report
-

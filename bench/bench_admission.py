@@ -41,7 +41,7 @@ def _ids(count):
 
 def _reset(master):
     """Empty the key store and the admission banks (set-up, untimed)."""
-    from saltext_edge import admission  # pylint: disable=import-outside-toplevel
+    from saltext_edge import admission
 
     keys = master.key_cache()
     for minion_id in keys.list("keys"):
@@ -50,13 +50,13 @@ def _reset(master):
     for bank in (admission.TOKENS_BANK, admission.DECISIONS_BANK):
         try:
             data.flush(bank)
-        except Exception:  # pylint: disable=broad-except
+        except Exception:
             pass
 
 
 def _prepare(master, count, pool):
     """N pending keys through Salt's key store API + recorded tokens."""
-    from saltext_edge import admission  # pylint: disable=import-outside-toplevel
+    from saltext_edge import admission
 
     _reset(master)
     keys = master.key_cache()
@@ -73,7 +73,7 @@ def _prepare(master, count, pool):
 
 def _state_dirs(master):
     """The directories Salt's key store and the admission banks wrote to."""
-    from saltext_edge import admission  # pylint: disable=import-outside-toplevel
+    from saltext_edge import admission
 
     pki = master.opts["pki_dir"]
     cachedir = master.opts["cachedir"]
@@ -151,7 +151,9 @@ def run(quick=False, log=print, keep=False):
                 fixed_runs[which].append(res["elapsed_s"])
                 data["runs"].append(dict(res, which=which, n=0))
         fixed = {k: statistics.median(v) for k, v in fixed_runs.items()}
-        log(f"  admission N=0 (start-up): salt-key {fixed['baseline']:.2f}s, edge.accept_pending {fixed['ours']:.2f}s")
+        log(
+            f"  admission N=0 (start-up): salt-key {fixed['baseline']:.2f}s, edge.accept_pending {fixed['ours']:.2f}s"
+        )
         data["fixed_s"] = fixed
         medians = {}
         for count in sizes:
@@ -159,7 +161,9 @@ def run(quick=False, log=print, keep=False):
             _prepare(master, count, pool)
             snap = os.path.join(root, f"snapshot-{count}")
             _snapshot(master, snap)
-            log(f"  admission N={count}: {count} keys pending + tokens recorded through the APIs in {time.perf_counter() - started:.1f}s (untimed)")
+            log(
+                f"  admission N={count}: {count} keys pending + tokens recorded through the APIs in {time.perf_counter() - started:.1f}s (untimed)"
+            )
             times = {"baseline": [], "ours": []}
             for rep in range(reps[count]):
                 for which in ("baseline", "ours"):
@@ -168,9 +172,13 @@ def run(quick=False, log=print, keep=False):
                     res.update(which=which, n=count, rep=rep)
                     data["runs"].append(res)
                     if not res["ok"]:
-                        log(f"  !! {which} N={count}: rc={res['rc']} accepted={res['accepted']}/{count} {res['stderr'][-200:]}")
+                        log(
+                            f"  !! {which} N={count}: rc={res['rc']} accepted={res['accepted']}/{count} {res['stderr'][-200:]}"
+                        )
                     times[which].append(res["elapsed_s"])
-                    log(f"  admission N={count} rep {rep}: {which:8s} {res['elapsed_s']:.2f}s (accepted {res['accepted']}/{count}, peak RSS {res['maxrss_mib']:.0f} MiB)")
+                    log(
+                        f"  admission N={count} rep {rep}: {which:8s} {res['elapsed_s']:.2f}s (accepted {res['accepted']}/{count}, peak RSS {res['maxrss_mib']:.0f} MiB)"
+                    )
             medians[count] = {k: statistics.median(v) for k, v in times.items()}
         data["median_s"] = medians
     finally:

@@ -98,9 +98,9 @@ def run(quick=False, log=print, keep=False):
     rows = []
     try:
         conf_dir = _minion_conf(root, ret_hole, pub_hole)
-        import salt.config  # pylint: disable=import-outside-toplevel
+        import salt.config
 
-        from saltext_edge import diag  # pylint: disable=import-outside-toplevel
+        from saltext_edge import diag
 
         opts = salt.config.minion_config(os.path.join(conf_dir, "minion"))
         target = f"127.0.0.1:{target_hole.port}"

@@ -35,11 +35,11 @@ PERIOD = 60.0
 
 
 def _engine_proc(master):
-    import psutil  # pylint: disable=import-outside-toplevel
+    import psutil
 
     deadline = time.time() + 60
     while time.time() < deadline:
-        for proc in C._tree(master.proc.pid):  # pylint: disable=protected-access
+        for proc in C._tree(master.proc.pid):
             try:
                 if "edge_fleet" in " ".join(proc.cmdline()):
                     return proc
@@ -57,19 +57,24 @@ def _store_keys(master, ids, pool):
 
 def heartbeats(count, seconds, log=print, keep=False):
     """Part 1; returns rows and data."""
-    import psutil  # pylint: disable=import-outside-toplevel
-    import salt.utils.event  # pylint: disable=import-outside-toplevel
-    from cryptography.hazmat.primitives import serialization  # pylint: disable=import-outside-toplevel
+    import psutil
+    import salt.utils.event
+    from cryptography.hazmat.primitives import (
+        serialization,
+    )
 
-    from saltext_edge.fleet import heartbeat as hb  # pylint: disable=import-outside-toplevel
-    from saltext_edge.fleet import signing  # pylint: disable=import-outside-toplevel
-    from saltext_edge.fleet import store  # pylint: disable=import-outside-toplevel
+    from saltext_edge.fleet import heartbeat as hb
+    from saltext_edge.fleet import (
+        signing,
+        store,
+    )
 
     pool = C.key_pool(100, log=log)
+
     class MemSigner(signing.Signer):
         """A node's signer from a key pair of the pool (no file)."""
 
-        def __init__(self, priv):  # pylint: disable=super-init-not-called
+        def __init__(self, priv):
             self._key = serialization.load_pem_private_key(priv.encode(), password=None)
 
         def _load(self):
@@ -79,7 +84,10 @@ def heartbeats(count, seconds, log=print, keep=False):
     root = C.mkroot("fleet")
     master = C.Master(
         os.path.join(root, "master"),
-        {"engines": [{"edge_fleet": {}}], "edge": {"metrics": False, "fleet": {"flush_interval": 15}}},
+        {
+            "engines": [{"edge_fleet": {}}],
+            "edge": {"metrics": False, "fleet": {"flush_interval": 15}},
+        },
         name="bench-fleet",
     )
     ids = [f"edge-{C.site_of(i)}-{i:05d}" for i in range(count)]
@@ -131,11 +139,23 @@ def heartbeats(count, seconds, log=print, keep=False):
                 i = index[mid]
                 payload = hb.payload(
                     {"id": mid, "edge": {"site": C.site_of(i)}},
-                    {"quality": "good", "rtt_ms": 20.0 + i % 50, "jitter_ms": 1.0, "loss_pct": 0.0, "checked_at": None},
-                    seq[mid], "bench", PERIOD, 0.1,
+                    {
+                        "quality": "good",
+                        "rtt_ms": 20.0 + i % 50,
+                        "jitter_ms": 1.0,
+                        "loss_pct": 0.0,
+                        "checked_at": None,
+                    },
+                    seq[mid],
+                    "bench",
+                    PERIOD,
+                    0.1,
                 )
                 signed = signers[i % len(signers)].sign(payload)
-                bus.fire_event({"id": mid, "tag": "edge/heartbeat", "data": signed, "cmd": "_minion_event"}, "edge/heartbeat")
+                bus.fire_event(
+                    {"id": mid, "tag": "edge/heartbeat", "data": signed, "cmd": "_minion_event"},
+                    "edge/heartbeat",
+                )
                 sent += 1
         send_s = time.time() - started
         # let the engine drain and flush (flush_interval 15 s)
@@ -145,14 +165,21 @@ def heartbeats(count, seconds, log=print, keep=False):
         stop.set()
         bus.destroy()
         records = store.Store(master.opts).load_all()
-        landed = sum(1 for mid in ids if seq[mid] and (records.get(mid) or {}).get("seq") == seq[mid])
+        landed = sum(
+            1 for mid in ids if seq[mid] and (records.get(mid) or {}).get("seq") == seq[mid]
+        )
         expected = sum(1 for mid in ids if seq[mid])
         cpu_pct = 100.0 * (cpu1 - cpu0) / wall
         warm_pct = 100.0 * (cpu1 - warm[1]) / (time.time() - warm[0]) if warm else None
         data["cpu_pct_steady"] = round(warm_pct, 2) if warm_pct is not None else None
         data.update(
-            sent=sent, send_s=round(send_s, 1), rate_per_s=round(sent / send_s, 1), cpu_pct=round(cpu_pct, 2),
-            peak_rss_mib=round(peak[0] / 2**20, 1), nodes_with_last_seq=landed, nodes_sent=expected,
+            sent=sent,
+            send_s=round(send_s, 1),
+            rate_per_s=round(sent / send_s, 1),
+            cpu_pct=round(cpu_pct, 2),
+            peak_rss_mib=round(peak[0] / 2**20, 1),
+            nodes_with_last_seq=landed,
+            nodes_sent=expected,
             sender_max_behind_s=round(behind, 3),
         )
         log(
@@ -165,30 +192,52 @@ def heartbeats(count, seconds, log=print, keep=False):
         C.cleanup(root, keep)
     rows = [
         C.row(
-            f"edge_fleet engine, {count} nodes / {PERIOD:.0f} s: CPU (steady)", data["cpu_pct_steady"], None, "%",
-            "<= 10 % of one core", data["cpu_pct_steady"] is not None and data["cpu_pct_steady"] <= 10.0,
+            f"edge_fleet engine, {count} nodes / {PERIOD:.0f} s: CPU (steady)",
+            data["cpu_pct_steady"],
+            None,
+            "%",
+            "<= 10 % of one core",
+            data["cpu_pct_steady"] is not None and data["cpu_pct_steady"] <= 10.0,
             f"{data['rate_per_s']} signed heartbeats/s through the master event bus, after every node's first "
             f"heartbeat; {data['cpu_pct']} % over the whole run, first keys read included",
         ),
         C.row(
-            f"edge_fleet engine, {count} nodes: heartbeats lost", expected - landed, None, "nodes",
-            "0", landed == expected, f"peak RSS of the engine process {data['peak_rss_mib']} MiB",
+            f"edge_fleet engine, {count} nodes: heartbeats lost",
+            expected - landed,
+            None,
+            "nodes",
+            "0",
+            landed == expected,
+            f"peak RSS of the engine process {data['peak_rss_mib']} MiB",
         ),
     ]
     return rows, data
 
 
 def _records(ids, now, rng):
-    from saltext_edge.fleet import record  # pylint: disable=import-outside-toplevel
+    from saltext_edge.fleet import record
 
     out = {}
     for i, mid in enumerate(ids):
         rec = record.new(mid, now - 86400)
         age = rng.choice([5] * 90 + [200] * 4 + [4000] * 6)
         rec.update(
-            site=C.site_of(i), last_seen=now - age, last_kind="heartbeat", period=60.0, jitter=0.1, budget=2.0,
-            seq=100, boot="b", status="online",
-            uplink={"quality": "good", "rtt_ms": 20.0, "jitter_ms": 1.0, "loss_pct": 0.0, "checked_at": None},
+            site=C.site_of(i),
+            last_seen=now - age,
+            last_kind="heartbeat",
+            period=60.0,
+            jitter=0.1,
+            budget=2.0,
+            seq=100,
+            boot="b",
+            status="online",
+            uplink={
+                "quality": "good",
+                "rtt_ms": 20.0,
+                "jitter_ms": 1.0,
+                "loss_pct": 0.0,
+                "checked_at": None,
+            },
             samples=[[now - age - k * 60, 20.0 + k % 7, 1.0, 0.0, "good"] for k in range(60)],
         )
         out[mid] = rec
@@ -197,18 +246,21 @@ def _records(ids, now, rng):
 
 def reports(sizes, log=print, keep=False, cli_at=5000):
     """Part 2; returns rows and data."""
-    import _old_report as old  # pylint: disable=import-outside-toplevel
-    import bench_report  # pylint: disable=import-outside-toplevel
-
-    from saltext_edge import report  # pylint: disable=import-outside-toplevel
-    from saltext_edge.fleet import record  # pylint: disable=import-outside-toplevel
-    from saltext_edge.fleet import store  # pylint: disable=import-outside-toplevel
+    import _old_report as old
+    import bench_report
+    from saltext_edge import report
+    from saltext_edge.fleet import (
+        record,
+        store,
+    )
 
     pool = C.key_pool(100, log=log)
     rows, data = [], {}
     for count in sizes:
         root = C.mkroot("fleet-report")
-        master = C.Master(os.path.join(root, "master"), {"edge": {"metrics": False}}, name="bench-fleet-report")
+        master = C.Master(
+            os.path.join(root, "master"), {"edge": {"metrics": False}}, name="bench-fleet-report"
+        )
         try:
             ids = [f"edge-{C.site_of(i)}-{i:05d}" for i in range(count)]
             t0 = time.perf_counter()
@@ -219,7 +271,9 @@ def reports(sizes, log=print, keep=False, cli_at=5000):
             cache = master.data_cache()
             for i, mid in enumerate(ids):
                 cache.store("grains", mid, bench_report.grains_for(i, mid, rng))
-            log(f"  fleet report N={count}: record + grains + keys stored in {time.perf_counter() - t0:.0f}s (untimed)")
+            log(
+                f"  fleet report N={count}: record + grains + keys stored in {time.perf_counter() - t0:.0f}s (untimed)"
+            )
             opts = dict(master.opts)
             t0 = time.perf_counter()
             rep = report.build(opts)
@@ -232,39 +286,64 @@ def reports(sizes, log=print, keep=False, cli_at=5000):
             data[count] = {"ours_s": round(ours, 3), "old_s": round(before, 3), "correct": ok}
             if count == cli_at:
                 master.start()
-                res = C.timed_run(master.cli("salt-run", "edge.report", "--out=json"),
-                                  stdout_to=os.path.join(root, "ours.json"))
+                res = C.timed_run(
+                    master.cli("salt-run", "edge.report", "--out=json"),
+                    stdout_to=os.path.join(root, "ours.json"),
+                )
                 data[count]["cli_s"] = round(res["elapsed_s"], 2)
                 data[count]["cli_rss_mib"] = round(res["maxrss_mib"], 1)
-            log(f"  fleet report N={count}: from the record {ours:.2f}s, previous report {before:.2f}s; totals ok: {ok}")
+            log(
+                f"  fleet report N={count}: from the record {ours:.2f}s, previous report {before:.2f}s; totals ok: {ok}"
+            )
         finally:
             master.stop()
             C.cleanup(root, keep)
         rows.append(
             C.row(
-                f"edge.report from the record, {count} nodes (in-library)", data[count]["ours_s"],
-                data[count]["old_s"], "s", "<= 2 s at 5000" if count == 5000 else "linear",
+                f"edge.report from the record, {count} nodes (in-library)",
+                data[count]["ours_s"],
+                data[count]["old_s"],
+                "s",
+                "<= 2 s at 5000" if count == 5000 else "linear",
                 (data[count]["ours_s"] <= 2.0 and ok) if count == 5000 else ok,
                 "baseline: the previous report (cached grains + TCP table) on the same nodes",
             )
         )
         if "cli_s" in data[count]:
-            rows.append(C.row(f"salt-run edge.report, {count} nodes (CLI)", data[count]["cli_s"], None, "s",
-                              "reported", None, f"peak RSS {data[count]['cli_rss_mib']} MiB"))
+            rows.append(
+                C.row(
+                    f"salt-run edge.report, {count} nodes (CLI)",
+                    data[count]["cli_s"],
+                    None,
+                    "s",
+                    "reported",
+                    None,
+                    f"peak RSS {data[count]['cli_rss_mib']} MiB",
+                )
+            )
     if len(sizes) > 1:
         a, b = sizes[0], sizes[-1]
         growth = data[b]["ours_s"] / data[a]["ours_s"] if data[a]["ours_s"] else None
-        rows.append(C.row(f"edge.report growth {a} -> {b} nodes", growth, b / a, "x", "about linear",
-                          growth is not None and growth <= 1.5 * b / a, "ratio of times vs ratio of sizes"))
+        rows.append(
+            C.row(
+                f"edge.report growth {a} -> {b} nodes",
+                growth,
+                b / a,
+                "x",
+                "about linear",
+                growth is not None and growth <= 1.5 * b / a,
+                "ratio of times vs ratio of sizes",
+            )
+        )
     return rows, data
 
 
 def grain(log=print, keep=False):
     """Part 3; returns rows and data."""
-    import salt.config  # pylint: disable=import-outside-toplevel
-    import salt.loader  # pylint: disable=import-outside-toplevel
+    import salt.config
+    import salt.loader
 
-    from saltext_edge.fleet import heartbeat as hb  # pylint: disable=import-outside-toplevel
+    from saltext_edge.fleet import heartbeat as hb
 
     root = C.mkroot("fleet-grain")
     hole = socket.socket()
@@ -273,8 +352,15 @@ def grain(log=print, keep=False):
     try:
         opts = salt.config.minion_config(None)
         opts.update(
-            cachedir=os.path.join(root, "cache"), id="bench-grain",
-            edge={"uplink": {"targets": [f"127.0.0.1:{hole.getsockname()[1]}"], "budget": 2.0, "timeout": 5}},
+            cachedir=os.path.join(root, "cache"),
+            id="bench-grain",
+            edge={
+                "uplink": {
+                    "targets": [f"127.0.0.1:{hole.getsockname()[1]}"],
+                    "budget": 2.0,
+                    "timeout": 5,
+                }
+            },
         )
         func = salt.loader.grain_funcs(opts)["edge_grains.edge_uplink"]
         t0 = time.perf_counter()
@@ -288,21 +374,35 @@ def grain(log=print, keep=False):
             times.append(time.perf_counter() - t0)
         fresh_ms = sorted(times)[len(times) // 2] * 1000
         same = fresh["edge_uplink"]["quality"] == probed["edge_uplink"]["quality"]
-        log(f"  grain: fresh measurement {fresh_ms:.2f} ms (median of 20) vs probing {probe_s * 1000:.0f} ms")
+        log(
+            f"  grain: fresh measurement {fresh_ms:.2f} ms (median of 20) vs probing {probe_s * 1000:.0f} ms"
+        )
     finally:
         hole.close()
         C.cleanup(root, keep)
     data = {"fresh_ms": round(fresh_ms, 3), "probe_ms": round(probe_s * 1000, 1)}
-    return [C.row("edge_uplink grain with a fresh measurement", fresh_ms, probe_s * 1000, "ms",
-                  "no probe budget added", fresh_ms < 50 and same, "baseline: probing a black-holed master, 2 s budget")], data
+    return [
+        C.row(
+            "edge_uplink grain with a fresh measurement",
+            fresh_ms,
+            probe_s * 1000,
+            "ms",
+            "no probe budget added",
+            fresh_ms < 50 and same,
+            "baseline: probing a black-holed master, 2 s budget",
+        )
+    ], data
 
 
 def run(quick=False, log=print, keep=False):
     rows, data = [], {}
-    r, data["heartbeats"] = heartbeats(1000 if quick else 5000, 75 if quick else 130, log=log, keep=keep)
+    r, data["heartbeats"] = heartbeats(
+        1000 if quick else 5000, 75 if quick else 130, log=log, keep=keep
+    )
     rows += r
-    r, data["report"] = reports([1000, 4000] if quick else [5000, 20000], log=log, keep=keep,
-                                cli_at=1000 if quick else 5000)
+    r, data["report"] = reports(
+        [1000, 4000] if quick else [5000, 20000], log=log, keep=keep, cli_at=1000 if quick else 5000
+    )
     rows += r
     r, data["grain"] = grain(log=log, keep=keep)
     rows += r

@@ -87,11 +87,20 @@ def start_master(root):
         )
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import salt.scripts; salt.scripts.salt_master()",
-         "-c", str(conf_dir), "-l", "quiet"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-c",
+            "import salt.scripts; salt.scripts.salt_master()",
+            "-c",
+            str(conf_dir),
+            "-l",
+            "quiet",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
-    from saltext_edge import probe  # pylint: disable=import-outside-toplevel
+    from saltext_edge import probe
 
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -119,7 +128,7 @@ def stop(proc):
 
 def minion_opts(root, name, master_port, publish_port, disable, budget):
     """``disable``: grain modules to leave out (``disable_grains``)."""
-    import salt.config  # pylint: disable=import-outside-toplevel
+    import salt.config
 
     conf_dir = root / f"minion-{name}"
     conf_dir.mkdir()
@@ -143,7 +152,7 @@ def minion_opts(root, name, master_port, publish_port, disable, budget):
 
 def time_grains(setups, runs):
     """Interleaved runs (one of each set-up per round) so machine load hits all alike."""
-    import salt.loader  # pylint: disable=import-outside-toplevel
+    import salt.loader
 
     times = {name: [] for name in setups}
     last = {}
@@ -159,7 +168,7 @@ def time_grains(setups, runs):
 
 def time_edge_grains_alone(setups, runs):
     """Our two grain functions alone, called through Salt's grain loader."""
-    import salt.loader  # pylint: disable=import-outside-toplevel
+    import salt.loader
 
     out = {}
     for name, opts in setups.items():
@@ -192,14 +201,14 @@ def main(argv=None):
             # our grains (edge_site, edge_uplink) alone; edge_token (admission,
             # another module) once more for the whole extension's cost
             setups = {
-                "baseline": minion_opts(root, "baseline", ret, pub, EDGE_GRAIN_MODULES,
-                                        args.budget),
-                "reachable": minion_opts(root, "reachable", ret, pub, ["edge_token"],
-                                         args.budget),
-                "black_holed": minion_opts(root, "black_holed", holes[1].port, holes[0].port,
-                                           ["edge_token"], args.budget),
-                "reachable_all": minion_opts(root, "reachable_all", ret, pub, [],
-                                             args.budget),
+                "baseline": minion_opts(
+                    root, "baseline", ret, pub, EDGE_GRAIN_MODULES, args.budget
+                ),
+                "reachable": minion_opts(root, "reachable", ret, pub, ["edge_token"], args.budget),
+                "black_holed": minion_opts(
+                    root, "black_holed", holes[1].port, holes[0].port, ["edge_token"], args.budget
+                ),
+                "reachable_all": minion_opts(root, "reachable_all", ret, pub, [], args.budget),
             }
             times, grains = time_grains(setups, args.runs)
             alone = time_edge_grains_alone(setups, args.runs)
@@ -212,7 +221,8 @@ def main(argv=None):
                 }
                 if name in alone:
                     results[name]["edge_grains_alone_median_ms"] = round(
-                        statistics.median(alone[name]), 2)
+                        statistics.median(alone[name]), 2
+                    )
         finally:
             for hole in holes:
                 hole.close()
@@ -225,7 +235,7 @@ def main(argv=None):
         results[name]["added_ms"] = round(med - base, 1)
         results[name]["added_min_ms"] = round(results[name]["min_ms"] - base_min, 1)
         results[name]["ratio_to_baseline"] = round(med / base, 2) if base else None
-    import salt.version  # pylint: disable=import-outside-toplevel
+    import salt.version
 
     report = {
         "bench": "grains_startup_cost",
@@ -238,21 +248,27 @@ def main(argv=None):
         "results": results,
     }
     print(f"salt {report['salt']}, {args.runs} runs each, grain budget {args.budget:g} s")
-    print(f"{'setup':<14}{'median ms':>10}{'min ms':>9}{'added ms':>10}{'(by min)':>10}"
-          f"{'ratio':>7}  edge_uplink")
+    print(
+        f"{'setup':<14}{'median ms':>10}{'min ms':>9}{'added ms':>10}{'(by min)':>10}"
+        f"{'ratio':>7}  edge_uplink"
+    )
     for name, res in results.items():
         up = res["edge_uplink"] or {}
-        print(f"{name:<14}{res['median_ms']:>10.1f}{res['min_ms']:>9.1f}"
-              f"{res.get('added_ms', 0.0):>10.1f}{res.get('added_min_ms', 0.0):>10.1f}"
-              f"{res.get('ratio_to_baseline', 1.0) or 0:>7.2f}  "
-              f"{up.get('quality')} rtt={up.get('rtt_ms')} target={up.get('target')}")
+        print(
+            f"{name:<14}{res['median_ms']:>10.1f}{res['min_ms']:>9.1f}"
+            f"{res.get('added_ms', 0.0):>10.1f}{res.get('added_min_ms', 0.0):>10.1f}"
+            f"{res.get('ratio_to_baseline', 1.0) or 0:>7.2f}  "
+            f"{up.get('quality')} rtt={up.get('rtt_ms')} target={up.get('target')}"
+        )
     out_dir = pathlib.Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"bench_grains-{report['when'].replace(':', '')}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     for name in ("reachable", "black_holed"):
-        print(f"edge_site + edge_uplink alone, {name}: "
-              f"{results[name]['edge_grains_alone_median_ms']:.1f} ms (median)")
+        print(
+            f"edge_site + edge_uplink alone, {name}: "
+            f"{results[name]['edge_grains_alone_median_ms']:.1f} ms (median)"
+        )
     print(f"wrote {path}")
     return 0
 

@@ -63,11 +63,78 @@ def grains_for(index, minion_id, rng):
         "cpuarch": "x86_64",
         "num_cpus": 8,
         "cpu_model": "Intel(R) Xeon(R) E-2278G CPU @ 3.40GHz",
-        "cpu_flags": "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 "
-        "clflush dts acpi mmx fxsr sse sse2 ss ht tm pbe syscall nx pdpe1gb rdtscp lm "
-        "constant_tsc art arch_perfmon pebs bts rep_good nopl xtopology nonstop_tsc cpuid "
-        "aperfmperf pni pclmulqdq dtes64 monitor ds_cpl vmx smx est tm2 ssse3 sdbg fma cx16 "
-        "xtpr pdcm pcid sse4_1 sse4_2 x2apic movbe popcnt aes xsave avx f16c rdrand".split(),
+        "cpu_flags": [
+            "fpu",
+            "vme",
+            "de",
+            "pse",
+            "tsc",
+            "msr",
+            "pae",
+            "mce",
+            "cx8",
+            "apic",
+            "sep",
+            "mtrr",
+            "pge",
+            "mca",
+            "cmov",
+            "pat",
+            "pse36",
+            "clflush",
+            "dts",
+            "acpi",
+            "mmx",
+            "fxsr",
+            "sse",
+            "sse2",
+            "ss",
+            "ht",
+            "tm",
+            "pbe",
+            "syscall",
+            "nx",
+            "pdpe1gb",
+            "rdtscp",
+            "lm",
+            "constant_tsc",
+            "art",
+            "arch_perfmon",
+            "pebs",
+            "bts",
+            "rep_good",
+            "nopl",
+            "xtopology",
+            "nonstop_tsc",
+            "cpuid",
+            "aperfmperf",
+            "pni",
+            "pclmulqdq",
+            "dtes64",
+            "monitor",
+            "ds_cpl",
+            "vmx",
+            "smx",
+            "est",
+            "tm2",
+            "ssse3",
+            "sdbg",
+            "fma",
+            "cx16",
+            "xtpr",
+            "pdcm",
+            "pcid",
+            "sse4_1",
+            "sse4_2",
+            "x2apic",
+            "movbe",
+            "popcnt",
+            "aes",
+            "xsave",
+            "avx",
+            "f16c",
+            "rdrand",
+        ],
         "mem_total": 31867,
         "swap_total": 2047,
         "virtual": "physical",
@@ -80,7 +147,10 @@ def grains_for(index, minion_id, rng):
         "ipv6": ["::1", f"fe80::{index % 65536:x}:1"],
         "ip4_interfaces": {"lo": ["127.0.0.1"], "eno1": ipv4[:1]},
         "ip6_interfaces": {"lo": ["::1"], "eno1": [f"fe80::{index % 65536:x}:1"]},
-        "hwaddr_interfaces": {"lo": "00:00:00:00:00:00", "eno1": f"ac:1f:6b:{octet2:02x}:{octet3:02x}:{octet4:02x}"},
+        "hwaddr_interfaces": {
+            "lo": "00:00:00:00:00:00",
+            "eno1": f"ac:1f:6b:{octet2:02x}:{octet3:02x}:{octet4:02x}",
+        },
         "dns": {
             "nameservers": ["127.0.0.53"],
             "ip4_nameservers": ["127.0.0.53"],
@@ -93,7 +163,10 @@ def grains_for(index, minion_id, rng):
         "disks": ["sda", "sdb"],
         "SSDs": ["nvme0n1"],
         "init": "systemd",
-        "systemd": {"version": "249", "features": "+PAM +AUDIT +SELINUX +APPARMOR +IMA +SMACK +SECCOMP +GCRYPT +GNUTLS +OPENSSL +ACL +BLKID +CURL +ELFUTILS +FIDO2 +IDN2 -IDN +IPTC +KMOD +LIBCRYPTSETUP +LIBFDISK +PCRE2 -PWQUALITY -P11KIT -QRENCODE +BZIP2 +LZ4 +XZ +ZLIB +ZSTD -XKBCOMMON +UTMP +SYSVINIT"},
+        "systemd": {
+            "version": "249",
+            "features": "+PAM +AUDIT +SELINUX +APPARMOR +IMA +SMACK +SECCOMP +GCRYPT +GNUTLS +OPENSSL +ACL +BLKID +CURL +ELFUTILS +FIDO2 +IDN2 -IDN +IPTC +KMOD +LIBCRYPTSETUP +LIBFDISK +PCRE2 -PWQUALITY -P11KIT -QRENCODE +BZIP2 +LZ4 +XZ +ZLIB +ZSTD -XKBCOMMON +UTMP +SYSVINIT",
+        },
         "saltversion": "3008.4",
         "saltversioninfo": [3008, 4],
         "pythonversion": [3, 10, 12, "final", 0],
@@ -108,7 +181,9 @@ def grains_for(index, minion_id, rng):
             "quality": quality,
             "rtt_ms": round(rng.uniform(8, 400), 1) if quality != "down" else None,
             "jitter_ms": round(rng.uniform(0.1, 40), 1) if quality != "down" else None,
-            "loss_pct": {"good": 0.0, "fair": 1.0, "poor": 8.0, "down": 100.0, "unknown": None}[quality],
+            "loss_pct": {"good": 0.0, "fair": 1.0, "poor": 8.0, "down": 100.0, "unknown": None}[
+                quality
+            ],
             "target": "salt.example.net:4506",
             "checked_at": "2026-01-01T00:00:00Z",
         },
@@ -131,14 +206,16 @@ def populate(master, count, pending, pool, log=print):
         minion_id = f"edge-{C.site_of(i)}-{i:05d}"
         _, pub, _ = pool[i % len(pool)]
         keys.store("keys", minion_id, {"pub": pub.strip(), "state": "pending"})
-    log(f"  report: {count} accepted minions with cached grains + {pending} pending keys stored through the APIs in {time.perf_counter() - started:.1f}s (untimed)")
+    log(
+        f"  report: {count} accepted minions with cached grains + {pending} pending keys stored through the APIs in {time.perf_counter() - started:.1f}s (untimed)"
+    )
 
 
 def _in_library(master):
     """Both reads in this process: no CLI start-up, no output."""
-    import salt.utils.master  # pylint: disable=import-outside-toplevel
+    import salt.utils.master
 
-    from saltext_edge import report  # pylint: disable=import-outside-toplevel
+    from saltext_edge import report
 
     opts = dict(master.opts)
     started = time.perf_counter()
@@ -188,7 +265,11 @@ def run(quick=False, log=print, keep=False):
             base_count = None
         data.update(baseline=base, ours=ours, report_totals=totals, baseline_minions=base_count)
         lib_ours, lib_base, lib_count, lib_rep = _in_library(master)
-        data["in_library"] = {"ours_s": lib_ours, "baseline_s": lib_base, "baseline_minions": lib_count}
+        data["in_library"] = {
+            "ours_s": lib_ours,
+            "baseline_s": lib_base,
+            "baseline_minions": lib_count,
+        }
         # the report answers from the edge_fleet engine's record (none here:
         # every node is never_seen); bench_fleet.py times it on a full record
         correct = (

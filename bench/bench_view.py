@@ -38,9 +38,10 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _common as C  # noqa: E402  pylint: disable=wrong-import-position
-
-from saltext_edge import fleet_metrics  # noqa: E402  pylint: disable=wrong-import-position
-from saltext_edge import fleet_page  # noqa: E402  pylint: disable=wrong-import-position
+from saltext_edge import (
+    fleet_metrics,  # noqa: E402  pylint: disable=wrong-import-position
+    fleet_page,  # noqa: E402  pylint: disable=wrong-import-position
+)
 
 
 def snapshot(nodes, sites=50, now=None):
@@ -70,8 +71,17 @@ def snapshot(nodes, sites=50, now=None):
         }
     return {
         "nodes": out,
-        "engine": {"events_seen": nodes * 60, "lag_seconds": 0.01, "store_errors": 0, "started_at": now - 3600},
-        "admissions": {("accepted", None): nodes, ("refused", "bad_token"): 12, ("refused", "key_changed"): 2},
+        "engine": {
+            "events_seen": nodes * 60,
+            "lag_seconds": 0.01,
+            "store_errors": 0,
+            "started_at": now - 3600,
+        },
+        "admissions": {
+            ("accepted", None): nodes,
+            ("refused", "bad_token"): 12,
+            ("refused", "key_changed"): 2,
+        },
     }
 
 
@@ -95,14 +105,23 @@ def scrape_times(nodes, runs):
             times.append((time.perf_counter() - t0) * 1000)
     finally:
         server.close()
-    series = sum(1 for line in fleet_metrics.FleetCollector(lambda: snap).exposition().splitlines()
-                 if not line.startswith(b"#"))
-    return {"median_ms": statistics.median(times), "max_ms": max(times), "times_ms": times,
-            "gzip_bytes": sizes[0], "bytes": sizes[1], "series": series}
+    series = sum(
+        1
+        for line in fleet_metrics.FleetCollector(lambda: snap).exposition().splitlines()
+        if not line.startswith(b"#")
+    )
+    return {
+        "median_ms": statistics.median(times),
+        "max_ms": max(times),
+        "times_ms": times,
+        "gzip_bytes": sizes[0],
+        "bytes": sizes[1],
+        "series": series,
+    }
 
 
 def stock_times(nodes, runs):
-    from prometheus_client import generate_latest  # pylint: disable=import-outside-toplevel
+    from prometheus_client import generate_latest
 
     snap = snapshot(nodes)
     registry = fleet_metrics.registry_for(lambda: snap, process=False)
@@ -200,18 +219,32 @@ def browser_times(path, runs=3):
         for _ in range(runs):
             t0 = time.perf_counter()
             proc = subprocess.run(
-                [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 f"--user-data-dir={profile}", "--window-size=1280,900", "--dump-dom", f"file://{path}"],
-                capture_output=True, text=True, timeout=120, check=False,
+                [
+                    exe,
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--no-first-run",
+                    f"--user-data-dir={profile}",
+                    "--window-size=1280,900",
+                    "--dump-dom",
+                    f"file://{path}",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
             )
             wall = (time.perf_counter() - t0) * 1000
             parsed = re.search(r'data-parsed-ms="(\d+)"', proc.stdout)
             layout = re.search(r'data-layout-ms="(\d+)"', proc.stdout)
-            out.append({
-                "wall_ms": wall,
-                "parsed_ms": int(parsed.group(1)) if parsed else None,
-                "layout_ms": int(layout.group(1)) if layout else None,
-            })
+            out.append(
+                {
+                    "wall_ms": wall,
+                    "parsed_ms": int(parsed.group(1)) if parsed else None,
+                    "layout_ms": int(layout.group(1)) if layout else None,
+                }
+            )
     finally:
         shutil.rmtree(profile, ignore_errors=True)
 
@@ -219,7 +252,12 @@ def browser_times(path, runs=3):
         vals = [r[key] for r in out if r[key] is not None]
         return statistics.median(vals) if vals else None
 
-    return {"runs": out, "wall_ms": med("wall_ms"), "parsed_ms": med("parsed_ms"), "layout_ms": med("layout_ms")}
+    return {
+        "runs": out,
+        "wall_ms": med("wall_ms"),
+        "parsed_ms": med("parsed_ms"),
+        "layout_ms": med("layout_ms"),
+    }
 
 
 def run(quick=False, log=print, keep=False):
@@ -232,33 +270,54 @@ def run(quick=False, log=print, keep=False):
     s5 = scrape_times(5000, runs)
     b5 = stock_times(5000, max(3, runs // 3))
     data["scrape_5000"], data["stock_5000"] = s5, b5
-    rows.append(C.row(
-        "metrics scrape, 5,000 nodes (HTTP, gzip)", s5["median_ms"], b5["median_ms"], "ms", "<= 200 ms",
-        s5["median_ms"] <= 200,
-        f"median of {runs}, max {s5['max_ms']:.0f} ms; {s5['series']} series, {s5['bytes'] / 1e6:.1f} MB "
-        f"({s5['gzip_bytes'] / 1e6:.2f} MB gzip); baseline: prometheus-client generate_latest, no HTTP",
-    ))
+    rows.append(
+        C.row(
+            "metrics scrape, 5,000 nodes (HTTP, gzip)",
+            s5["median_ms"],
+            b5["median_ms"],
+            "ms",
+            "<= 200 ms",
+            s5["median_ms"] <= 200,
+            f"median of {runs}, max {s5['max_ms']:.0f} ms; {s5['series']} series, {s5['bytes'] / 1e6:.1f} MB "
+            f"({s5['gzip_bytes'] / 1e6:.2f} MB gzip); baseline: prometheus-client generate_latest, no HTTP",
+        )
+    )
     log(f"    median {s5['median_ms']:.0f} ms, stock generate_latest {b5['median_ms']:.0f} ms")
     if not quick:
         log("  metrics: scrape 20,000 nodes")
         s20 = scrape_times(20000, 5)
         data["scrape_20000"] = s20
-        rows.append(C.row(
-            "metrics scrape, 20,000 nodes (HTTP, gzip)", s20["median_ms"], None, "ms", "reported", None,
-            f"{s20['series']} series, {s20['bytes'] / 1e6:.1f} MB ({s20['gzip_bytes'] / 1e6:.2f} MB gzip)",
-        ))
+        rows.append(
+            C.row(
+                "metrics scrape, 20,000 nodes (HTTP, gzip)",
+                s20["median_ms"],
+                None,
+                "ms",
+                "reported",
+                None,
+                f"{s20['series']} series, {s20['bytes'] / 1e6:.1f} MB ({s20['gzip_bytes'] / 1e6:.2f} MB gzip)",
+            )
+        )
 
     seconds = 5 if quick else 15
-    log(f"  metrics: event handling at 500 events/s for {seconds} s, without and with back-to-back scrapes")
+    log(
+        f"  metrics: event handling at 500 events/s for {seconds} s, without and with back-to-back scrapes"
+    )
     quiet = event_delays(5000, seconds, scraping=False)
     busy = event_delays(5000, seconds, scraping=True)
     data["events_quiet"], data["events_scraping"] = quiet, busy
-    rows.append(C.row(
-        "engine event handling during scrapes: p99 delay", busy["p99_ms"], quiet["p99_ms"], "ms", "<= 50 ms",
-        busy["p99_ms"] <= 50 and busy["events"] == busy["sent"],
-        f"{busy['scrapes']} back-to-back scrapes of 5,000 nodes meanwhile; max {busy['max_ms']:.1f} ms "
-        f"(without: {quiet['max_ms']:.1f} ms); {busy['events']} events handled, none lost",
-    ))
+    rows.append(
+        C.row(
+            "engine event handling during scrapes: p99 delay",
+            busy["p99_ms"],
+            quiet["p99_ms"],
+            "ms",
+            "<= 50 ms",
+            busy["p99_ms"] <= 50 and busy["events"] == busy["sent"],
+            f"{busy['scrapes']} back-to-back scrapes of 5,000 nodes meanwhile; max {busy['max_ms']:.1f} ms "
+            f"(without: {quiet['max_ms']:.1f} ms); {busy['events']} events handled, none lost",
+        )
+    )
     log(f"    p99 {busy['p99_ms']:.1f} ms with scrapes, {quiet['p99_ms']:.1f} ms without")
 
     log("  page: 5,000 nodes in 50 sites, every node listed")
@@ -271,14 +330,28 @@ def run(quick=False, log=print, keep=False):
     size = len(text.encode("utf-8"))
     json_size = len(json.dumps(rep).encode("utf-8"))
     data["page_5000"] = {"bytes": size, "render_ms": times, "report_json_bytes": json_size}
-    rows.append(C.row(
-        "fleet page, 5,000 nodes: size", size / 1e6, json_size / 1e6, "MB", "< 2 MB", size < 2_000_000,
-        "baseline: the same report as JSON",
-    ))
-    rows.append(C.row(
-        "fleet page, 5,000 nodes: render in Python", statistics.median(times), None, "ms", "reported", None,
-        "fleet_page.render",
-    ))
+    rows.append(
+        C.row(
+            "fleet page, 5,000 nodes: size",
+            size / 1e6,
+            json_size / 1e6,
+            "MB",
+            "< 2 MB",
+            size < 2_000_000,
+            "baseline: the same report as JSON",
+        )
+    )
+    rows.append(
+        C.row(
+            "fleet page, 5,000 nodes: render in Python",
+            statistics.median(times),
+            None,
+            "ms",
+            "reported",
+            None,
+            "fleet_page.render",
+        )
+    )
     tmp = tempfile.mkdtemp(prefix="saltext-edge-bench-view-")
     try:
         big = os.path.join(tmp, "fleet-5000.html")
@@ -292,19 +365,41 @@ def run(quick=False, log=print, keep=False):
             shutil.rmtree(tmp, ignore_errors=True)
     data["browser_5000"], data["browser_1"] = b_big, b_small
     if b_big is None:
-        rows.append(C.row("fleet page in Chromium", None, None, "ms", "<= 2000 ms", None, "chromium not installed"))
+        rows.append(
+            C.row(
+                "fleet page in Chromium",
+                None,
+                None,
+                "ms",
+                "<= 2000 ms",
+                None,
+                "chromium not installed",
+            )
+        )
     else:
-        rows.append(C.row(
-            "fleet page, 5,000 nodes: parse + layout in Chromium", b_big["layout_ms"],
-            b_small["layout_ms"], "ms", "<= 2000 ms",
-            b_big["layout_ms"] is not None and b_big["layout_ms"] <= 2000,
-            f"performance.now() after a forced layout on load (median of 3); parsed at {b_big['parsed_ms']} ms; "
-            "baseline: a 1-node page",
-        ))
-        rows.append(C.row(
-            "fleet page, 5,000 nodes: headless Chromium start to DOM dump", b_big["wall_ms"],
-            b_small["wall_ms"], "ms", "reported", None, "whole chromium --dump-dom process; baseline: a 1-node page",
-        ))
+        rows.append(
+            C.row(
+                "fleet page, 5,000 nodes: parse + layout in Chromium",
+                b_big["layout_ms"],
+                b_small["layout_ms"],
+                "ms",
+                "<= 2000 ms",
+                b_big["layout_ms"] is not None and b_big["layout_ms"] <= 2000,
+                f"performance.now() after a forced layout on load (median of 3); parsed at {b_big['parsed_ms']} ms; "
+                "baseline: a 1-node page",
+            )
+        )
+        rows.append(
+            C.row(
+                "fleet page, 5,000 nodes: headless Chromium start to DOM dump",
+                b_big["wall_ms"],
+                b_small["wall_ms"],
+                "ms",
+                "reported",
+                None,
+                "whole chromium --dump-dom process; baseline: a 1-node page",
+            )
+        )
         log(f"    layout {b_big['layout_ms']} ms (1-node page {b_small['layout_ms']} ms)")
     return {"name": "view", "rows": rows, "data": data}
 
@@ -315,8 +410,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     res = run(quick=args.quick)
     for r in res["rows"]:
-        print(f"{r['metric']}: {r['ours']} {r['unit']} (baseline {r['baseline']}) target {r['target']} met {r['met']}"
-              f" -- {r['note']}")
+        print(
+            f"{r['metric']}: {r['ours']} {r['unit']} (baseline {r['baseline']}) target {r['target']} met {r['met']}"
+            f" -- {r['note']}"
+        )
     return 0
 
 

@@ -10,7 +10,7 @@ import saltext_edge  # noqa: E402  pylint: disable=wrong-import-position
 
 project = "saltext-edge"
 author = "saltext-edge contributors"
-copyright = "saltext-edge contributors"  # pylint: disable=redefined-builtin
+copyright = "saltext-edge contributors"
 release = saltext_edge.__version__
 version = release
 

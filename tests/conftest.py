@@ -38,7 +38,16 @@ def repo_root():
     return REPO_ROOT
 
 
-SYNC_DIRS = ("_grains", "_modules", "_states", "_runners", "_wheel", "_utils", "_beacons", "_engines")
+SYNC_DIRS = (
+    "_grains",
+    "_modules",
+    "_states",
+    "_runners",
+    "_wheel",
+    "_utils",
+    "_beacons",
+    "_engines",
+)
 
 
 @pytest.fixture(scope="session")

@@ -28,8 +28,7 @@ import logging
 import threading
 import time
 
-from saltext_edge import admission
-from saltext_edge import fsperm
+from saltext_edge import admission, fsperm
 from saltext_edge import shared_secret as _secrets
 
 log = logging.getLogger(__name__)
@@ -71,7 +70,10 @@ class Admitter:
             self._decide(sorted(ids))
 
     def _decide(self, ids):
-        log.info("edge admission: deciding %d pending minion(s) queued by the reactor in one batch", len(ids))
+        log.info(
+            "edge admission: deciding %d pending minion(s) queued by the reactor in one batch",
+            len(ids),
+        )
         try:
             secrets = _secrets.master_secrets(self.opts)
             admission.decide_and_act(self.opts, ids=ids, secrets=secrets)
@@ -79,7 +81,7 @@ class Admitter:
             # fail closed; the minions stay pending and are queued again at
             # their next sign-in
             log.error("edge admission: not admitting %d pending minion(s): %s", len(ids), exc)
-        except Exception as exc:  # pylint: disable=broad-except
+        except Exception as exc:
             log.error(
                 "edge admission: deciding %d pending minion(s) failed (%s: %s); "
                 "they are decided again at their next sign-in",
@@ -95,7 +97,7 @@ _ADMITTER_LOCK = threading.Lock()
 
 def admitter(opts):
     """Return this process's :class:`Admitter`, started on first use."""
-    global _ADMITTER  # pylint: disable=global-statement
+    global _ADMITTER
     with _ADMITTER_LOCK:
         if _ADMITTER is None:
             # at start: the secret file's owner and mode (fsperm; names file, user, fix)
@@ -143,7 +145,7 @@ def submit(opts, minion_id, pub, token, act="pend"):
     except _secrets.SecretError as exc:
         log.error("edge admission: not admitting a sign-in: %s", exc)
         return "no_secret"
-    except Exception as exc:  # pylint: disable=broad-except
+    except Exception as exc:
         # the reactor would log a traceback; the minion signs in again soon
         log.error("edge admission: cannot handle a sign-in (%s)", type(exc).__name__)
         log.debug("edge admission: the sign-in failed here", exc_info=True)

@@ -116,10 +116,18 @@ def _parser():
         help="create an enrollment key (limited uses, expiry) and write it to a new 0600 file",
     )
     enroll.add_argument("--site", required=True, help="site name: 1-64 of [A-Za-z0-9._-]")
-    enroll.add_argument("--path", required=True, metavar="FILE", help="new file for the key string (mode 0600)")
-    enroll.add_argument("--uses", type=int, default=1, help="how many nodes it may admit (default: 1)")
-    enroll.add_argument("--expires", default="24h", help="validity: 90s, 30m, 24h, 7d, 2w (default: 24h)")
-    enroll.add_argument("--ids", default=None, metavar="GLOB", help="minion-id glob the nodes must match")
+    enroll.add_argument(
+        "--path", required=True, metavar="FILE", help="new file for the key string (mode 0600)"
+    )
+    enroll.add_argument(
+        "--uses", type=int, default=1, help="how many nodes it may admit (default: 1)"
+    )
+    enroll.add_argument(
+        "--expires", default="24h", help="validity: 90s, 30m, 24h, 7d, 2w (default: 24h)"
+    )
+    enroll.add_argument(
+        "--ids", default=None, metavar="GLOB", help="minion-id glob the nodes must match"
+    )
     enroll.add_argument("--note", default=None, help="free text shown in the listing")
     _add_config_dir(enroll)
     enroll.set_defaults(func=enrollment_key_main)
@@ -137,9 +145,9 @@ def new_secret_main(out=None, config_dir=None, stdout=None, stderr=None):
     owner and mode the master in ``config_dir`` needs (``root:salt 0640`` for
     a master running as ``salt``, else 0600). Returns the process exit code.
     """
-    import secrets  # pylint: disable=import-outside-toplevel
+    import secrets
 
-    from saltext_edge import fsperm  # pylint: disable=import-outside-toplevel
+    from saltext_edge import fsperm
 
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
@@ -168,10 +176,10 @@ def _master_opts(config_dir, stderr):
         print(f"saltext-edge: no such configuration directory: {config_dir}", file=stderr)
         return None
     try:
-        import salt.config  # pylint: disable=import-outside-toplevel
+        import salt.config
 
         return salt.config.master_config(conf_file)
-    except Exception as exc:  # pylint: disable=broad-except
+    except Exception as exc:
         print(
             f"saltext-edge: cannot read the master configuration {conf_file}: "
             f"{exc.__class__.__name__}",
@@ -186,16 +194,20 @@ def enrollment_key_main(args, stdout=None, stderr=None):
     docstring) with the master config in ``args.config_dir``. Returns the
     process exit code; prints the public summary (JSON) on success.
     """
-    import json  # pylint: disable=import-outside-toplevel
+    import json
 
-    from saltext_edge import enrollment as _enr  # pylint: disable=import-outside-toplevel
-    from saltext_edge import shared_secret as _secrets  # pylint: disable=import-outside-toplevel
-    from saltext_edge.admission.policy import AdmissionError  # pylint: disable=import-outside-toplevel
+    from saltext_edge import enrollment as _enr
+    from saltext_edge import shared_secret as _secrets
+    from saltext_edge.admission.policy import (
+        AdmissionError,
+    )
 
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     try:
-        _enr.new_record(args.site, uses=args.uses, expires=args.expires, ids=args.ids, note=args.note)
+        _enr.new_record(
+            args.site, uses=args.uses, expires=args.expires, ids=args.ids, note=args.note
+        )
         _enr.check_new_path(args.path)
     except (_enr.EnrollmentError, _enr.KeyFileError, ValueError) as exc:
         print(f"saltext-edge: {exc}", file=stderr)
@@ -204,8 +216,15 @@ def enrollment_key_main(args, stdout=None, stderr=None):
     if opts is None:
         return 1
     try:
-        ret = _enr.create(opts, args.site, args.path, uses=args.uses, expires=args.expires,
-                          ids=args.ids, note=args.note)
+        ret = _enr.create(
+            opts,
+            args.site,
+            args.path,
+            uses=args.uses,
+            expires=args.expires,
+            ids=args.ids,
+            note=args.note,
+        )
     except (_enr.EnrollmentError, _enr.KeyFileError, _secrets.SecretError, AdmissionError) as exc:
         print(f"saltext-edge: {exc}", file=stderr)
         return 1
@@ -218,8 +237,8 @@ def site_key_main(site, config_dir, stdout=None, stderr=None):
     Print ``K_site`` of ``site`` using the master config in ``config_dir``.
     Returns the process exit code.
     """
-    from saltext_edge import shared_secret as _secrets  # pylint: disable=import-outside-toplevel
-    from saltext_edge import tokens as _token  # pylint: disable=import-outside-toplevel
+    from saltext_edge import shared_secret as _secrets
+    from saltext_edge import tokens as _token
 
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
@@ -233,10 +252,10 @@ def site_key_main(site, config_dir, stdout=None, stderr=None):
         print(f"saltext-edge: no such configuration directory: {config_dir}", file=stderr)
         return 1
     try:
-        import salt.config  # pylint: disable=import-outside-toplevel
+        import salt.config
 
         opts = salt.config.master_config(conf_file)
-    except Exception as exc:  # pylint: disable=broad-except
+    except Exception as exc:
         print(
             f"saltext-edge: cannot read the master configuration {conf_file}: "
             f"{exc.__class__.__name__}",
@@ -277,14 +296,15 @@ engines:
   - edge_fleet: {{}}
 edge:
   shared_secret_file: {secret_file}
-  auto_admit: {'true' if auto_admit else 'false'}
+  auto_admit: {"true" if auto_admit else "false"}
   on_invalid: keep
 """
 
 
 def _packaged_reactor():
-    return os.path.join(os.path.dirname(os.path.abspath(saltext_edge.__file__)), "reactor",
-                        REACTOR_NAME)
+    return os.path.join(
+        os.path.dirname(os.path.abspath(saltext_edge.__file__)), "reactor", REACTOR_NAME
+    )
 
 
 def _read_master_opts(config_dir, stderr):
@@ -294,10 +314,10 @@ def _read_master_opts(config_dir, stderr):
         print(f"saltext-edge: no such configuration directory: {config_dir}", file=stderr)
         return None
     try:
-        import salt.config  # pylint: disable=import-outside-toplevel
+        import salt.config
 
         return salt.config.master_config(conf_file)
-    except Exception as exc:  # pylint: disable=broad-except
+    except Exception as exc:
         print(
             f"saltext-edge: cannot read the master configuration {conf_file}: "
             f"{exc.__class__.__name__}",
@@ -314,8 +334,8 @@ def check_master_secret(secret_file, user):
     enforces). Returns a list of problems (empty: all good); no message holds
     the secret.
     """
-    from saltext_edge import fsperm  # pylint: disable=import-outside-toplevel
-    from saltext_edge import shared_secret as _secrets  # pylint: disable=import-outside-toplevel
+    from saltext_edge import fsperm
+    from saltext_edge import shared_secret as _secrets
 
     problems = fsperm.secret_file_problems(secret_file, user)
     if os.path.exists(secret_file):
@@ -360,7 +380,7 @@ def master_config_main(args, stdout=None, stderr=None):
     opts = _read_master_opts(args.config_dir, stderr)
     if opts is None:
         return 1
-    from saltext_edge import fsperm  # pylint: disable=import-outside-toplevel
+    from saltext_edge import fsperm
 
     user = fsperm.master_user(opts)
     reactor_path = os.path.join(args.reactor_dir, REACTOR_NAME)

@@ -27,7 +27,6 @@ import urllib.request
 
 import yaml
 
-
 REACTOR_SLS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reactor", "edge_auth.sls")
 
 
@@ -89,8 +88,8 @@ class Demo:
         return self.run(_bin("salt-run"), "-c", self.master_dir, *args, **kw)
 
     def start(self, kind, conf_dir):
-        log = open(os.path.join(conf_dir, f"{kind}.out"), "w")  # pylint: disable=consider-using-with
-        proc = subprocess.Popen(  # pylint: disable=consider-using-with
+        log = open(os.path.join(conf_dir, f"{kind}.out"), "w")  # noqa: SIM115  (the daemon's output; closed in stop())
+        proc = subprocess.Popen(
             [_bin(f"salt-{kind}"), "-c", conf_dir, "-l", "error"],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -190,14 +189,24 @@ class Demo:
 
     # --- the story ------------------------------------------------------
     def main(self):
-        self.say(f"Starting a salt-master on 127.0.0.1:{self.pub_port}/{self.ret_port} in {self.root}")
+        self.say(
+            f"Starting a salt-master on 127.0.0.1:{self.pub_port}/{self.ret_port} in {self.root}"
+        )
         self.write_master()
         self.start("master", self.master_dir)
-        self.wait_for("the master", lambda: self.run(
-            _bin("salt-run"), "-c", self.master_dir, "manage.up", check=False, show=False
-        ).returncode == 0)
+        self.wait_for(
+            "the master",
+            lambda: (
+                self.run(
+                    _bin("salt-run"), "-c", self.master_dir, "manage.up", check=False, show=False
+                ).returncode
+                == 0
+            ),
+        )
 
-        self.say("Provisioning site 'sh-3': saltext-edge site-key sh-3 (the key goes to a 0600 file)")
+        self.say(
+            "Provisioning site 'sh-3': saltext-edge site-key sh-3 (the key goes to a 0600 file)"
+        )
         good_key = self.site_key_file("sh-3")
         bad_key = self.site_key_file("sh-3", wrong=True)
         good = self.write_minion("edge-sh3-a", "sh-3", good_key)
@@ -212,15 +221,20 @@ class Demo:
         self.salt_run("edge.accept_pending", "dry_run=True", "--out=yaml")
         self.say("salt-run edge.accept_pending  (admit by token, no human judgement)")
         self.salt_run("edge.accept_pending", "--out=yaml")
-        self.wait_for("the admitted minion to answer", lambda: self.salt(
-            "edge-sh3-a", "test.ping", "--out=json", check=False, show=False
-        ).stdout.count("true"))
+        self.wait_for(
+            "the admitted minion to answer",
+            lambda: self.salt(
+                "edge-sh3-a", "test.ping", "--out=json", check=False, show=False
+            ).stdout.count("true"),
+        )
         self.salt("*", "test.ping")
 
         self.say("salt edge-sh3-a edge.diagnose  (uplink, masters, config audit; one verdict)")
         self.salt("edge-sh3-a", "edge.diagnose", "--out=yaml")
 
-        self.say("salt edge-sh3-a state.single edge.minion_config ...  (failover + NAT keep-alive drop-in)")
+        self.say(
+            "salt edge-sh3-a state.single edge.minion_config ...  (failover + NAT keep-alive drop-in)"
+        )
         dropin = os.path.join(good, "minion.d", "edge.conf")
         self.salt(
             "edge-sh3-a",
@@ -233,14 +247,21 @@ class Demo:
             "--out=yaml",
         )
         self.say("... and again: nothing to change")
-        self.salt("edge-sh3-a", "state.single", "edge.minion_config", f"name={dropin}",
-                  "masters=[127.0.0.1]", "failover=False", "restart=False", "--out=yaml")
+        self.salt(
+            "edge-sh3-a",
+            "state.single",
+            "edge.minion_config",
+            f"name={dropin}",
+            "masters=[127.0.0.1]",
+            "failover=False",
+            "restart=False",
+            "--out=yaml",
+        )
 
         self.say("salt-run edge.report  (the page an operator opens first)")
         self.salt_run("edge.report", "ping=True", "--out=yaml")
         self.fleet_view()
         self.say("Demo finished; stopping every daemon and removing " + self.root)
-
 
     def metrics(self):
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
@@ -259,9 +280,11 @@ class Demo:
             lambda: 'edge_node_status{id="edge-sh3-a",site="sh-3"} 3.0' in self.metrics(),
         )
         for line in self.metrics().splitlines():
-            if line.startswith(("edge_nodes{", 'edge_node_up{', "edge_node_uplink_rtt_ms{")):
+            if line.startswith(("edge_nodes{", "edge_node_up{", "edge_node_uplink_rtt_ms{")):
                 print(line)
-        self.say(f"salt-run edge.report html={self.page}  (the fleet page, one self-contained file)")
+        self.say(
+            f"salt-run edge.report html={self.page}  (the fleet page, one self-contained file)"
+        )
         self.salt_run("edge.report", f"html={self.page}", "--out=yaml")
         print(f"\nFleet page: {self.page}  (open it in a browser; it stays after the demo)")
         print(f"Metrics:    {url}  (while the demo runs)")
@@ -271,12 +294,14 @@ def main(argv=None):
     """Run the demo. Returns a process exit code (0 on success)."""
     parser = argparse.ArgumentParser(prog="python -m saltext_edge.demo", description=__doc__)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    parser.add_argument("--page", help="where to write the fleet page (default: $TMPDIR/saltext-edge-fleet.html)")
+    parser.add_argument(
+        "--page", help="where to write the fleet page (default: $TMPDIR/saltext-edge-fleet.html)"
+    )
     args = parser.parse_args(argv)
     root = tempfile.mkdtemp(prefix="saltext-edge-demo-")
     demo = Demo(root, page=args.page)
 
-    def _interrupt(signum, frame):  # pylint: disable=unused-argument
+    def _interrupt(signum, frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _interrupt)
@@ -286,7 +311,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("\ninterrupted; cleaning up", flush=True)
         return 130
-    except Exception as err:  # pylint: disable=broad-except
+    except Exception as err:
         print(f"\ndemo failed: {err}", flush=True)
         return 1
     finally:

@@ -91,17 +91,22 @@ def verdict(master_report, uplink=None, audit=None, http=None, missing=()):
                             )
             if not any(m["reachable"] for m in masters):
                 bump("down")
-                reasons.insert(0, "no configured master is reachable on both 4505 and 4506"
-                               if len(masters) > 1 else
-                               "the master is not reachable on both its ports")
+                reasons.insert(
+                    0,
+                    "no configured master is reachable on both 4505 and 4506"
+                    if len(masters) > 1
+                    else "the master is not reachable on both its ports",
+                )
             elif not all(m["reachable"] for m in masters):
                 bump("degraded")
             quality = master_report.get("quality")
             if quality in ("fair", "poor"):
                 bump("degraded")
                 up = master_report.get("uplink") or {}
-                reasons.append(f"uplink to the master is {quality} (rtt {up.get('rtt_ms')} ms, "
-                               f"jitter {up.get('jitter_ms')} ms, loss {up.get('loss_pct')} %)")
+                reasons.append(
+                    f"uplink to the master is {quality} (rtt {up.get('rtt_ms')} ms, "
+                    f"jitter {up.get('jitter_ms')} ms, loss {up.get('loss_pct')} %)"
+                )
     if uplink is not None:
         q = uplink.get("quality")
         if q == "down":
@@ -109,28 +114,42 @@ def verdict(master_report, uplink=None, audit=None, http=None, missing=()):
             reasons.append(f"uplink probe: every target is down ({uplink.get('target')})")
         elif q in ("fair", "poor"):
             bump("degraded")
-            reasons.append(f"uplink probe: quality {q} via {uplink.get('target')} "
-                           f"(rtt {uplink.get('rtt_ms')} ms, loss {uplink.get('loss_pct')} %)")
+            reasons.append(
+                f"uplink probe: quality {q} via {uplink.get('target')} "
+                f"(rtt {uplink.get('rtt_ms')} ms, loss {uplink.get('loss_pct')} %)"
+            )
     if audit is not None:
         for f in audit["findings"]:
             if f["severity"] == "critical":
                 bump("degraded")
-                reasons.append(f"config: {f['setting']} = {f['current']!r} "
-                               f"(recommended {f['recommended']!r})")
+                reasons.append(
+                    f"config: {f['setting']} = {f['current']!r} (recommended {f['recommended']!r})"
+                )
     for probe_ret in http or []:
         if not probe_ret.get("ok"):
             bump("degraded")
-            reasons.append(f"http {probe_ret.get('url')}: {probe_ret.get('error_class')}: "
-                           f"{probe_ret.get('error')}")
+            reasons.append(
+                f"http {probe_ret.get('url')}: {probe_ret.get('error_class')}: "
+                f"{probe_ret.get('error')}"
+            )
     for name in missing:
         bump("degraded")
         reasons.append(f"{name} did not finish within the time budget")
     return level, reasons
 
 
-def diagnose(opts, masters=None, targets=None, urls=None, count=3,
-             timeout=_probe.DEFAULT_TIMEOUT, budget=DEFAULT_DIAG_BUDGET, thresholds=None,
-             verify=True, ca_bundle=None):
+def diagnose(
+    opts,
+    masters=None,
+    targets=None,
+    urls=None,
+    count=3,
+    timeout=_probe.DEFAULT_TIMEOUT,
+    budget=DEFAULT_DIAG_BUDGET,
+    thresholds=None,
+    verify=True,
+    ca_bundle=None,
+):
     """
     Everything at once, in parallel: :func:`check_master` (masters from opts
     or ``masters``), an extra uplink probe when ``targets`` are given,
@@ -164,17 +183,18 @@ def diagnose(opts, masters=None, targets=None, urls=None, count=3,
     inner = max(0.1, budget * 0.9 - 0.05)
 
     jobs = {
-        "check_master": lambda: check_master(opts, masters=masters, count=count,
-                                             timeout=timeout, budget=inner,
-                                             thresholds=thresholds),
+        "check_master": lambda: check_master(
+            opts, masters=masters, count=count, timeout=timeout, budget=inner, thresholds=thresholds
+        ),
     }
     if targets is not None:
-        jobs["uplink"] = lambda: _probe.probe(targets, count=count, timeout=timeout,
-                                              budget=inner, thresholds=thresholds)
+        jobs["uplink"] = lambda: _probe.probe(
+            targets, count=count, timeout=timeout, budget=inner, thresholds=thresholds
+        )
     for i, u in enumerate(urls):
-        jobs[f"http:{i}"] = (lambda u=u: http_probe(
-            u, timeout=min(timeout * 2, inner), verify=verify, ca_bundle=ca_bundle,
-            budget=inner))
+        jobs[f"http:{i}"] = lambda u=u: http_probe(
+            u, timeout=min(timeout * 2, inner), verify=verify, ca_bundle=ca_bundle, budget=inner
+        )
     results, errors = {}, {}
     events = {}
 
@@ -188,8 +208,9 @@ def diagnose(opts, masters=None, targets=None, urls=None, count=3,
 
     for name, fn in jobs.items():
         events[name] = threading.Event()
-        threading.Thread(target=_run, args=(name, fn), name=f"edge-diag-{name}",
-                         daemon=True).start()
+        threading.Thread(
+            target=_run, args=(name, fn), name=f"edge-diag-{name}", daemon=True
+        ).start()
     audit = config_audit(opts)
     deadline = started + budget
     for ev in events.values():

@@ -95,8 +95,11 @@ def resolve_many(hosts, timeout):
         done.wait(max(0.0, deadline - time.perf_counter()))
         if not done.is_set():
             results[host] = _resolution(
-                host, [], started,
-                f"{host}: resolver did not answer within {timeout:.3g} s", "timeout",
+                host,
+                [],
+                started,
+                f"{host}: resolver did not answer within {timeout:.3g} s",
+                "timeout",
             )
             continue
         if "error" in box:

@@ -74,7 +74,7 @@ def enrollment_key(secret, site, enr_id):
     _token.validate_site(site)
     validate_id(enr_id)
     msg = ("saltext-edge:v2:enroll:" + site + ":" + enr_id).encode("utf-8")
-    return hmac.new(_token._secret_bytes(secret), msg, hashlib.sha256).hexdigest()  # pylint: disable=protected-access
+    return hmac.new(_token._secret_bytes(secret), msg, hashlib.sha256).hexdigest()
 
 
 def format_key(site, enr_id, key):
@@ -90,9 +90,7 @@ def parse_key(text):
     if isinstance(text, bytes):
         text = text.decode("ascii", "replace")
     if not isinstance(text, str) or not text.strip().startswith(KEY_PREFIX):
-        raise EnrollmentError(
-            "bad_enrollment_key", f"an enrollment key starts with '{KEY_PREFIX}'"
-        )
+        raise EnrollmentError("bad_enrollment_key", f"an enrollment key starts with '{KEY_PREFIX}'")
     parts = text.strip()[len(KEY_PREFIX) :].split(":")
     if len(parts) != 3:
         raise EnrollmentError(
@@ -132,7 +130,11 @@ def parse_token(token):
     if len(parts) != 4 or parts[0] != VERSION:
         raise EnrollmentError("malformed_token", "a v2 token has four ':'-separated fields")
     _, site, enr_id, mac = parts
-    if not _token.SITE_RE.match(site) or not ENR_ID_RE.match(enr_id) or not _token.MAC_RE.match(mac):
+    if (
+        not _token.SITE_RE.match(site)
+        or not ENR_ID_RE.match(enr_id)
+        or not _token.MAC_RE.match(mac)
+    ):
         raise EnrollmentError("malformed_token", "the v2 token's fields are malformed")
     return site, enr_id, mac
 
@@ -171,7 +173,9 @@ def parse_duration(value):
     else:
         match = _DURATION_RE.match(str(value))
         if not match:
-            raise EnrollmentError("bad_limit", "expires must be a duration such as 90s, 30m, 24h or 7d")
+            raise EnrollmentError(
+                "bad_limit", "expires must be a duration such as 90s, 30m, 24h or 7d"
+            )
         seconds = int(match.group(1)) * _UNITS[match.group(2)]
     if not 0 < seconds <= MAX_EXPIRES:
         raise EnrollmentError("bad_limit", "expires must be more than 0 s and at most 366 days")
@@ -183,10 +187,23 @@ def _iso(ts):
 
 
 def _from_iso(text):
-    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc).timestamp()
+    return (
+        datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
+        .replace(tzinfo=datetime.timezone.utc)
+        .timestamp()
+    )
 
 
-def new_record(site, uses=DEFAULT_USES, expires=DEFAULT_EXPIRES, ids=None, note=None, creator=None, now=None, enr_id=None):
+def new_record(
+    site,
+    uses=DEFAULT_USES,
+    expires=DEFAULT_EXPIRES,
+    ids=None,
+    note=None,
+    creator=None,
+    now=None,
+    enr_id=None,
+):
     """
     Return a validated enrollment record (a dict of JSON types, no key
     material): ``id, site, uses, used, ids, note, creator, created_at,
@@ -199,8 +216,12 @@ def new_record(site, uses=DEFAULT_USES, expires=DEFAULT_EXPIRES, ids=None, note=
     seconds = parse_duration(expires)
     if ids is not None and (not isinstance(ids, str) or not ids or len(ids) > 255):
         raise EnrollmentError("bad_limit", "ids must be one minion-id glob")
-    if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE or not note.isprintable()):
-        raise EnrollmentError("bad_limit", f"note must be printable text of at most {MAX_NOTE} characters")
+    if note is not None and (
+        not isinstance(note, str) or len(note) > MAX_NOTE or not note.isprintable()
+    ):
+        raise EnrollmentError(
+            "bad_limit", f"note must be printable text of at most {MAX_NOTE} characters"
+        )
     now = now if now is not None else datetime.datetime.now(datetime.timezone.utc).timestamp()
     return {
         "id": validate_id(enr_id) if enr_id else new_id(),
@@ -309,7 +330,9 @@ class EnrollmentStore:
             names = sorted(os.listdir(self.directory))
         except OSError:
             return []
-        records = [self.get(n[:-5]) for n in names if n.endswith(".json") and ENR_ID_RE.match(n[:-5])]
+        records = [
+            self.get(n[:-5]) for n in names if n.endswith(".json") and ENR_ID_RE.match(n[:-5])
+        ]
         return sorted((r for r in records if r), key=lambda r: r["created_at"])
 
     def consume(self, enr_id, minion_id, now, pub_digest=None):
@@ -365,8 +388,8 @@ def creator(environ=None):
     run through sudo, else the login user (``salt-run`` runs runners in the
     operator's own process, so this is the operator, not the master's user).
     """
-    import getpass  # pylint: disable=import-outside-toplevel
-    import socket  # pylint: disable=import-outside-toplevel
+    import getpass
+    import socket
 
     environ = os.environ if environ is None else environ
     user = environ.get("SUDO_USER") or environ.get("USER") or environ.get("LOGNAME")
@@ -396,7 +419,9 @@ def write_new_file(path, text):
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise KeyFileError(f"{path} already exists; not overwriting a key file (remove it first)") from None
+        raise KeyFileError(
+            f"{path} already exists; not overwriting a key file (remove it first)"
+        ) from None
     except OSError as exc:
         raise KeyFileError(f"cannot create {path}: {exc.strerror}") from None
     try:
@@ -417,8 +442,8 @@ def write_new_file(path, text):
 def _lock(opts, what):
     # the key-store lock (shared by masters on one key store): every change
     # of an enrollment record is made under it, like every admission
-    from saltext_edge.admission import keystore as _ks  # pylint: disable=import-outside-toplevel
-    from saltext_edge.admission.policy import policy  # pylint: disable=import-outside-toplevel
+    from saltext_edge.admission import keystore as _ks
+    from saltext_edge.admission.policy import policy
 
     _, keyobj = _ks.objects(opts)
     return _ks.lock(keyobj, policy(opts)["lock_timeout"], what=what)
@@ -428,8 +453,17 @@ def _now():
     return datetime.datetime.now(datetime.timezone.utc).timestamp()
 
 
-def create(opts, site, path, uses=DEFAULT_USES, expires=DEFAULT_EXPIRES, ids=None, note=None,
-           who=None, now=None):
+def create(
+    opts,
+    site,
+    path,
+    uses=DEFAULT_USES,
+    expires=DEFAULT_EXPIRES,
+    ids=None,
+    note=None,
+    who=None,
+    now=None,
+):
     """
     Create an enrollment of ``site`` on the master ``opts`` and write its key
     string to the NEW file ``path`` (0600). The record is stored first, under
@@ -439,25 +473,27 @@ def create(opts, site, path, uses=DEFAULT_USES, expires=DEFAULT_EXPIRES, ids=Non
     key). Raises :class:`EnrollmentError` (bad limits), :class:`KeyFileError`
     and :class:`saltext_edge.shared_secret.SecretError`.
     """
-    from saltext_edge import shared_secret as _secrets  # pylint: disable=import-outside-toplevel
+    from saltext_edge import shared_secret as _secrets
 
     if isinstance(uses, str) and uses.strip().isdigit():
         uses = int(uses)
     now = _now() if now is None else now
-    record = new_record(site, uses=uses, expires=expires, ids=ids, note=note,
-                        creator=who or creator(), now=now)
+    record = new_record(
+        site, uses=uses, expires=expires, ids=ids, note=note, creator=who or creator(), now=now
+    )
     check_new_path(path)
     key = enrollment_key(_secrets.master_secrets(opts)[0], site, record["id"])
     estore = store(opts)
     with _lock(opts, "edge.enrollment_key"):
         estore.put(record)
-        _hand_to_master(opts, [os.path.dirname(estore.directory), estore.directory,
-                               estore._path(record["id"])])  # pylint: disable=protected-access
+        _hand_to_master(
+            opts, [os.path.dirname(estore.directory), estore.directory, estore._path(record["id"])]
+        )
     try:
         write_new_file(path, format_key(site, record["id"], key))
     except KeyFileError:
         try:
-            os.unlink(estore._path(record["id"]))  # pylint: disable=protected-access
+            os.unlink(estore._path(record["id"]))
         except OSError:
             pass
         raise
@@ -472,7 +508,7 @@ def _hand_to_master(opts, paths):
     another user, give them to that user: the master rewrites them at every
     admission (:mod:`saltext_edge.fsperm`).
     """
-    from saltext_edge import fsperm  # pylint: disable=import-outside-toplevel
+    from saltext_edge import fsperm
 
     for path in paths:
         try:

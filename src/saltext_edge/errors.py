@@ -3,9 +3,7 @@
 import salt.exceptions
 
 
-class EdgeCommandError(
-    salt.exceptions.CommandExecutionError, salt.exceptions.NotImplemented
-):  # pylint: disable=too-many-ancestors
+class EdgeCommandError(salt.exceptions.CommandExecutionError, salt.exceptions.NotImplemented):
     """
     An operational error of an ``edge`` runner or wheel function (no usable
     secret, file exists, bad policy). A ``CommandExecutionError`` for Python

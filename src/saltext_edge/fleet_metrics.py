@@ -32,15 +32,11 @@ import statistics
 import threading
 import time
 from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler
-from wsgiref.simple_server import WSGIServer
-from wsgiref.simple_server import make_server
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 try:
     from prometheus_client import generate_latest
-    from prometheus_client.core import CollectorRegistry
-    from prometheus_client.core import CounterMetricFamily
-    from prometheus_client.core import GaugeMetricFamily
+    from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
     from prometheus_client.process_collector import ProcessCollector
     from prometheus_client.samples import Sample
 
@@ -56,6 +52,7 @@ NO_SITE = "(no site)"
 
 STATUSES = ("online", "late", "offline", "never_seen")
 from saltext_edge.uplink_quality import QUALITIES  # noqa: E402  (one definition)
+
 # numeric encodings of the two per-node enumerations (docs/ref/metrics.rst)
 STATUS_CODE = {"never_seen": 0, "offline": 1, "late": 2, "online": 3}
 QUALITY_CODE = {"down": 0, "poor": 1, "fair": 2, "good": 3}
@@ -184,7 +181,8 @@ def config(opts):
     unknown = set(conf) - {"address", "port", "per_node", "enabled"}
     if unknown:
         raise MetricsConfigError(
-            "edge:metrics: unknown option(s) " + ", ".join(sorted(map(str, unknown)))
+            "edge:metrics: unknown option(s) "
+            + ", ".join(sorted(map(str, unknown)))
             + " (known: address, port, per_node, enabled)"
         )
     if conf.get("enabled", True) is False:
@@ -273,7 +271,7 @@ class FleetCollector:
             if not isinstance(snap, dict):
                 raise TypeError(f"snapshot is a {type(snap).__name__}, not a dict")
             return snap
-        except Exception as exc:  # pylint: disable=broad-except
+        except Exception as exc:
             now = time.monotonic()
             if now - self._last_error_log > 60:
                 self._last_error_log = now
@@ -381,12 +379,16 @@ class FleetCollector:
                 samples = fams[name].samples
                 for row in rows:
                     if row[col] is not None:
-                        samples.append(Sample(name, {"id": row[0], "site": row[1]}, row[col], None, None))
+                        samples.append(
+                            Sample(name, {"id": row[0], "site": row[1]}, row[col], None, None)
+                        )
             for site, agg in sites.items():
                 for status in STATUSES:
                     fams["edge_nodes"].add_metric([site, status], agg["status"][status])
                 for quality in QUALITIES:
-                    fams["edge_site_uplink_quality_nodes"].add_metric([site, quality], agg["quality"][quality])
+                    fams["edge_site_uplink_quality_nodes"].add_metric(
+                        [site, quality], agg["quality"][quality]
+                    )
                 if agg["rtt"] is not None:
                     fams["edge_site_uplink_rtt_ms_median"].add_metric([site], agg["rtt"])
                 if agg["loss"] is not None:
@@ -395,7 +397,7 @@ class FleetCollector:
                 fams["edge_admission_decisions_total"].add_metric([decision, reason], value)
             for name, value in engine.items():
                 fams[name].add_metric([], value)
-        for name, fam in fams.items():
+        for fam in fams.values():
             if fam.samples:
                 yield fam
 
@@ -432,7 +434,7 @@ class FleetCollector:
                 for quality in QUALITIES:
                     lines["edge_site_uplink_quality_nodes"].append(
                         f'edge_site_uplink_quality_nodes{{quality="{quality}",site="{esc}"}} '
-                        f'{float(agg["quality"][quality])!r}\n'
+                        f"{float(agg['quality'][quality])!r}\n"
                     )
                 if agg["rtt"] is not None:
                     lines["edge_site_uplink_rtt_ms_median"].append(
@@ -449,7 +451,9 @@ class FleetCollector:
                 )
             for name, value in engine.items():
                 lines[name].append(f"{name} {value!r}\n")
-        lines["edge_metrics_snapshot_ok"].append(f"edge_metrics_snapshot_ok {0.0 if snap is None else 1.0}\n")
+        lines["edge_metrics_snapshot_ok"].append(
+            f"edge_metrics_snapshot_ok {0.0 if snap is None else 1.0}\n"
+        )
         out = []
         for name, (kind, _, doc) in METRICS.items():
             if lines[name]:
@@ -488,7 +492,7 @@ class _Server(ThreadingMixIn, WSGIServer):
 
 
 class _SilentHandler(WSGIRequestHandler):
-    def log_message(self, format, *args):  # pylint: disable=redefined-builtin
+    def log_message(self, format, *args):
         """Log nothing per request (a scrape every few seconds is not news)."""
 
 
@@ -563,7 +567,9 @@ def serve(address, port, snapshot_fn, per_node=True):
     ``OSError`` (with the address in the message) when it cannot listen.
     """
     if not HAS_PROMETHEUS:  # pragma: no cover
-        raise MetricsConfigError("prometheus-client is not installed: pip install prometheus-client")
+        raise MetricsConfigError(
+            "prometheus-client is not installed: pip install prometheus-client"
+        )
     # port 0 (an ephemeral port, read it from the handle) is for tests and
     # tools; the master option edge:metrics:port must name a real port
     checked = config({"edge": {"metrics": {"address": address, "port": port or DEFAULT_PORT}}})

@@ -22,6 +22,7 @@ import tempfile
 
 STATUSES = ("offline", "late", "never_seen", "online")
 from saltext_edge.uplink_quality import QUALITIES  # noqa: E402  (one definition)
+
 ADMISSIONS = ("accepted", "pending", "refused", "revoked")
 # icon + word for every state: colour is never the only signal
 STATUS_LABEL = {
@@ -267,7 +268,9 @@ def _trend(trend):
     parts = []
     for window in ("1h", "24h"):
         t = (trend or {}).get(window) or {}
-        if not any(_float(t.get(k)) is not None for k in ("rtt_ms_median", "rtt_ms_p95", "loss_pct")):
+        if not any(
+            _float(t.get(k)) is not None for k in ("rtt_ms_median", "rtt_ms_p95", "loss_pct")
+        ):
             continue
         parts.append(
             f"{window}: RTT {_fmt(t.get('rtt_ms_median'), ' ms', 0)} median, "
@@ -298,9 +301,9 @@ def _node_row(node_id, node, generated_at):
         f"<td>{_time(node.get('last_seen'))}{f' <small>{_e(ago)}</small>' if ago else ''}</td>"
         f"<td>{_e(node.get('last_seen_kind') or '')}</td>"
         f'<td class="{q_cls}">{_e(q_icon)} {_e(q_word)}{stale}</td>'
-        f'<td>{_fmt(uplink.get("rtt_ms"))}</td>'
-        f'<td>{_fmt(uplink.get("jitter_ms"))}</td>'
-        f'<td>{_fmt(uplink.get("loss_pct"))}</td>'
+        f"<td>{_fmt(uplink.get('rtt_ms'))}</td>"
+        f"<td>{_fmt(uplink.get('jitter_ms'))}</td>"
+        f"<td>{_fmt(uplink.get('loss_pct'))}</td>"
         f"<td>{flap}</td>"
         f"<td{adm_cls}>{_e(admission)}</td>"
         f"<td>{_e(node.get('admitted_by') or '')}</td></tr>"
@@ -326,7 +329,11 @@ def _site_block(name, site, generated_at, is_open=False):
         out.append('<span class="deg">\u26a0 degraded</span>')
     out.append(
         '<span class="counts">'
-        + "".join(_status_span(s, counts[s]) for s in ("online", "late", "offline", "never_seen") if counts[s] or s == "online")
+        + "".join(
+            _status_span(s, counts[s])
+            for s in ("online", "late", "offline", "never_seen")
+            if counts[s] or s == "online"
+        )
         + "</span>"
     )
     out.append(
@@ -357,7 +364,9 @@ def _site_block(name, site, generated_at, is_open=False):
             "<th>by</th><th>uplink</th><th>RTT ms</th><th>jitter ms</th><th>loss %</th>"
             "<th></th><th>admission</th><th>admitted by</th></tr></thead><tbody>"
         )
-        out.extend(_node_row(nid, node, generated_at) for nid, node in sorted(nodes.items(), key=_node_key))
+        out.extend(
+            _node_row(nid, node, generated_at) for nid, node in sorted(nodes.items(), key=_node_key)
+        )
         out.append("</tbody></table></div>")
     if listed < total:
         out.append(
@@ -425,17 +434,18 @@ def render(report):
     refused = report.get("refused") or {}
     flapping = report.get("flapping") or []
     if pending:
-        out.append(f"<h2>\u22ef Keys pending ({len(pending)})</h2><ul class=\"ids\">")
+        out.append(f'<h2>\u22ef Keys pending ({len(pending)})</h2><ul class="ids">')
         out.extend(f"<li>{_e(i)}</li>" for i in sorted(map(str, pending)))
         out.append("</ul>")
     if isinstance(refused, dict) and refused:
-        out.append(f"<h2>\u2298 Keys refused ({len(refused)})</h2><ul class=\"ids\">")
+        out.append(f'<h2>\u2298 Keys refused ({len(refused)})</h2><ul class="ids">')
         out.extend(
-            f"<li>{_e(i)} \u2013 {_e(r)}</li>" for i, r in sorted(refused.items(), key=lambda kv: str(kv[0]))
+            f"<li>{_e(i)} \u2013 {_e(r)}</li>"
+            for i, r in sorted(refused.items(), key=lambda kv: str(kv[0]))
         )
         out.append("</ul>")
     if flapping:
-        out.append(f"<h2>\u21c5 Flapping nodes ({len(flapping)})</h2><ul class=\"ids\">")
+        out.append(f'<h2>\u21c5 Flapping nodes ({len(flapping)})</h2><ul class="ids">')
         out.extend(f"<li>{_e(i)}</li>" for i in sorted(map(str, flapping)))
         out.append("</ul>")
     out.append(
@@ -484,13 +494,15 @@ def example_report(nodes=60, sites=6, seed=1, generated_at="2026-12-02T10:00:00Z
     the page's own tests; real pages come from :func:`render` of a real
     report.
     """
-    import random  # pylint: disable=import-outside-toplevel
+    import random
 
     rnd = random.Random(seed)
     now = _parse_iso(generated_at)
     report = {
         "generated_at": generated_at,
-        "totals": dict.fromkeys(("online", "late", "offline", "never_seen", "pending", "refused"), 0),
+        "totals": dict.fromkeys(
+            ("online", "late", "offline", "never_seen", "pending", "refused"), 0
+        ),
         "sites": {},
         "pending": [],
         "refused": {},
@@ -530,7 +542,9 @@ def example_report(nodes=60, sites=6, seed=1, generated_at="2026-12-02T10:00:00Z
         site["nodes"][node_id] = {
             "status": status,
             "last_seen": seen,
-            "last_seen_kind": None if seen is None else rnd.choice(("heartbeat", "heartbeat", "job_return")),
+            "last_seen_kind": None
+            if seen is None
+            else rnd.choice(("heartbeat", "heartbeat", "job_return")),
             "uplink": None
             if status == "never_seen"
             else {
@@ -561,7 +575,12 @@ def example_report(nodes=60, sites=6, seed=1, generated_at="2026-12-02T10:00:00Z
             at = (now - datetime.timedelta(hours=23 - hour)).strftime("%Y-%m-%dT%H:00:00Z")
             off = site["offline"] if hour > 20 else rnd.randint(0, 1)
             site["history"].append(
-                {"at": at, "online": total - off, "offline": off, "rtt_ms_median": base + rnd.uniform(-5, 5)}
+                {
+                    "at": at,
+                    "online": total - off,
+                    "offline": off,
+                    "rtt_ms_median": base + rnd.uniform(-5, 5),
+                }
             )
     report["pending"] = [f"new-node-{i}" for i in range(2)]
     report["refused"] = {"stranger-1": "bad_token"}

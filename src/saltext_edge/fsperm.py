@@ -136,11 +136,15 @@ def secret_file_problems(path, user):
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        return [f"the fleet secret file {path} does not exist (master user {user}); "
-                f"create it (docs/quickstart.rst, step 2), then: {fix}"]
+        return [
+            f"the fleet secret file {path} does not exist (master user {user}); "
+            f"create it (docs/quickstart.rst, step 2), then: {fix}"
+        ]
     except OSError as exc:
-        return [f"cannot examine the fleet secret file {path} as {current_user()}: "
-                f"{exc.strerror}; fix: {fix}"]
+        return [
+            f"cannot examine the fleet secret file {path} as {current_user()}: "
+            f"{exc.strerror}; fix: {fix}"
+        ]
     problems = []
     if not stat.S_ISREG(st.st_mode):
         return [f"the fleet secret {path} is not a regular file"]

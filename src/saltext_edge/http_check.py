@@ -104,8 +104,16 @@ def _select_proxy(url, proxy):
     return (chosen, "environment") if chosen else (None, "none")
 
 
-def http_probe(url, timeout=DEFAULT_HTTP_TIMEOUT, verify=True, ca_bundle=None, proxy=None,
-               method="GET", allow_redirects=False, budget=None):
+def http_probe(
+    url,
+    timeout=DEFAULT_HTTP_TIMEOUT,
+    verify=True,
+    ca_bundle=None,
+    proxy=None,
+    method="GET",
+    allow_redirects=False,
+    budget=None,
+):
     """
     One HTTP(S) request with ``requests``: status, latency, TLS verification,
     proxy in use, and the error class when it fails.
@@ -139,7 +147,9 @@ def http_probe(url, timeout=DEFAULT_HTTP_TIMEOUT, verify=True, ca_bundle=None, p
     proxy_url, proxy_source = _select_proxy(url, proxy)
     if proxy_url:
         try:
-            _pp, dns_host, _pport = parse_url(proxy_url if "://" in proxy_url else "http://" + proxy_url)
+            _pp, dns_host, _pport = parse_url(
+                proxy_url if "://" in proxy_url else "http://" + proxy_url
+            )
         except DiagArgumentError as err:
             raise DiagArgumentError(f"bad proxy {redact_url(proxy_url)!r}: {err}") from err
     else:
@@ -155,8 +165,11 @@ def http_probe(url, timeout=DEFAULT_HTTP_TIMEOUT, verify=True, ca_bundle=None, p
         "elapsed_ms": None,
         "proxy": redact_url(proxy_url),
         "proxy_source": proxy_source,
-        "tls": ({"verify": verify, "verified": None, "error": None}
-                if parsed.scheme == "https" else None),
+        "tls": (
+            {"verify": verify, "verified": None, "error": None}
+            if parsed.scheme == "https"
+            else None
+        ),
         "dns": None,
         "error_class": None,
         "error": None,
@@ -186,8 +199,13 @@ def http_probe(url, timeout=DEFAULT_HTTP_TIMEOUT, verify=True, ca_bundle=None, p
         proxies = {"http": proxy_url, "https": proxy_url} if proxy_url else {}
         try:
             resp = session.request(
-                method, url, timeout=(timeout, timeout), verify=verify, proxies=proxies,
-                allow_redirects=allow_redirects, stream=True,
+                method,
+                url,
+                timeout=(timeout, timeout),
+                verify=verify,
+                proxies=proxies,
+                allow_redirects=allow_redirects,
+                stream=True,
             )
             box["resp"] = resp
             resp.close()
@@ -227,5 +245,3 @@ def http_probe(url, timeout=DEFAULT_HTTP_TIMEOUT, verify=True, ca_bundle=None, p
     else:
         ret["ok"] = True
     return _done()
-
-

@@ -59,7 +59,8 @@ def active_master(opts):
         "master": master,
         "master_uri": opts.get("master_uri"),
         "master_ip": opts.get("master_ip"),
-        "source": "opts.master" + (" (failover list in master_list)" if opts.get("master_list") else ""),
+        "source": "opts.master"
+        + (" (failover list in master_list)" if opts.get("master_list") else ""),
     }
 
 
@@ -115,8 +116,9 @@ def master_targets(masters, opts):
     return out
 
 
-def check_master(opts, masters=None, count=1, timeout=_probe.DEFAULT_TIMEOUT,
-                 budget=3.0, thresholds=None):
+def check_master(
+    opts, masters=None, count=1, timeout=_probe.DEFAULT_TIMEOUT, budget=3.0, thresholds=None
+):
     """
     Per master: DNS answer and time, reachability and latency of the publish
     (4505) and return (4506) ports measured up to the ZeroMQ greeting, and
@@ -147,10 +149,18 @@ def check_master(opts, masters=None, count=1, timeout=_probe.DEFAULT_TIMEOUT,
     dns = _probe.resolve_many(hosts, min(timeout, budget / 2.0)) if hosts else {}
     targets = [(host, port) for _label, host, ports in plan for _role, port in ports]
     remaining = max(0.05, budget - (time.perf_counter() - started))
-    result = _probe.probe(
-        targets, count=count, timeout=timeout, budget=remaining, thresholds=thresholds,
-        resolved=dns,
-    ) if targets else None
+    result = (
+        _probe.probe(
+            targets,
+            count=count,
+            timeout=timeout,
+            budget=remaining,
+            thresholds=thresholds,
+            resolved=dns,
+        )
+        if targets
+        else None
+    )
     by_target = {(t["host"], t["port"]): t for t in (result["targets"] if result else [])}
 
     out_masters = []
@@ -168,8 +178,7 @@ def check_master(opts, masters=None, count=1, timeout=_probe.DEFAULT_TIMEOUT,
                     "rtt_ms": t.get("rtt_ms"),
                     "loss_pct": t.get("loss_pct"),
                     "quality": t.get("quality", "unknown"),
-                    "error": (", ".join(f"{k}: {v}" for k, v in sorted(errors.items()))
-                              or None),
+                    "error": (", ".join(f"{k}: {v}" for k, v in sorted(errors.items())) or None),
                 }
             )
         is_active = False
@@ -219,5 +228,3 @@ def check_master(opts, masters=None, count=1, timeout=_probe.DEFAULT_TIMEOUT,
         "elapsed_ms": round((time.perf_counter() - started) * 1000.0, 1),
         "budget_s": budget,
     }
-
-

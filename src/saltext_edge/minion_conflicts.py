@@ -11,9 +11,23 @@ import os
 import yaml
 
 HIDDEN = "<hidden>"
-_CREDENTIAL_KEYS = ("site_key", "site_key_file", "shared_secret", "shared_secret_file",
-                    "enrollment_key", "enrollment_key_file")
-_SECRET_KEY_HINTS = ("secret", "password", "passwd", "site_key", "enrollment_key", "token", "private")
+_CREDENTIAL_KEYS = (
+    "site_key",
+    "site_key_file",
+    "shared_secret",
+    "shared_secret_file",
+    "enrollment_key",
+    "enrollment_key_file",
+)
+_SECRET_KEY_HINTS = (
+    "secret",
+    "password",
+    "passwd",
+    "site_key",
+    "enrollment_key",
+    "token",
+    "private",
+)
 
 
 def mask(value, key=""):

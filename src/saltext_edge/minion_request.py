@@ -229,7 +229,9 @@ def _check_switches(failover, nat_keepalive, master_alive_interval, masters):
     if not isinstance(nat_keepalive, bool):
         raise MinionConfigError("nat_keepalive must be true or false")
     if not _is_int(master_alive_interval) or not 1 <= master_alive_interval <= 86400:
-        raise MinionConfigError("master_alive_interval must be an integer number of seconds, 1-86400")
+        raise MinionConfigError(
+            "master_alive_interval must be an integer number of seconds, 1-86400"
+        )
     if not failover and len(masters) != 1:
         raise MinionConfigError(
             "failover=False takes exactly one master (master_type: str); "

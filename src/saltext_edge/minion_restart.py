@@ -284,7 +284,11 @@ def _drop_stale_pidfiles(pidfile, pids):
 
 def _quiet(argv, **kwargs):
     return subprocess.call(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        **kwargs,
     )
 
 

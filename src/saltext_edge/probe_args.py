@@ -24,13 +24,13 @@ DEFAULT_THRESHOLDS = {
     "down": {"loss_pct": 100.0},
 }
 
+
 class ProbeArgumentError(ValueError):
     """Bad arguments (not network failures, which are reported as data)."""
 
 
 class DiagArgumentError(ValueError):
     """Bad arguments to a diagnostic (network failures are returned as data instead)."""
-
 
 
 # --------------------------------------------------------------------------

@@ -12,6 +12,7 @@ It answers from the record the ``edge_fleet`` engine keeps through
 inputs and calls it; :func:`node` is ``salt-run edge.node``.
 """
 
+import contextlib
 import fnmatch
 import logging
 import time
@@ -34,9 +35,9 @@ _COUNTS = ("online", "late", "offline", "never_seen")
 
 def _empty_site():
     return {
-        **{k: 0 for k in _COUNTS},
+        **dict.fromkeys(_COUNTS, 0),
         "degraded": False,
-        "quality": {q: 0 for q in QUALITIES},
+        "quality": dict.fromkeys(QUALITIES, 0),
         "trend": {},
         "history": [],
         "nodes": {},
@@ -58,7 +59,9 @@ def _admission(minion_id, keys_state):
     return keys_state.get(minion_id, "revoked")
 
 
-def assemble(records, keys, index, conf, site_meta=None, now=None, site=None, details=False, progress=None):
+def assemble(
+    records, keys, index, conf, site_meta=None, now=None, site=None, details=False, progress=None
+):
     """
     Build the report (pure: no Salt, no I/O).
 
@@ -133,11 +136,16 @@ def assemble(records, keys, index, conf, site_meta=None, now=None, site=None, de
         samples = samples_by_site.get(label, [])
         data["trend"] = {
             "1h": _record.trend([s for s in samples if s[0] >= now - 3600]),
-            "24h": _site_rows_trend(hours_meta.get(label if label != NO_SITE else "", []), now, samples),
+            "24h": _site_rows_trend(
+                hours_meta.get(label if label != NO_SITE else "", []), now, samples
+            ),
         }
-        rows = sorted(r for r in hours_meta.get(label if label != NO_SITE else "", []) if r[0] >= now - 86400)
+        rows = sorted(
+            r for r in hours_meta.get(label if label != NO_SITE else "", []) if r[0] >= now - 86400
+        )
         data["history"] = [
-            {"at": iso(r[0]), "online": r[1], "offline": r[3], "rtt_ms_median": r[4]} for r in rows[-24:]
+            {"at": iso(r[0]), "online": r[1], "offline": r[3], "rtt_ms_median": r[4]}
+            for r in rows[-24:]
         ]
 
     pending = sorted(m for m in keys.get("minions_pre", []) if wanted(_label_of(m, index, records)))
@@ -164,7 +172,8 @@ def assemble(records, keys, index, conf, site_meta=None, now=None, site=None, de
         "generated_at": iso(now),
         "site_filter": site,
         "totals": totals,
-        "summary": [_summary_row(n, d) for n, d in ordered.items()] + [_summary_total(totals, ordered)],
+        "summary": [_summary_row(n, d) for n, d in ordered.items()]
+        + [_summary_total(totals, ordered)],
         "sites": ordered,
         "pending": pending,
         "refused": dict(sorted(refused.items())),
@@ -189,7 +198,11 @@ def _summary_row(name, data):
 
 
 def _summary_total(totals, sites):
-    row = {"site": TOTAL, **{k: totals[k] for k in _COUNTS}, "degraded": any(d["degraded"] for d in sites.values())}
+    row = {
+        "site": TOTAL,
+        **{k: totals[k] for k in _COUNTS},
+        "degraded": any(d["degraded"] for d in sites.values()),
+    }
     for q in QUALITIES:
         row[f"uplink_{q}"] = sum(d["quality"][q] for d in sites.values())
     row.update({"rtt_ms_median_1h": None, "rtt_ms_p95_1h": None, "loss_pct_1h": None})
@@ -202,7 +215,7 @@ def _summary_total(totals, sites):
 
 
 def _ping(opts, minions, timeout):
-    import salt.client  # pylint: disable=import-outside-toplevel
+    import salt.client
 
     if not minions:
         return {}
@@ -222,19 +235,19 @@ def event_progress(opts):
     def progress(stage, **data):
         try:
             if state["event"] is None:
-                import salt.utils.event  # pylint: disable=import-outside-toplevel
+                import salt.utils.event
 
-                state["event"] = salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=False)
+                state["event"] = salt.utils.event.get_master_event(
+                    opts, opts["sock_dir"], listen=False
+                )
             state["event"].fire_event(dict(data, stage=stage), PROGRESS_TAG)
-        except Exception as exc:  # pylint: disable=broad-except
+        except Exception as exc:
             log.debug("edge.report: progress event not sent: %s", exc)
 
     def close():
         if state["event"] is not None:
-            try:
+            with contextlib.suppress(Exception):  # best effort on the way out
                 state["event"].destroy()
-            except Exception:  # pylint: disable=broad-except
-                pass
 
     progress.close = close
     return progress
@@ -253,14 +266,16 @@ def _engines_view(store, now):
     return out
 
 
-def build(opts, ping=False, site=None, timeout=None, details=False, progress=None, store=None, now=None):
+def build(
+    opts, ping=False, site=None, timeout=None, details=False, progress=None, store=None, now=None
+):
     """
     Read the record, keys and admission index on the master and return
     :func:`assemble`'s report plus ``engines`` (what each master's engine
     last wrote), ``elapsed_s`` and, with ``ping=True``, ``ping``
     (``{"timeout_s", "answered", "silent": [ids]}``).
     """
-    from saltext_edge.fleet import store as _store  # pylint: disable=import-outside-toplevel
+    from saltext_edge.fleet import store as _store
 
     started = time.time()
     now = now if now is not None else started
@@ -277,7 +292,15 @@ def build(opts, ping=False, site=None, timeout=None, details=False, progress=Non
     index = _sites.node_index(opts)
     conf = _conf.parse(opts.get("edge"))
     report = assemble(
-        records, keys, index, conf, site_meta=store.meta("sites"), now=now, site=site, details=details, progress=step
+        records,
+        keys,
+        index,
+        conf,
+        site_meta=store.meta("sites"),
+        now=now,
+        site=site,
+        details=details,
+        progress=step,
     )
     report["engines"] = _engines_view(store, now)
     if not report["engines"]:
@@ -286,9 +309,11 @@ def build(opts, ping=False, site=None, timeout=None, details=False, progress=Non
             "(engines: [{edge_fleet: {}}]) and the edge_heartbeat beacon on the minions"
         )
     if ping:
-        scoped = [
-            m for d in report["sites"].values() for m in d["nodes"]
-        ] if site is not None and not details else None
+        scoped = (
+            [m for d in report["sites"].values() for m in d["nodes"]]
+            if site is not None and not details
+            else None
+        )
         targets = scoped if scoped is not None else keys["minions"]
         timeout = int(timeout or opts.get("timeout", 5) or 5)
         step("ping", minions=len(targets), timeout_s=timeout)
@@ -308,12 +333,16 @@ def node(opts, minion_id, store=None, now=None):
     Return one node's record and history (``salt-run edge.node``), times as
     ISO 8601 UTC, or ``None`` when the master knows nothing of ``minion_id``.
     """
-    from saltext_edge.fleet import store as _store  # pylint: disable=import-outside-toplevel
+    from saltext_edge.fleet import store as _store
 
     now = now if now is not None else time.time()
     store = store or _store.Store(opts)
     keys = _sites.keys(opts)
-    states = {m: s for s, ms in (("accepted", keys["minions"]), ("pending", keys["minions_pre"])) for m in ms}
+    states = {
+        m: s
+        for s, ms in (("accepted", keys["minions"]), ("pending", keys["minions_pre"]))
+        for m in ms
+    }
     states.update({m: "refused" for k in ("minions_rejected", "minions_denied") for m in keys[k]})
     rec = store.load(minion_id)
     if rec is None and minion_id not in states:
@@ -322,7 +351,11 @@ def node(opts, minion_id, store=None, now=None):
     conf = _conf.parse(opts.get("edge"))
     name = _sites.site_of(minion_id, index, rec)
     rec = rec or {}
-    status = _status.classify(rec, _conf.for_site(conf, name), now) if rec.get("last_seen") else "never_seen"
+    status = (
+        _status.classify(rec, _conf.for_site(conf, name), now)
+        if rec.get("last_seen")
+        else "never_seen"
+    )
     hours = store.hours(minion_id) if rec else []
     samples = rec.get("samples") or []
     late_s, offline_s = _status.limits(rec, _conf.for_site(conf, name))
@@ -353,7 +386,11 @@ def node(opts, minion_id, store=None, now=None):
             "1h": _record.trend([s for s in samples if s[0] >= now - 3600]),
             "24h": _record.hours_trend(
                 [h for h in hours if h[0] >= now - 86400]
-                + [_record.aggregate_hour(0, [s for s in samples if s[0] >= int(now // 3600) * 3600])]
+                + [
+                    _record.aggregate_hour(
+                        0, [s for s in samples if s[0] >= int(now // 3600) * 3600]
+                    )
+                ]
             ),
         },
         "samples": [

@@ -74,7 +74,7 @@ def _read_secret_file(path, source):
     except PermissionError as exc:
         # owner/mode hint for a master running as a non-root user (fsperm)
         try:
-            from saltext_edge import fsperm  # pylint: disable=import-outside-toplevel
+            from saltext_edge import fsperm
         except ImportError:  # no pwd/grp on this platform
             fsperm = None
         if fsperm is not None:
@@ -156,7 +156,9 @@ def strength_bits(value):
 def check_strength(value, source):
     """Raise :class:`SecretError` when ``value`` is a placeholder or estimated under 128 bits."""
     if PLACEHOLDERS.search(value):
-        raise SecretError(f"{source} is a placeholder or an example, not a secret; {NEW_SECRET_HINT}")
+        raise SecretError(
+            f"{source} is a placeholder or an example, not a secret; {NEW_SECRET_HINT}"
+        )
     bits = strength_bits(value)
     if bits < MIN_SECRET_BITS:
         raise SecretError(
@@ -224,7 +226,9 @@ _warned_expired = set()
 def _previous_secret(conf, now=None):
     if conf.get("previous_shared_secret_file") is not None:
         source = "edge:previous_shared_secret_file"
-        value = _master_secret(_read_secret_file(conf["previous_shared_secret_file"], source), source)
+        value = _master_secret(
+            _read_secret_file(conf["previous_shared_secret_file"], source), source
+        )
     elif conf.get("previous_shared_secret") is not None:
         value = _master_secret(conf["previous_shared_secret"], "edge:previous_shared_secret")
     else:
@@ -236,7 +240,8 @@ def _previous_secret(conf, now=None):
             _warned_expired.add(expires)
             log.warning(
                 "edge admission: the previous shared secret expired at %s and verifies nothing; "
-                "remove it from the master configuration", expires.isoformat(),
+                "remove it from the master configuration",
+                expires.isoformat(),
             )
         return None
     return value
@@ -337,7 +342,7 @@ def minion_enrollment_key(opts):
     ``edge:site`` is set to another site than the key's (the message names
     both sites, never the key).
     """
-    from saltext_edge import enrollment as _enr  # pylint: disable=import-outside-toplevel
+    from saltext_edge import enrollment as _enr
 
     conf = _edge_conf(opts)
     if conf.get("enrollment_key") is not None:
@@ -352,7 +357,9 @@ def minion_enrollment_key(opts):
     try:
         site = _enr.parse_key(value)[0]
     except _enr.EnrollmentError:
-        raise SecretError(f"{source} is not an enrollment key ('edge-enroll:v2:SITE:ID:KEY')") from None
+        raise SecretError(
+            f"{source} is not an enrollment key ('edge-enroll:v2:SITE:ID:KEY')"
+        ) from None
     configured = conf.get("site")
     if configured is not None and configured != site:
         raise SecretError(

@@ -99,14 +99,21 @@ def aggregate(results):
     for res in results:
         by_host.setdefault(res["host"], []).append(res)
     if not by_host:
-        return {"quality": "unknown", "target": None, "rtt_ms": None, "jitter_ms": None,
-                "loss_pct": None}
+        return {
+            "quality": "unknown",
+            "target": None,
+            "rtt_ms": None,
+            "jitter_ms": None,
+            "loss_pct": None,
+        }
     host_reps = []
     for _host, items in by_host.items():
         rep = max(
             items,
-            key=lambda r: (_RANK[r["quality"]] if r["quality"] != "unknown" else -1,
-                           r.get("rtt_ms") or 0.0),
+            key=lambda r: (
+                _RANK[r["quality"]] if r["quality"] != "unknown" else -1,
+                r.get("rtt_ms") or 0.0,
+            ),
         )
         host_reps.append(rep)
     chosen = min(host_reps, key=lambda r: (_RANK[r["quality"]], r.get("rtt_ms") or 0.0))

@@ -49,7 +49,9 @@ def site_key(secret, site):
 def spki_digest(pub_pem):
     from cryptography.hazmat.primitives import serialization
 
-    key = serialization.load_pem_public_key(pub_pem.encode() if isinstance(pub_pem, str) else pub_pem)
+    key = serialization.load_pem_public_key(
+        pub_pem.encode() if isinstance(pub_pem, str) else pub_pem
+    )
     der = key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -79,13 +81,16 @@ def key_pool():
 # --------------------------------------------------------------------------
 # masters that keep keys pending
 # --------------------------------------------------------------------------
-def _leave_pending(master, payload):  # pylint: disable=unused-argument
+def _leave_pending(master, payload):
     """salt-factories' auth callback accepts every pending key; ours does nothing."""
 
 
 def edge_conf(**extra):
-    conf = {"shared_secret": SECRET, "previous_shared_secret": PREVIOUS,
-            "previous_shared_secret_expires": "2999-01-01T00:00:00Z"}
+    conf = {
+        "shared_secret": SECRET,
+        "previous_shared_secret": PREVIOUS,
+        "previous_shared_secret_expires": "2999-01-01T00:00:00Z",
+    }
     conf.update(extra)
     return conf
 
@@ -133,7 +138,7 @@ def pending_minion_factory(master, minion_id, priv, pub, overrides=None):
     (pki / "minion.pem").write_text(priv)
     os.chmod(pki / "minion.pem", 0o600)
     (pki / "minion.pub").write_text(pub)
-    factory._start_checks_callbacks.clear()  # pylint: disable=protected-access
+    factory._start_checks_callbacks.clear()
     return factory
 
 
@@ -315,7 +320,9 @@ def start_reactor_master(salt_factories, prefix, **edge):
 
 @pytest.fixture(scope="package")
 def adv_master(salt_factories):
-    with start_reactor_master(salt_factories, "adv-master-", revoked_sites=[REVOKED_SITE]).started() as factory:
+    with start_reactor_master(
+        salt_factories, "adv-master-", revoked_sites=[REVOKED_SITE]
+    ).started() as factory:
         yield factory
 
 
@@ -395,7 +402,11 @@ def forge_events(mopts, events):
     """
     import salt.channel.client
 
-    load = {"cmd": "_minion_event", "id": mopts["id"], "events": [{"tag": t, "data": d} for t, d in events]}
+    load = {
+        "cmd": "_minion_event",
+        "id": mopts["id"],
+        "events": [{"tag": t, "data": d} for t, d in events],
+    }
     with salt.channel.client.ReqChannel.factory(mopts) as channel:
         return channel.send(load, timeout=30, tries=2)
 
@@ -430,4 +441,6 @@ def token_record(opts, minion_id):
     """The token record the master holds for ``minion_id`` (observation only)."""
     import salt.cache
 
-    return salt.cache.Cache(opts).fetch("edge_admission/tokens", hashlib.sha256(minion_id.encode()).hexdigest())
+    return salt.cache.Cache(opts).fetch(
+        "edge_admission/tokens", hashlib.sha256(minion_id.encode()).hexdigest()
+    )

@@ -13,23 +13,23 @@ import pytest
 from saltext_edge import admission
 
 from .conftest import (
-    BusRecorder,
-    master_opts,
-    start_reactor_master,
+    _MISSING,
     PREVIOUS,
     REVOKED_SITE,
     ROTATED_OUT,
     SECRET,
     SITE,
-    _MISSING,
+    BusRecorder,
     fake_auth,
     key_states,
     make_token,
+    master_opts,
     pending_minion_factory,
     per_minion,
     place_pending,
     salt_run,
     site_key,
+    start_reactor_master,
     wait_until,
 )
 
@@ -49,15 +49,33 @@ def test_token_catalogue_through_accept_pending(adv_master, adv_opts, key_pool, 
         # id: (pending pub, recorded pub, token, expected decision, reason)
         "cat-good": (pub_a, pub_a, good("cat-good"), "accepted", None),
         "cat-previous": (pub_a, pub_a, good("cat-previous", secret=PREVIOUS), "accepted", None),
-        "cat-rotated-out": (pub_a, pub_a, good("cat-rotated-out", secret=ROTATED_OUT), "refused", "bad_token"),
+        "cat-rotated-out": (
+            pub_a,
+            pub_a,
+            good("cat-rotated-out", secret=ROTATED_OUT),
+            "refused",
+            "bad_token",
+        ),
         "cat-other-id": (pub_a, pub_a, good("cat-somebody-else"), "refused", "bad_token"),
         "cat-other-key": (pub_b, pub_b, good("cat-other-key", pub=pub_a), "refused", "bad_token"),
         "cat-key-changed": (pub_c, pub_a, good("cat-key-changed"), "refused", "key_changed"),
-        "cat-revoked": (pub_a, pub_a, good("cat-revoked", site=REVOKED_SITE), "refused", "revoked_site"),
+        "cat-revoked": (
+            pub_a,
+            pub_a,
+            good("cat-revoked", site=REVOKED_SITE),
+            "refused",
+            "revoked_site",
+        ),
         "cat-v2": (pub_a, pub_a, "v2" + good("cat-v2")[2:], "refused", "malformed_token"),
         "cat-bad-site": (pub_a, pub_a, f"v1:../../etc:{mac}", "refused", "malformed_token"),
         "cat-unicode": (pub_a, pub_a, f"v1:sité:{mac}", "refused", "malformed_token"),
-        "cat-1mb": (pub_a, pub_a, "v1:" + SITE + ":" + "a" * (1024 * 1024), "refused", "malformed_token"),
+        "cat-1mb": (
+            pub_a,
+            pub_a,
+            "v1:" + SITE + ":" + "a" * (1024 * 1024),
+            "refused",
+            "malformed_token",
+        ),
         "cat-no-token": (pub_a, None, None, "no_token", "no_token_seen"),
     }
     for mid, (pending, recorded, token, _, _) in cases.items():
@@ -81,14 +99,26 @@ def test_token_catalogue_through_accept_pending(adv_master, adv_opts, key_pool, 
     assert SECRET not in out + err and site_key(SECRET, SITE) not in out + err
     states = key_states(adv_opts)
     for mid, c in cases.items():
-        assert states[mid][0] == ("accepted" if c[3] == "accepted" else "pending"), (mid, states[mid][0])
+        assert states[mid][0] == ("accepted" if c[3] == "accepted" else "pending"), (
+            mid,
+            states[mid][0],
+        )
         assert states[mid][1].strip() == c[0].strip(), f"{mid}: key lost or replaced"
     assert elapsed < 60
 
 
 @pytest.mark.parametrize(
     "value",
-    [["v1", "sh-3"], {"site": "sh-3"}, 12345, None, "", "v1:" + SITE + ":" + "b" * (1024 * 1024), "v1:日本:" + "c" * 64, _MISSING],
+    [
+        ["v1", "sh-3"],
+        {"site": "sh-3"},
+        12345,
+        None,
+        "",
+        "v1:" + SITE + ":" + "b" * (1024 * 1024),
+        "v1:日本:" + "c" * 64,
+        _MISSING,
+    ],
     ids=["list", "dict", "number", "null", "empty", "1MB", "unicode", "absent"],
 )
 def test_hostile_grain_values_in_real_auth_events(value, adv_master, adv_opts, key_pool):
@@ -143,7 +173,7 @@ ODD_IDS = [
 
 
 def _snapshot(root):
-    return {p for p in pathlib.Path(root).rglob("*")}
+    return set(pathlib.Path(root).rglob("*"))
 
 
 def test_odd_ids(adv_master, adv_opts, key_pool, policy_file):
@@ -164,11 +194,16 @@ def test_odd_ids(adv_master, adv_opts, key_pool, policy_file):
     refused = [i for i in usable if not admission.valid_id(adv_opts, i)]
     assert refused == ["edge with space", "\u202eevil"]
     for mid in refused:
-        assert admission.record(adv_opts, mid, pub, make_token(SECRET, SITE, mid, pub))["reason"] == "bad_id"
+        assert (
+            admission.record(adv_opts, mid, pub, make_token(SECRET, SITE, mid, pub))["reason"]
+            == "bad_id"
+        )
     usable = [i for i in usable if i not in refused]
     before = _snapshot(root)
     for mid in usable:
-        ret = admission.record(adv_opts, mid, pub, make_token(SECRET, SITE, mid, pub), source="wheel")
+        ret = admission.record(
+            adv_opts, mid, pub, make_token(SECRET, SITE, mid, pub), source="wheel"
+        )
         assert ret["recorded"], (mid, ret)
         place_pending(adv_opts, mid, pub)
     rc, data, out, err = salt_run(adv_master, "edge.accept_pending")
@@ -217,7 +252,9 @@ def test_glob_id_does_not_decide_for_another_pending_key(adv_master, adv_opts, k
     # would admit it anyway: use a revoked-site token so it is refused and
     # a decision event for it would be visible)
     place_pending(adv_opts, "glAx", pub_victim)
-    admission.record(adv_opts, "glAx", pub_victim, make_token(SECRET, REVOKED_SITE, "glAx", pub_victim))
+    admission.record(
+        adv_opts, "glAx", pub_victim, make_token(SECRET, REVOKED_SITE, "glAx", pub_victim)
+    )
     before = admission.list_decisions(adv_opts).get("glAx")
     for attacker in ("gl,x", "gl*"):
         place_pending(adv_opts, attacker, pub_att)
@@ -319,12 +356,16 @@ def test_tokenless_squatter_freed_by_the_reactor(delete_master, key_pool):
         delete_master, mid, node_priv, node_pub, overrides=_node_overrides(site_key(SECRET, SITE))
     )
     with node.started(start_timeout=60):
-        accepted = wait_until(lambda: key_states(opts).get(mid, (None, ""))[0] == "accepted", timeout=90)
+        accepted = wait_until(
+            lambda: key_states(opts).get(mid, (None, ""))[0] == "accepted", timeout=90
+        )
         assert accepted, f"the real node was not admitted: {key_states(opts).get(mid)}"
         assert key_states(opts)[mid][1].strip() == node_pub.strip()
         assert _answers_ping(delete_master, mid)
     bus.stop()
-    decisions = [d for t, d in bus.tagged("edge/admission/") if isinstance(d, dict) and d.get("id") == mid]
+    decisions = [
+        d for t, d in bus.tagged("edge/admission/") if isinstance(d, dict) and d.get("id") == mid
+    ]
     # the squatter's key was replaced by the proven one, not decided
     assert [d["decision"] for d in decisions] == ["accepted"], decisions
 
@@ -354,4 +395,6 @@ def test_replayed_token_in_denied_event_frees_nothing(delete_master, key_pool):
     state, stored = key_states(opts)[mid]
     assert state == "pending" and stored.strip() == node_pub.strip()
     assert mid not in admission.list_decisions(opts)
-    assert not [d for t, d in bus.tagged("edge/admission/") if isinstance(d, dict) and d.get("id") == mid]
+    assert not [
+        d for t, d in bus.tagged("edge/admission/") if isinstance(d, dict) and d.get("id") == mid
+    ]

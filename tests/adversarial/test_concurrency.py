@@ -30,14 +30,14 @@ from .conftest import (
     SECRET,
     SITE,
     BusRecorder,
+    edge_conf,
     fake_auth,
     key_states,
-    edge_conf,
     make_token,
     master_opts,
-    reactor_sls,
     per_minion,
     place_pending,
+    reactor_sls,
     salt_run_argv,
     start_master,
     wait_until,
@@ -77,8 +77,12 @@ def _populate(opts_list, prefix, key_pool, record=True, scale=1.0):
 def _popen_run(master, *args):
     env = dict(os.environ)
     env.pop("SALT_SHARED_SECRET", None)
-    return subprocess.Popen(  # pylint: disable=consider-using-with
-        salt_run_argv(master, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
+    return subprocess.Popen(
+        salt_run_argv(master, *args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
     )
 
 
@@ -101,7 +105,11 @@ def _accept_events(recorders, prefix):
     counts = {}
     for rec in recorders:
         for _tag, data in rec.tagged("salt/key"):
-            if isinstance(data, dict) and data.get("act") == "accept" and str(data.get("id", "")).startswith(prefix):
+            if (
+                isinstance(data, dict)
+                and data.get("act") == "accept"
+                and str(data.get("id", "")).startswith(prefix)
+            ):
                 counts[data["id"]] = counts.get(data["id"], 0) + 1
     return counts
 
@@ -124,10 +132,14 @@ def _check_outcome(opts, expected, results, recorders, prefix):
             if mid.startswith(prefix) and entry.get("action") == "accepted":
                 reported[mid] = reported.get(mid, 0) + 1
     twice = {m: n for m, n in reported.items() if n > 1}
-    assert not twice, f"{len(twice)} keys reported accepted by more than one run, e.g. {sorted(twice)[:5]}"
+    assert not twice, (
+        f"{len(twice)} keys reported accepted by more than one run, e.g. {sorted(twice)[:5]}"
+    )
     events = _accept_events(recorders, prefix)
     twice = {m: n for m, n in events.items() if n > 1}
-    assert not twice, f"{len(twice)} keys got more than one salt/key accept event, e.g. {sorted(twice)[:5]}"
+    assert not twice, (
+        f"{len(twice)} keys got more than one salt/key accept event, e.g. {sorted(twice)[:5]}"
+    )
     valid = {m for m, e in expected.items() if e[0] == "accepted"}
     assert set(events) == valid
 
@@ -170,14 +182,20 @@ def test_reactor_and_operator_at_once(adv_master, adv_opts, key_pool):
         results.extend(_finish([_popen_run(adv_master, "edge.accept_pending", f"match={prefix}*")]))
     firing.join()
     valid = [m for m, e in expected.items() if e[0] == "accepted"]
-    done = wait_until(lambda: all(key_states(adv_opts)[m][0] == "accepted" for m in valid), timeout=120)
+    done = wait_until(
+        lambda: all(key_states(adv_opts)[m][0] == "accepted" for m in valid), timeout=120
+    )
     assert done, "the reactor did not admit every valid key"
     # refused keys were decided (by the reactor) and stay pending
     time.sleep(1)
     bus.stop()
     _check_outcome(adv_opts, expected, results, [bus], prefix)
     new_log = log_file.read_bytes()[log_offset:].decode(errors="replace")
-    ours = [ln for ln in new_log.splitlines() if "saltext_edge" in ln and ("[ERROR" in ln or "Traceback" in ln)]
+    ours = [
+        ln
+        for ln in new_log.splitlines()
+        if "saltext_edge" in ln and ("[ERROR" in ln or "Traceback" in ln)
+    ]
     assert not ours, ours[:5]
     assert "Traceback" not in new_log, new_log[new_log.find("Traceback") - 500 :][:3000]
 
@@ -200,17 +218,25 @@ def test_reactor_decides_a_burst_in_batches(adv_master, adv_opts, key_pool):
             _want, pub, tok = expected[mid]
             fake_auth(adv_opts, mid, pub, tok, event=event)
     valid = [m for m, e in expected.items() if e[0] == "accepted"]
-    done = wait_until(lambda: all(key_states(adv_opts)[m][0] == "accepted" for m in valid), timeout=120)
+    done = wait_until(
+        lambda: all(key_states(adv_opts)[m][0] == "accepted" for m in valid), timeout=120
+    )
     assert done, "the reactor did not admit every valid key"
     refused = [m for m, e in expected.items() if e[0] == "refused"]
     assert wait_until(
-        lambda: all(admission.list_decisions(adv_opts).get(m, {}).get("decision") == "refused" for m in refused),
+        lambda: all(
+            admission.list_decisions(adv_opts).get(m, {}).get("decision") == "refused"
+            for m in refused
+        ),
         timeout=60,
     ), "the refused keys were not decided"
     bus.stop()
     _check_outcome(adv_opts, expected, [], [bus], prefix)
     new_log = log_file.read_bytes()[log_offset:].decode(errors="replace")
-    sizes = [int(n) for n in re.findall(r"deciding (\d+) pending minion\(s\) queued by the reactor", new_log)]
+    sizes = [
+        int(n)
+        for n in re.findall(r"deciding (\d+) pending minion\(s\) queued by the reactor", new_log)
+    ]
     assert sum(sizes) >= len(with_token), sizes
     # batched: far fewer decisions than events (100+ events, 0.1 s window)
     assert len(sizes) <= len(with_token) // 4, sizes
@@ -279,7 +305,9 @@ def test_two_masters_shared_store_reactors(adv_master, adv_opts, twin_master, ke
     for t in threads:
         t.join()
     valid = [m for m, e in expected.items() if e[0] == "accepted"]
-    done = wait_until(lambda: all(key_states(adv_opts)[m][0] == "accepted" for m in valid), timeout=120)
+    done = wait_until(
+        lambda: all(key_states(adv_opts)[m][0] == "accepted" for m in valid), timeout=120
+    )
     assert done, "the reactors did not admit every valid key"
     time.sleep(2)
     for bus in buses:

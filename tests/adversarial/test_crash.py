@@ -29,7 +29,11 @@ PREFIX = "crash-"
 def _listing(opts):
     pki = pathlib.Path(opts["pki_dir"])
     out = {}
-    for sub, state in (("minions", "accepted"), ("minions_pre", "pending"), ("minions_rejected", "rejected")):
+    for sub, state in (
+        ("minions", "accepted"),
+        ("minions_pre", "pending"),
+        ("minions_rejected", "rejected"),
+    ):
         d = pki / sub
         if d.is_dir():
             for name in os.listdir(d):
@@ -60,7 +64,7 @@ def crash_run(adv_master, adv_opts, crash_keys):
     env = dict(os.environ)
     env.pop("SALT_SHARED_SECRET", None)
     t0 = time.monotonic()
-    proc = subprocess.Popen(  # pylint: disable=consider-using-with
+    proc = subprocess.Popen(
         salt_run_argv(adv_master, "edge.accept_pending", f"match={PREFIX}*"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -153,7 +157,11 @@ def test_nothing_accepted_twice(crash_run, crash_keys):
     """Salt's own ``salt/key`` accept event fires at most once per key over both runs."""
     counts = {}
     for _tag, data in crash_run["bus"].tagged("salt/key"):
-        if isinstance(data, dict) and data.get("act") == "accept" and str(data.get("id", "")).startswith(PREFIX):
+        if (
+            isinstance(data, dict)
+            and data.get("act") == "accept"
+            and str(data.get("id", "")).startswith(PREFIX)
+        ):
             counts[data["id"]] = counts.get(data["id"], 0) + 1
     twice = {k: v for k, v in counts.items() if v > 1}
     assert not twice, f"accepted more than once: {dict(list(twice.items())[:10])}"
@@ -207,10 +215,22 @@ def test_minion_config_write_never_torn(tmp_path):
     dropin = str(dropin_dir / "edge.conf")
     big = "x" * 200000
     plans = [
-        mc.build_plan(dropin, ["salt-a.example.net", "salt-b.example.net"], site="sh-3",
-                      site_key="a" * 64, extra={"edge_pad": big}),
-        mc.build_plan(dropin, ["salt-c.example.net"], failover=True, site="sh-4",
-                      site_key="b" * 64, master_alive_interval=45, extra={"edge_pad": big + "y"}),
+        mc.build_plan(
+            dropin,
+            ["salt-a.example.net", "salt-b.example.net"],
+            site="sh-3",
+            site_key="a" * 64,
+            extra={"edge_pad": big},
+        ),
+        mc.build_plan(
+            dropin,
+            ["salt-c.example.net"],
+            failover=True,
+            site="sh-4",
+            site_key="b" * 64,
+            master_alive_interval=45,
+            extra={"edge_pad": big + "y"},
+        ),
     ]
     contents = {p["content"] for p in plans}
     secret_path = plans[0]["secret"]["path"]
@@ -227,8 +247,10 @@ def test_minion_config_write_never_torn(tmp_path):
     kills = 0
     mid_write = set()
     for _ in range(KILLS):
-        proc = subprocess.Popen(  # pylint: disable=consider-using-with
-            [sys.executable, str(script), str(plans_file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(plans_file)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         line = proc.stdout.readline()
         assert line.strip() == b"ready", proc.stderr.read()

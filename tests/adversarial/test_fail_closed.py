@@ -68,13 +68,30 @@ def _cases(tmp):
             {},
             ["nope.secret"],
         ),
-        "short previous": ({"shared_secret": SECRET, "previous_shared_secret": SHORT}, {}, ["previous"]),
+        "short previous": (
+            {"shared_secret": SECRET, "previous_shared_secret": SHORT},
+            {},
+            ["previous"],
+        ),
     }
 
 
 CASE_LABELS = [
-    "none", "empty", "blank", "null", "short", "short env", "empty env", "int", "missing file",
-    "directory", "non-utf8 file", "1MB file", "empty file", "short file", "bad file, good inline",
+    "none",
+    "empty",
+    "blank",
+    "null",
+    "short",
+    "short env",
+    "empty env",
+    "int",
+    "missing file",
+    "directory",
+    "non-utf8 file",
+    "1MB file",
+    "empty file",
+    "short file",
+    "bad file, good inline",
     "short previous",
 ]
 
@@ -151,7 +168,9 @@ def test_accept_pending_fails_closed(label, cases, adv_master, adv_opts, key_poo
     place_pending(adv_opts, mid, pub)
     assert admission.record(adv_opts, mid, pub, make_token(SECRET, SITE, mid, pub))["recorded"]
     cdir = _config_dir(adv_master, tmp_path, edge)
-    rc, data, out, err = salt_run(_CfgMaster(cdir), "edge.accept_pending", f"match={mid}", env=environ)
+    rc, data, out, err = salt_run(
+        _CfgMaster(cdir), "edge.accept_pending", f"match={mid}", env=environ
+    )
     text = out + err
     assert rc != 0, f"accept_pending did not fail: {text[:500]}"
     for word in words:
@@ -162,7 +181,9 @@ def test_accept_pending_fails_closed(label, cases, adv_master, adv_opts, key_poo
     assert key_states(adv_opts)[mid][0] == "pending"
     # site_key refuses too, and writes nothing
     target = tmp_path / "k.key"
-    rc, data, out, err = salt_run(_CfgMaster(cdir), "edge.site_key", SITE, f"path={target}", env=environ)
+    rc, data, out, err = salt_run(
+        _CfgMaster(cdir), "edge.site_key", SITE, f"path={target}", env=environ
+    )
     assert rc != 0 and not target.exists(), out + err
     assert "Traceback" not in out + err
 
@@ -184,7 +205,11 @@ def test_reactor_library_path_fails_closed(label, cases, adv_opts, key_pool, cap
             os.environ["SALT_SHARED_SECRET"] = old
     assert res.get("decision") != "accepted"
     assert key_states(adv_opts)[mid][0] == "pending"
-    errors = [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL") and r.name.startswith("saltext_edge")]
+    errors = [
+        r
+        for r in caplog.records
+        if r.levelname in ("ERROR", "CRITICAL") and r.name.startswith("saltext_edge")
+    ]
     assert len(errors) == 1, [r.getMessage() for r in errors]
     assert SECRET not in errors[0].getMessage() and SHORT not in errors[0].getMessage()
 
@@ -226,9 +251,7 @@ def test_reactor_without_secret_admits_nothing(nosecret_master, key_pool):
     assert all(key_states(opts)[mid][0] == "pending" for mid in ids)
     text = log_file.read_text(errors="replace")
     ours = [ln for ln in text.splitlines() if "no shared secret" in ln]
-    assert "Traceback" not in "\n".join(
-        ln for ln in text.splitlines() if "saltext_edge" in ln
-    )
+    assert "Traceback" not in "\n".join(ln for ln in text.splitlines() if "saltext_edge" in ln)
     # one clear message per refused attempt at most, all naming the fix
     assert 1 <= len(ours) <= 2 * len(ids), ours
     assert all("SALT_SHARED_SECRET" in ln for ln in ours)

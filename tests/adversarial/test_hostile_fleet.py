@@ -24,6 +24,7 @@ from .conftest import (
     BusRecorder,
     accepted_attacker,
     clear_policy,
+    edge_conf,
     forge_events,
     key_cache,
     key_states,
@@ -34,6 +35,7 @@ from .conftest import (
     per_minion,
     place_pending,
     raw_sign_in,
+    reactor_sls,
     salt_run,
     salt_run_argv,
     site_key,
@@ -42,15 +44,19 @@ from .conftest import (
     token_record,
     wait_until,
     write_policy,
-    edge_conf,
-    reactor_sls,
 )
 
 pytestmark = pytest.mark.slow
 
 OTHER_SITE = "sh-9"
 K8S_PLACEHOLDER = yaml.safe_load_all(
-    (pathlib.Path(__file__).resolve().parents[2] / "deploy" / "kubernetes" / "examples" / "secret.example.yaml").read_text()
+    (
+        pathlib.Path(__file__).resolve().parents[2]
+        / "deploy"
+        / "kubernetes"
+        / "examples"
+        / "secret.example.yaml"
+    ).read_text()
 )
 K8S_PLACEHOLDER = [d for d in K8S_PLACEHOLDER if d][0]["stringData"]["shared_secret"]
 
@@ -130,26 +136,66 @@ def test_forged_auth_events_cannot_condemn_an_honest_key(manual_master, mopts, a
     node = _node(manual_master, mid, node_pair)
     good = make_token(SECRET, SITE, mid, node_pair[1])
     raw_sign_in(node, token=good)
-    assert wait_until(lambda: _recorded(mopts, mid, node_pair[1]), 30), "the honest sign-in was not recorded"
+    assert wait_until(lambda: _recorded(mopts, mid, node_pair[1]), 30), (
+        "the honest sign-in was not recorded"
+    )
     junk = "v1:" + SITE + ":" + "0" * 64
     forged = [
-        ("salt/auth", {"result": True, "act": "pend", "id": mid, "pub": stranger_pub,
-                       "autosign_grains": {"edge_token": junk}}),
-        ("salt/auth", {"result": True, "act": "pend", "id": mid, "pub": node_pair[1],
-                       "autosign_grains": {"edge_token": junk}}),
-        ("salt/auth", {"result": True, "act": "denied", "id": mid, "pub": stranger_pub,
-                       "autosign_grains": {"edge_token": junk}}),
-        ("salt/auth", {"result": True, "act": "pend", "id": mid, "pub": node_pair[1],
-                       "autosign_grains": {"edge_token": {"x": 1}}}),
+        (
+            "salt/auth",
+            {
+                "result": True,
+                "act": "pend",
+                "id": mid,
+                "pub": stranger_pub,
+                "autosign_grains": {"edge_token": junk},
+            },
+        ),
+        (
+            "salt/auth",
+            {
+                "result": True,
+                "act": "pend",
+                "id": mid,
+                "pub": node_pair[1],
+                "autosign_grains": {"edge_token": junk},
+            },
+        ),
+        (
+            "salt/auth",
+            {
+                "result": True,
+                "act": "denied",
+                "id": mid,
+                "pub": stranger_pub,
+                "autosign_grains": {"edge_token": junk},
+            },
+        ),
+        (
+            "salt/auth",
+            {
+                "result": True,
+                "act": "pend",
+                "id": mid,
+                "pub": node_pair[1],
+                "autosign_grains": {"edge_token": {"x": 1}},
+            },
+        ),
     ] * 5
     bus = BusRecorder(mopts).start()
     forge_events(attacker, forged)
     # the forged events reached the master bus under salt/auth (what the reactor sees)
-    assert wait_until(lambda: len([1 for t, d in bus.tagged("salt/auth") if d.get("id") == mid]) >= len(forged), 30)
+    assert wait_until(
+        lambda: len([1 for t, d in bus.tagged("salt/auth") if d.get("id") == mid]) >= len(forged),
+        30,
+    )
     # a sentinel sign-in handled after them by the same reactor
     sentinel = f"sh3-sentinel-{_uid()}"
     sent_pair = key_pool[20]
-    raw_sign_in(_node(manual_master, sentinel, sent_pair), token=make_token(SECRET, SITE, sentinel, sent_pair[1]))
+    raw_sign_in(
+        _node(manual_master, sentinel, sent_pair),
+        token=make_token(SECRET, SITE, sentinel, sent_pair[1]),
+    )
     assert wait_until(lambda: _recorded(mopts, sentinel), 30)
     bus.stop()
     rec = _recorded(mopts, mid) or {}
@@ -186,15 +232,21 @@ def test_recovery_never_undoes_an_operator(manual_master, mopts, key_pool, opera
     operator_policy(on_invalid="keep")
     env = dict(os.environ)
     env.pop("SALT_SHARED_SECRET", None)
-    proc = subprocess.Popen(  # pylint: disable=consider-using-with
+    proc = subprocess.Popen(
         salt_run_argv(manual_master, "edge.accept_pending", f"match={prefix}*"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
     )
     pki = pathlib.Path(mopts["pki_dir"])
     deadline = time.monotonic() + 120
     killed = False
     while time.monotonic() < deadline and proc.poll() is None:
-        done = [m for m in os.listdir(pki / "minions") if m.startswith(prefix)] if (pki / "minions").is_dir() else []
+        done = (
+            [m for m in os.listdir(pki / "minions") if m.startswith(prefix)]
+            if (pki / "minions").is_dir()
+            else []
+        )
         if len(done) >= 130:
             proc.send_signal(signal.SIGKILL)
             killed = True
@@ -213,9 +265,18 @@ def test_recovery_never_undoes_an_operator(manual_master, mopts, key_pool, opera
     assert victims
     for mid in victims:
         ret = subprocess.run(
-            [str(pathlib.Path(salt_run_argv(manual_master)[0]).parent / "salt-key"), "-c",
-             str(manual_master.config_dir), "-d", mid, "-y"],
-            capture_output=True, text=True, check=False, timeout=120,
+            [
+                str(pathlib.Path(salt_run_argv(manual_master)[0]).parent / "salt-key"),
+                "-c",
+                str(manual_master.config_dir),
+                "-d",
+                mid,
+                "-y",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
         )
         assert ret.returncode == 0, ret.stderr
     assert not any(mid in key_states(mopts) for mid in victims)
@@ -223,7 +284,9 @@ def test_recovery_never_undoes_an_operator(manual_master, mopts, key_pool, opera
     assert rc == 0, (out[-2000:], err[-2000:])
     states = key_states(mopts)
     back = [mid for mid in victims if mid in states]
-    assert not back, f"keys the operator deleted after the crash came back: {[(m, states[m][0]) for m in back]}"
+    assert not back, (
+        f"keys the operator deleted after the crash came back: {[(m, states[m][0]) for m in back]}"
+    )
 
 
 # --------------------------------------------------------------------------
@@ -239,7 +302,9 @@ def test_recovery_never_undoes_an_operator(manual_master, mopts, key_pool, opera
     ],
     ids=["octal-site", "no-site", "on-key", "string-bool"],
 )
-def test_yaml_typed_policy_refuses_admission(yaml_text, site, words, manual_master, mopts, key_pool):
+def test_yaml_typed_policy_refuses_admission(
+    yaml_text, site, words, manual_master, mopts, key_pool
+):
     """
     The operator writes the policy as the docs showed it, unquoted: YAML
     reads the site names as other types. ``salt-run edge.accept_pending``
@@ -279,29 +344,45 @@ def test_stolen_site_key_gets_no_id_of_another_site(manual_master, mopts, key_po
     thief_id = f"sh3-stolen-{_uid()}"
     pair = key_pool[22]
     stolen_key = site_key(SECRET, OTHER_SITE)
-    raw_sign_in(_node(manual_master, thief_id, pair),
-                token=make_token(SECRET, OTHER_SITE, thief_id, pair[1], k_site=stolen_key))
+    raw_sign_in(
+        _node(manual_master, thief_id, pair),
+        token=make_token(SECRET, OTHER_SITE, thief_id, pair[1], k_site=stolen_key),
+    )
     free_id = f"free-{_uid()}"
     free_pair = key_pool[23]
-    raw_sign_in(_node(manual_master, free_id, free_pair), token=make_token(SECRET, OTHER_SITE, free_id, free_pair[1]))
+    raw_sign_in(
+        _node(manual_master, free_id, free_pair),
+        token=make_token(SECRET, OTHER_SITE, free_id, free_pair[1]),
+    )
     assert wait_until(lambda: _recorded(mopts, thief_id) and _recorded(mopts, free_id), 30)
-    rc, data, out, err = salt_run(manual_master, "edge.accept_pending", f"match={thief_id},{free_id}")
+    rc, data, out, err = salt_run(
+        manual_master, "edge.accept_pending", f"match={thief_id},{free_id}"
+    )
     assert rc == 0, (out, err)
     table = per_minion(data)
     assert (table[thief_id]["decision"], table[thief_id]["reason"]) == ("refused", "id_not_allowed")
     assert table[free_id]["decision"] == "accepted"
     index = admission.node_index(mopts)
-    assert index[free_id]["site"] == OTHER_SITE and index[free_id]["admitted_by"] == f"token:{OTHER_SITE}"
+    assert (
+        index[free_id]["site"] == OTHER_SITE
+        and index[free_id]["admitted_by"] == f"token:{OTHER_SITE}"
+    )
     assert thief_id not in index
     rc, data, out, err = salt_run(manual_master, "edge.node_index")
     assert rc == 0 and data[free_id]["site"] == OTHER_SITE, (out, err)
     # the free id is now bound to sh-9: another site's token for it (new key) is refused
     key_cache(mopts).flush("keys", free_id)
     new_pair = key_pool[0]
-    raw_sign_in(_node(manual_master, free_id, new_pair), token=make_token(SECRET, "sh-8", free_id, new_pair[1]))
+    raw_sign_in(
+        _node(manual_master, free_id, new_pair),
+        token=make_token(SECRET, "sh-8", free_id, new_pair[1]),
+    )
     assert wait_until(lambda: _recorded(mopts, free_id, new_pair[1]), 30)
     rc, data, out, err = salt_run(manual_master, "edge.accept_pending", f"match={free_id}")
-    assert (per_minion(data)[free_id]["decision"], per_minion(data)[free_id]["reason"]) == ("refused", "site_mismatch")
+    assert (per_minion(data)[free_id]["decision"], per_minion(data)[free_id]["reason"]) == (
+        "refused",
+        "site_mismatch",
+    )
 
 
 # --------------------------------------------------------------------------
@@ -327,7 +408,9 @@ def test_revoked_node_stays_out(manual_master, mopts, key_pool):
     assert rc == 0 and data["revoked"] is True and data["key_removed"] == "accepted", (out, err)
     assert mid not in key_states(mopts)
     raw_sign_in(node, token=tok)
-    assert wait_until(lambda: key_states(mopts).get(mid, (None,))[0] == "pending" and _recorded(mopts, mid), 30)
+    assert wait_until(
+        lambda: key_states(mopts).get(mid, (None,))[0] == "pending" and _recorded(mopts, mid), 30
+    )
     rc, data, out, err = salt_run(manual_master, "edge.accept_pending", f"match={mid}")
     entry = per_minion(data)[mid]
     assert (entry["decision"], entry["reason"]) == ("refused", "revoked_node"), entry
@@ -352,7 +435,9 @@ def test_refusal_redecided_after_the_secret_is_fixed(salt_factories, key_pool):
     factory = start_reactor_master(salt_factories, "adv-fix-")
     override = pathlib.Path(factory.config_dir) / "master.d" / "zz-wrong-secret.conf"
     override.parent.mkdir(exist_ok=True)
-    override.write_text(yaml.safe_dump({"edge": dict(edge_conf(auto_admit=True), shared_secret=wrong)}))
+    override.write_text(
+        yaml.safe_dump({"edge": dict(edge_conf(auto_admit=True), shared_secret=wrong)})
+    )
     opts = master_opts(factory)
     mid = f"fix-{_uid()}"
     pair = key_pool[2]
@@ -361,14 +446,18 @@ def test_refusal_redecided_after_the_secret_is_fixed(salt_factories, key_pool):
         node = minion_opts_for(factory, mid, *pair)
         bus = BusRecorder(opts).start()
         raw_sign_in(node, token=tok)
-        assert wait_until(lambda: [d for t, d in bus.tagged("edge/admission/refused") if d.get("id") == mid], 30)
+        assert wait_until(
+            lambda: [d for t, d in bus.tagged("edge/admission/refused") if d.get("id") == mid], 30
+        )
         bus.stop()
         assert key_states(opts)[mid][0] == "pending"
     override.unlink()
     with factory.started():
         bus = BusRecorder(opts).start()
         raw_sign_in(node, token=tok)
-        assert wait_until(lambda: key_states(opts)[mid][0] == "accepted", 60), "still refused after the fix"
+        assert wait_until(lambda: key_states(opts)[mid][0] == "accepted", 60), (
+            "still refused after the fix"
+        )
         bus.stop()
 
 
@@ -417,11 +506,15 @@ def test_previous_secret_logged_and_expires(manual_master, mopts, key_pool):
     for mid, pair in ((old_id, key_pool[4]), (late_id, key_pool[5])):
         raw_sign_in(_node(manual_master, mid, pair), token=make_token(PREVIOUS, SITE, mid, pair[1]))
     assert wait_until(lambda: _recorded(mopts, old_id) and _recorded(mopts, late_id), 30)
-    rc, data, out, err = salt_run(manual_master, "edge.accept_pending", f"match={old_id}", "-l", "warning")
+    rc, data, out, err = salt_run(
+        manual_master, "edge.accept_pending", f"match={old_id}", "-l", "warning"
+    )
     assert per_minion(data)[old_id]["decision"] == "accepted", (out, err)
     assert "only under the previous fleet secret" in out + err
     assert admission.node_index(mopts)[old_id]["admitted_by"] == f"token:{SITE} (previous secret)"
-    write_policy(manual_master, **dict(edge_conf(), previous_shared_secret_expires="2001-01-01T00:00:00Z"))
+    write_policy(
+        manual_master, **dict(edge_conf(), previous_shared_secret_expires="2001-01-01T00:00:00Z")
+    )
     try:
         rc, data, out, err = salt_run(manual_master, "edge.accept_pending", f"match={late_id}")
     finally:
@@ -445,20 +538,48 @@ def test_oversized_and_control_character_input(manual_master, mopts, attacker, k
     # Salt strips white space around the key, so pad inside: text before the
     # PEM block, which a PEM parser skips
     padded = ("# padding " + "x" * 54 + "\n") * 8000 + pair[1].strip()
-    raw_sign_in(_node(manual_master, mid, pair), pub=padded, token=make_token(SECRET, SITE, mid, pair[1]))
+    raw_sign_in(
+        _node(manual_master, mid, pair), pub=padded, token=make_token(SECRET, SITE, mid, pair[1])
+    )
     injected = "INJECTED edge admission: victim-1 accepted (reason: None"
-    forge_events(attacker, [
-        ("salt/auth", {"act": "pend", "id": f"x\n{injected}", "pub": pair[1],
-                       "autosign_grains": {"edge_token": "t\r\n" + injected}}),
-        ("salt/auth", {"act": "denied", "id": f"y\r{injected}", "pub": pair[1],
-                       "autosign_grains": {"edge_token": make_token(SECRET, SITE, f"y\r{injected}", pair[1])}}),
-    ])
+    forge_events(
+        attacker,
+        [
+            (
+                "salt/auth",
+                {
+                    "act": "pend",
+                    "id": f"x\n{injected}",
+                    "pub": pair[1],
+                    "autosign_grains": {"edge_token": "t\r\n" + injected},
+                },
+            ),
+            (
+                "salt/auth",
+                {
+                    "act": "denied",
+                    "id": f"y\r{injected}",
+                    "pub": pair[1],
+                    "autosign_grains": {
+                        "edge_token": make_token(SECRET, SITE, f"y\r{injected}", pair[1])
+                    },
+                },
+            ),
+        ],
+    )
     sentinel = f"sh3-pad-sentinel-{_uid()}"
     sent_pair = key_pool[7]
-    raw_sign_in(_node(manual_master, sentinel, sent_pair), token=make_token(SECRET, SITE, sentinel, sent_pair[1]))
+    raw_sign_in(
+        _node(manual_master, sentinel, sent_pair),
+        token=make_token(SECRET, SITE, sentinel, sent_pair[1]),
+    )
     assert wait_until(lambda: _recorded(mopts, sentinel), 30)
-    assert wait_until(lambda: key_states(mopts).get(mid), 30), "the padded sign-in did not reach the key store"
-    padded_recorded = _recorded(mopts, mid) is not None  # a bool: never print a record (it holds a token)
+    assert wait_until(lambda: key_states(mopts).get(mid), 30), (
+        "the padded sign-in did not reach the key store"
+    )
+    padded_recorded = (
+        _recorded(mopts, mid) is not None
+    )  # a bool: never print a record (it holds a token)
     assert not padded_recorded, "the padded key was recorded"
     bank = pathlib.Path(mopts["cachedir"]) / "edge_admission"
     biggest = max((p.stat().st_size for p in bank.rglob("*") if p.is_file()), default=0)
@@ -485,23 +606,35 @@ def test_persistent_squatter_loses_to_the_proven_node(adv_master, adv_opts, key_
     node_priv, node_pub = key_pool[9]
     common = {"autosign_grains": ["edge_token"], "rejected_retry": True}
     squatter = pending_minion_factory(
-        adv_master, mid, squat_priv, squat_pub,
+        adv_master,
+        mid,
+        squat_priv,
+        squat_pub,
         overrides=dict(common, edge={"site": SITE, "site_key": "ab" * 32}),
     )
     with squatter.started(start_timeout=60):
-        assert wait_until(lambda: key_states(adv_opts).get(mid, (None, ""))[1].strip() == squat_pub.strip(), 30)
+        assert wait_until(
+            lambda: key_states(adv_opts).get(mid, (None, ""))[1].strip() == squat_pub.strip(), 30
+        )
         node = adv_master.salt_minion_daemon(
-            mid + "-real", overrides=dict(common, id=mid, edge={"site": SITE, "site_key": site_key(SECRET, SITE)},
-                                          acceptance_wait_time=1, acceptance_wait_time_max=1,
-                                          random_reauth_delay=0)
+            mid + "-real",
+            overrides=dict(
+                common,
+                id=mid,
+                edge={"site": SITE, "site_key": site_key(SECRET, SITE)},
+                acceptance_wait_time=1,
+                acceptance_wait_time_max=1,
+                random_reauth_delay=0,
+            ),
         )
         pki = pathlib.Path(node.config["pki_dir"])
         pki.mkdir(parents=True, exist_ok=True)
         (pki / "minion.pem").write_text(node_priv)
         os.chmod(pki / "minion.pem", 0o600)
         (pki / "minion.pub").write_text(node_pub)
-        node._start_checks_callbacks.clear()  # pylint: disable=protected-access
+        node._start_checks_callbacks.clear()
         with node.started(start_timeout=60):
+
             def node_holds_id():
                 state, pub = key_states(adv_opts).get(mid, (None, ""))
                 return state == "accepted" and pub.strip() == node_pub.strip()
@@ -509,7 +642,9 @@ def test_persistent_squatter_loses_to_the_proven_node(adv_master, adv_opts, key_
             won = wait_until(node_holds_id, timeout=90)
             assert won, f"the proven node did not win its id: {key_states(adv_opts).get(mid)}"
             # the squatter keeps signing in; the node keeps its id
-            assert wait_until(lambda: (pathlib.Path(adv_opts["pki_dir"]) / "minions_denied" / mid).exists(), 30)
+            assert wait_until(
+                lambda: (pathlib.Path(adv_opts["pki_dir"]) / "minions_denied" / mid).exists(), 30
+            )
             state, pub = key_states(adv_opts)[mid]
             assert state == "accepted" and pub.strip() == node_pub.strip()
 
@@ -535,8 +670,18 @@ def test_lock_held_elsewhere_fails_the_run_clearly(manual_master, mopts, key_poo
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": "test-host", "what": "a stuck backup",
-                                  "since": "2026-01-01T00:00:00Z"}).encode(), 0)
+        os.pwrite(
+            fd,
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "host": "test-host",
+                    "what": "a stuck backup",
+                    "since": "2026-01-01T00:00:00Z",
+                }
+            ).encode(),
+            0,
+        )
         start = time.monotonic()
         rc, _, out, err = salt_run(manual_master, "edge.accept_pending", f"match={mid}", timeout=60)
         elapsed = time.monotonic() - start

@@ -26,10 +26,9 @@ import pytest
 
 from .conftest import (
     BIN,
-    PREVIOUS,
-    SECRET,
     SITE,
     BusRecorder,
+    _leave_pending,
     fake_auth,
     make_token,
     master_config,
@@ -38,7 +37,6 @@ from .conftest import (
     reactor_sls,
     salt_run,
     site_key,
-    _leave_pending,
 )
 
 pytestmark = pytest.mark.slow
@@ -66,8 +64,11 @@ def leak(salt_factories, tmp_path_factory):
     env = dict(os.environ, SALT_SHARED_SECRET=LEAK_SECRET)
     overrides = master_config(
         reactor=[{"salt/auth": [str(reactor_sls())]}],
-        edge={"previous_shared_secret_file": str(prev_file), "auto_admit": True,
-              "previous_shared_secret_expires": "2999-01-01T00:00:00Z"},
+        edge={
+            "previous_shared_secret_file": str(prev_file),
+            "auto_admit": True,
+            "previous_shared_secret_expires": "2999-01-01T00:00:00Z",
+        },
         log_level="all",
         log_level_logfile="all",
         file_roots={"base": [str(state_root)]},
@@ -117,8 +118,16 @@ def leak(salt_factories, tmp_path_factory):
         # second brand-new minion through edge:enrollment_key_file
         run_env = {"SALT_SHARED_SECRET": LEAK_SECRET}
         enr_file = root / "enroll.key"
-        rc, enr_ret, out, err = salt_run(master, "edge.enrollment_key", f"site={SITE}", f"path={enr_file}",
-                                         "uses=2", "expires=1h", "note=leak test", env=run_env)
+        rc, enr_ret, out, err = salt_run(
+            master,
+            "edge.enrollment_key",
+            f"site={SITE}",
+            f"path={enr_file}",
+            "uses=2",
+            "expires=1h",
+            "note=leak test",
+            env=run_env,
+        )
         outputs.append(("salt-run edge.enrollment_key", out + err))
         assert rc == 0 and enr_file.exists(), (out + err)[-2000:]
         enr_text = enr_file.read_text().strip()
@@ -164,7 +173,12 @@ def leak(salt_factories, tmp_path_factory):
             # an attacker: hostile token for a pending key, through the reactor
             (_, stranger_pub) = _stranger_key()
             place_pending(opts, "leak-stranger", stranger_pub)
-            fake_auth(opts, "leak-stranger", stranger_pub, make_token("x" * 32, SITE, "leak-stranger", stranger_pub))
+            fake_auth(
+                opts,
+                "leak-stranger",
+                stranger_pub,
+                make_token("x" * 32, SITE, "leak-stranger", stranger_pub),
+            )
             fake_auth(opts, "leak-stranger", stranger_pub, token)  # replayed node token
             for call in calls:
                 rc, _data, out, err = salt_run(master, *call, env=run_env)
@@ -176,17 +190,28 @@ def leak(salt_factories, tmp_path_factory):
             for fun, kwarg in (
                 ("edge.accept_pending", {"dry_run": True}),
                 ("edge.decisions", {}),
-                ("edge.record", {"minion_id": "leak-stranger", "pub": stranger_pub, "token": token}),
-                ("edge.auth_event", {"minion_id": "leak-stranger", "pub": stranger_pub, "token": token}),
-                ("edge.auth_event", {"minion_id": "leak-stranger", "pub": "not a key", "token": "v1:x:y"}),
+                (
+                    "edge.record",
+                    {"minion_id": "leak-stranger", "pub": stranger_pub, "token": token},
+                ),
+                (
+                    "edge.auth_event",
+                    {"minion_id": "leak-stranger", "pub": stranger_pub, "token": token},
+                ),
+                (
+                    "edge.auth_event",
+                    {"minion_id": "leak-stranger", "pub": "not a key", "token": "v1:x:y"},
+                ),
             ):
                 try:
                     ret = wheel.cmd(fun, kwarg=kwarg, print_event=False, full_return=True)
                     # the job data echoes the call's arguments (Salt's doing);
                     # the function's own return is what must be clean of tokens
                     outputs.append((f"wheel {fun} (full job data)", repr(ret)))
-                    outputs.append((f"wheel {fun}", repr(ret.get("return") if isinstance(ret, dict) else ret)))
-                except Exception as exc:  # pylint: disable=broad-except
+                    outputs.append(
+                        (f"wheel {fun}", repr(ret.get("return") if isinstance(ret, dict) else ret))
+                    )
+                except Exception as exc:
                     outputs.append((f"wheel {fun} raised", f"{exc.__class__.__name__}: {exc}"))
             # the console script an operator would run on the master
             import subprocess
@@ -199,14 +224,26 @@ def leak(salt_factories, tmp_path_factory):
                 check=False,
             )
             outputs.append(("saltext-edge site-key 'bad site!' (error)", proc.stdout + proc.stderr))
-            for args in (["--site", SITE, "--path", str(root / "cli-enroll.key"), "--uses", "3"],
-                         ["--site", SITE, "--path", str(enr_file)]):  # the second: exists
+            for args in (
+                ["--site", SITE, "--path", str(root / "cli-enroll.key"), "--uses", "3"],
+                ["--site", SITE, "--path", str(enr_file)],
+            ):  # the second: exists
                 proc = subprocess.run(
-                    [str(BIN / "saltext-edge"), "enrollment-key", *args, "-c", str(master.config_dir)],
-                    capture_output=True, text=True, check=False,
+                    [
+                        str(BIN / "saltext-edge"),
+                        "enrollment-key",
+                        *args,
+                        "-c",
+                        str(master.config_dir),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=False,
                     env=dict(os.environ, SALT_SHARED_SECRET=LEAK_SECRET),
                 )
-                outputs.append(("saltext-edge enrollment-key " + " ".join(args), proc.stdout + proc.stderr))
+                outputs.append(
+                    ("saltext-edge enrollment-key " + " ".join(args), proc.stdout + proc.stderr)
+                )
             cli_key = (root / "cli-enroll.key").read_text().strip()
             time.sleep(1.5)
         bus.stop()
@@ -266,7 +303,9 @@ def test_levels_really_were_all(leak):
     assert "[TRACE   ]" in master_log or "[GARBAGE ]" in master_log
     assert "[TRACE   ]" in minion_log or "[GARBAGE ]" in minion_log
     # and the admission did happen through the reactor
-    assert any(t == "edge/admission/accepted" and d.get("id") == NODE for t, d in leak["bus"].events)
+    assert any(
+        t == "edge/admission/accepted" and d.get("id") == NODE for t, d in leak["bus"].events
+    )
 
 
 def _log_hits(leak, secrets):
@@ -354,11 +393,12 @@ def test_token_not_in_our_logs_events_or_returns(leak):
         # run/wheel job events echo the call's arguments (Salt's doing: the
         # reactor passes the token it got in salt/auth); what OUR function
         # returns must not hold it
-        if (tag.startswith("salt/run/") or tag.startswith("salt/wheel/")) and "edge." in str(
-            data.get("fun", "")
+        if (
+            tag.startswith(("salt/run/", "salt/wheel/"))
+            and "edge." in str(data.get("fun", ""))
+            and mac in repr(data.get("return", ""))
         ):
-            if mac in repr(data.get("return", "")):
-                hits.append(f"return in event {tag} ({data.get('fun')})")
+            hits.append(f"return in event {tag} ({data.get('fun')})")
     for label, text in leak["outputs"]:
         if "edge" in label and "(full job data)" not in label and mac in text:
             hits.append(f"output of {label}")
@@ -380,8 +420,15 @@ def test_minion_config_secret_file_and_dropin(leak):
 
 def test_enrolled_node_admitted_by_its_enrollment(leak):
     """The enrolled node was admitted by its enrollment (so the checks above covered that path)."""
-    admitted = [d for t, d in leak["bus"].events if t == "edge/admission/accepted" and d.get("id") == ENR_NODE]
+    admitted = [
+        d
+        for t, d in leak["bus"].events
+        if t == "edge/admission/accepted" and d.get("id") == ENR_NODE
+    ]
     assert admitted and admitted[0]["admitted_by"] == f"enrollment:{leak['enrollment']['id']}"
     outs = dict(leak["outputs"])
     assert ENR_NODE in outs["salt-run edge.enrollment_keys"]
-    assert "already exists" in outs[f"saltext-edge enrollment-key --site {SITE} --path {leak['enrollment']['path']}"]
+    assert (
+        "already exists"
+        in outs[f"saltext-edge enrollment-key --site {SITE} --path {leak['enrollment']['path']}"]
+    )

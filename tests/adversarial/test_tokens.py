@@ -19,7 +19,16 @@ from hypothesis import strategies as st
 from saltext_edge import admission
 from saltext_edge import tokens as tk
 
-from .conftest import PREVIOUS, REVOKED_SITE, ROTATED_OUT, SECRET, SITE, make_token, site_key, spki_digest
+from .conftest import (
+    PREVIOUS,
+    REVOKED_SITE,
+    ROTATED_OUT,
+    SECRET,
+    SITE,
+    make_token,
+    site_key,
+    spki_digest,
+)
 
 SECRETS = [SECRET, PREVIOUS]
 HEX = "0123456789abcdef"
@@ -32,7 +41,9 @@ def keys(key_pool):
 
 @pytest.fixture(scope="module")
 def pol():
-    return admission.policy({"edge": {"revoked_sites": [REVOKED_SITE], "site_ids": {"locked": ["lk-*"]}}})
+    return admission.policy(
+        {"edge": {"revoked_sites": [REVOKED_SITE], "site_ids": {"locked": ["lk-*"]}}}
+    )
 
 
 def _rec(minion_id, pub, token):
@@ -113,7 +124,7 @@ def test_one_hex_digit_changed_is_refused(flip, char, keys):
     mac = good.rsplit(":", 1)[1]
     if mac[flip] == char:
         return
-    bad = good[: -64] + mac[:flip] + char + mac[flip + 1 :]
+    bad = good[:-64] + mac[:flip] + char + mac[flip + 1 :]
     with pytest.raises(tk.TokenError) as err:
         tk.verify_token(bad, SECRETS, "edge-1", spki_digest(pub))
     assert err.value.reason == "bad_token"
@@ -148,10 +159,24 @@ def _malformed(pub):
 
 
 MALFORMED_LABELS = [
-    "wrong version v2", "wrong version V1", "no version", "site empty", "site 65 chars",
-    "site with slash", "site with space", "site unicode", "mac upper-case", "mac short",
-    "mac unicode digits", "extra field", "trailing newline", "leading space", "1 MB",
-    "1 MB of colons", "NUL inside", "emoji",
+    "wrong version v2",
+    "wrong version V1",
+    "no version",
+    "site empty",
+    "site 65 chars",
+    "site with slash",
+    "site with space",
+    "site unicode",
+    "mac upper-case",
+    "mac short",
+    "mac unicode digits",
+    "extra field",
+    "trailing newline",
+    "leading space",
+    "1 MB",
+    "1 MB of colons",
+    "NUL inside",
+    "emoji",
 ]
 
 
@@ -210,10 +235,14 @@ def test_valid_token_for_another_key(keys, pol):
     (_, pub_a), (_, pub_b) = keys
     tok_a = make_token(SECRET, SITE, "edge-1", pub_a)
     # replayed with the attacker's own key: the record says key B, token for key A
-    decision, reason, _ = admission.verify("edge-1", pub_b, _rec("edge-1", pub_b, tok_a), SECRETS, pol)
+    decision, reason, _ = admission.verify(
+        "edge-1", pub_b, _rec("edge-1", pub_b, tok_a), SECRETS, pol
+    )
     assert (decision, reason) == ("refused", "bad_token")
     # recorded for key A, but key B is what is pending now
-    decision, reason, _ = admission.verify("edge-1", pub_b, _rec("edge-1", pub_a, tok_a), SECRETS, pol)
+    decision, reason, _ = admission.verify(
+        "edge-1", pub_b, _rec("edge-1", pub_a, tok_a), SECRETS, pol
+    )
     assert (decision, reason) == ("refused", "key_changed")
 
 
@@ -221,9 +250,11 @@ def test_same_key_other_pem_wrapping_is_not_key_changed(keys, pol):
     pub = keys[0][1]
     tok = make_token(SECRET, SITE, "edge-1", pub)
     body = "".join(pub.strip().splitlines()[1:-1])
-    rewrapped = "-----BEGIN PUBLIC KEY-----\n" + "\n".join(
-        body[i : i + 76] for i in range(0, len(body), 76)
-    ) + "\n-----END PUBLIC KEY-----\n"
+    rewrapped = (
+        "-----BEGIN PUBLIC KEY-----\n"
+        + "\n".join(body[i : i + 76] for i in range(0, len(body), 76))
+        + "\n-----END PUBLIC KEY-----\n"
+    )
     assert rewrapped.strip() != pub.strip()
     decision, _, _ = admission.verify("edge-1", rewrapped, _rec("edge-1", pub, tok), SECRETS, pol)
     assert decision == "accepted"
@@ -258,7 +289,9 @@ def test_site_key_of_one_site_cannot_mint_for_another(keys, pol):
 def test_id_not_allowed_for_site(keys, pol):
     pub = keys[0][1]
     tok = make_token(SECRET, "locked", "intruder-1", pub)
-    decision, reason, _ = admission.verify("intruder-1", pub, _rec("intruder-1", pub, tok), SECRETS, pol)
+    decision, reason, _ = admission.verify(
+        "intruder-1", pub, _rec("intruder-1", pub, tok), SECRETS, pol
+    )
     assert (decision, reason) == ("refused", "id_not_allowed")
     tok = make_token(SECRET, "locked", "lk-7", pub)
     assert admission.verify("lk-7", pub, _rec("lk-7", pub, tok), SECRETS, pol)[0] == "accepted"

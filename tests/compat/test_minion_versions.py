@@ -32,7 +32,7 @@ def compat_pythons():
             continue
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         procs[name] = (
-            subprocess.Popen(  # pylint: disable=consider-using-with
+            subprocess.Popen(
                 [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", req],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -49,8 +49,17 @@ def compat_pythons():
 
 def _salt_call(python, conf_dir, *args):
     proc = subprocess.run(
-        [python, "-c", "import salt.scripts; salt.scripts.salt_call()",
-         "--local", f"--config-dir={conf_dir}", "--out=json", "-l", "quiet", *args],
+        [
+            python,
+            "-c",
+            "import salt.scripts; salt.scripts.salt_call()",
+            "--local",
+            f"--config-dir={conf_dir}",
+            "--out=json",
+            "-l",
+            "quiet",
+            *args,
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -64,9 +73,15 @@ def _salt_call(python, conf_dir, *args):
 def test_minion_side_loads(version, compat_pythons, tmp_path):
     python = compat_pythons[version]
     got = subprocess.run(
-        [python, "-c", "import salt.version, importlib.util as u;"
-         "print(salt.version.__version__, u.find_spec('saltext_edge') is None)"],
-        capture_output=True, text=True, check=True,
+        [
+            python,
+            "-c",
+            "import salt.version, importlib.util as u;"
+            "print(salt.version.__version__, u.find_spec('saltext_edge') is None)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     assert got[0].startswith(version) and got[1] == "True", got
 
@@ -85,8 +100,14 @@ def test_minion_side_loads(version, compat_pythons, tmp_path):
     (tmp_path / "minion").write_text(yaml.safe_dump(conf))
 
     funcs = _salt_call(python, tmp_path, "sys.list_functions", "edge")
-    for fun in ("edge.version", "edge.uplink", "edge.check_master", "edge.config_audit",
-                "edge.diagnose", "edge.http_probe"):
+    for fun in (
+        "edge.version",
+        "edge.uplink",
+        "edge.check_master",
+        "edge.config_audit",
+        "edge.diagnose",
+        "edge.http_probe",
+    ):
         assert fun in funcs, funcs
     assert _salt_call(python, tmp_path, "grains.get", "edge_site") == "compat-site"
     assert "quality" in _salt_call(python, tmp_path, "grains.get", "edge_uplink")
@@ -94,8 +115,15 @@ def test_minion_side_loads(version, compat_pythons, tmp_path):
     assert audit
 
     dropin = tmp_path / "minion.d" / "edge.conf"
-    ret = _salt_call(python, tmp_path, "state.single", "edge.minion_config",
-                     f"name={dropin}", "masters=[salt-a.example.invalid]", "test=True")
+    ret = _salt_call(
+        python,
+        tmp_path,
+        "state.single",
+        "edge.minion_config",
+        f"name={dropin}",
+        "masters=[salt-a.example.invalid]",
+        "test=True",
+    )
     (state,) = ret.values()
     assert state["result"] is None, state
     assert not dropin.exists()

@@ -107,8 +107,12 @@ def test_failover_to_second_master(salt_factories):
                 )
                 assert matched.found_all_events, "the minion never moved to the second master"
                 event = next(iter(matched))
-                moved = (event.stamp - datetime.fromtimestamp(stopped, tz=timezone.utc)).total_seconds()
-                print(f"failover: minion started on master B {moved:.1f}s after master A was stopped")
+                moved = (
+                    event.stamp - datetime.fromtimestamp(stopped, tz=timezone.utc)
+                ).total_seconds()
+                print(
+                    f"failover: minion started on master B {moved:.1f}s after master A was stopped"
+                )
                 # it answers commands from the second master
                 assert _ping(master_b, minion.id, timeout=15)
                 # about two intervals: one to notice, then Salt's own reconnect

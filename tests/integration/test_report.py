@@ -146,7 +146,7 @@ def fleet(report_master):
         )
     started = []
     try:
-        for name, factory in factories.items():
+        for factory in factories.values():
             factory.start()
             started.append(factory)
         yield factories
@@ -224,7 +224,9 @@ def _beat_from(minion_id):
 def fleet_with_one_down(fleet, report_master, pending_key, refused_key, event_listener):
     start = time.time() - 120
     for factory in fleet.values():
-        _wait_event(event_listener, report_master, "edge/heartbeat", start, 60, _beat_from(factory.id))
+        _wait_event(
+            event_listener, report_master, "edge/heartbeat", start, 60, _beat_from(factory.id)
+        )
     # b-poor's heartbeats carry an uplink measured through the delaying relay
     _wait_event(
         event_listener,
@@ -232,13 +234,19 @@ def fleet_with_one_down(fleet, report_master, pending_key, refused_key, event_li
         "edge/heartbeat",
         start,
         60,
-        lambda d: (d.get("data") or {}).get("id") == fleet["b-poor"].id
-        and (d["data"].get("uplink") or {}).get("quality") == "poor",
+        lambda d: (
+            (d.get("data") or {}).get("id") == fleet["b-poor"].id
+            and (d["data"].get("uplink") or {}).get("quality") == "poor"
+        ),
     )
     stopped = time.time()
     fleet["a-down"].terminate()
     _wait_event(
-        event_listener, report_master, f"edge/node/{fleet['a-down'].id}/offline", stopped, OFFLINE_S + 20
+        event_listener,
+        report_master,
+        f"edge/node/{fleet['a-down'].id}/offline",
+        stopped,
+        OFFLINE_S + 20,
     )
     return fleet
 
@@ -323,7 +331,9 @@ def test_report_fires_progress_events(report_master, fleet_with_one_down, event_
     while not {"keys", "record", "done"} <= found and time.time() < deadline:
         found = {
             e.data.get("stage")
-            for e in event_listener.get_events([(report_master.id, "edge/report/progress")], after_time=start)
+            for e in event_listener.get_events(
+                [(report_master.id, "edge/report/progress")], after_time=start
+            )
         }
         time.sleep(0.2)
     # the event forwarder does not keep the order: check the set

@@ -105,7 +105,9 @@ def test_master_gets_runner_and_wheel(bare_master, bare_run_cli, python_without_
     assert json.loads(out.stdout.strip().splitlines()[-1]) == "0.1.0"
 
 
-def test_synced_beacon_sends_signed_heartbeats(bare_master, bare_salt_cli, bare_minion, event_listener):
+def test_synced_beacon_sends_signed_heartbeats(
+    bare_master, bare_salt_cli, bare_minion, event_listener
+):
     """The beacon synced to a minion without the package runs and signs with the minion's key."""
     import time
 
@@ -127,7 +129,9 @@ def test_synced_beacon_sends_signed_heartbeats(bare_master, bare_salt_cli, bare_
     deadline = time.time() + 60
     beat = None
     while beat is None:
-        for event in event_listener.get_events([(bare_master.id, "edge/heartbeat")], after_time=start):
+        for event in event_listener.get_events(
+            [(bare_master.id, "edge/heartbeat")], after_time=start
+        ):
             if (event.data.get("data") or {}).get("id") == bare_minion.id:
                 beat = event.data["data"]
         assert beat is not None or time.time() < deadline, "no heartbeat from the synced beacon"
@@ -136,6 +140,8 @@ def test_synced_beacon_sends_signed_heartbeats(bare_master, bare_salt_cli, bare_
     assert ret.returncode == 0, ret
     assert beat["site"] == "sync-site"
     opts = salt.config.master_config(bare_master.config_file)
-    pub = salt.cache.Cache(opts, driver=opts["keys.cache_driver"]).fetch("keys", bare_minion.id)["pub"]
+    pub = salt.cache.Cache(opts, driver=opts["keys.cache_driver"]).fetch("keys", bare_minion.id)[
+        "pub"
+    ]
     assert signing.verify_with_pem(pub, beat)
     assert not signing.verify_with_pem(pub, dict(beat, seq=beat["seq"] + 1))

@@ -16,9 +16,11 @@ OLD = "unit-older-c7E2kQ9xW4pL8mZ3vN6bR1tY5uH0jG7fD2sA"
 
 def _pub():
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +55,9 @@ def test_previous_secret(pubs):
 def _rewrap(pem, width):
     lines = pem.strip().splitlines()
     body = "".join(lines[1:-1])
-    return "\n".join([lines[0]] + [body[i : i + width] for i in range(0, len(body), width)] + [lines[-1]])
+    return "\n".join(
+        [lines[0]] + [body[i : i + width] for i in range(0, len(body), width)] + [lines[-1]]
+    )
 
 
 def test_same_key_other_wrapping_is_not_a_change(pubs):
@@ -99,7 +103,11 @@ def test_refusals(pubs, case, reason):
 
 
 def test_no_token(pubs):
-    assert admission.verify("edge-1", pubs[0], None, [SECRET], POL) == ("no_token", "no_token_seen", None)
+    assert admission.verify("edge-1", pubs[0], None, [SECRET], POL) == (
+        "no_token",
+        "no_token_seen",
+        None,
+    )
 
 
 @pytest.mark.parametrize(
@@ -135,21 +143,41 @@ def test_policy_defaults():
 def test_bad_policy_says_why():
     with pytest.raises(admission.AdmissionError) as err:
         admission.policy({"edge": {"revoked_sites": [False, "sh-3"]}})
-    assert "edge:revoked_sites" in str(err.value) and "bool" in str(err.value) and "quote" in str(err.value)
+    assert (
+        "edge:revoked_sites" in str(err.value)
+        and "bool" in str(err.value)
+        and "quote" in str(err.value)
+    )
 
 
 def test_ids_bound_to_sites(pubs):
     """With site_ids for sh-3 only, another site's valid token cannot take an id sh-3 claims."""
     pol = admission.policy({"edge": {"site_ids": {"sh-3": ["edge-*"]}}})
-    assert admission.verify("edge-1", pubs[0], _rec("edge-1", pubs[0], site="sh-9"), [SECRET], pol)[1] == "id_not_allowed"
-    assert admission.verify("other-1", pubs[0], _rec("other-1", pubs[0], site="sh-9"), [SECRET], pol)[0] == "accepted"
+    assert (
+        admission.verify("edge-1", pubs[0], _rec("edge-1", pubs[0], site="sh-9"), [SECRET], pol)[1]
+        == "id_not_allowed"
+    )
+    assert (
+        admission.verify("other-1", pubs[0], _rec("other-1", pubs[0], site="sh-9"), [SECRET], pol)[
+            0
+        ]
+        == "accepted"
+    )
     loose = admission.policy({"edge": {"site_ids": {"sh-3": ["edge-*"]}, "bind_ids": False}})
-    assert admission.verify("edge-1", pubs[0], _rec("edge-1", pubs[0], site="sh-9"), [SECRET], loose)[0] == "accepted"
+    assert (
+        admission.verify("edge-1", pubs[0], _rec("edge-1", pubs[0], site="sh-9"), [SECRET], loose)[
+            0
+        ]
+        == "accepted"
+    )
     # an id admitted for sh-9 before is bound to it
     node = {"id": "other-1", "site": "sh-9", "revoked": False}
     rec = _rec("other-1", pubs[0], site="sh-8")
     assert admission.verify("other-1", pubs[0], rec, [SECRET], pol, node=node)[1] == "site_mismatch"
-    assert admission.verify("other-1", pubs[0], rec, [SECRET], pol, node=dict(node, revoked=True))[1] == "revoked_node"
+    assert (
+        admission.verify("other-1", pubs[0], rec, [SECRET], pol, node=dict(node, revoked=True))[1]
+        == "revoked_node"
+    )
 
 
 def test_auth_event_parsing():
@@ -161,7 +189,7 @@ def test_auth_event_parsing():
 
 def test_grain_first_start_generates_salt_layout(tmp_path):
     """edge_token on a brand-new minion: creates the pair as Salt would and binds to it."""
-    from saltext_edge.grains import edge_token as grain  # pylint: disable=import-outside-toplevel
+    from saltext_edge.grains import edge_token as grain
 
     pki = tmp_path / "pki"
     k_site = token.site_key(SECRET, "sh-3")
@@ -177,8 +205,12 @@ def test_grain_first_start_generates_salt_layout(tmp_path):
         pem, pub = pki / "minion.pem", pki / "minion.pub"
         assert stat.S_IMODE(os.stat(pem).st_mode) == 0o400
         assert pub.read_text().startswith("-----BEGIN PUBLIC KEY-----")
-        assert pem.read_text().startswith("-----BEGIN RSA PRIVATE")  # TraditionalOpenSSL, as Salt writes
-        expected = token.make_token(k_site, "sh-3", "edge-new", token.pubkey_digest(pub.read_text()))
+        assert pem.read_text().startswith(
+            "-----BEGIN RSA PRIVATE"
+        )  # TraditionalOpenSSL, as Salt writes
+        expected = token.make_token(
+            k_site, "sh-3", "edge-new", token.pubkey_digest(pub.read_text())
+        )
         assert ret == {"edge_token": expected}
         # second load: same key, same token, nothing rewritten
         mtime = os.stat(pem).st_mtime_ns
@@ -188,8 +220,12 @@ def test_grain_first_start_generates_salt_layout(tmp_path):
         grain.__opts__ = {"id": "x", "pki_dir": str(pki), "__role": "minion"}
         assert grain.edge_token() == {}
         # misconfigured: absent, never raises
-        grain.__opts__ = {"id": "x", "pki_dir": str(pki), "__role": "minion",
-                          "edge": {"site": "sh-3", "site_key": "nope"}}
+        grain.__opts__ = {
+            "id": "x",
+            "pki_dir": str(pki),
+            "__role": "minion",
+            "edge": {"site": "sh-3", "site_key": "nope"},
+        }
         assert grain.edge_token() == {}
     finally:
         del grain.__opts__

@@ -17,7 +17,9 @@ def test_edge_conf_unset_is_empty(value):
 
 @pytest.mark.parametrize("value", ["site: x", ["site"], 3, True])
 def test_edge_conf_not_a_mapping(value):
-    with pytest.raises(config.EdgeConfigError, match="'edge' configuration option must be a mapping"):
+    with pytest.raises(
+        config.EdgeConfigError, match="'edge' configuration option must be a mapping"
+    ):
         config.edge_conf({"edge": value})
 
 

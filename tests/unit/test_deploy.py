@@ -68,7 +68,9 @@ def test_applied_set_is_exactly_the_real_resources():
     files = _applied_files()
     assert all(f.is_file() and f.parent == K8S for f in files)
     kinds = sorted(d["kind"] for _, d in _docs())
-    assert {"ConfigMap", "Deployment", "Namespace", "PersistentVolumeClaim", "Service"} <= set(kinds)
+    assert {"ConfigMap", "Deployment", "Namespace", "PersistentVolumeClaim", "Service"} <= set(
+        kinds
+    )
     namespaces = {d["metadata"].get("namespace") for _, d in _docs() if d["kind"] != "Namespace"}
     assert namespaces == set(_by_kind("Namespace"))
     # the example Secret is never applied: not listed, not in a listed file
@@ -97,23 +99,47 @@ def test_strict_validation_catches_a_typo():
 
 # -- Pod Security Standards, "restricted" (which includes "baseline") --------
 # https://kubernetes.io/docs/concepts/security/pod-security-standards/
-RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
-                      "persistentVolumeClaim", "projected", "secret"}
-SAFE_SYSCTLS = {"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range",
-                "net.ipv4.ip_unprivileged_port_start", "net.ipv4.tcp_syncookies",
-                "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
-                "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout",
-                "net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_keepalive_probes"}
-SELINUX_TYPES = {None, "", "container_t", "container_init_t", "container_kvm_t",
-                 "container_engine_t"}
+RESTRICTED_VOLUMES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
+SAFE_SYSCTLS = {
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+}
+SELINUX_TYPES = {
+    None,
+    "",
+    "container_t",
+    "container_init_t",
+    "container_kvm_t",
+    "container_engine_t",
+}
 
 
 def restricted_violations(pod):
     """Return the rules of the restricted profile that the pod spec ``pod`` breaks."""
     bad = []
     psc = pod.get("securityContext") or {}
-    containers = [*pod.get("containers", []), *pod.get("initContainers", []),
-                  *pod.get("ephemeralContainers", [])]
+    containers = [
+        *pod.get("containers", []),
+        *pod.get("initContainers", []),
+        *pod.get("ephemeralContainers", []),
+    ]
     for field in ("hostNetwork", "hostPID", "hostIPC"):
         if pod.get(field):
             bad.append(f"{field}")
@@ -128,8 +154,9 @@ def restricted_violations(pod):
     def seccomp_ok(ctx):
         return (ctx.get("seccompProfile") or {}).get("type") in ("RuntimeDefault", "Localhost")
 
-    for ctx_name, ctx in [("pod", psc)] + [(c["name"], c.get("securityContext") or {})
-                                          for c in containers]:
+    for ctx_name, ctx in [("pod", psc)] + [
+        (c["name"], c.get("securityContext") or {}) for c in containers
+    ]:
         if (ctx.get("windowsOptions") or {}).get("hostProcess"):
             bad.append(f"{ctx_name}: hostProcess")
         if ctx.get("runAsUser") == 0:
@@ -147,8 +174,11 @@ def restricted_violations(pod):
             bad.append(f"{name}: privileged")
         if ctx.get("allowPrivilegeEscalation") is not False:
             bad.append(f"{name}: allowPrivilegeEscalation must be false")
-        if not (ctx.get("runAsNonRoot") is True
-                or psc.get("runAsNonRoot") is True and ctx.get("runAsNonRoot") is not False):
+        if not (
+            ctx.get("runAsNonRoot") is True
+            or psc.get("runAsNonRoot") is True
+            and ctx.get("runAsNonRoot") is not False
+        ):
             bad.append(f"{name}: runAsNonRoot must be true")
         if not (seccomp_ok(ctx) or seccomp_ok(psc) and "seccompProfile" not in ctx):
             bad.append(f"{name}: seccompProfile RuntimeDefault or Localhost")
@@ -227,8 +257,9 @@ def test_deployment_references_exist():
     conf = _master_conf()
 
     def volume_of(path):
-        best = max((m for m in mounts if path == m or path.startswith(m.rstrip("/") + "/")),
-                   key=len)
+        best = max(
+            (m for m in mounts if path == m or path.startswith(m.rstrip("/") + "/")), key=len
+        )
         return volumes[mounts[best]["name"]]
 
     for option in ("pki_dir", "cachedir"):
@@ -254,11 +285,16 @@ def test_deployment_references_exist():
 def test_health_sentinel_names_match_salt():
     healthchecks = pytest.importorskip("salt.cluster.healthchecks")
     assert healthchecks.HEALTH_DIR == "health"
-    assert (healthchecks.STARTUP_SENTINEL, healthchecks.READY_SENTINEL,
-            healthchecks.ALIVE_SENTINEL) == ("startup", "ready", "alive")
+    assert (
+        healthchecks.STARTUP_SENTINEL,
+        healthchecks.READY_SENTINEL,
+        healthchecks.ALIVE_SENTINEL,
+    ) == ("startup", "ready", "alive")
     # the liveness window leaves several heartbeats of slack
     (container,) = _pod_spec()["containers"]
-    window = int(re.search(r"-lt (\d+)", container["livenessProbe"]["exec"]["command"][-1]).group(1))
+    window = int(
+        re.search(r"-lt (\d+)", container["livenessProbe"]["exec"]["command"][-1]).group(1)
+    )
     assert window >= 4 * healthchecks.DEFAULT_ALIVE_INTERVAL
 
 
@@ -396,8 +432,19 @@ def test_bootstrap_rejects_bad_input_and_writes_nothing(tmp_path):
 def test_bootstrap_secret_from_environment(tmp_path):
     root = tmp_path / "r"
     proc = subprocess.run(
-        ["bash", str(SCRIPT), "--dry-run", "--root", str(root), "--site", "s1", "--master", "m1",
-         "--renderer", "builtin"],
+        [
+            "bash",
+            str(SCRIPT),
+            "--dry-run",
+            "--root",
+            str(root),
+            "--site",
+            "s1",
+            "--master",
+            "m1",
+            "--renderer",
+            "builtin",
+        ],
         capture_output=True,
         text=True,
         env=dict(os.environ, EDGE_SITE_KEY=SITE_KEY.upper()),
@@ -409,7 +456,9 @@ def test_bootstrap_secret_from_environment(tmp_path):
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
 def test_bootstrap_shellcheck():
-    proc = subprocess.run(["shellcheck", "-S", "warning", str(SCRIPT)], capture_output=True, text=True)
+    proc = subprocess.run(
+        ["shellcheck", "-S", "warning", str(SCRIPT)], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout
 
 
@@ -421,9 +470,23 @@ def test_bootstrap_with_fleet_secret(tmp_path, renderer):
     (tmp_path / "s").write_text(secret + "\n")
     root = tmp_path / "root"
     proc = subprocess.run(
-        ["bash", str(SCRIPT), "--dry-run", "--root", str(root), "--site", "bj-1",
-         "--master", "[2001:db8::1]:4506", "--shared-secret-file", str(tmp_path / "s"),
-         "--renderer", renderer, "--python", sys.executable],
+        [
+            "bash",
+            str(SCRIPT),
+            "--dry-run",
+            "--root",
+            str(root),
+            "--site",
+            "bj-1",
+            "--master",
+            "[2001:db8::1]:4506",
+            "--shared-secret-file",
+            str(tmp_path / "s"),
+            "--renderer",
+            renderer,
+            "--python",
+            sys.executable,
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -445,8 +508,10 @@ def test_bootstrap_with_fleet_secret(tmp_path, renderer):
     "package,shown",
     [
         ("WHEEL", "WHEEL"),
-        ("git+https://git.example.net/ops/saltext-edge.git@v0.1.0",
-         "git+https://git.example.net/ops/saltext-edge.git@v0.1.0"),
+        (
+            "git+https://git.example.net/ops/saltext-edge.git@v0.1.0",
+            "git+https://git.example.net/ops/saltext-edge.git@v0.1.0",
+        ),
         ("saltext-edge==0.1.0", "saltext-edge==0.1.0"),
     ],
 )
@@ -454,21 +519,26 @@ def test_bootstrap_package_from_a_file_or_a_git_url(tmp_path, package, shown):
     wheel = tmp_path / "saltext_edge-0.1.0-py3-none-any.whl"
     wheel.write_bytes(b"PK")
     package, shown = (str(wheel) if p == "WHEEL" else p for p in (package, shown))
-    _, proc = _bootstrap(tmp_path, "--site", "s", "--master", "m", "--renderer", "builtin",
-                         "--package", package)
+    _, proc = _bootstrap(
+        tmp_path, "--site", "s", "--master", "m", "--renderer", "builtin", "--package", package
+    )
     assert proc.returncode == 0, proc.stderr
     assert f"salt-pip install {shown}\n" in proc.stderr
 
 
-@pytest.mark.parametrize("package", ["/nonexistent/saltext_edge-0.1.0-py3-none-any.whl",
-                                     "saltext-edge; rm -rf /", ""])
+@pytest.mark.parametrize(
+    "package", ["/nonexistent/saltext_edge-0.1.0-py3-none-any.whl", "saltext-edge; rm -rf /", ""]
+)
 def test_bootstrap_refuses_a_bad_package(tmp_path, package):
     root, proc = _bootstrap(tmp_path, "--site", "s", "--master", "m", "--package", package)
     assert proc.returncode == 2 and "--package" in proc.stderr
     assert not (root / "etc").exists()
 
 
-ENROLLMENT_KEY = "edge-enroll:v2:sh-3:0123456789abcdef:" + "3041935d9f7621f56c40c2cf60ea0c7b165f12e0480376a691a098de0348e94e"
+ENROLLMENT_KEY = (
+    "edge-enroll:v2:sh-3:0123456789abcdef:"
+    + "3041935d9f7621f56c40c2cf60ea0c7b165f12e0480376a691a098de0348e94e"
+)
 
 
 @pytest.mark.parametrize("renderer", ["library", "builtin"])
@@ -480,8 +550,22 @@ def test_bootstrap_with_enrollment_key(tmp_path, renderer, site):
     root = tmp_path / "root"
     args = ["--site", site] if site else []
     proc = subprocess.run(
-        ["bash", str(SCRIPT), "--dry-run", "--root", str(root), *args, "--master", "salt-a.example.net",
-         "--enrollment-key-file", str(tmp_path / "k"), "--renderer", renderer, "--python", sys.executable],
+        [
+            "bash",
+            str(SCRIPT),
+            "--dry-run",
+            "--root",
+            str(root),
+            *args,
+            "--master",
+            "salt-a.example.net",
+            "--enrollment-key-file",
+            str(tmp_path / "k"),
+            "--renderer",
+            renderer,
+            "--python",
+            sys.executable,
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -506,16 +590,35 @@ def test_bootstrap_enrollment_key_for_another_site_is_refused(tmp_path):
     (tmp_path / "k").write_text(ENROLLMENT_KEY + "\n")
     root = tmp_path / "root"
     proc = subprocess.run(
-        ["bash", str(SCRIPT), "--dry-run", "--root", str(root), "--site", "sh-4", "--master", "m",
-         "--enrollment-key-file", str(tmp_path / "k")],
-        capture_output=True, text=True, check=False,
+        [
+            "bash",
+            str(SCRIPT),
+            "--dry-run",
+            "--root",
+            str(root),
+            "--site",
+            "sh-4",
+            "--master",
+            "m",
+            "--enrollment-key-file",
+            str(tmp_path / "k"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 2 and "sh-3" in proc.stderr and not (root / "etc").exists()
     assert ENROLLMENT_KEY.rsplit(":", 1)[1] not in proc.stderr
     if minion_config is not None:
         with pytest.raises(minion_config.MinionConfigError, match="for site"):
-            minion_config.build_plan("/etc/salt/minion.d/edge.conf", ["m"], site="sh-4",
-                                     enrollment_key=ENROLLMENT_KEY)
+            minion_config.build_plan(
+                "/etc/salt/minion.d/edge.conf", ["m"], site="sh-4", enrollment_key=ENROLLMENT_KEY
+            )
         with pytest.raises(minion_config.MinionConfigError, match="not both"):
-            minion_config.build_plan("/etc/salt/minion.d/edge.conf", ["m"], site="sh-3",
-                                     enrollment_key=ENROLLMENT_KEY, site_key="a" * 64)
+            minion_config.build_plan(
+                "/etc/salt/minion.d/edge.conf",
+                ["m"],
+                site="sh-3",
+                enrollment_key=ENROLLMENT_KEY,
+                site_key="a" * 64,
+            )

@@ -16,7 +16,9 @@ ENR_ID = "0123456789abcdef"
 DIGEST = "a" * 64
 # docs/enrollment.rst publishes these
 VECTOR_KEY = "3041935d9f7621f56c40c2cf60ea0c7b165f12e0480376a691a098de0348e94e"
-VECTOR_TOKEN = "v2:sh-3:0123456789abcdef:14cdc19e17a338b845e8a47f305d5091b6463219685d4c2b6514118ac86645b3"
+VECTOR_TOKEN = (
+    "v2:sh-3:0123456789abcdef:14cdc19e17a338b845e8a47f305d5091b6463219685d4c2b6514118ac86645b3"
+)
 NOW = 1_800_000_000.0
 
 
@@ -81,12 +83,24 @@ def test_parse_key_never_echoes_the_key():
     with pytest.raises(enr.EnrollmentError) as err:
         enr.parse_key(bad)
     assert "z" * 16 not in str(err.value)
-    assert enr.parse_key(" " + enr.format_key(SITE, ENR_ID, VECTOR_KEY) + "\n") == (SITE, ENR_ID, VECTOR_KEY)
+    assert enr.parse_key(" " + enr.format_key(SITE, ENR_ID, VECTOR_KEY) + "\n") == (
+        SITE,
+        ENR_ID,
+        VECTOR_KEY,
+    )
 
 
 @pytest.mark.parametrize(
     "value,seconds",
-    [(60, 60), ("90s", 90), ("30m", 1800), ("24h", 86400), ("7d", 604800), ("2w", 1209600), ("15", 15)],
+    [
+        (60, 60),
+        ("90s", 90),
+        ("30m", 1800),
+        ("24h", 86400),
+        ("7d", 604800),
+        ("2w", 1209600),
+        ("15", 15),
+    ],
 )
 def test_durations(value, seconds):
     assert enr.parse_duration(value) == seconds
@@ -101,11 +115,19 @@ def test_bad_durations(value):
 def test_defaults_are_one_use_and_one_day():
     rec = enr.new_record(SITE, now=NOW)
     assert rec["uses"] == 1
-    assert enr._from_iso(rec["expires_at"]) - NOW == 24 * 3600  # pylint: disable=protected-access
+    assert enr._from_iso(rec["expires_at"]) - NOW == 24 * 3600
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"uses": 0}, {"uses": True}, {"uses": "3"}, {"note": "a\nb"}, {"ids": ""}, {"expires": "never"}]
+    "kwargs",
+    [
+        {"uses": 0},
+        {"uses": True},
+        {"uses": "3"},
+        {"note": "a\nb"},
+        {"ids": ""},
+        {"expires": "never"},
+    ],
 )
 def test_bad_limits(kwargs):
     with pytest.raises(enr.EnrollmentError):
@@ -121,7 +143,10 @@ def test_check_reasons_in_order():
     used = dict(rec, used=1, admitted=["sh3-a"])
     assert enr.check(used, "sh3-b", NOW) == "exhausted"
     assert enr.check(used, "sh3-a", NOW) is None  # the node it admitted, again
-    assert enr.check(dict(rec, revoked_at="2027-01-01T00:00:00Z"), "sh3-a", NOW) == "enrollment_revoked"
+    assert (
+        enr.check(dict(rec, revoked_at="2027-01-01T00:00:00Z"), "sh3-a", NOW)
+        == "enrollment_revoked"
+    )
 
 
 def test_store_counts_uses(tmp_path):
@@ -174,7 +199,7 @@ def test_creator_prefers_the_sudo_user():
 # the accept/refuse rule with v2 tokens (saltext_edge.admission.judge)
 # --------------------------------------------------------------------------
 def _judge_setup(tmp_path, **limits):
-    from saltext_edge import admission  # pylint: disable=import-outside-toplevel
+    from saltext_edge import admission
 
     store = enr.EnrollmentStore(str(tmp_path / "enr"))
     rec = enr.new_record(SITE, now=NOW, **limits)
@@ -191,56 +216,101 @@ def test_judge_v2_limits_and_admitted_by(tmp_path):
     assert (verdict.decision, verdict.site, verdict.enrollment) == ("accepted", SITE, rec["id"])
     assert verdict.admitted_by == f"enrollment:{rec['id']}"
     other = enr.make_token(key_text, "edge-9", DIGEST)
-    assert admission.judge("edge-9", DIGEST, other, [SECRET], pol, enrollments=store, now=NOW).reason == "id_not_allowed"
-    assert admission.judge("sh3-a", DIGEST, tok, [SECRET], pol, enrollments=store, now=NOW + 3600).reason == "expired"
-    assert admission.judge("sh3-a", DIGEST, tok, [SECRET], pol, enrollments=None, now=NOW).reason == "enrollment_unknown"
+    assert (
+        admission.judge("edge-9", DIGEST, other, [SECRET], pol, enrollments=store, now=NOW).reason
+        == "id_not_allowed"
+    )
+    assert (
+        admission.judge(
+            "sh3-a", DIGEST, tok, [SECRET], pol, enrollments=store, now=NOW + 3600
+        ).reason
+        == "expired"
+    )
+    assert (
+        admission.judge("sh3-a", DIGEST, tok, [SECRET], pol, enrollments=None, now=NOW).reason
+        == "enrollment_unknown"
+    )
     assert store.consume(rec["id"], "sh3-a", NOW, DIGEST) is None
     tok_b = enr.make_token(key_text, "sh3-b", DIGEST)
-    assert admission.judge("sh3-b", DIGEST, tok_b, [SECRET], pol, enrollments=store, now=NOW).reason == "exhausted"
+    assert (
+        admission.judge("sh3-b", DIGEST, tok_b, [SECRET], pol, enrollments=store, now=NOW).reason
+        == "exhausted"
+    )
     store.revoke(rec["id"], NOW)
-    assert admission.judge("sh3-b", DIGEST, tok_b, [SECRET], pol, enrollments=store, now=NOW).reason == "enrollment_revoked"
+    assert (
+        admission.judge("sh3-b", DIGEST, tok_b, [SECRET], pol, enrollments=store, now=NOW).reason
+        == "enrollment_revoked"
+    )
     # a sniffed token for another id or key, or under another fleet secret
-    assert admission.judge("sh3-c", DIGEST, tok_b, [SECRET], pol, enrollments=store, now=NOW).reason == "bad_token"
-    assert admission.judge("sh3-b", DIGEST, tok_b, ["z" * 40], pol, enrollments=store, now=NOW).reason == "bad_token"
+    assert (
+        admission.judge("sh3-c", DIGEST, tok_b, [SECRET], pol, enrollments=store, now=NOW).reason
+        == "bad_token"
+    )
+    assert (
+        admission.judge("sh3-b", DIGEST, tok_b, ["z" * 40], pol, enrollments=store, now=NOW).reason
+        == "bad_token"
+    )
 
 
 def test_judge_v2_keeps_the_site_rules_and_require_enrollment(tmp_path):
-    from saltext_edge import tokens as v1  # pylint: disable=import-outside-toplevel
+    from saltext_edge import tokens as v1
 
     admission, store, rec, key_text = _judge_setup(tmp_path, uses=5)
     tok = enr.make_token(key_text, "n-1", DIGEST)
     revoked = admission.policy({"edge": {"revoked_sites": [SITE]}})
-    assert admission.judge("n-1", DIGEST, tok, [SECRET], revoked, enrollments=store, now=NOW).reason == "revoked_site"
+    assert (
+        admission.judge("n-1", DIGEST, tok, [SECRET], revoked, enrollments=store, now=NOW).reason
+        == "revoked_site"
+    )
     bound = {"id": "n-1", "site": "sh-9", "revoked": False}
     pol = admission.policy({})
-    assert admission.judge("n-1", DIGEST, tok, [SECRET], pol, node=bound, enrollments=store, now=NOW).reason == "site_mismatch"
+    assert (
+        admission.judge(
+            "n-1", DIGEST, tok, [SECRET], pol, node=bound, enrollments=store, now=NOW
+        ).reason
+        == "site_mismatch"
+    )
     claimed = admission.policy({"edge": {"site_ids": {"sh-9": ["n-*"]}}})
-    assert admission.judge("n-1", DIGEST, tok, [SECRET], claimed, enrollments=store, now=NOW).reason == "id_not_allowed"
+    assert (
+        admission.judge("n-1", DIGEST, tok, [SECRET], claimed, enrollments=store, now=NOW).reason
+        == "id_not_allowed"
+    )
     strict = admission.policy({"edge": {"require_enrollment": True}})
     v1_tok = v1.make_token(v1.site_key(SECRET, SITE), SITE, "n-1", DIGEST)
     assert admission.judge("n-1", DIGEST, v1_tok, [SECRET], strict).reason == "enrollment_required"
     assert admission.judge("n-1", DIGEST, v1_tok, [SECRET], pol).decision == "accepted"
-    assert admission.judge("n-1", DIGEST, tok, [SECRET], strict, enrollments=store, now=NOW).decision == "accepted"
+    assert (
+        admission.judge("n-1", DIGEST, tok, [SECRET], strict, enrollments=store, now=NOW).decision
+        == "accepted"
+    )
     with pytest.raises(admission.AdmissionError):
         admission.policy({"edge": {"require_enrollment": "yes"}})
     # the refusal fingerprint changes with the policy, so refusals are re-decided
-    from saltext_edge.admission.policy import fingerprint  # pylint: disable=import-outside-toplevel
+    from saltext_edge.admission.policy import fingerprint
 
     assert fingerprint(strict, [SECRET]) != fingerprint(pol, [SECRET])
 
 
 def test_minion_reads_the_enrollment_key(tmp_path):
-    from saltext_edge import shared_secret  # pylint: disable=import-outside-toplevel
+    from saltext_edge import shared_secret
 
     key_text = enr.format_key(SITE, ENR_ID, VECTOR_KEY)
     path = tmp_path / "edge.key"
     path.write_text(key_text + "\n")
-    assert shared_secret.minion_enrollment_key({"edge": {"enrollment_key_file": str(path)}}) == key_text
-    assert shared_secret.minion_enrollment_key({"edge": {"enrollment_key": key_text, "site": SITE}}) == key_text
+    assert (
+        shared_secret.minion_enrollment_key({"edge": {"enrollment_key_file": str(path)}})
+        == key_text
+    )
+    assert (
+        shared_secret.minion_enrollment_key({"edge": {"enrollment_key": key_text, "site": SITE}})
+        == key_text
+    )
     assert shared_secret.minion_enrollment_key({"edge": {"site": SITE}}) is None
     with pytest.raises(shared_secret.SecretError) as err:
         shared_secret.minion_enrollment_key({"edge": {"enrollment_key": key_text, "site": "sh-4"}})
     assert "sh-4" in str(err.value) and VECTOR_KEY not in str(err.value)
     with pytest.raises(shared_secret.SecretError) as err:
-        shared_secret.minion_enrollment_key({"edge": {"enrollment_key": "edge-enroll:v2:sh-3:zz:" + "q" * 64}})
+        shared_secret.minion_enrollment_key(
+            {"edge": {"enrollment_key": "edge-enroll:v2:sh-3:zz:" + "q" * 64}}
+        )
     assert "q" * 16 not in str(err.value)

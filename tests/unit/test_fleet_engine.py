@@ -22,7 +22,11 @@ T0 = 1_800_000_000.0
 @pytest.fixture
 def opts(tmp_path):
     opts = salt.config.master_config(None)
-    opts.update(cachedir=str(tmp_path / "cache"), id="m1", edge={"fleet": {"interval": 2, "flush_interval": 1, "grace": 10}})
+    opts.update(
+        cachedir=str(tmp_path / "cache"),
+        id="m1",
+        edge={"fleet": {"interval": 2, "flush_interval": 1, "grace": 10}},
+    )
     return opts
 
 
@@ -34,10 +38,14 @@ def keys(tmp_path):
         path = tmp_path / f"{mid}.pem"
         path.write_bytes(
             key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.NoEncryption(),
             )
         )
-        pub = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        pub = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
         out[mid] = (signing.Signer(str(path)), pub.decode())
     return out
 
@@ -66,9 +74,18 @@ def _beat(keys, mid, seq, clock):
     payload = heartbeat.payload(
         {"id": mid, "edge": {"site": "sh-1"}},
         {"quality": "good", "rtt_ms": 5.0, "jitter_ms": 0.5, "loss_pct": 0.0, "checked_at": None},
-        seq, "boot-1", 2.0, 0.1, now=clock.now,
+        seq,
+        "boot-1",
+        2.0,
+        0.1,
+        now=clock.now,
     )
-    return {"id": mid, "tag": "edge/heartbeat", "data": keys[mid][0].sign(payload), "cmd": "_minion_event"}
+    return {
+        "id": mid,
+        "tag": "edge/heartbeat",
+        "data": keys[mid][0].sign(payload),
+        "cmd": "_minion_event",
+    }
 
 
 def _run(eng, clock, seconds, beats=(), keys=None, seq=None):
@@ -144,7 +161,12 @@ def test_snapshot_shape(opts, keys):
     snap = eng.refresh_snapshot()
     assert set(snap) == {"nodes", "engine", "admissions"}
     assert snap["nodes"]["n1"]["status"] == "online"
-    assert snap["nodes"]["n1"]["uplink"] == {"quality": "good", "rtt_ms": 5.0, "jitter_ms": 0.5, "loss_pct": 0.0}
+    assert snap["nodes"]["n1"]["uplink"] == {
+        "quality": "good",
+        "rtt_ms": 5.0,
+        "jitter_ms": 0.5,
+        "loss_pct": 0.0,
+    }
     assert snap["nodes"]["n2"]["status"] == "never_seen"
     assert set(snap["engine"]) == {"events_seen", "lag_seconds", "store_errors", "started_at"}
 
@@ -152,7 +174,14 @@ def test_snapshot_shape(opts, keys):
 def test_measurement_file_fresh_then_stale(tmp_path):
     opts = {"cachedir": str(tmp_path), "edge": {"uplink": {"ttl": 30}}}
     assert heartbeat.load_fresh(opts) is None
-    uplink = {"quality": "fair", "rtt_ms": 150.0, "jitter_ms": 3.0, "loss_pct": 0.0, "target": "m:4506", "checked_at": "t"}
+    uplink = {
+        "quality": "fair",
+        "rtt_ms": 150.0,
+        "jitter_ms": 3.0,
+        "loss_pct": 0.0,
+        "target": "m:4506",
+        "checked_at": "t",
+    }
     assert heartbeat.save(opts, uplink, now=T0)
     assert heartbeat.load_fresh(opts, now=T0 + 29) == uplink
     assert heartbeat.load_fresh(opts, now=T0 + 31) is None

@@ -17,10 +17,14 @@ def _key(tmp_path, name):
     path = tmp_path / f"{name}.pem"
     path.write_bytes(
         key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
         )
     )
-    pub = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pub = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return str(path), pub.decode()
 
 
@@ -84,7 +88,9 @@ def test_step_holds_events_during_grace_then_fires():
 def test_site_health_and_flapping():
     conf = fconf.parse({"fleet": {"degraded_share": 0.5, "flap_count": 2}})
     recs = []
-    for i, (st, quality) in enumerate((("online", "good"), ("offline", "good"), ("online", "poor"), ("never_seen", None))):
+    for i, (st, quality) in enumerate(
+        (("online", "good"), ("offline", "good"), ("online", "poor"), ("never_seen", None))
+    ):
         rec = record.new(f"n{i}", NOW)
         rec["status"] = st
         rec["last_seen"] = None if st == "never_seen" else NOW
@@ -102,9 +108,23 @@ def test_site_health_and_flapping():
 
 def _payload(mid="n1", seq=1, boot="b", now=NOW):
     return {
-        "v": 1, "id": mid, "site": "sh-1", "seq": seq, "boot": boot, "uptime_s": 5.0, "sent_at": now,
-        "period": 10.0, "jitter": 0.1, "budget": 2.0,
-        "uplink": {"quality": "good", "rtt_ms": 12.5, "jitter_ms": 1.0, "loss_pct": 0.0, "checked_at": "x"},
+        "v": 1,
+        "id": mid,
+        "site": "sh-1",
+        "seq": seq,
+        "boot": boot,
+        "uptime_s": 5.0,
+        "sent_at": now,
+        "period": 10.0,
+        "jitter": 0.1,
+        "budget": 2.0,
+        "uplink": {
+            "quality": "good",
+            "rtt_ms": 12.5,
+            "jitter_ms": 1.0,
+            "loss_pct": 0.0,
+            "checked_at": "x",
+        },
     }
 
 
@@ -121,7 +141,13 @@ def test_record_heartbeat_replay_and_bounds():
         record.heartbeat(rec, _payload(seq=10 + i, boot="b2"), NOW + 3 + i)
     assert len(rec["samples"]) <= record.MAX_SAMPLES
     bad = record.clean_uplink({"quality": "excellent", "rtt_ms": float("nan"), "loss_pct": 400})
-    assert bad == {"quality": "unknown", "rtt_ms": None, "jitter_ms": None, "loss_pct": None, "checked_at": None}
+    assert bad == {
+        "quality": "unknown",
+        "rtt_ms": None,
+        "jitter_ms": None,
+        "loss_pct": None,
+        "checked_at": None,
+    }
 
 
 def test_hours_close_once_and_merge():
@@ -133,12 +159,23 @@ def test_hours_close_once_and_merge():
     assert len(rows) == 1 and rows[0][0] == hour - 3600 and rows[0][1] == 60
     assert rows[0][2] == 39.5 and rows[0][3] == 66.0 and rows[0][6] == "good"
     assert record.close_hours(rec, hour + 20) == []
-    assert record.merge_hours(rows, [[hour - 7200, 1, 1, 1, 0, 1, "good"]], 720)[0][0] == hour - 7200
+    assert (
+        record.merge_hours(rows, [[hour - 7200, 1, 1, 1, 0, 1, "good"]], 720)[0][0] == hour - 7200
+    )
     assert record.percentile([], 95) is None and record.median([3, 1, 2]) == 2
     a = dict(record.new("n1", NOW), last_seen=NOW, seen_by="m1", samples=[[NOW, 1, 1, 0, "good"]])
-    b = dict(record.new("n1", NOW - 50), last_seen=NOW + 5, seen_by="m2", samples=[[NOW + 5, 2, 1, 0, "good"]])
+    b = dict(
+        record.new("n1", NOW - 50),
+        last_seen=NOW + 5,
+        seen_by="m2",
+        samples=[[NOW + 5, 2, 1, 0, "good"]],
+    )
     merged = record.merge(a, b)
-    assert merged["seen_by"] == "m2" and len(merged["samples"]) == 2 and merged["first_seen"] == NOW - 50
+    assert (
+        merged["seen_by"] == "m2"
+        and len(merged["samples"]) == 2
+        and merged["first_seen"] == NOW - 50
+    )
 
 
 def test_signatures(tmp_path):
@@ -184,9 +221,15 @@ def test_evidence_trust(tmp_path):
 
 
 def test_beacon_settings():
-    assert fleet.beacon_settings() == {"beacons": {"edge_heartbeat": [{"period": 60}, {"jitter": 0.1}]}}
-    assert fleet.beacon_settings(interval=30, jitter=0)["beacons"]["edge_heartbeat"][0] == {"period": 30}
-    assert fleet.beacon_settings(enabled=False) == {"beacons": {"edge_heartbeat": [{"enabled": False}]}}
+    assert fleet.beacon_settings() == {
+        "beacons": {"edge_heartbeat": [{"period": 60}, {"jitter": 0.1}]}
+    }
+    assert fleet.beacon_settings(interval=30, jitter=0)["beacons"]["edge_heartbeat"][0] == {
+        "period": 30
+    }
+    assert fleet.beacon_settings(enabled=False) == {
+        "beacons": {"edge_heartbeat": [{"enabled": False}]}
+    }
     for bad in ({"interval": 0}, {"interval": True}, {"jitter": 0.9}):
         with pytest.raises(ValueError):
             fleet.beacon_settings(**bad)
@@ -196,5 +239,7 @@ def test_beacon_enabled():
     assert fleet.beacon_enabled(fleet.beacon_settings())
     assert not fleet.beacon_enabled(fleet.beacon_settings(enabled=False))
     assert not fleet.beacon_enabled({})
-    assert not fleet.beacon_enabled({"beacons": {"enabled": False, "edge_heartbeat": [{"period": 60}]}})
+    assert not fleet.beacon_enabled(
+        {"beacons": {"enabled": False, "edge_heartbeat": [{"period": 60}]}}
+    )
     assert not fleet.beacon_enabled({"beacons": {"inotify": [{"files": {}}]}})

@@ -53,8 +53,17 @@ def snapshot():
     ]
     return {
         "nodes": {n["id"]: n for n in nodes},
-        "engine": {"events_seen": 1234, "lag_seconds": 0.25, "store_errors": 2, "started_at": NOW - 3600},
-        "admissions": {("accepted", None): 40, ("refused", "bad_token"): 3, ("refused", "key_changed"): 1},
+        "engine": {
+            "events_seen": 1234,
+            "lag_seconds": 0.25,
+            "store_errors": 2,
+            "started_at": NOW - 3600,
+        },
+        "admissions": {
+            ("accepted", None): 40,
+            ("refused", "bad_token"): 3,
+            ("refused", "key_changed"): 1,
+        },
     }
 
 
@@ -82,7 +91,10 @@ def test_values_per_node_site_admission_engine():
     assert val(found, "edge_node_status", id="a3", site="alpha") == 2
     assert val(found, "edge_node_status", id="a4", site="alpha") == 1
     assert val(found, "edge_node_last_seen_timestamp_seconds", id="a1", site="alpha") == NOW - 10
-    assert ("edge_node_last_seen_timestamp_seconds", frozenset({("id", "n1"), ("site", "(no site)")})) not in found
+    assert (
+        "edge_node_last_seen_timestamp_seconds",
+        frozenset({("id", "n1"), ("site", "(no site)")}),
+    ) not in found
     assert val(found, "edge_node_uplink_rtt_ms", id="a2", site="alpha") == 30.0
     assert val(found, "edge_node_uplink_quality", id="a2", site="alpha") == 2
     assert val(found, "edge_node_uplink_quality", id="a4", site="alpha") == 0
@@ -113,7 +125,11 @@ def test_values_per_node_site_admission_engine():
 def test_per_node_false_keeps_only_aggregates():
     names = {name for name, _ in samples(snapshot(), per_node=False)}
     assert not any(n.startswith("edge_node_") for n in names)
-    assert {"edge_nodes", "edge_site_uplink_quality_nodes", "edge_admission_decisions_total"} <= names
+    assert {
+        "edge_nodes",
+        "edge_site_uplink_quality_nodes",
+        "edge_admission_decisions_total",
+    } <= names
 
 
 def test_fast_text_equals_prometheus_client_output():
@@ -147,12 +163,18 @@ def test_unreadable_snapshot_is_reported_not_raised():
         ({"edge": {"metrics": True}}, {"address": "127.0.0.1", "port": 9345, "per_node": True}),
         ({"edge": {"metrics": False}}, None),
         ({"edge": {"metrics": {"enabled": False}}}, None),
-        ({"edge": {"metrics": {"port": "9400"}}}, {"address": "127.0.0.1", "port": 9400, "per_node": True}),
+        (
+            {"edge": {"metrics": {"port": "9400"}}},
+            {"address": "127.0.0.1", "port": 9400, "per_node": True},
+        ),
         (
             {"edge": {"metrics": {"address": "0.0.0.0", "per_node": False}}},
             {"address": "0.0.0.0", "port": 9345, "per_node": False},
         ),
-        ({"edge": {"metrics": {"address": "::1"}}}, {"address": "::1", "port": 9345, "per_node": True}),
+        (
+            {"edge": {"metrics": {"address": "::1"}}},
+            {"address": "::1", "port": 9345, "per_node": True},
+        ),
     ],
 )
 def test_config(conf, expected):
@@ -275,7 +297,9 @@ def test_dashboard_queries_only_served_metrics():
     assert '"uid": "${datasource}"' in DASHBOARD.read_text()
 
 
-@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool (Debian package prometheus) not installed")
+@pytest.mark.skipif(
+    not shutil.which("promtool"), reason="promtool (Debian package prometheus) not installed"
+)
 def test_dashboard_queries_are_valid_promql(tmp_path):
     _, exprs = _dashboard_queries()
     rules = []
@@ -283,11 +307,15 @@ def test_dashboard_queries_are_valid_promql(tmp_path):
         if expr.startswith("label_values("):
             inner = expr[len("label_values(") : expr.rindex(",")]
             expr = inner
-        expr = expr.replace("$__rate_interval", "5m").replace("$site", "alpha").replace("$node", "a1")
+        expr = (
+            expr.replace("$__rate_interval", "5m").replace("$site", "alpha").replace("$node", "a1")
+        )
         rules.append({"record": f"edge:dashboard_query_{idx}", "expr": expr})
     path = tmp_path / "rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
-    res = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True, check=False)
+    res = subprocess.run(
+        ["promtool", "check", "rules", str(path)], capture_output=True, text=True, check=False
+    )
     assert res.returncode == 0, res.stdout + res.stderr
 
 

@@ -71,7 +71,14 @@ def site(**kw):
 def report(sites, **kw):
     base = {
         "generated_at": "2026-12-02T10:00:00Z",
-        "totals": {"online": 0, "late": 0, "offline": 0, "never_seen": 0, "pending": 0, "refused": 0},
+        "totals": {
+            "online": 0,
+            "late": 0,
+            "offline": 0,
+            "never_seen": 0,
+            "pending": 0,
+            "refused": 0,
+        },
         "sites": sites,
         "pending": [],
         "refused": {},
@@ -145,7 +152,11 @@ def test_page_is_self_contained():
         for key in ("src", "href", "action", "srcset", "poster"):
             assert key not in attrs, (tag, attrs)
     assert "@import" not in text and "url(" not in text
-    csp = [a["content"] for t, a in page.tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy"]
+    csp = [
+        a["content"]
+        for t, a in page.tags
+        if t == "meta" and a.get("http-equiv") == "Content-Security-Policy"
+    ]
     assert csp and "default-src 'none'" in csp[0]
     # the CSP allows exactly the inline script the page carries, by hash
     import base64
@@ -166,20 +177,48 @@ def test_counts_and_states_shown_as_words_not_only_colour():
         "admitted_by": "edge_token",
     }
     rep = report(
-        {"sh-3": site(online=7, late=2, offline=1, degraded=True, quality={"good": 7, "poor": 3}, nodes={"n1": node})},
+        {
+            "sh-3": site(
+                online=7,
+                late=2,
+                offline=1,
+                degraded=True,
+                quality={"good": 7, "poor": 3},
+                nodes={"n1": node},
+            )
+        },
         totals={"online": 7, "late": 2, "offline": 1, "never_seen": 0, "pending": 3, "refused": 1},
     )
     text = " ".join(parse(fleet_page.render(rep)).text)
-    for words in ("7 online", "2 late", "1 offline", "degraded", "3 poor", "7 good", "flapping", "(last)",
-                  "180.5", "7.5", "30 min", "9 node(s) not listed"):
+    for words in (
+        "7 online",
+        "2 late",
+        "1 offline",
+        "degraded",
+        "3 poor",
+        "7 good",
+        "flapping",
+        "(last)",
+        "180.5",
+        "7.5",
+        "30 min",
+        "9 node(s) not listed",
+    ):
         assert words in text, words
     # the ISO UTC time is the fallback text inside <time datetime=...>
-    assert '<time datetime="2026-12-02T09:30:00Z">2026-12-02T09:30:00Z</time>' in fleet_page.render(rep)
+    assert '<time datetime="2026-12-02T09:30:00Z">2026-12-02T09:30:00Z</time>' in fleet_page.render(
+        rep
+    )
 
 
 def test_sparkline_from_history():
     history = [
-        {"at": f"2026-12-02T{h:02d}:00:00Z", "online": 10 - (h == 5) * 4, "offline": (h == 5) * 4, "rtt_ms_median": 20 + h}
+        {
+            "at": f"2026-12-02T{h:02d}:00:00Z",
+            "online": 10 - (h == 5) * 4,
+            "offline": (h == 5) * 4,
+            "rtt_ms_median": 20 + h,
+        }
         for h in range(6)
     ]
     svg = fleet_page.sparkline(history)

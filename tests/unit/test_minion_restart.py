@@ -48,7 +48,7 @@ def test_proc_stat_command_name_with_parentheses(tmp_path):
     odd.symlink_to(shutil.which("sleep"))
     proc = subprocess.Popen([str(odd), "300"])
     try:
-        assert _wait_for(lambda: (mr.proc_stat(proc.pid) or (None,)) [0] in ("S", "R"))
+        assert _wait_for(lambda: (mr.proc_stat(proc.pid) or (None,))[0] in ("S", "R"))
         stat = mr.proc_stat(proc.pid)
         assert stat.ppid == os.getpid()
         assert stat.starttime.isdigit()
@@ -105,7 +105,11 @@ def test_detached_helper_restarts_after_the_job(tmp_path):
     try:
         pidfile.write_text(str(minion.pid))
         assert _wait_for(lambda: mr.find_minion_process({"pidfile": str(pidfile)}))
-        argv = [sys.executable, "-c", f"import time; open({str(marker)!r}, 'w').write(str(time.time()))"]
+        argv = [
+            sys.executable,
+            "-c",
+            f"import time; open({str(marker)!r}, 'w').write(str(time.time()))",
+        ]
         plan = mr.plan_restart({"pidfile": str(pidfile)}, daemon_argv=argv)
         assert plan["method"] == "reexec", plan
         assert plan["pids"] == [minion.pid]

@@ -24,8 +24,22 @@ def test_parse_target(spec, expected):
 
 @pytest.mark.parametrize(
     "spec",
-    ["", "host:0", "host:65536", "host:-1", "host:abc", "[::1", "[nope]:1", "a b", "x@y",
-     "1:2:3:zz", ("h",), {"port": 1}, 42, "a" * 300],
+    [
+        "",
+        "host:0",
+        "host:65536",
+        "host:-1",
+        "host:abc",
+        "[::1",
+        "[nope]:1",
+        "a b",
+        "x@y",
+        "1:2:3:zz",
+        ("h",),
+        {"port": 1},
+        42,
+        "a" * 300,
+    ],
 )
 def test_parse_target_rejects(spec):
     with pytest.raises(probe.ProbeArgumentError):
@@ -90,8 +104,15 @@ def test_classify_custom_thresholds():
 
 @pytest.mark.parametrize(
     "bad",
-    ["x", {"great": {}}, {"good": {"rtt": 1}}, {"good": {"rtt_ms": -1}},
-     {"good": {"rtt_ms": "x"}}, {"good": {"rtt_ms": 500}}, {"good": 3}],
+    [
+        "x",
+        {"great": {}},
+        {"good": {"rtt": 1}},
+        {"good": {"rtt_ms": -1}},
+        {"good": {"rtt_ms": "x"}},
+        {"good": {"rtt_ms": 500}},
+        {"good": 3},
+    ],
 )
 def test_merge_thresholds_rejects(bad):
     with pytest.raises(probe.ProbeArgumentError):
@@ -113,14 +134,23 @@ def test_zmtp_signature():
 
 
 def _res(host, port, quality, rtt=None):
-    return {"host": host, "port": port, "target": probe.format_target(host, port),
-            "quality": quality, "rtt_ms": rtt, "jitter_ms": None, "loss_pct": 0.0}
+    return {
+        "host": host,
+        "port": port,
+        "target": probe.format_target(host, port),
+        "quality": quality,
+        "rtt_ms": rtt,
+        "jitter_ms": None,
+        "loss_pct": 0.0,
+    }
 
 
 def test_aggregate_worst_port_best_host():
     results = [
-        _res("a", 4505, "good", 1), _res("a", 4506, "down"),  # a: down (return port dead)
-        _res("b", 4505, "fair", 150), _res("b", 4506, "good", 2),  # b: fair
+        _res("a", 4505, "good", 1),
+        _res("a", 4506, "down"),  # a: down (return port dead)
+        _res("b", 4505, "fair", 150),
+        _res("b", 4506, "good", 2),  # b: fair
     ]
     agg = probe.aggregate(results)
     assert agg["quality"] == "fair"
@@ -154,7 +184,10 @@ def test_uplink_targets_one_rule_for_grain_and_module():
     assert probe.uplink_targets({}, {"targets": ["gw"]}) == [("gw", 4505), ("gw", 4506)]
     opts = {"master": ["a", "b:5506", "a"], "publish_port": 5505, "master_port": 4506}
     assert probe.uplink_targets(opts) == [
-        ("a", 5505), ("a", 4506), ("b", 5505), ("b", 5506),
+        ("a", 5505),
+        ("a", 4506),
+        ("b", 5505),
+        ("b", 5506),
     ]
     assert probe.uplink_targets(dict(opts, file_client="local")) == []
     assert probe.uplink_targets(dict(opts, master_type="disable")) == []

@@ -13,7 +13,12 @@ CONF = fconf.parse({"fleet": {"interval": 60}})
 
 
 def _keys(acc=(), pre=(), rej=(), den=()):
-    return {"minions": list(acc), "minions_pre": list(pre), "minions_rejected": list(rej), "minions_denied": list(den)}
+    return {
+        "minions": list(acc),
+        "minions_pre": list(pre),
+        "minions_rejected": list(rej),
+        "minions_denied": list(den),
+    }
 
 
 def _rec(mid, site, age, quality="good", rtt=20.0, period=60.0, offline_times=()):
@@ -25,7 +30,13 @@ def _rec(mid, site, age, quality="good", rtt=20.0, period=60.0, offline_times=()
         period=period,
         jitter=0.1,
         budget=2.0,
-        uplink={"quality": quality, "rtt_ms": rtt, "jitter_ms": 1.0, "loss_pct": 0.0, "checked_at": None},
+        uplink={
+            "quality": quality,
+            "rtt_ms": rtt,
+            "jitter_ms": 1.0,
+            "loss_pct": 0.0,
+            "checked_at": None,
+        },
         samples=[[NOW - age - i * 60, rtt + i, 1.0, 0.0, quality] for i in range(10)],
         transitions=[[t, "offline"] for t in offline_times],
     )
@@ -57,7 +68,13 @@ def test_counts_statuses_and_sites():
     assert sh2["quality"]["poor"] == 1 and sh2["degraded"] is True
     assert sh1["degraded"] is False  # 1 bad of 3 < 0.5
     assert rep["totals"] == {
-        "online": 2, "late": 1, "offline": 1, "never_seen": 1, "pending": 0, "refused": 0, "sites": 3,
+        "online": 2,
+        "late": 1,
+        "offline": 1,
+        "never_seen": 1,
+        "pending": 0,
+        "refused": 0,
+        "sites": 3,
     }
     # only nodes that are not online are listed by default
     assert set(sh1["nodes"]) == {"a2", "a3"}
@@ -73,7 +90,9 @@ def test_counts_statuses_and_sites():
 
 def test_details_lists_every_node_and_filter():
     records = {"a1": _rec("a1", "sh-1", 10), "b1": _rec("b1", "sh-2", 10)}
-    rep = report.assemble(records, _keys(acc=["a1", "b1"]), {}, CONF, now=NOW, details=True, site="sh-1")
+    rep = report.assemble(
+        records, _keys(acc=["a1", "b1"]), {}, CONF, now=NOW, details=True, site="sh-1"
+    )
     assert list(rep["sites"]) == ["sh-1"]
     assert rep["sites"]["sh-1"]["nodes"]["a1"]["status"] == "online"
     assert rep["sites"]["sh-1"]["nodes"]["a1"]["admission"] == "accepted"
@@ -81,7 +100,9 @@ def test_details_lists_every_node_and_filter():
 
 def test_verified_site_wins_over_heartbeat_site():
     records = {"a1": _rec("a1", "claimed", 10)}
-    index = {"a1": {"site": "verified", "admitted_by": "token", "decision": "accepted", "reason": None}}
+    index = {
+        "a1": {"site": "verified", "admitted_by": "token", "decision": "accepted", "reason": None}
+    }
     rep = report.assemble(records, _keys(acc=["a1"]), index, CONF, now=NOW, details=True)
     assert list(rep["sites"]) == ["verified"]
     assert rep["sites"]["verified"]["nodes"]["a1"]["admitted_by"] == "token"
@@ -93,7 +114,9 @@ def test_pending_refused_and_revoked():
         "r1": {"site": None, "decision": "refused", "reason": "site_revoked", "admitted_by": None},
     }
     records = {"gone": _rec("gone", "sh-1", 10)}
-    rep = report.assemble(records, _keys(pre=["p1", "p2"], rej=["r1"], den=["d1"]), index, CONF, now=NOW)
+    rep = report.assemble(
+        records, _keys(pre=["p1", "p2"], rej=["r1"], den=["d1"]), index, CONF, now=NOW
+    )
     assert rep["pending"] == ["p1"]
     assert rep["refused"] == {
         "d1": "key denied: a different key is accepted for this id",
@@ -118,10 +141,20 @@ def test_history_and_24h_trend_from_site_rows():
     # newest first on purpose: the report sorts them
     rows = [[hour - 3600 * i, 5, 0, 1, 30.0 + i, 60.0 + i, 1.0, 100] for i in range(1, 30)]
     rep = report.assemble(
-        {"a1": _rec("a1", "sh-1", 10)}, _keys(acc=["a1"]), {}, CONF, now=NOW, site_meta={"hours": {"sh-1": rows}}
+        {"a1": _rec("a1", "sh-1", 10)},
+        _keys(acc=["a1"]),
+        {},
+        CONF,
+        now=NOW,
+        site_meta={"hours": {"sh-1": rows}},
     )
     site = rep["sites"]["sh-1"]
     assert len(site["history"]) == 24
-    assert site["history"][-1] == {"at": "2027-01-15T07:00:00Z", "online": 5, "offline": 1, "rtt_ms_median": 31.0}
+    assert site["history"][-1] == {
+        "at": "2027-01-15T07:00:00Z",
+        "online": 5,
+        "offline": 1,
+        "rtt_ms_median": 31.0,
+    }
     assert site["trend"]["24h"]["rtt_ms_p95"] == 84.0  # the worst hourly p95 of the last day
     assert site["trend"]["24h"]["loss_pct"] is not None

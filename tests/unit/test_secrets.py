@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from saltext_edge import shared_secret as secrets, tokens as token
+from saltext_edge import shared_secret as secrets
+from saltext_edge import tokens as token
 
 GOOD = "9f2c4e7a1b8d3f6e0a5c9b2d7e4f1a8c3b6d9e2f5a8c1b4e"
 OLD = "c7E2-kQ9xW4pL8mZ3vN6bR1tY5uH0jG7fD2sA9qX4wE8rT3y"
@@ -20,7 +21,9 @@ def test_order_file_then_option_then_env(tmp_path):
     path = tmp_path / "s"
     path.write_text(GOOD + "\n")
     env = {"SALT_SHARED_SECRET": OTHER}
-    assert secrets.master_secrets(_opts(shared_secret_file=str(path), shared_secret=OLD), env) == [GOOD]
+    assert secrets.master_secrets(_opts(shared_secret_file=str(path), shared_secret=OLD), env) == [
+        GOOD
+    ]
     assert secrets.master_secrets(_opts(shared_secret=OLD), env) == [OLD]
     assert secrets.master_secrets({}, env) == [OTHER]
     assert secrets.master_secret_source({}, env) == "environment variable SALT_SHARED_SECRET"
@@ -31,7 +34,10 @@ def test_previous_secret(tmp_path):
     path.write_text(OLD)
     conf = {"shared_secret": GOOD, "previous_shared_secret_expires": EXPIRES}
     assert secrets.master_secrets(_opts(previous_shared_secret=OLD, **conf), {}) == [GOOD, OLD]
-    assert secrets.master_secrets(_opts(previous_shared_secret_file=str(path), **conf), {}) == [GOOD, OLD]
+    assert secrets.master_secrets(_opts(previous_shared_secret_file=str(path), **conf), {}) == [
+        GOOD,
+        OLD,
+    ]
     # same as current: listed once
     assert secrets.master_secrets(_opts(previous_shared_secret=GOOD, **conf), {}) == [GOOD]
 
@@ -41,9 +47,17 @@ def test_previous_secret_needs_an_end_and_expires(caplog):
         secrets.master_secrets(_opts(shared_secret=GOOD, previous_shared_secret=OLD), {})
     assert "previous_shared_secret_expires" in str(err.value) and OLD not in str(err.value)
     with pytest.raises(secrets.SecretError):
-        secrets.master_secrets(_opts(shared_secret=GOOD, previous_shared_secret=OLD,
-                                     previous_shared_secret_expires=20261231), {})
-    past = _opts(shared_secret=GOOD, previous_shared_secret=OLD, previous_shared_secret_expires="2001-01-01")
+        secrets.master_secrets(
+            _opts(
+                shared_secret=GOOD,
+                previous_shared_secret=OLD,
+                previous_shared_secret_expires=20261231,
+            ),
+            {},
+        )
+    past = _opts(
+        shared_secret=GOOD, previous_shared_secret=OLD, previous_shared_secret_expires="2001-01-01"
+    )
     with caplog.at_level("WARNING"):
         assert secrets.master_secrets(past, {}) == [GOOD]
     assert "expired" in caplog.text and OLD not in caplog.text
@@ -69,7 +83,7 @@ def test_weak_and_placeholder_secrets_refused(value):
 
 
 def test_generated_secrets_pass():
-    import secrets as pysecrets  # pylint: disable=import-outside-toplevel
+    import secrets as pysecrets
 
     for _ in range(200):
         value = pysecrets.token_urlsafe(32)
@@ -88,7 +102,15 @@ def test_generated_secrets_pass():
         (_opts(shared_secret=1234567890123456789), {}, "must be a string"),
         ({}, {"SALT_SHARED_SECRET": ""}, "SALT_SHARED_SECRET is empty"),
         ({}, {"SALT_SHARED_SECRET": "tiny-secret"}, "SALT_SHARED_SECRET is shorter"),
-        (_opts(shared_secret=GOOD, previous_shared_secret="tiny-secret", previous_shared_secret_expires=EXPIRES), {}, "previous_shared_secret is shorter"),
+        (
+            _opts(
+                shared_secret=GOOD,
+                previous_shared_secret="tiny-secret",
+                previous_shared_secret_expires=EXPIRES,
+            ),
+            {},
+            "previous_shared_secret is shorter",
+        ),
         ({"edge": "nope"}, {}, "must be a mapping"),
     ],
 )
@@ -130,7 +152,9 @@ def test_empty_and_weak_files(tmp_path):
 
 
 def test_master_site_key():
-    assert secrets.master_site_key(_opts(shared_secret=GOOD), "sh-3", {}) == token.site_key(GOOD, "sh-3")
+    assert secrets.master_site_key(_opts(shared_secret=GOOD), "sh-3", {}) == token.site_key(
+        GOOD, "sh-3"
+    )
     with pytest.raises(token.TokenError):
         secrets.master_site_key(_opts(shared_secret=GOOD), "bad site", {})
 
@@ -148,12 +172,21 @@ def test_minion_sources(tmp_path):
     secfile = tmp_path / "s"
     secfile.write_text(GOOD + "\n")
     assert secrets.minion_site_key(_opts(site="sh-3", site_key=k_site)) == ("sh-3", k_site)
-    assert secrets.minion_site_key(_opts(site="sh-3", site_key_file=str(keyfile))) == ("sh-3", k_site)
+    assert secrets.minion_site_key(_opts(site="sh-3", site_key_file=str(keyfile))) == (
+        "sh-3",
+        k_site,
+    )
     assert secrets.minion_site_key(_opts(site="sh-3", shared_secret=GOOD)) == ("sh-3", k_site)
-    assert secrets.minion_site_key(_opts(site="sh-3", shared_secret_file=str(secfile))) == ("sh-3", k_site)
+    assert secrets.minion_site_key(_opts(site="sh-3", shared_secret_file=str(secfile))) == (
+        "sh-3",
+        k_site,
+    )
     # site_key wins over shared_secret
     other = token.site_key("another-secret-value", "sh-3")
-    assert secrets.minion_site_key(_opts(site="sh-3", site_key=other, shared_secret=GOOD)) == ("sh-3", other)
+    assert secrets.minion_site_key(_opts(site="sh-3", site_key=other, shared_secret=GOOD)) == (
+        "sh-3",
+        other,
+    )
 
 
 def test_minion_bad_inputs(tmp_path):

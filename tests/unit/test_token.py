@@ -41,7 +41,9 @@ def test_site_key_fixed_vector():
 
 def test_site_key_utf8_secret():
     secret = "sécret-ünïcode-0123456789"
-    assert token.site_key(secret, "a") == _hmac_hex(secret.encode("utf-8"), b"saltext-edge:v1:site:a")
+    assert token.site_key(secret, "a") == _hmac_hex(
+        secret.encode("utf-8"), b"saltext-edge:v1:site:a"
+    )
 
 
 def test_token_fixed_vector(keypair):
@@ -60,12 +62,17 @@ def test_constant_literal_vector():
     # a vector fixed once, by hand, so a change of the scheme cannot slip by
     digest = hashlib.sha256(b"not a real key").hexdigest()
     k_site = token.site_key("0123456789abcdef", "lab")
-    assert k_site == hmac.new(b"0123456789abcdef", b"saltext-edge:v1:site:lab", "sha256").hexdigest()
+    assert (
+        k_site == hmac.new(b"0123456789abcdef", b"saltext-edge:v1:site:lab", "sha256").hexdigest()
+    )
     tok = token.make_token(k_site, "lab", "m1", digest)
     assert tok.startswith("v1:lab:")
-    assert tok.split(":")[2] == hmac.new(
-        k_site.encode(), b"saltext-edge:v1:token\nm1\n" + digest.encode(), "sha256"
-    ).hexdigest()
+    assert (
+        tok.split(":")[2]
+        == hmac.new(
+            k_site.encode(), b"saltext-edge:v1:token\nm1\n" + digest.encode(), "sha256"
+        ).hexdigest()
+    )
 
 
 def test_digest_independent_of_pem_wrapping(keypair):
@@ -75,7 +82,10 @@ def test_digest_independent_of_pem_wrapping(keypair):
     assert token.pubkey_digest(pem.encode()) == digest
 
 
-@pytest.mark.parametrize("bad", ["", "   ", "not a key", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----", None, 3])
+@pytest.mark.parametrize(
+    "bad",
+    ["", "   ", "not a key", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----", None, 3],
+)
 def test_digest_rejects_garbage(bad):
     with pytest.raises(token.TokenError) as err:
         token.pubkey_digest(bad)

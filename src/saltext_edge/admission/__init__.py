@@ -21,6 +21,8 @@ Everything callers used from the former single module is re-exported here.
 import logging
 import time
 
+from saltext_edge.admission import keystore as _ks
+from saltext_edge.admission import nodes as _nodes
 from saltext_edge.admission.decision import (  # noqa: F401
     CHUNK,
     EVENT_PREFIX,
@@ -32,7 +34,12 @@ from saltext_edge.admission.decision import (  # noqa: F401
     judge,
     verify,
 )
-from saltext_edge.admission.policy import DEFAULT_LOCK_TIMEOUT, ON_INVALID, AdmissionError, policy  # noqa: F401
+from saltext_edge.admission.policy import (  # noqa: F401
+    DEFAULT_LOCK_TIMEOUT,
+    ON_INVALID,
+    AdmissionError,
+    policy,
+)
 from saltext_edge.admission.signin import (  # noqa: F401
     Outcome,
     collect_auth_events,
@@ -56,8 +63,6 @@ from saltext_edge.admission.stores import (  # noqa: F401
 from saltext_edge.admission.stores import cache as _cache  # noqa: F401
 from saltext_edge.admission.stores import clean_pub as _clean_pub  # noqa: F401
 from saltext_edge.admission.stores import store_decisions as _store_decisions  # noqa: F401
-from saltext_edge.admission import keystore as _ks
-from saltext_edge.admission import nodes as _nodes
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +98,7 @@ def revoke_node(opts, minion_id, revoked=True):
     Returns ``{"id": str, "revoked": bool, "key_removed": str|None}`` with the
     state of the key removed.
     """
-    import salt.crypt  # pylint: disable=import-outside-toplevel
+    import salt.crypt
 
     if not valid_id(opts, minion_id):
         raise AdmissionError("not a valid minion id")
@@ -117,7 +122,20 @@ def revoke_node(opts, minion_id, revoked=True):
             keyobj.check_minion_cache()
         if removed == "accepted" and opts.get("rotate_aes_key", True):
             salt.crypt.dropfile(opts["cachedir"], opts["user"], opts["id"])
-    log.warning("edge admission: %s %s by the operator", minion_id, "revoked" if revoked else "no longer revoked")
-    announce(keyobj.event, minion_id, {"decision": "revoked" if revoked else "unrevoked", "reason": None,
-                                       "site": None, "action": "deleted" if removed else "none"}, time.time())
+    log.warning(
+        "edge admission: %s %s by the operator",
+        minion_id,
+        "revoked" if revoked else "no longer revoked",
+    )
+    announce(
+        keyobj.event,
+        minion_id,
+        {
+            "decision": "revoked" if revoked else "unrevoked",
+            "reason": None,
+            "site": None,
+            "action": "deleted" if removed else "none",
+        },
+        time.time(),
+    )
     return {"id": minion_id, "revoked": bool(revoked), "key_removed": removed}

@@ -8,7 +8,7 @@ against it.
 import fnmatch
 import logging
 import time
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 from saltext_edge import enrollment as _enr
 from saltext_edge import shared_secret as _secrets
@@ -32,8 +32,13 @@ REFUSAL_REASONS = (
     "enrollment_required",
 ) + tuple(r for r in _enr.REASONS if r != "id_not_allowed")
 # refusals of a token that verifies (only a site-key or enrollment-key holder could make it)
-_PROVEN_REFUSALS = ("revoked_site", "id_not_allowed", "site_mismatch", "revoked_node",
-                    "enrollment_required") + _enr.REASONS
+_PROVEN_REFUSALS = (
+    "revoked_site",
+    "id_not_allowed",
+    "site_mismatch",
+    "revoked_node",
+    "enrollment_required",
+) + _enr.REASONS
 CHUNK = 100
 
 
@@ -41,10 +46,10 @@ class Verdict(NamedTuple):
     """The outcome of :func:`judge`."""
 
     decision: str  # accepted | refused | no_token
-    reason: Optional[str]
-    site: Optional[str]
-    secret_index: Optional[int] = None  # 0 current secret, 1 previous
-    enrollment: Optional[str] = None  # the enrollment id of a v2 token
+    reason: str | None
+    site: str | None
+    secret_index: int | None = None  # 0 current secret, 1 previous
+    enrollment: str | None = None  # the enrollment id of a v2 token
 
     @property
     def admitted_by(self):
@@ -61,7 +66,7 @@ class PlanItem(NamedTuple):
     minion_id: str
     key: dict  # as read from Salt's key store: {"pub", "state"}
     verdict: Verdict
-    rec: Optional[dict]  # the token record it was judged on
+    rec: dict | None  # the token record it was judged on
 
 
 def judge(minion_id, pub_digest, token, secrets, pol, node=None, enrollments=None, now=None):
@@ -147,8 +152,9 @@ def rank(verdict):
     return 1
 
 
-def verdict_for_record(minion_id, pending_pub, rec, secrets, pol, node=None, pending_digest=None,
-                       enrollments=None):
+def verdict_for_record(
+    minion_id, pending_pub, rec, secrets, pol, node=None, pending_digest=None, enrollments=None
+):
     """:func:`judge` the token record ``rec`` against the key pending now (``key_changed`` if not its key)."""
     if not rec or not isinstance(rec.get("token"), str) or not rec.get("token"):
         return Verdict("no_token", "no_token_seen", None)
@@ -165,7 +171,9 @@ def verdict_for_record(minion_id, pending_pub, rec, secrets, pol, node=None, pen
     return judge(minion_id, rec_digest, rec["token"], secrets, pol, node, enrollments)
 
 
-def verify(minion_id, pending_pub, rec, secrets, pol, pending_digest=None, node=None, enrollments=None):
+def verify(
+    minion_id, pending_pub, rec, secrets, pol, pending_digest=None, node=None, enrollments=None
+):
     """
     Verify the recorded token ``rec`` (a dict from the token store, or None)
     of ``minion_id`` whose key pending now is ``pending_pub``.
@@ -173,7 +181,9 @@ def verify(minion_id, pending_pub, rec, secrets, pol, pending_digest=None, node=
     Returns ``(decision, reason, site)`` with decision ``accepted``,
     ``refused`` or ``no_token``. Pure function; constant-time MAC comparison.
     """
-    verdict = verdict_for_record(minion_id, pending_pub, rec, secrets, pol, node, pending_digest, enrollments)
+    verdict = verdict_for_record(
+        minion_id, pending_pub, rec, secrets, pol, node, pending_digest, enrollments
+    )
     return verdict.decision, verdict.reason, verdict.site
 
 
@@ -197,14 +207,16 @@ def _plan(opts, keyobj, store, pending, extra_records, secrets, pol):
     for minion_id in pending:
         try:
             key = keyobj.cache.fetch("keys", minion_id) or {}
-        except Exception as exc:  # pylint: disable=broad-except
+        except Exception as exc:
             log.warning("edge admission: cannot read the key of %s: %s", minion_id, exc)
             continue
         if key.get("state") != "pending" or not key.get("pub"):
             continue  # accepted/deleted meanwhile
         rec = extra_records.get(minion_id) or _stores.fetch_record(store, minion_id)
         node = _nodes.get(opts, minion_id)
-        verdict = verdict_for_record(minion_id, key["pub"], rec, secrets, pol, node, enrollments=enrollments)
+        verdict = verdict_for_record(
+            minion_id, key["pub"], rec, secrets, pol, node, enrollments=enrollments
+        )
         plan.append(PlanItem(minion_id, key, verdict, rec))
     return plan
 
@@ -235,9 +247,14 @@ def _act_chunk(opts, keyobj, store, chunk, pol):
         chunk = _count_uses(opts, keyobj, chunk)
         targets = {item.minion_id: _target(item.verdict, pol["on_invalid"]) for item in chunk}
         intents = {
-            item.minion_id: {"pub": item.key["pub"], "state": targets[item.minion_id],
-                             "decision": item.verdict.decision, "reason": item.verdict.reason,
-                             "site": item.verdict.site, "admitted_by": item.verdict.admitted_by}
+            item.minion_id: {
+                "pub": item.key["pub"],
+                "state": targets[item.minion_id],
+                "decision": item.verdict.decision,
+                "reason": item.verdict.reason,
+                "site": item.verdict.site,
+                "admitted_by": item.verdict.admitted_by,
+            }
             for item in chunk
             if targets[item.minion_id] in ("accepted", "rejected")
         }
@@ -245,7 +262,9 @@ def _act_chunk(opts, keyobj, store, chunk, pol):
         for item in chunk:
             target = targets[item.minion_id]
             if target is None:
-                actions[item.minion_id] = "kept" if item.verdict.decision in ("refused", "no_token") else "none"
+                actions[item.minion_id] = (
+                    "kept" if item.verdict.decision in ("refused", "no_token") else "none"
+                )
                 continue
             now_key = keyobj.cache.fetch("keys", item.minion_id) or {}
             if now_key.get("state") != "pending" or now_key.get("pub") != item.key["pub"]:
@@ -257,8 +276,11 @@ def _act_chunk(opts, keyobj, store, chunk, pol):
                 _ks.set_state(keyobj, item.minion_id, item.key, target)
             actions[item.minion_id] = target
             if target == "accepted":
-                admitted[item.minion_id] = {"site": item.verdict.site, "admitted_by": item.verdict.admitted_by,
-                                            "pub_digest": (item.rec or {}).get("pub_digest")}
+                admitted[item.minion_id] = {
+                    "site": item.verdict.site,
+                    "admitted_by": item.verdict.admitted_by,
+                    "pub_digest": (item.rec or {}).get("pub_digest"),
+                }
         _nodes.note_admitted(opts, admitted)
     return actions, entry, chunk
 
@@ -279,10 +301,13 @@ def _count_uses(opts, keyobj, chunk):
         if verdict.enrollment and verdict.decision == "accepted":
             now_key = keyobj.cache.fetch("keys", item.minion_id) or {}
             if now_key.get("state") == "pending" and now_key.get("pub") == item.key["pub"]:
-                reason = enrollments.consume(verdict.enrollment, item.minion_id, now,
-                                             (item.rec or {}).get("pub_digest"))
+                reason = enrollments.consume(
+                    verdict.enrollment, item.minion_id, now, (item.rec or {}).get("pub_digest")
+                )
                 if reason:
-                    item = item._replace(verdict=verdict._replace(decision="refused", reason=reason))
+                    item = item._replace(
+                        verdict=verdict._replace(decision="refused", reason=reason)
+                    )
         out.append(item)
     return out
 
@@ -305,7 +330,7 @@ def decide_and_act(opts, match="*", dry_run=False, secrets=None, extra_records=N
     secret is configured and :class:`~saltext_edge.admission.policy.AdmissionError`
     on a malformed policy or when the key-store lock cannot be had in time.
     """
-    import salt.crypt  # pylint: disable=import-outside-toplevel
+    import salt.crypt
 
     pol = policy(opts)
     if secrets is None:
@@ -316,11 +341,17 @@ def decide_and_act(opts, match="*", dry_run=False, secrets=None, extra_records=N
         with _ks.lock(keyobj, pol["lock_timeout"], what="edge admission recovery"):
             done, _ = _ks.recover(store, keyobj)
         _finish(store, keyobj, done, time.time())
-    plan = _plan(opts, keyobj, store, _pending_ids(keyobj, match, ids=ids), extra_records or {}, secrets, pol)
+    plan = _plan(
+        opts, keyobj, store, _pending_ids(keyobj, match, ids=ids), extra_records or {}, secrets, pol
+    )
     results = {
-        item.minion_id: {"decision": item.verdict.decision, "reason": item.verdict.reason,
-                         "site": item.verdict.site, "admitted_by": item.verdict.admitted_by,
-                         "action": "none"}
+        item.minion_id: {
+            "decision": item.verdict.decision,
+            "reason": item.verdict.reason,
+            "site": item.verdict.site,
+            "admitted_by": item.verdict.admitted_by,
+            "action": "none",
+        }
         for item in plan
     }
     if dry_run or not plan:
@@ -330,21 +361,32 @@ def decide_and_act(opts, match="*", dry_run=False, secrets=None, extra_records=N
         chunk = plan[start : start + CHUNK]
         actions, entry, chunk = _act_chunk(opts, keyobj, store, chunk, pol)
         for item in chunk:
-            results[item.minion_id].update(decision=item.verdict.decision, reason=item.verdict.reason)
+            results[item.minion_id].update(
+                decision=item.verdict.decision, reason=item.verdict.reason
+            )
         for minion_id, action in actions.items():
             results[minion_id]["action"] = action
             if action in ("rejected", "deleted"):
                 removed.append(minion_id)
         for item in chunk:
             if item.verdict.secret_index and item.verdict.decision == "accepted":
-                log.warning("edge admission: %s was admitted with a token that verifies only under "
-                            "the previous fleet secret", item.minion_id)
+                log.warning(
+                    "edge admission: %s was admitted with a token that verifies only under "
+                    "the previous fleet secret",
+                    item.minion_id,
+                )
             # remembered so the reactor stops re-submitting this token until
             # the secrets or the policy change; not key_changed, which
             # condemns the pending key, not the token
-            if item.verdict.decision == "refused" and item.verdict.reason != "key_changed" and item.rec:
+            if (
+                item.verdict.decision == "refused"
+                and item.verdict.reason != "key_changed"
+                and item.rec
+            ):
                 _stores.mark_refused(store, item.minion_id, item.rec, item.verdict.reason, fprint)
-        _finish(store, keyobj, {item.minion_id: results[item.minion_id] for item in chunk}, time.time())
+        _finish(
+            store, keyobj, {item.minion_id: results[item.minion_id] for item in chunk}, time.time()
+        )
         if entry:
             store.flush(_stores.INTENTS_BANK, entry)
     if removed:
@@ -361,9 +403,16 @@ def _finish(store, keyobj, done, now):
         return
     _stores.store_decisions(
         store,
-        {m: {"decision": r["decision"], "reason": r["reason"], "site": r["site"],
-             "admitted_by": r.get("admitted_by"), "time": now}
-         for m, r in done.items()},
+        {
+            m: {
+                "decision": r["decision"],
+                "reason": r["reason"],
+                "site": r["site"],
+                "admitted_by": r.get("admitted_by"),
+                "time": now,
+            }
+            for m, r in done.items()
+        },
     )
     for minion_id, res in done.items():
         announce(keyobj.event, minion_id, res, now)
@@ -373,14 +422,25 @@ def announce(event, minion_id, res, now):
     """Log one decision line and fire ``edge/admission/<decision>`` (no token, no key)."""
     log.info(
         "edge admission: %s %s (reason: %s, site: %s, by: %s, action: %s)",
-        minion_id, res["decision"], res["reason"], res["site"], res.get("admitted_by"), res["action"],
+        minion_id,
+        res["decision"],
+        res["reason"],
+        res["site"],
+        res.get("admitted_by"),
+        res["action"],
     )
     try:
         event.fire_event(
-            {"id": minion_id, "decision": res["decision"], "reason": res["reason"],
-             "site": res["site"], "admitted_by": res.get("admitted_by"), "action": res["action"],
-             "time": now},
+            {
+                "id": minion_id,
+                "decision": res["decision"],
+                "reason": res["reason"],
+                "site": res["site"],
+                "admitted_by": res.get("admitted_by"),
+                "action": res["action"],
+                "time": now,
+            },
             EVENT_PREFIX + str(res["decision"]),
         )
-    except Exception as exc:  # pylint: disable=broad-except
+    except Exception as exc:
         log.warning("edge admission: could not fire the decision event for %s: %s", minion_id, exc)

@@ -41,7 +41,7 @@ WAIT_NOTICE = 1.0
 
 def key_obj(opts):
     """Return ``salt.key.Key(opts)``."""
-    import salt.key  # pylint: disable=import-outside-toplevel
+    import salt.key
 
     return salt.key.Key(opts)
 
@@ -87,11 +87,17 @@ def lock(keyobj, timeout, what="admission"):
                     noticed = True
                     log.warning(
                         "edge admission: %s (pid %d) is waiting for the key-store lock held by %s",
-                        what, os.getpid(), _describe(_holder_info(fd)),
+                        what,
+                        os.getpid(),
+                        _describe(_holder_info(fd)),
                     )
                 time.sleep(0.05)
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "what": what,
-                "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "what": what,
+            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(info).encode("utf-8"), 0)
@@ -105,8 +111,10 @@ def lock(keyobj, timeout, what="admission"):
 def _describe(info):
     if not info:
         return "another process"
-    return (f"{str(info.get('what'))[:40]} (pid {info.get('pid')} on "
-            f"{str(info.get('host'))[:64]}, since {info.get('since')})")
+    return (
+        f"{str(info.get('what'))[:40]} (pid {info.get('pid')} on "
+        f"{str(info.get('host'))[:64]}, since {info.get('since')})"
+    )
 
 
 def set_state(keyobj, minion_id, key, new_state):
@@ -116,12 +124,17 @@ def set_state(keyobj, minion_id, key, new_state):
     Salt's own ``salt/key`` event exactly as ``salt.key.Key.change_state``
     does (not ``Key.accept(match_dict=...)``: quadratic at thousands of keys).
     """
-    import salt.utils.event  # pylint: disable=import-outside-toplevel
+    import salt.utils.event
 
     marker = _edge_path(keyobj, INFLIGHT_NAME)
     key = {"pub": key["pub"], "state": new_state}
-    _files.write_marker(marker, json.dumps({"id": minion_id, "pub": key["pub"], "host": socket.gethostname(),
-                                            "pid": os.getpid()}), keyobj.opts)
+    _files.write_marker(
+        marker,
+        json.dumps(
+            {"id": minion_id, "pub": key["pub"], "host": socket.gethostname(), "pid": os.getpid()}
+        ),
+        keyobj.opts,
+    )
     keyobj.cache.store("keys", minion_id, key)
     _files.write_marker(marker, "", keyobj.opts)
     act = {"accepted": "accept", "rejected": "reject"}.get(new_state)
@@ -133,7 +146,7 @@ def set_state(keyobj, minion_id, key, new_state):
 
 def delete(keyobj, minion_id):
     """Remove ``minion_id``'s key and fire Salt's ``salt/key`` delete event."""
-    import salt.utils.event  # pylint: disable=import-outside-toplevel
+    import salt.utils.event
 
     keyobj.cache.flush("keys", minion_id)
     keyobj.event.fire_event(
@@ -198,10 +211,15 @@ def recover(store, keyobj):
                 restored.append(minion_id)
                 log.warning(
                     "edge admission: the key of %s was lost by an interrupted run; restored it "
-                    "as pending, to be decided again", minion_id,
+                    "as pending, to be decided again",
+                    minion_id,
                 )
-            elif now_key.get("state") == intent.get("state") and now_key.get("pub") == intent.get("pub"):
-                done[minion_id] = {k: intent.get(k) for k in ("decision", "reason", "site", "admitted_by")}
+            elif now_key.get("state") == intent.get("state") and now_key.get("pub") == intent.get(
+                "pub"
+            ):
+                done[minion_id] = {
+                    k: intent.get(k) for k in ("decision", "reason", "site", "admitted_by")
+                }
                 done[minion_id]["action"] = intent["state"]
         store.flush(_stores.INTENTS_BANK, entry_key)
     if inflight:
@@ -229,7 +247,5 @@ def _close_event(keyobj):
     """Close the key object's event connection, if one was opened, before
     the interpreter tears its modules down (else Salt prints a traceback)."""
     if "event" in keyobj.__dict__:  # a cached_property, only if created
-        try:
+        with contextlib.suppress(Exception):  # best effort on the way out
             keyobj.event.destroy()
-        except Exception:  # pylint: disable=broad-except
-            pass

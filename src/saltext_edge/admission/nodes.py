@@ -79,8 +79,12 @@ def note_admitted(opts, admitted):
 def set_revoked(opts, minion_id, revoked, by="operator"):
     """Mark ``minion_id`` revoked (or no longer revoked); return the entry."""
     _files.private_dir(_dir(opts), opts)
-    entry = get(opts, minion_id) or {"id": minion_id, "site": None, "admitted_by": None,
-                                     "admitted_at": None}
+    entry = get(opts, minion_id) or {
+        "id": minion_id,
+        "site": None,
+        "admitted_by": None,
+        "admitted_at": None,
+    }
     entry["revoked"] = bool(revoked)
     entry["revoked_at" if revoked else "unrevoked_at"] = _now_iso()
     entry["revoked_by"] = by
@@ -110,7 +114,8 @@ def node_index(opts, accepted_ids):
         entry = entries.get(minion_id) or {}
         out[minion_id] = {
             "site": entry.get("site"),
-            "admitted_by": entry.get("admitted_by") or ("outside" if minion_id in accepted_ids else None),
+            "admitted_by": entry.get("admitted_by")
+            or ("outside" if minion_id in accepted_ids else None),
             "revoked": bool(entry.get("revoked")),
             "admitted_at": entry.get("admitted_at"),
         }

@@ -38,7 +38,9 @@ def _site(value, where):
     try:
         _token.validate_site(value)
     except _token.TokenError as exc:
-        raise AdmissionError(f"{where}: {value!r} is not a site name ({exc}); admitting nothing") from None
+        raise AdmissionError(
+            f"{where}: {value!r} is not a site name ({exc}); admitting nothing"
+        ) from None
     return value
 
 
@@ -84,8 +86,10 @@ def policy(opts):
     norm_ids = {}
     for site, globs in site_ids.items():
         _site(site, "edge:site_ids")
-        if not isinstance(globs, list) or not globs or not all(
-            isinstance(g, str) and g for g in globs
+        if (
+            not isinstance(globs, list)
+            or not globs
+            or not all(isinstance(g, str) and g for g in globs)
         ):
             raise AdmissionError(
                 f"edge:site_ids:{site} must be a non-empty list of id globs (strings); "
@@ -98,8 +102,14 @@ def policy(opts):
             f"edge:on_invalid must be one of keep, reject, delete, not {on_invalid!r}; admitting nothing"
         )
     timeout = conf.get("lock_timeout", DEFAULT_LOCK_TIMEOUT)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 1 <= timeout <= 3600:
-        raise AdmissionError("edge:lock_timeout must be a number of seconds from 1 to 3600; admitting nothing")
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not 1 <= timeout <= 3600
+    ):
+        raise AdmissionError(
+            "edge:lock_timeout must be a number of seconds from 1 to 3600; admitting nothing"
+        )
     return {
         "revoked_sites": revoked,
         "site_ids": norm_ids,

@@ -10,6 +10,7 @@ The token store and the decision store, in the master cache
   compacted into one snapshot of at most ``MAX_DECISIONS`` ids.
 """
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -41,7 +42,7 @@ _prune_lock = threading.Lock()
 
 def cache(opts):
     """Return Salt's master cache for ``opts``."""
-    import salt.cache  # pylint: disable=import-outside-toplevel
+    import salt.cache
 
     return salt.cache.Cache(opts)
 
@@ -119,10 +120,8 @@ def prune_records(store, limit=MAX_RECORDS, ttl=RECORD_TTL):
     if len(keep) > limit:
         drop += keep[: len(keep) - limit]
     for key in drop:
-        try:
+        with contextlib.suppress(Exception):  # pruning is best effort; the next run retries
             store.flush(TOKENS_BANK, key)
-        except Exception:  # pylint: disable=broad-except
-            pass
     if drop:
         log.info("edge admission: pruned %d old token record(s)", len(drop))
     return len(drop)
@@ -156,7 +155,7 @@ def store_decisions(store, decisions):
     try:
         if len(store.list(DECISIONS_BANK)) > COMPACT_AFTER:
             _compact(store)
-    except Exception as exc:  # pylint: disable=broad-except
+    except Exception as exc:
         log.warning("edge admission: could not compact the decisions cache: %s", exc)
 
 
@@ -190,7 +189,7 @@ def _compact(store, limit=None):
     for key in keys:
         try:
             store.flush(DECISIONS_BANK, key)
-        except Exception:  # pylint: disable=broad-except
+        except Exception:
             # another process compacting at the same time got there first
             if store.contains(DECISIONS_BANK, key):
                 raise

@@ -80,7 +80,11 @@ def validate(config):
         if key not in _LIMITS:
             return False, f"edge_heartbeat: unknown setting {key!r} (period, jitter, first_after)"
         low, high = _LIMITS[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not low <= value <= high
+        ):
             return False, f"edge_heartbeat: {key} must be a number between {low:g} and {high:g}"
     return True, "valid"
 
@@ -120,7 +124,7 @@ def _send(opts, state, conf, uplink):
         state["errors"] += 1
         log.warning("edge_heartbeat: cannot sign the heartbeat: %s", exc.__class__.__name__)
         return False
-    sent = __salt__["event.fire_master"](signed, TAG)  # pylint: disable=undefined-variable
+    sent = __salt__["event.fire_master"](signed, TAG)
     if not sent:
         log.debug("edge_heartbeat: heartbeat %s not handed to the minion", state["seq"])
     return bool(sent)
@@ -139,7 +143,7 @@ def beacon(config):
 
         salt '*' beacons.list
     """
-    opts = __opts__  # pylint: disable=undefined-variable
+    opts = __opts__
     conf = dict(DEFAULTS)
     conf.update({k: float(v) for k, v in _conf(config).items() if k in DEFAULTS})
     state = _state()

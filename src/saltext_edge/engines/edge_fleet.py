@@ -40,7 +40,10 @@ TICK_S = 1.0
 
 def __virtual__():
     if not HAS_LIB:
-        return (False, "edge_fleet: the saltext_edge library is missing (salt-run saltutil.sync_utils)")
+        return (
+            False,
+            "edge_fleet: the saltext_edge library is missing (salt-run saltutil.sync_utils)",
+        )
     return __virtualname__
 
 
@@ -48,13 +51,13 @@ def _metrics(opts, snapshot_fn):
     # --- view: edge:metrics is parsed and validated by fleet_metrics.start
     # (address, port, per_node, enabled; docs/ref/metrics.rst) --------------
     try:
-        from saltext_edge import fleet_metrics  # pylint: disable=import-outside-toplevel
+        from saltext_edge import fleet_metrics
     except ImportError:
         log.info("edge_fleet: no metrics module (saltext_edge.fleet_metrics); metrics not served")
         return None
     try:
         return fleet_metrics.start(opts, snapshot_fn)
-    except Exception as exc:  # pylint: disable=broad-except
+    except Exception as exc:
         log.error("edge_fleet: metrics not served: %s", exc)
         return None
     # --- end view ---------------------------------------------------------
@@ -62,14 +65,14 @@ def _metrics(opts, snapshot_fn):
 
 def _worker(opts, conf, inbox, tick, stopping):
     """The engine's thread: takes events from ``inbox``, ticks, fires, writes."""
-    import salt.utils.event  # pylint: disable=import-outside-toplevel
+    import salt.utils.event
 
     with salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=False) as pusher:
 
         def fire(tag, data):
             try:
                 pusher.fire_event(data, tag)
-            except Exception as exc:  # pylint: disable=broad-except
+            except Exception as exc:
                 log.error("edge_fleet: cannot fire %s: %s", tag, exc)
 
         fleet = _engine.FleetEngine(opts, conf=conf, fire=fire)
@@ -90,12 +93,12 @@ def _worker(opts, conf, inbox, tick, stopping):
                 if tag is not None:
                     try:
                         fleet.handle(tag, data)
-                    except Exception:  # pylint: disable=broad-except
+                    except Exception:
                         log.exception("edge_fleet: event %s not handled", tag)
                 if time.monotonic() >= next_tick:
                     try:
                         fleet.tick()
-                    except Exception:  # pylint: disable=broad-except
+                    except Exception:
                         log.exception("edge_fleet: tick failed")
                     next_tick = time.monotonic() + tick
         finally:
@@ -124,11 +127,11 @@ def start(interval=None):
         # engines: [{edge_fleet: {}}]
         salt-run edge.report
     """
-    import asyncio  # pylint: disable=import-outside-toplevel
+    import asyncio
 
-    import salt.utils.event  # pylint: disable=import-outside-toplevel
+    import salt.utils.event
 
-    opts = __opts__  # pylint: disable=undefined-variable
+    opts = __opts__
     tick = float(interval or TICK_S)
     try:
         conf = _conf.parse(opts.get("edge"))
@@ -148,7 +151,7 @@ def start(interval=None):
     async def on_event(raw):
         try:
             tag, data = salt.utils.event.SaltEvent.unpack(raw)
-        except Exception:  # pylint: disable=broad-except
+        except Exception:
             return
         try:
             inbox.put_nowait((tag, data))

@@ -12,7 +12,6 @@ heartbeats), :mod:`.store` (``salt.cache``), :mod:`.sites` (site lookup),
 :mod:`.heartbeat` (minion side).
 """
 
-
 HEARTBEAT_TAG = "edge/heartbeat"
 DEFAULT_INTERVAL = 60
 
@@ -26,7 +25,11 @@ def beacon_settings(interval=DEFAULT_INTERVAL, jitter=0.1, enabled=True):
     """
     if not enabled:
         return {"beacons": {"edge_heartbeat": [{"enabled": False}]}}
-    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 1 <= interval <= 86400:
+    if (
+        isinstance(interval, bool)
+        or not isinstance(interval, (int, float))
+        or not 1 <= interval <= 86400
+    ):
         raise ValueError("the heartbeat interval must be 1-86400 seconds")
     if isinstance(jitter, bool) or not isinstance(jitter, (int, float)) or not 0 <= jitter <= 0.5:
         raise ValueError("the heartbeat jitter must be a fraction between 0 and 0.5")
@@ -41,7 +44,7 @@ def snapshot(opts_or_cache, now=None):
     """
     # imported here: the minion side (beacon, grain) imports this package
     # and needs none of the master-side modules
-    from saltext_edge.fleet import nodeview as _snapshot  # pylint: disable=import-outside-toplevel
+    from saltext_edge.fleet import nodeview as _snapshot
 
     return _snapshot.snapshot(opts_or_cache, now=now)
 

@@ -114,7 +114,9 @@ def parse(edge_conf):
         late = over.get("late_after", conf["late_after"])
         off = over.get("offline_after", conf["offline_after"])
         if off <= late:
-            raise ValueError(f"edge:fleet:sites:{site}: offline_after must be greater than late_after")
+            raise ValueError(
+                f"edge:fleet:sites:{site}: offline_after must be greater than late_after"
+            )
     return conf
 
 

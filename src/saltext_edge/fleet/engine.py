@@ -40,7 +40,7 @@ class FleetEngine:
     """
 
     def __init__(
-                self,
+        self,
         opts,
         conf=None,
         store=None,
@@ -100,7 +100,9 @@ class FleetEngine:
 
     def site(self, minion_id, rec=None):
         """Return the site of ``minion_id`` (verified first, see :mod:`saltext_edge.fleet.sites`)."""
-        return _sites.site_of(minion_id, self.index, rec if rec is not None else self.records.get(minion_id))
+        return _sites.site_of(
+            minion_id, self.index, rec if rec is not None else self.records.get(minion_id)
+        )
 
     def handle(self, tag, data):
         """Take one bus event; return the :class:`~saltext_edge.fleet.evidence.Evidence` it held or ``None``."""
@@ -126,7 +128,9 @@ class FleetEngine:
         if rec is None:
             rec = self.records[ev.id] = _record.new(ev.id, now)
         if ev.kind == "heartbeat":
-            if _record.heartbeat(rec, ev.payload, now, self.conf["raw_seconds"], master=self.master_id):
+            if _record.heartbeat(
+                rec, ev.payload, now, self.conf["raw_seconds"], master=self.master_id
+            ):
                 return ev
         else:
             _record.seen(rec, ev.kind, now, source=ev.source, master=self.master_id)
@@ -147,7 +151,9 @@ class FleetEngine:
         if site_conf is None:
             site_conf = self._site_confs[site] = _conf.for_site(self.conf, site)
         quality = _status.uplink_quality(rec)
-        fired = _status.step(rec, self.conf, now, self.started_at, self.in_grace(now), site=site, site_conf=site_conf)
+        fired = _status.step(
+            rec, self.conf, now, self.started_at, self.in_grace(now), site=site, site_conf=site_conf
+        )
         if rec.get("status") != before or quality != self._quality.get(minion_id):
             self.dirty.add(minion_id)
             self._sites_dirty.add(site)
@@ -365,10 +371,14 @@ class FleetEngine:
         now = now if now is not None else self.clock()
         nodes = {}
         for minion_id, rec in self.records.items():
-            nodes[minion_id] = node_view(minion_id, rec, self.site(minion_id, rec), rec.get("status"), self.index)
+            nodes[minion_id] = node_view(
+                minion_id, rec, self.site(minion_id, rec), rec.get("status"), self.index
+            )
         for minion_id in self.accepted:
             if minion_id not in nodes:
-                nodes[minion_id] = node_view(minion_id, None, self.site(minion_id), "never_seen", self.index)
+                nodes[minion_id] = node_view(
+                    minion_id, None, self.site(minion_id), "never_seen", self.index
+                )
         admissions = admission_counts(self.index)
         snap = {
             "nodes": nodes,

@@ -123,6 +123,10 @@ class Classifier:
             return None
         if tag == "salt/auth":
             minion_id = data.get("id")
-            if data.get("act") == "accept" and data.get("result") is True and isinstance(minion_id, str):
+            if (
+                data.get("act") == "accept"
+                and data.get("result") is True
+                and isinstance(minion_id, str)
+            ):
                 return Evidence("auth", minion_id, self.trust_unsigned, source="sign-in")
         return None

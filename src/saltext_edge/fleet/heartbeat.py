@@ -27,6 +27,7 @@ CACHE_DIR = "edge"
 CACHE_FILE = "uplink.json"
 DEFAULT_TTL = 180.0
 from saltext_edge.uplink_quality import UPLINK_KEYS  # noqa: E402  (one definition)
+
 PAYLOAD_VERSION = 1
 
 
@@ -110,7 +111,7 @@ def measure(opts):
     except (ValueError, TypeError) as err:
         log.warning("edge uplink: bad edge:uplink configuration: %s", err)
         return unknown(str(err))
-    except Exception as err:  # pylint: disable=broad-except
+    except Exception as err:
         log.warning("edge uplink: probe failed: %s", err, exc_info=True)
         return unknown(str(err))
     return {key: result.get(key) for key in UPLINK_KEYS}
@@ -198,7 +199,9 @@ def payload(opts, uplink, seq, boot, period, jitter, now=None):
         "period": float(period),
         "jitter": float(jitter),
         "budget": budget(opts),
-        "uplink": {k: uplink.get(k) for k in ("quality", "rtt_ms", "jitter_ms", "loss_pct", "checked_at")},
+        "uplink": {
+            k: uplink.get(k) for k in ("quality", "rtt_ms", "jitter_ms", "loss_pct", "checked_at")
+        },
     }
 
 

@@ -34,7 +34,9 @@ def iso(epoch):
 def stamp_epoch(stamp):
     """Return a Salt event ``_stamp`` (ISO, UTC, no zone) as epoch seconds, ``None`` when unparsable."""
     try:
-        return datetime.datetime.fromisoformat(stamp).replace(tzinfo=datetime.timezone.utc).timestamp()
+        return (
+            datetime.datetime.fromisoformat(stamp).replace(tzinfo=datetime.timezone.utc).timestamp()
+        )
     except (TypeError, ValueError):
         return None
 
@@ -78,7 +80,7 @@ def snapshot(opts_or_cache, now=None, store=None):
     ``opts_or_cache``: the master opts, or a ``salt.cache.Cache`` (then
     ``opts_or_cache.opts`` is used for the key store and admission records).
     """
-    # pylint: disable=import-outside-toplevel
+
     from saltext_edge.fleet import store as _store
 
     if isinstance(opts_or_cache, dict):

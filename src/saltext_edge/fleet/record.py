@@ -23,6 +23,7 @@ are stored apart from the live record (they change once an hour).
 import math
 
 from saltext_edge.uplink_quality import QUALITIES  # noqa: E402  (one definition)
+
 _RANK = {"good": 0, "fair": 1, "poor": 2, "down": 3, "unknown": -1}
 KINDS = ("heartbeat", "job_return", "minion_start", "minion_ping", "auth")
 #: raw sample rows kept at most, whatever the period (bounds memory at 1 s periods)
@@ -106,9 +107,13 @@ def heartbeat(rec, payload, now, raw_seconds=7200, master=None):
     reordering: nothing is changed then).
     """
     boot, seq = payload.get("boot"), payload.get("seq")
-    if rec.get("boot") == boot and isinstance(seq, int) and isinstance(rec.get("seq"), int):
-        if seq <= rec["seq"]:
-            return True
+    if (
+        rec.get("boot") == boot
+        and isinstance(seq, int)
+        and isinstance(rec.get("seq"), int)
+        and seq <= rec["seq"]
+    ):
+        return True
     seen(rec, "heartbeat", now, source=f"heartbeat seq {seq}", master=master)
     site = payload.get("site")
     if isinstance(site, str) and 0 < len(site) <= 64:
@@ -123,7 +128,13 @@ def heartbeat(rec, payload, now, raw_seconds=7200, master=None):
     rec["uplink"] = uplink
     if uplink is not None:
         rec["samples"].append(
-            [round(now, 3), uplink["rtt_ms"], uplink["jitter_ms"], uplink["loss_pct"], uplink["quality"]]
+            [
+                round(now, 3),
+                uplink["rtt_ms"],
+                uplink["jitter_ms"],
+                uplink["loss_pct"],
+                uplink["quality"],
+            ]
         )
     trim(rec, now, raw_seconds)
     return False
@@ -257,7 +268,9 @@ def merge(mine, theirs):
     out["samples"] = _union(mine.get("samples"), theirs.get("samples"))[-MAX_SAMPLES:]
     lasts = [r.get("hours_last") for r in (mine, theirs) if r.get("hours_last") is not None]
     out["hours_last"] = max(lasts) if lasts else None
-    out["transitions"] = _union(mine.get("transitions"), theirs.get("transitions"))[-MAX_TRANSITIONS:]
+    out["transitions"] = _union(mine.get("transitions"), theirs.get("transitions"))[
+        -MAX_TRANSITIONS:
+    ]
     firsts = [r.get("first_seen") for r in (mine, theirs) if r.get("first_seen") is not None]
     out["first_seen"] = min(firsts) if firsts else None
     return out

@@ -36,11 +36,13 @@ KEY_TTL = 3600.0
 def canonical(payload):
     """Return the bytes the signature covers: :data:`DOMAIN` + canonical JSON of ``payload`` minus ``sig``."""
     body = {k: v for k, v in payload.items() if k != "sig"}
-    return DOMAIN + json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+    return (
+        DOMAIN + json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+    )
 
 
 def _crypto():
-    # pylint: disable=import-outside-toplevel
+
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import padding
 
@@ -79,7 +81,9 @@ def minion_signer(opts):
 def load_public(pub_pem):
     """Return the public key object of ``pub_pem`` (PEM text or bytes); raises ``ValueError`` when malformed."""
     _, serialization, _ = _crypto()
-    return serialization.load_pem_public_key(pub_pem.encode() if isinstance(pub_pem, str) else pub_pem)
+    return serialization.load_pem_public_key(
+        pub_pem.encode() if isinstance(pub_pem, str) else pub_pem
+    )
 
 
 def verify_with_key(key, payload):
@@ -92,7 +96,7 @@ def verify_with_key(key, payload):
         raw = base64.b64decode(sig.encode("ascii"), validate=True)
         key.verify(raw, canonical(payload), padding.PKCS1v15(), hashes.SHA256())
         return True
-    except Exception:  # pylint: disable=broad-except
+    except Exception:
         # InvalidSignature, a malformed signature or payload: all the same answer
         return False
 
@@ -101,7 +105,7 @@ def verify_with_pem(pub_pem, payload):
     """Return ``True`` when ``payload['sig']`` is a valid signature of ``payload`` by ``pub_pem`` (PEM text)."""
     try:
         key = load_public(pub_pem)
-    except Exception:  # pylint: disable=broad-except
+    except Exception:
         return False
     return verify_with_key(key, payload)
 
@@ -144,7 +148,7 @@ class KeyRing:
             except (FileNotFoundError, NotADirectoryError):
                 return None
         if self._cache is None:
-            import salt.cache  # pylint: disable=import-outside-toplevel
+            import salt.cache
 
             self._cache = salt.cache.Cache(
                 self.opts, driver=self.opts.get("keys.cache_driver") or "localfs_key"
@@ -163,8 +167,10 @@ class KeyRing:
                 return hit[0]
         try:
             pem = self._read(minion_id)
-        except Exception as exc:  # pylint: disable=broad-except
-            log.warning("edge_fleet: cannot read the key of %s: %s", minion_id, exc.__class__.__name__)
+        except Exception as exc:
+            log.warning(
+                "edge_fleet: cannot read the key of %s: %s", minion_id, exc.__class__.__name__
+            )
             pem = None
         with self._lock:
             self._keys[minion_id] = (pem, now)
@@ -200,7 +206,7 @@ class KeyRing:
         if key is None:
             try:
                 key = load_public(pem)
-            except Exception:  # pylint: disable=broad-except
+            except Exception:
                 return False
             if len(self._objs) > 100000:
                 self._objs.clear()

@@ -40,7 +40,7 @@ def node_index(opts):
                         }
                 return out
         decisions = _admission.list_decisions(opts)
-    except Exception as exc:  # pylint: disable=broad-except
+    except Exception as exc:
         log.warning("edge_fleet: admission records unavailable: %s", exc.__class__.__name__)
         return {}
     out = {}
@@ -100,7 +100,7 @@ def keys(opts):
     per key, most of a report's time on a large fleet); other drivers go
     through ``salt.key``.
     """
-    import salt.key  # pylint: disable=import-outside-toplevel
+    import salt.key
 
     if (opts.get("keys.cache_driver") or "localfs_key") == "localfs_key" and opts.get("pki_dir"):
         try:
@@ -109,7 +109,7 @@ def keys(opts):
             log.warning("edge_fleet: cannot list the key directories: %s", exc.__class__.__name__)
     try:
         found = salt.key.Key(opts).list_keys()
-    except Exception as exc:  # pylint: disable=broad-except
+    except Exception as exc:
         log.warning("edge_fleet: cannot list keys: %s", exc.__class__.__name__)
         found = {}
     return {k: list(found.get(k) or []) for k in _KEY_DIRS}

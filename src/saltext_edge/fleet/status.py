@@ -85,9 +85,9 @@ def step(rec, conf, now, started_at=None, in_grace=False, site=None, site_conf=N
         rec["status"] = new
         rec["status_since"] = now
         if new in ("online", "offline"):
-            rec["transitions"] = (rec.get("transitions") or [])[-(_record.MAX_TRANSITIONS - 1) :] + [
-                [round(now, 3), new]
-            ]
+            rec["transitions"] = (rec.get("transitions") or [])[
+                -(_record.MAX_TRANSITIONS - 1) :
+            ] + [[round(now, 3), new]]
     if in_grace:
         return None
     alerted = rec.get("alerted")
@@ -130,7 +130,9 @@ def site_health(nodes, site_conf):
         total += 1
         if status == "offline" or uplink_quality(rec) in BAD_UPLINK:
             bad += 1
-    degraded = total >= site_conf["degraded_min_nodes"] and total > 0 and (
-        bad / total >= site_conf["degraded_share"]
+    degraded = (
+        total >= site_conf["degraded_min_nodes"]
+        and total > 0
+        and (bad / total >= site_conf["degraded_share"])
     )
     return degraded, bad, total

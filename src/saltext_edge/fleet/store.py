@@ -36,7 +36,7 @@ _SAFE_KEY = re.compile(r"\A[A-Za-z0-9_.-]{1,128}\Z")
 
 def shard_of(minion_id):
     """Return the shard key (``s00``..``s63``) of ``minion_id``."""
-    return "s%02d" % (zlib.crc32(minion_id.encode("utf-8", "surrogatepass")) % SHARDS)
+    return f"s{zlib.crc32(minion_id.encode('utf-8', 'surrogatepass')) % SHARDS:02d}"
 
 
 def node_key(minion_id):
@@ -56,7 +56,7 @@ class Store:
     def __init__(self, opts, cache=None):
         self.opts = opts
         if cache is None:
-            import salt.cache  # pylint: disable=import-outside-toplevel
+            import salt.cache
 
             cache = salt.cache.factory(opts)
         self.cache = cache
@@ -64,14 +64,14 @@ class Store:
     def _fetch(self, bank, key):
         try:
             data = self.cache.fetch(bank, key)
-        except Exception as exc:  # pylint: disable=broad-except
+        except Exception as exc:
             raise StoreError(f"cannot read {bank}/{key}: {exc.__class__.__name__}: {exc}") from exc
         return data if isinstance(data, (dict, list)) else None
 
     def _store(self, bank, key, data):
         try:
             self.cache.store(bank, key, data)
-        except Exception as exc:  # pylint: disable=broad-except
+        except Exception as exc:
             raise StoreError(f"cannot write {bank}/{key}: {exc.__class__.__name__}: {exc}") from exc
 
     # ---- live records ---------------------------------------------------
@@ -80,7 +80,7 @@ class Store:
         """Return ``{id: record}`` of every node in the store (unreadable shards are skipped and logged)."""
         nodes = {}
         for index in range(SHARDS):
-            key = "s%02d" % index
+            key = f"s{index:02d}"
             try:
                 shard = self._fetch(BANK_LIVE, key)
             except StoreError as exc:
@@ -150,7 +150,9 @@ class Store:
         """Append ``rows`` to ``minion_id``'s hourly rows (union by hour, the last ``keep`` kept)."""
         key = node_key(minion_id)
         current = self._fetch(BANK_HOURS, key)
-        self._store(BANK_HOURS, key, merge_hours(current if isinstance(current, list) else [], rows, keep))
+        self._store(
+            BANK_HOURS, key, merge_hours(current if isinstance(current, list) else [], rows, keep)
+        )
 
     # ---- meta -----------------------------------------------------------
 
@@ -171,7 +173,7 @@ class Store:
         """Return ``{master_id: engine info}`` of every engine that wrote to this store."""
         try:
             keys = self.cache.list(BANK_META) or []
-        except Exception:  # pylint: disable=broad-except
+        except Exception:
             return {}
         ret = {}
         for key in keys:

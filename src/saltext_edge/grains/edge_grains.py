@@ -47,6 +47,7 @@ except ImportError:  # pragma: no cover - depends on how the module was installe
 
 log = logging.getLogger(__name__)
 
+
 def __virtual__():
     if not HAS_LIB:
         return (False, "edge grains: the saltext_edge library is missing")
@@ -63,12 +64,14 @@ def _enrollment_site():
     if conf.get("enrollment_key") is None and conf.get("enrollment_key_file") is None:
         return None
     try:
-        from saltext_edge import enrollment as _enr  # pylint: disable=import-outside-toplevel
-        from saltext_edge import shared_secret as _secrets  # pylint: disable=import-outside-toplevel
+        from saltext_edge import enrollment as _enr
+        from saltext_edge import (
+            shared_secret as _secrets,
+        )
 
-        key_text = _secrets.minion_enrollment_key(__opts__)  # pylint: disable=undefined-variable
+        key_text = _secrets.minion_enrollment_key(__opts__)
         return _enr.parse_key(key_text)[0] if key_text else None
-    except Exception:  # pylint: disable=broad-except
+    except Exception:
         return None  # the edge_token grain logs why (without the key)
 
 
@@ -96,10 +99,10 @@ def edge_uplink():
     ``edge:uplink:ttl`` seconds (default 180), else a new probe within the
     budget (stored for the next load). Never raises.
     """
-    opts = __opts__  # pylint: disable=undefined-variable
+    opts = __opts__
     try:
         fresh = _hb.load_fresh(opts)
-    except Exception as err:  # pylint: disable=broad-except
+    except Exception as err:
         log.debug("edge_uplink grain: stored measurement unreadable: %s", err)
         fresh = None
     if fresh is not None:

@@ -39,8 +39,8 @@ def __virtual__():
 def _lib():
     # installed package, or the copy synced to _utils/ (on sys.path while
     # Salt loads synced grains)
-    from saltext_edge import shared_secret as _secrets  # pylint: disable=import-outside-toplevel
-    from saltext_edge import tokens as _token  # pylint: disable=import-outside-toplevel
+    from saltext_edge import shared_secret as _secrets
+    from saltext_edge import tokens as _token
 
     return _secrets, _token
 
@@ -49,7 +49,7 @@ def _chown(path, user):
     if not user or os.name != "posix":
         return
     try:
-        import pwd  # pylint: disable=import-outside-toplevel
+        import pwd
 
         uid = pwd.getpwnam(user).pw_uid
         if os.geteuid() == 0 and uid != 0:
@@ -94,8 +94,12 @@ def _ensure_keys(opts):
     Return the minion's public key PEM (bytes), creating the key pair the way
     Salt would when it does not exist yet.
     """
-    from cryptography.hazmat.primitives import serialization  # pylint: disable=import-outside-toplevel
-    from cryptography.hazmat.primitives.asymmetric import rsa  # pylint: disable=import-outside-toplevel
+    from cryptography.hazmat.primitives import (
+        serialization,
+    )
+    from cryptography.hazmat.primitives.asymmetric import (
+        rsa,
+    )
 
     pki_dir = opts["pki_dir"]
     priv_path = os.path.join(pki_dir, "minion.pem")
@@ -146,11 +150,13 @@ def edge_token():
     not configured for admission or the token cannot be computed (the reason
     is logged without secret material).
     """
-    opts = __opts__  # pylint: disable=undefined-variable
+    opts = __opts__
     conf = opts.get("edge")
     if not isinstance(conf, dict):
         return {}
-    enrolling = conf.get("enrollment_key") is not None or conf.get("enrollment_key_file") is not None
+    enrolling = (
+        conf.get("enrollment_key") is not None or conf.get("enrollment_key_file") is not None
+    )
     if not conf.get("site") and not enrolling:
         return {}
     if opts.get("__role") not in (None, "minion"):
@@ -162,7 +168,7 @@ def edge_token():
         return {}
     try:
         if enrolling:
-            from saltext_edge import enrollment as _enr  # pylint: disable=import-outside-toplevel
+            from saltext_edge import enrollment as _enr
 
             key_text = _secrets.minion_enrollment_key(opts)
             minion_id = opts.get("id")
@@ -181,7 +187,7 @@ def edge_token():
         return {"edge_token": _token.make_token(k_site, site, minion_id, _token.pubkey_digest(pub))}
     except (_secrets.SecretError, _token.TokenError) as exc:
         log.error("edge_token: not computed: %s", exc)
-    except Exception as exc:  # pylint: disable=broad-except
+    except Exception as exc:
         # never let a grain break the minion start; no traceback (it could
         # show local variables in some log setups)
         log.error("edge_token: not computed: %s", exc.__class__.__name__)

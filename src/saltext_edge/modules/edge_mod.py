@@ -122,7 +122,9 @@ def uplink(targets=None, count=None, timeout=None, budget=5.0, thresholds=None, 
         try:
             targets = _probe.uplink_targets(__opts__, conf)
         except _ARG_ERRORS as err:
-            raise CommandExecutionError(f"edge: bad uplink target or master in the minion config: {err}") from err
+            raise CommandExecutionError(
+                f"edge: bad uplink target or master in the minion config: {err}"
+            ) from err
     return _call(
         _probe.probe,
         targets,
@@ -179,8 +181,9 @@ def check_master(masters=None, count=1, timeout=1.0, budget=3.0):
     )
 
 
-def http_probe(url, timeout=5.0, verify=True, ca_bundle=None, proxy=None, method="GET",
-               budget=None):
+def http_probe(
+    url, timeout=5.0, verify=True, ca_bundle=None, proxy=None, method="GET", budget=None
+):
     """
     Make one HTTP(S) request with ``requests`` and report how it went.
 
@@ -255,8 +258,16 @@ def config_audit():
     return _diag.config_audit(__opts__)
 
 
-def diagnose(masters=None, targets=None, urls=None, count=3, timeout=1.0, budget=5.0,
-             verify=True, ca_bundle=None):
+def diagnose(
+    masters=None,
+    targets=None,
+    urls=None,
+    count=3,
+    timeout=1.0,
+    budget=5.0,
+    verify=True,
+    ca_bundle=None,
+):
     """
     Why did this node go quiet? Runs :py:func:`check_master`, an uplink probe
     (when ``targets`` are given), :py:func:`http_probe` for each of ``urls``

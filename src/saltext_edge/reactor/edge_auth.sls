@@ -50,7 +50,7 @@ def run():
     if not all(isinstance(v, str) and v for v in (token, minion_id, pub)):
         return {}
     try:
-        from saltext_edge import admitter  # pylint: disable=import-outside-toplevel
+        from saltext_edge import admitter
     except ImportError:
         # package not installed here: the synced wheel module decides
         return {

@@ -14,9 +14,9 @@ try:
     from saltext_edge import admission as _admission
     from saltext_edge import enrollment as _enr
     from saltext_edge import fleet_page as _fleet_page  # view: report html=PATH
-    from saltext_edge.errors import EdgeCommandError
     from saltext_edge import shared_secret as _secrets
     from saltext_edge import tokens as _token
+    from saltext_edge.errors import EdgeCommandError
 
     HAS_LIB = True
 except ImportError:  # pragma: no cover
@@ -142,7 +142,9 @@ def report(ping=False, site=None, timeout=None, details=False, html=None):
         try:
             path = _fleet_page.write(ret, html)
         except OSError as exc:
-            raise EdgeCommandError(f"cannot write the fleet page {html}: {exc.strerror or exc}") from None
+            raise EdgeCommandError(
+                f"cannot write the fleet page {html}: {exc.strerror or exc}"
+            ) from None
         return {
             "html": path,
             "generated_at": ret.get("generated_at"),
@@ -379,14 +381,28 @@ def enrollment_key(site, path, uses=1, expires="24h", ids=None, note=None):
         salt-run edge.enrollment_key site=sh-3 uses=20 expires=7d ids='sh-3-*' note='rack B' path=/srv/provision/sh-3-rackB.key
     """
     try:
-        ret = _enr.create(__opts__, site, path, uses=uses, expires=expires, ids=ids,
-                          note=None if note is None else str(note))
+        ret = _enr.create(
+            __opts__,
+            site,
+            path,
+            uses=uses,
+            expires=expires,
+            ids=ids,
+            note=None if note is None else str(note),
+        )
     except (_token.TokenError, _enr.KeyFileError) as exc:
         raise EdgeCommandError(str(exc)) from None
     except (_secrets.SecretError, _admission.AdmissionError) as exc:
         raise EdgeCommandError(str(exc)) from None
-    log.info("edge: created enrollment %s of site %s (uses %s, expires %s, by %s, fingerprint %s)",
-             ret["id"], ret["site"], ret["uses"], ret["expires_at"], ret["creator"], ret["fingerprint"])
+    log.info(
+        "edge: created enrollment %s of site %s (uses %s, expires %s, by %s, fingerprint %s)",
+        ret["id"],
+        ret["site"],
+        ret["uses"],
+        ret["expires_at"],
+        ret["creator"],
+        ret["fingerprint"],
+    )
     return ret
 
 
@@ -413,7 +429,7 @@ def enrollment_keys(site=None, status=None):
         salt-run edge.enrollment_keys
         salt-run edge.enrollment_keys site=sh-3 status=active --out=yaml
     """
-    import fnmatch  # pylint: disable=import-outside-toplevel
+    import fnmatch
 
     out = _enr.listing(__opts__)
     if site is not None:
@@ -443,5 +459,7 @@ def revoke_enrollment(enrollment_id):
         raise EdgeCommandError(str(exc)) from None
     except _admission.AdmissionError as exc:
         raise EdgeCommandError(str(exc)) from None
-    log.warning("edge: enrollment %s of site %s revoked by %s", ret["id"], ret["site"], _enr.creator())
+    log.warning(
+        "edge: enrollment %s of site %s revoked by %s", ret["id"], ret["site"], _enr.creator()
+    )
     return ret

@@ -23,7 +23,7 @@ __virtualname__ = "edge"
 
 def _import_lib():
     try:
-        import saltext_edge  # pylint: disable=import-outside-toplevel
+        import saltext_edge
 
         return saltext_edge
     except ImportError:
@@ -32,7 +32,7 @@ def _import_lib():
     if os.path.isdir(os.path.join(extmods, "saltext_edge")) and extmods not in sys.path:
         sys.path.append(extmods)
     try:
-        import saltext_edge  # pylint: disable=import-outside-toplevel
+        import saltext_edge
 
         return saltext_edge
     except ImportError:
@@ -47,7 +47,7 @@ EdgeCommandError = None
 
 
 def __virtual__():
-    global admission, _secrets, EdgeCommandError  # pylint: disable=global-statement
+    global admission, _secrets, EdgeCommandError
     if _import_lib() is None:
         return (
             False,
@@ -126,8 +126,12 @@ def record(minion_id, pub, token):
         rec, todo = admission.record_for_decision(__opts__, minion_id, pub, token, source="wheel")
     except (admission.AdmissionError, _secrets.SecretError) as exc:
         raise EdgeCommandError(str(exc)) from None
-    return {"id": rec["id"], "recorded": rec["recorded"], "changed": todo != "none",
-            "reason": rec["reason"]}
+    return {
+        "id": rec["id"],
+        "recorded": rec["recorded"],
+        "changed": todo != "none",
+        "reason": rec["reason"],
+    }
 
 
 def accept_pending(match="*", dry_run=False):
@@ -150,7 +154,9 @@ def accept_pending(match="*", dry_run=False):
         #   salt.wheel.WheelClient(opts).cmd("edge.accept_pending", kwarg={"dry_run": True})
     """
     try:
-        return admission.decide_and_act(__opts__, match=match, dry_run=salt.utils.data.is_true(dry_run))
+        return admission.decide_and_act(
+            __opts__, match=match, dry_run=salt.utils.data.is_true(dry_run)
+        )
     except (admission.AdmissionError, _secrets.SecretError) as exc:
         raise EdgeCommandError(str(exc)) from None
 

@@ -87,8 +87,11 @@ def test_proxy_from_environment_is_reported(monkeypatch, closed, http_server):
 # ---------------------------------------------------------------- check_master
 def test_check_master_two_masters(zmtp_fast, black_hole):
     # a "master" whose publish and return ports answer, and a black-holed one
-    opts = _opts(master=[f"127.0.0.1:{zmtp_fast.port}", f"[::1]:{black_hole.port}"],
-                 publish_port=zmtp_fast.port, master_type="failover")
+    opts = _opts(
+        master=[f"127.0.0.1:{zmtp_fast.port}", f"[::1]:{black_hole.port}"],
+        publish_port=zmtp_fast.port,
+        master_type="failover",
+    )
     started = time.perf_counter()
     ret = diag.check_master(opts, count=1, timeout=5, budget=1.5)
     assert time.perf_counter() - started < 1.7
@@ -102,9 +105,13 @@ def test_check_master_two_masters(zmtp_fast, black_hole):
 
 
 def test_check_master_active(zmtp_fast):
-    opts = _opts(master=f"127.0.0.1:{zmtp_fast.port}", master_list=["127.0.0.1:1", f"127.0.0.1:{zmtp_fast.port}"],
-                 publish_port=zmtp_fast.port, master_uri=f"tcp://127.0.0.1:{zmtp_fast.port}",
-                 master_type="failover")
+    opts = _opts(
+        master=f"127.0.0.1:{zmtp_fast.port}",
+        master_list=["127.0.0.1:1", f"127.0.0.1:{zmtp_fast.port}"],
+        publish_port=zmtp_fast.port,
+        master_uri=f"tcp://127.0.0.1:{zmtp_fast.port}",
+        master_type="failover",
+    )
     ret = diag.check_master(opts, budget=1)
     assert [m["active"] for m in ret["masters"]] == [False, True]
 
@@ -118,8 +125,12 @@ def test_check_master_dns_failure():
 # ---------------------------------------------------------------- diagnose
 def test_diagnose_ok(zmtp_fast, http_server):
     opts = _opts(master=f"127.0.0.1:{zmtp_fast.port}", publish_port=zmtp_fast.port)
-    ret = diag.diagnose(opts, urls=[http_server.url()], budget=3,
-                        thresholds={"good": {"jitter_ms": 100}, "fair": {"jitter_ms": 200}})
+    ret = diag.diagnose(
+        opts,
+        urls=[http_server.url()],
+        budget=3,
+        thresholds={"good": {"jitter_ms": 100}, "fair": {"jitter_ms": 200}},
+    )
     assert ret["verdict"] == "ok", ret["reasons"]
     assert ret["uplink"]["quality"] == "good"
     assert ret["http"][0]["ok"] is True
@@ -137,11 +148,18 @@ def test_diagnose_slow_uplink_degraded(zmtp_slow):
 def test_diagnose_black_holed_masters_down_within_budget(black_hole, https_server, budget):
     other = ZmtpListener(0.0)  # only the publish port answers: not enough
     try:
-        opts = _opts(master=[f"127.0.0.1:{black_hole.port}", "nonexistent.invalid"],
-                     publish_port=other.port, master_type="failover")
+        opts = _opts(
+            master=[f"127.0.0.1:{black_hole.port}", "nonexistent.invalid"],
+            publish_port=other.port,
+            master_type="failover",
+        )
         started = time.perf_counter()
-        ret = diag.diagnose(opts, urls=[https_server.url(), f"http://{black_hole.target}/"],
-                            budget=budget, timeout=5)
+        ret = diag.diagnose(
+            opts,
+            urls=[https_server.url(), f"http://{black_hole.target}/"],
+            budget=budget,
+            timeout=5,
+        )
         elapsed = time.perf_counter() - started
     finally:
         other.close()

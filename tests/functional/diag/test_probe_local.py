@@ -41,8 +41,13 @@ def test_very_delayed_greeting_is_poor(zmtp_very_slow):
 
 
 def test_thresholds_change_the_verdict(zmtp_slow):
-    ret = probe.probe([zmtp_slow.target], count=2, timeout=1, budget=3,
-                      thresholds={"good": {"rtt_ms": 200}, "fair": {"rtt_ms": 400}})
+    ret = probe.probe(
+        [zmtp_slow.target],
+        count=2,
+        timeout=1,
+        budget=3,
+        thresholds={"good": {"rtt_ms": 200}, "fair": {"rtt_ms": 400}},
+    )
     assert ret["quality"] == "good"
 
 
@@ -69,8 +74,9 @@ def test_silent_acceptor_is_down_not_good(silent):
     ret = probe.probe([silent.target], count=2, timeout=0.3, budget=1)
     assert ret["quality"] == "down"
     # ... whereas a bare connect would call it good: that is why we wait for the greeting
-    ret = probe.probe([silent.target], count=2, timeout=0.3, budget=1, mode="connect",
-                      thresholds=LOADED_BOX)
+    ret = probe.probe(
+        [silent.target], count=2, timeout=0.3, budget=1, mode="connect", thresholds=LOADED_BOX
+    )
     assert ret["quality"] == "good"
 
 
@@ -83,8 +89,14 @@ def test_unresolvable_name_is_down_with_dns_error():
 
 
 def test_all_in_parallel_within_budget(zmtp_fast, zmtp_slow, black_hole, silent, closed):
-    targets = [zmtp_fast.target, zmtp_slow.target, black_hole.target, silent.target,
-               f"127.0.0.1:{closed}", "nonexistent.invalid:1"]
+    targets = [
+        zmtp_fast.target,
+        zmtp_slow.target,
+        black_hole.target,
+        silent.target,
+        f"127.0.0.1:{closed}",
+        "nonexistent.invalid:1",
+    ]
     started = time.perf_counter()
     ret = probe.probe(targets, count=3, timeout=1, budget=1.5, thresholds=LOADED_BOX)
     elapsed = time.perf_counter() - started
@@ -105,8 +117,13 @@ def test_failover_verdict_is_best_master(black_hole):
     # because a failover minion needs only one master
     healthy = ZmtpListener(0.0, host="::1")
     try:
-        ret = probe.probe([black_hole.target, healthy.target], count=2, timeout=1, budget=1.5,
-                          thresholds=LOADED_BOX)
+        ret = probe.probe(
+            [black_hole.target, healthy.target],
+            count=2,
+            timeout=1,
+            budget=1.5,
+            thresholds=LOADED_BOX,
+        )
     finally:
         healthy.close()
     assert ret["quality"] == "good"

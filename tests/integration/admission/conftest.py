@@ -34,7 +34,7 @@ class PendingMinion(SaltMinion):
         return []
 
 
-def _no_auto_accept(master, payload):  # pylint: disable=unused-argument
+def _no_auto_accept(master, payload):
     return None
 
 
@@ -82,7 +82,7 @@ def new_minion(master, prefix, edge=None, extra=None):
 
 def terminate_all(factories):
     """Stop daemons in parallel (each stop waits for its process)."""
-    from concurrent.futures import ThreadPoolExecutor  # pylint: disable=import-outside-toplevel
+    from concurrent.futures import ThreadPoolExecutor
 
     factories = list(factories)
     if not factories:
@@ -122,7 +122,7 @@ def answers_ping(master, minion_id, timeout=10):
     """True when ``minion_id`` answers ``test.ping`` through ``master``."""
     try:
         ret = master.salt_cli(timeout=timeout).run("test.ping", minion_tgt=minion_id)
-    except Exception:  # pylint: disable=broad-except
+    except Exception:
         # FactoryTimeout on an overloaded machine: not yet
         return False
     return ret.returncode == 0 and ret.data is True

@@ -19,14 +19,13 @@ from .conftest import (
     auth_events,
     key_lists,
     make_master,
-    new_minion,
     minion_pub,
+    new_minion,
     read_tree,
     terminate_all,
     token_for,
     wait_for,
 )
-
 
 GOOD_SITE = "sh-3"
 FLEET_SITE = "sh-4"
@@ -71,8 +70,12 @@ def fleet(master, keys, fleet_secret, event_listener):
         "fleet": new_minion(master, "fleet-", {"site": FLEET_SITE, "shared_secret": fleet_secret}),
         "wrong": new_minion(master, "wrong-", {"site": GOOD_SITE, "site_key": keys["wrong"]}),
         "none": new_minion(master, "noedge-"),
-        "revoked": new_minion(master, "revoked-", {"site": REVOKED_SITE, "site_key": keys["revoked"]}),
-        "replaced": new_minion(master, "replaced-", {"site": GOOD_SITE, "site_key": keys["replaced"]}),
+        "revoked": new_minion(
+            master, "revoked-", {"site": REVOKED_SITE, "site_key": keys["revoked"]}
+        ),
+        "replaced": new_minion(
+            master, "replaced-", {"site": GOOD_SITE, "site_key": keys["replaced"]}
+        ),
     }
     started = []
     try:
@@ -102,8 +105,9 @@ def fleet(master, keys, fleet_secret, event_listener):
             )
         for name in with_token:
             wait_for(
-                lambda m=minions[name]: admission.list_decisions(opts).get(m.id, {}).get("decision")
-                == "recorded",
+                lambda m=minions[name]: (
+                    admission.list_decisions(opts).get(m.id, {}).get("decision") == "recorded"
+                ),
                 60,
                 what=f"the token of {name} to be recorded by the reactor",
             )
@@ -215,7 +219,7 @@ def test_refused_stay_pending_on_rerun(master, fleet, outputs):
 
 def test_accept_pending_wait(master, keys, outputs):
     """``wait`` listens to salt/auth: a node that pends while the runner waits gets in."""
-    import threading  # pylint: disable=import-outside-toplevel
+    import threading
 
     late = new_minion(master, "late-", {"site": GOOD_SITE, "site_key": keys["good"]})
     result = {}
@@ -263,21 +267,39 @@ def test_site_key_runner(master, outputs, tmp_path, keys):
 
 
 def test_cli_site_key(master, keys):
-    import subprocess  # pylint: disable=import-outside-toplevel
-    import sys  # pylint: disable=import-outside-toplevel
+    import subprocess
+    import sys
 
     conf_dir = str(pathlib.Path(master.config["conf_file"]).parent)
     out = subprocess.run(
-        [sys.executable, "-c", "import sys; from saltext_edge.cli import main; sys.exit(main())",
-         "site-key", GOOD_SITE, "-c", conf_dir],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from saltext_edge.cli import main; sys.exit(main())",
+            "site-key",
+            GOOD_SITE,
+            "-c",
+            conf_dir,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == keys["good"]
     out = subprocess.run(
-        [sys.executable, "-c", "import sys; from saltext_edge.cli import main; sys.exit(main())",
-         "site-key", "bad site", "-c", conf_dir],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from saltext_edge.cli import main; sys.exit(main())",
+            "site-key",
+            "bad site",
+            "-c",
+            conf_dir,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert out.returncode == 2
 

@@ -22,7 +22,6 @@ from .conftest import (
     wait_for,
 )
 
-
 SITE = "lab-1"
 
 
@@ -60,19 +59,26 @@ def test_auto_admit_good_minion(master, fleet_secret, event_listener):
     assert elapsed < 120, elapsed
     events = [
         ev
-        for ev in event_listener.get_events([(master.id, "edge/admission/accepted")], after_time=time.time() - 120)
+        for ev in event_listener.get_events(
+            [(master.id, "edge/admission/accepted")], after_time=time.time() - 120
+        )
         if ev.data.get("id") == minion.id
     ]
     assert events and "token" not in events[0].data
 
 
 def test_auto_refuses_and_rejects(master, wrong_secret, fleet_secret, event_listener):
-    wrong = new_minion(master, "auto-", {"site": SITE, "site_key": edge_token.site_key(wrong_secret, SITE)})
+    wrong = new_minion(
+        master, "auto-", {"site": SITE, "site_key": edge_token.site_key(wrong_secret, SITE)}
+    )
     # right key, but the id does not match edge:site_ids for the site
-    stray = new_minion(master, "stray-", {"site": SITE, "site_key": edge_token.site_key(fleet_secret, SITE)})
+    stray = new_minion(
+        master, "stray-", {"site": SITE, "site_key": edge_token.site_key(fleet_secret, SITE)}
+    )
     wrong.start()
     stray.start()
     try:
+
         def rejected():
             keys = key_lists(master).get("minions_rejected", [])
             return wrong.id in keys and stray.id in keys

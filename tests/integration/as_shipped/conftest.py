@@ -34,15 +34,19 @@ def _run(cmd, **kwargs):
     kwargs.setdefault("capture_output", True)
     kwargs.setdefault("text", True)
     kwargs.setdefault("check", False)
-    return subprocess.run(cmd, **kwargs)  # pylint: disable=subprocess-run-check
+    return subprocess.run(cmd, **kwargs)
 
 
 def as_user(user, cmd, **kwargs):
     """Run ``cmd`` as ``user`` (from root) with a clean environment; returns the CompletedProcess."""
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
     env.update(kwargs.pop("env", {}) or {})
-    return _run(["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--", *cmd],
-                env=env, cwd="/", **kwargs)
+    return _run(
+        ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--", *cmd],
+        env=env,
+        cwd="/",
+        **kwargs,
+    )
 
 
 def readable_by(user, path):
@@ -56,13 +60,26 @@ def salt_user():
     if os.geteuid() != 0:
         pytest.skip("running a master as another user needs root to start it")
     if shutil.which("useradd") is None or shutil.which("setpriv") is None:
-        pytest.skip("useradd/setpriv (passwd, util-linux) not installed: cannot create the salt user")
+        pytest.skip(
+            "useradd/setpriv (passwd, util-linux) not installed: cannot create the salt user"
+        )
     created = False
     try:
         pwd.getpwnam(SALT_USER)
     except KeyError:
-        proc = _run(["useradd", "--system", "--user-group", "--no-create-home",
-                     "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", SALT_USER])
+        proc = _run(
+            [
+                "useradd",
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                SALT_USER,
+            ]
+        )
         if proc.returncode != 0:
             pytest.skip(f"cannot create the salt user: {proc.stderr.strip()}")
         created = True
@@ -75,8 +92,19 @@ def salt_user():
 def built_wheel(tmp_path_factory):
     """Path of the wheel built from this checkout."""
     out = tmp_path_factory.mktemp("dist")
-    proc = _run([sys.executable, "-m", "build", "--no-isolation", "--wheel", "--outdir", str(out),
-                 str(REPO)], timeout=300)
+    proc = _run(
+        [
+            sys.executable,
+            "-m",
+            "build",
+            "--no-isolation",
+            "--wheel",
+            "--outdir",
+            str(out),
+            str(REPO),
+        ],
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (wheel,) = out.glob("saltext_edge-*.whl")
     return wheel
@@ -88,8 +116,11 @@ def _base_python(user):
     read (this one if so, else the system's), or ``None``.
     """
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    candidates = [os.path.realpath(sys._base_executable), f"/usr/bin/{version}",
-                  f"/usr/local/bin/{version}"]
+    candidates = [
+        os.path.realpath(sys._base_executable),
+        f"/usr/bin/{version}",
+        f"/usr/local/bin/{version}",
+    ]
     for cand in candidates:
         if not os.path.isfile(cand):
             continue
@@ -101,9 +132,11 @@ def _base_python(user):
             continue
         stdlib = proc.stdout.strip()
         probe = os.path.join(stdlib, "multiprocessing", "sharedctypes.py")
-        if (as_user(user, ["test", "-x", cand]).returncode == 0
-                and as_user(user, ["test", "-r", probe]).returncode == 0
-                and _run([cand, "-c", "import venv, ensurepip"]).returncode == 0):
+        if (
+            as_user(user, ["test", "-x", cand]).returncode == 0
+            and as_user(user, ["test", "-r", probe]).returncode == 0
+            and _run([cand, "-c", "import venv, ensurepip"]).returncode == 0
+        ):
             return cand
     return None
 
@@ -128,8 +161,20 @@ def packaged_python(salt_user, built_wheel, record_testsuite_property):
         proc = _run([base, "-m", "venv", venv])
         assert proc.returncode == 0, proc.stderr
         python = os.path.join(venv, "bin", "python")
-        proc = _run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                     "-c", str(REPO / "constraints.txt"), str(built_wheel)], timeout=900)
+        proc = _run(
+            [
+                python,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "-c",
+                str(REPO / "constraints.txt"),
+                str(built_wheel),
+            ],
+            timeout=900,
+        )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         elapsed = time.monotonic() - start
         record_testsuite_property("packaged_python_seconds", round(elapsed, 1))

@@ -70,7 +70,7 @@ def test_wheel_carries_licence_reactor_and_entry_point(built_wheel):
     assert "saltext_edge/reactor/edge_auth.sls" in names
     assert "saltext.edge = saltext_edge" in entry_points
     assert "saltext-edge = saltext_edge.cli:main" in entry_points
-    import saltext_edge  # pylint: disable=import-outside-toplevel
+    import saltext_edge
 
     assert f"Version: {saltext_edge.__version__}\n" in meta
     assert "License: Apache-2.0" in meta
@@ -80,28 +80,43 @@ def test_versions_report_lists_the_extension(packaged_python):
     bindir = pathlib.Path(packaged_python).parent
     proc = subprocess.run(
         [str(bindir / "salt-call"), "--local", "--versions-report"],
-        capture_output=True, text=True, check=False, cwd="/", timeout=120,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd="/",
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     section = proc.stdout.split("Salt Extensions:", 1)[1]
-    import saltext_edge  # pylint: disable=import-outside-toplevel
+    import saltext_edge
 
     assert f"saltext-edge: {saltext_edge.__version__}" in section.split("\n\n")[0] + section
 
 
 def test_console_script_version(packaged_python):
     bindir = pathlib.Path(packaged_python).parent
-    proc = subprocess.run([str(bindir / "saltext-edge"), "--version"], capture_output=True,
-                          text=True, check=False, cwd="/")
-    import saltext_edge  # pylint: disable=import-outside-toplevel
+    proc = subprocess.run(
+        [str(bindir / "saltext-edge"), "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd="/",
+    )
+    import saltext_edge
 
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"saltext-edge {saltext_edge.__version__}"
 
 
 def test_loader_finds_every_module(packaged_python):
-    proc = subprocess.run([packaged_python, "-c", LOAD], capture_output=True, text=True,
-                          check=False, cwd="/", timeout=300)
+    proc = subprocess.run(
+        [packaged_python, "-c", LOAD],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd="/",
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     found = json.loads(proc.stdout.strip().splitlines()[-1])
     # the installed copy, not this checkout

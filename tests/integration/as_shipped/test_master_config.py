@@ -47,8 +47,12 @@ def test_written_secret_has_the_documented_owner_and_mode(etc, salt_user):
     st = os.stat(etc / "edge-secret")
     assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, fsperm.user_ids(salt_user)[1], 0o640)
     assert fsperm.secret_file_problems(str(etc / "edge-secret"), salt_user) == []
-    assert fsperm.check_master_secrets(
-        {"user": salt_user, "edge": {"shared_secret_file": str(etc / "edge-secret")}}) == []
+    assert (
+        fsperm.check_master_secrets(
+            {"user": salt_user, "edge": {"shared_secret_file": str(etc / "edge-secret")}}
+        )
+        == []
+    )
 
 
 def test_master_config_prints_and_writes_the_dropin(etc, tmp_path):
@@ -61,26 +65,44 @@ def test_master_config_prints_and_writes_the_dropin(etc, tmp_path):
     assert conf["edge"]["auto_admit"] is True
     assert SECRET not in proc.stdout + proc.stderr
     assert not (etc / "master.d").exists()  # printing writes nothing
-    proc = _cli("master-config", "-c", str(etc), "--reactor-dir", str(tmp_path / "reactor"),
-                "--write")
+    proc = _cli(
+        "master-config", "-c", str(etc), "--reactor-dir", str(tmp_path / "reactor"), "--write"
+    )
     assert proc.returncode == 0, proc.stderr
     written = (etc / "master.d" / "edge.conf").read_text()
     assert yaml.safe_load(written) == conf
-    import saltext_edge  # pylint: disable=import-outside-toplevel
+    import saltext_edge
 
     shipped = pathlib.Path(saltext_edge.__file__).parent / "reactor" / "edge_auth.sls"
     assert (tmp_path / "reactor" / "edge_auth.sls").read_text() == shipped.read_text()
     # a different existing drop-in is not replaced without --force, and kept with it
     (etc / "master.d" / "edge.conf").write_text("# mine\n")
-    proc = _cli("master-config", "-c", str(etc), "--reactor-dir", str(tmp_path / "reactor"),
-                "--no-auto-admit", "--write")
+    proc = _cli(
+        "master-config",
+        "-c",
+        str(etc),
+        "--reactor-dir",
+        str(tmp_path / "reactor"),
+        "--no-auto-admit",
+        "--write",
+    )
     assert proc.returncode == 1 and "exists and differs" in proc.stderr
     assert (etc / "master.d" / "edge.conf").read_text() == "# mine\n"
-    proc = _cli("master-config", "-c", str(etc), "--reactor-dir", str(tmp_path / "reactor"),
-                "--no-auto-admit", "--write", "--force")
+    proc = _cli(
+        "master-config",
+        "-c",
+        str(etc),
+        "--reactor-dir",
+        str(tmp_path / "reactor"),
+        "--no-auto-admit",
+        "--write",
+        "--force",
+    )
     assert proc.returncode == 0, proc.stderr
     assert (etc / "master.d" / "edge.conf.bak").read_text() == "# mine\n"
-    assert yaml.safe_load((etc / "master.d" / "edge.conf").read_text())["edge"]["auto_admit"] is False
+    assert (
+        yaml.safe_load((etc / "master.d" / "edge.conf").read_text())["edge"]["auto_admit"] is False
+    )
 
 
 @pytest.mark.parametrize(
@@ -127,6 +149,7 @@ def test_unreadable_secret_message_for_the_master_user(etc, salt_user, packaged_
     # the packaged Python: one the salt user can read
     proc = as_user(salt_user, [packaged_python, "-c", code, str(secret)])
     assert f"cannot read edge:shared_secret_file '{secret}' as user {salt_user}" in proc.stdout, (
-        proc.stdout + proc.stderr)
+        proc.stdout + proc.stderr
+    )
     assert f"chown root:{salt_user} {secret} && chmod 0640 {secret}" in proc.stdout
     assert SECRET not in proc.stdout + proc.stderr

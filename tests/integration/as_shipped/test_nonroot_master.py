@@ -37,7 +37,7 @@ class PendingMinion(SaltMinion):
         return []
 
 
-def _no_auto_accept(master, payload):  # pylint: disable=unused-argument
+def _no_auto_accept(master, payload):
     return None
 
 
@@ -53,13 +53,21 @@ def layout(salt_user):
     secret = "fleet-" + pysecrets.token_hex(24)
     secret_file = os.path.join(root, "edge-secret")
     # docs/quickstart.rst, step 2: root:salt 0640
-    proc = subprocess.run(["install", "-o", "root", "-g", salt_user, "-m", "0640", "/dev/null",
-                           secret_file], check=False, capture_output=True, text=True)
+    proc = subprocess.run(
+        ["install", "-o", "root", "-g", salt_user, "-m", "0640", "/dev/null", secret_file],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     with open(secret_file, "w", encoding="utf-8") as fh_:
         fh_.write(secret + "\n")
-    yield {"root": root, "secret": secret, "secret_file": secret_file,
-           "reactor_dir": os.path.join(root, "reactor")}
+    yield {
+        "root": root,
+        "secret": secret,
+        "secret_file": secret_file,
+        "reactor_dir": os.path.join(root, "reactor"),
+    }
     subprocess.run(["rm", "-rf", root], check=False)
 
 
@@ -77,9 +85,21 @@ def master(salt_factories, master_defaults, packaged_python, salt_user, layout):
     factory.python_executable = packaged_python
     # the master-side setup command writes master.d/edge.conf and the reactor
     proc = subprocess.run(
-        [_bin(packaged_python, "saltext-edge"), "master-config", "-c", factory.config_dir,
-         "--secret-file", layout["secret_file"], "--reactor-dir", layout["reactor_dir"], "--write"],
-        capture_output=True, text=True, check=False, cwd="/",
+        [
+            _bin(packaged_python, "saltext-edge"),
+            "master-config",
+            "-c",
+            factory.config_dir,
+            "--secret-file",
+            layout["secret_file"],
+            "--reactor-dir",
+            layout["reactor_dir"],
+            "--write",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd="/",
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"readable by the master's user {salt_user}" in proc.stderr
@@ -89,12 +109,15 @@ def master(salt_factories, master_defaults, packaged_python, salt_user, layout):
 
 def _run_cli(master, python, user=None):
     """salt-run of the packaged Python, as root (drops to salt itself) or as ``user``."""
+
     def run(*args):
         cmd = [_bin(python, "salt-run"), "-c", master.config_dir, "--out=json", *args]
         if user is None:
-            return subprocess.run(cmd, capture_output=True, text=True, check=False, cwd="/",
-                                  timeout=120)
+            return subprocess.run(
+                cmd, capture_output=True, text=True, check=False, cwd="/", timeout=120
+            )
         return as_user(user, cmd, timeout=120)
+
     return run
 
 
@@ -111,11 +134,14 @@ def test_master_processes_run_as_salt(master, salt_user):
     assert {int(u) for u in uids} == {uid}
 
 
-def test_admission_with_operator_commands_as_root_and_salt(master, packaged_python, salt_user,
-                                                           layout):
+def test_admission_with_operator_commands_as_root_and_salt(
+    master, packaged_python, salt_user, layout
+):
     k_site = edge_token.site_key(layout["secret"], SITE)
-    as_root, as_salt = _run_cli(master, packaged_python), _run_cli(master, packaged_python,
-                                                                   salt_user)
+    as_root, as_salt = (
+        _run_cli(master, packaged_python),
+        _run_cli(master, packaged_python, salt_user),
+    )
     # before: the site key, as root (salt-run drops to salt) and through the
     # console script as root and as salt (it reads the secret as itself)
     proc = as_root("edge.site_key", SITE)
@@ -125,8 +151,11 @@ def test_admission_with_operator_commands_as_root_and_salt(master, packaged_pyth
     assert _owner_mode(key_path) == (salt_user, 0o600)
     for user in (None, salt_user):
         cmd = [_bin(packaged_python, "saltext-edge"), "site-key", SITE, "-c", master.config_dir]
-        proc = (as_user(user, cmd) if user else
-                subprocess.run(cmd, capture_output=True, text=True, check=False, cwd="/"))
+        proc = (
+            as_user(user, cmd)
+            if user
+            else subprocess.run(cmd, capture_output=True, text=True, check=False, cwd="/")
+        )
         assert proc.returncode == 0, (user, proc.stderr)
         assert proc.stdout.strip() == k_site
     proc = as_salt("edge.accept_pending")
@@ -212,8 +241,13 @@ def test_lock_file_root_first_then_salt(salt_user, packaged_python):
             "fcntl.flock(fd, fcntl.LOCK_EX); print('locked')"
         )
         fresh = os.path.join(work, "fresh.lock")
-        proc = subprocess.run([packaged_python, "-c", code, fresh, salt_user],
-                              capture_output=True, text=True, check=False, cwd="/")
+        proc = subprocess.run(
+            [packaged_python, "-c", code, fresh, salt_user],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd="/",
+        )
         assert proc.stdout.strip() == "locked", proc.stderr
         assert _owner_mode(fresh) == (salt_user, 0o600)
         proc = as_user(salt_user, [packaged_python, "-c", code, fresh, salt_user])

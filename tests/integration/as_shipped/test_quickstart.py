@@ -59,7 +59,7 @@ class PendingMinion(SaltMinion):
         return []
 
 
-def _no_auto_accept(master, payload):  # pylint: disable=unused-argument
+def _no_auto_accept(master, payload):
     return None
 
 
@@ -93,8 +93,14 @@ systemctl() {{ echo "systemctl $*" >> {self.log}; }}
 
     def run(self, commands, cwd=None):
         script = self.prelude + self.rewrite(commands)
-        return subprocess.run(["bash", "-c", script], capture_output=True, text=True,
-                              check=False, cwd=cwd or self.workdir, timeout=300)
+        return subprocess.run(
+            ["bash", "-c", script],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=cwd or self.workdir,
+            timeout=300,
+        )
 
     def systemctl_calls(self):
         if not os.path.exists(self.log):
@@ -105,13 +111,20 @@ systemctl() {{ echo "systemctl $*" >> {self.log}; }}
 
 def test_every_marked_block_is_run():
     quick, install = marked_blocks("quickstart.rst"), marked_blocks("install.rst")
-    assert list(quick) == ["install", "secret", "master-config", "enrollment-key",
-                           "bootstrap-dry-run", "watch"]
+    assert list(quick) == [
+        "install",
+        "secret",
+        "master-config",
+        "enrollment-key",
+        "bootstrap-dry-run",
+        "watch",
+    ]
     assert list(install) == ["install-wheel", "check-permissions"]
 
 
-def test_quickstart_on_a_master_running_as_salt(salt_factories, master_defaults, packaged_python,
-                                                salt_user, built_wheel):
+def test_quickstart_on_a_master_running_as_salt(
+    salt_factories, master_defaults, packaged_python, salt_user, built_wheel
+):
     quick, install = marked_blocks("quickstart.rst"), marked_blocks("install.rst")
     os.chmod(salt_factories.root_dir, 0o755)
     factory = salt_factories.salt_master_daemon(
@@ -186,8 +199,10 @@ def test_quickstart_on_a_master_running_as_salt(salt_factories, master_defaults,
                 "edge-sh3-a",
                 overrides={
                     "autosign_grains": dropin["autosign_grains"],
-                    "edge": {"site": dropin["edge"]["site"],
-                             "enrollment_key_file": str(root / "etc/salt/edge/edge.key")},
+                    "edge": {
+                        "site": dropin["edge"]["site"],
+                        "enrollment_key_file": str(root / "etc/salt/edge/edge.key"),
+                    },
                     "acceptance_wait_time": 2,
                     "acceptance_wait_time_max": 2,
                     "random_reauth_delay": 0,

@@ -22,8 +22,14 @@ def edge_minion(salt_master):
             # auth time, but its grains run before that, so tell it
             "publish_port": salt_master.config["publish_port"],
             # jitter allowance: the test box is a shared, loaded 2-core machine
-            "edge": {"site": SITE, "uplink": {"count": 3, "budget": 2, "thresholds": {
-                "good": {"jitter_ms": 100}, "fair": {"jitter_ms": 200}}}},
+            "edge": {
+                "site": SITE,
+                "uplink": {
+                    "count": 3,
+                    "budget": 2,
+                    "thresholds": {"good": {"jitter_ms": 100}, "fair": {"jitter_ms": 200}},
+                },
+            },
         },
     )
     with factory.started():
@@ -62,7 +68,9 @@ def test_grain_targeting(salt_cli, edge_minion):
     ret = salt_cli.run("-G", "test.ping", minion_tgt=f"edge_site:{SITE}")
     assert ret.returncode == 0, ret
     assert ret.data == {edge_minion.id: True} or ret.data is True, ret
-    ret = salt_cli.run("-C", "test.ping", minion_tgt=f"G@edge_uplink:quality:good and G@edge_site:{SITE}")
+    ret = salt_cli.run(
+        "-C", "test.ping", minion_tgt=f"G@edge_uplink:quality:good and G@edge_site:{SITE}"
+    )
     assert ret.returncode == 0, ret
     assert ret.data == {edge_minion.id: True} or ret.data is True, ret
 
@@ -90,14 +98,24 @@ def test_diagnose_on_running_minion(salt_cli, edge_minion):
     assert not any("master" in r and "unreachable" in r for r in data["reasons"])
     assert data["elapsed_ms"] < 4000
     assert {f["setting"] for f in data["config_audit"]["findings"]} >= {
-        "master_type", "master_alive_interval", "tcp_keepalive", "ping_interval",
-        "random_reauth_delay", "recon_max", "retry_dns", "autosign_grains"}
+        "master_type",
+        "master_alive_interval",
+        "tcp_keepalive",
+        "ping_interval",
+        "random_reauth_delay",
+        "recon_max",
+        "retry_dns",
+        "autosign_grains",
+    }
 
 
 def test_bad_arguments_are_clean_errors(salt_call_cli):
-    for args in (("edge.uplink", "count=-1"), ("edge.http_probe", "ftp://x"),
-                 ("edge.check_master", "masters=[127.0.0.1:70000]"),
-                 ("edge.diagnose", "budget=0")):
+    for args in (
+        ("edge.uplink", "count=-1"),
+        ("edge.http_probe", "ftp://x"),
+        ("edge.check_master", "masters=[127.0.0.1:70000]"),
+        ("edge.diagnose", "budget=0"),
+    ):
         ret = salt_call_cli.run("--local", *args)
         assert ret.returncode != 0, ret
         assert "Traceback" not in ret.stdout + ret.stderr, ret

@@ -16,9 +16,10 @@ import pathlib
 import shutil
 
 import pytest
+from admission.conftest import PendingMinion
 from saltfactories.utils import random_string
 
-from adversarial.conftest import (  # pylint: disable=import-error
+from adversarial.conftest import (
     SECRET,
     edge_conf,
     gen_keypair,
@@ -28,7 +29,6 @@ from adversarial.conftest import (  # pylint: disable=import-error
     spki_digest,
     start_master,
 )
-from admission.conftest import PendingMinion  # pylint: disable=import-error
 
 SITE = "en-1"
 
@@ -83,7 +83,9 @@ def create_enrollment(master, directory, **limits):
     returns ``(return data, key text, key path, stdout+stderr)``.
     """
     path = pathlib.Path(directory) / (random_string("enr-") + ".key")
-    args = [f"site={limits.pop('site', SITE)}", f"path={path}"] + [f"{k}={v}" for k, v in limits.items()]
+    args = [f"site={limits.pop('site', SITE)}", f"path={path}"] + [
+        f"{k}={v}" for k, v in limits.items()
+    ]
     code, data, out, err = salt_run(master, "edge.enrollment_key", *args)
     assert code == 0, (out + err)[-3000:]
     return data, path.read_text().strip(), path, out + err
@@ -113,4 +115,6 @@ def enrolling_minion(master, prefix, key_path):
         "random_reauth_delay": 0,
         "edge": {"enrollment_key_file": str(key_path)},
     }
-    return master.salt_minion_daemon(random_string(prefix), overrides=overrides, factory_class=PendingMinion)
+    return master.salt_minion_daemon(
+        random_string(prefix), overrides=overrides, factory_class=PendingMinion
+    )

@@ -19,10 +19,7 @@ import time
 import pytest
 from saltfactories.utils import random_string
 
-from saltext_edge import admission
-from saltext_edge import enrollment
-
-from adversarial.conftest import (  # pylint: disable=import-error
+from adversarial.conftest import (
     SECRET,
     BusRecorder,
     fake_auth,
@@ -34,6 +31,7 @@ from adversarial.conftest import (  # pylint: disable=import-error
     salt_run,
     wait_until,
 )
+from saltext_edge import admission, enrollment
 
 from .conftest import SITE, create_enrollment, enrolling_minion, enrollment_key_of, v2_token
 
@@ -74,10 +72,21 @@ def _no_secret_in(texts, *secrets):
 
 
 def test_runner_returns_no_key_and_writes_a_private_file(enr_master, enr_opts, tmp_path):
-    data, key_text, path, output = create_enrollment(enr_master, tmp_path, uses=2, expires="2h",
-                                                     note="rack B")
-    assert set(data) >= {"id", "site", "uses", "uses_left", "expires_at", "created_at", "creator",
-                         "fingerprint", "status", "note"}
+    data, key_text, path, output = create_enrollment(
+        enr_master, tmp_path, uses=2, expires="2h", note="rack B"
+    )
+    assert set(data) >= {
+        "id",
+        "site",
+        "uses",
+        "uses_left",
+        "expires_at",
+        "created_at",
+        "creator",
+        "fingerprint",
+        "status",
+        "note",
+    }
     assert data["site"] == SITE and data["uses"] == 2 and data["uses_left"] == 2
     assert data["status"] == "active" and data["note"] == "rack B" and "@" in data["creator"]
     assert path.stat().st_mode & 0o777 == 0o600
@@ -91,8 +100,9 @@ def test_runner_returns_no_key_and_writes_a_private_file(enr_master, enr_opts, t
     assert path.read_text().strip() == key_text
     # bad limits: a clear message, nothing created
     before = len(enrollment.listing(enr_opts))
-    code, _, out, err = salt_run(enr_master, "edge.enrollment_key", f"site={SITE}",
-                                 f"path={tmp_path / 'x.key'}", "uses=0")
+    code, _, out, err = salt_run(
+        enr_master, "edge.enrollment_key", f"site={SITE}", f"path={tmp_path / 'x.key'}", "uses=0"
+    )
     assert code != 0 and "uses must be" in out + err and not (tmp_path / "x.key").exists()
     assert len(enrollment.listing(enr_opts)) == before
     listed = {e["id"]: e for e in enrollment.listing(enr_opts)}
@@ -107,11 +117,13 @@ def test_one_time_key_admits_one_real_minion_and_refuses_the_second(enr_master, 
     second = enrolling_minion(enr_master, "enr-two-", path)
     try:
         first.start()
-        assert wait_until(lambda: _state(enr_opts, first.id) == "accepted", DECIDE_TIMEOUT), \
+        assert wait_until(lambda: _state(enr_opts, first.id) == "accepted", DECIDE_TIMEOUT), (
             f"{first.id} was not admitted: {_decision([enr_opts], first.id)}"
+        )
         second.start()
-        assert wait_until(lambda: _decision([enr_opts], second.id).get("decision") == "refused",
-                          DECIDE_TIMEOUT), "the second minion was not decided"
+        assert wait_until(
+            lambda: _decision([enr_opts], second.id).get("decision") == "refused", DECIDE_TIMEOUT
+        ), "the second minion was not decided"
         assert _decision([enr_opts], second.id)["reason"] == "exhausted"
         assert _state(enr_opts, second.id) == "pending"  # on_invalid: keep
     finally:
@@ -121,10 +133,17 @@ def test_one_time_key_admits_one_real_minion_and_refuses_the_second(enr_master, 
     rec = _record(enr_opts, data["id"])
     assert rec["used"] == 1 and rec["admitted"] == [first.id]
     listed = {e["id"]: e for e in enrollment.listing(enr_opts)}[data["id"]]
-    assert listed["status"] == "exhausted" and listed["uses_left"] == 0 and listed["admitted"] == [first.id]
+    assert (
+        listed["status"] == "exhausted"
+        and listed["uses_left"] == 0
+        and listed["admitted"] == [first.id]
+    )
     # from the node to its enrollment
     index = admission.node_index(enr_opts)
-    assert index[first.id]["admitted_by"] == f"enrollment:{data['id']}" and index[first.id]["site"] == SITE
+    assert (
+        index[first.id]["admitted_by"] == f"enrollment:{data['id']}"
+        and index[first.id]["site"] == SITE
+    )
     accepted = [d for t, d in bus.tagged("edge/admission/accepted") if d.get("id") == first.id]
     refused = [d for t, d in bus.tagged("edge/admission/refused") if d.get("id") == second.id]
     assert accepted and accepted[0]["admitted_by"] == f"enrollment:{data['id']}"
@@ -137,12 +156,17 @@ def test_expired_key_refuses_a_real_minion(enr_master, enr_opts, tmp_path):
     data, _, path, _ = create_enrollment(enr_master, tmp_path, expires="3s")
     # wait for the expiry itself (the master's clock is ours)
     assert wait_until(
-        lambda: {e["id"]: e for e in enrollment.listing(enr_opts)}[data["id"]]["status"] == "expired", 30
+        lambda: (
+            {e["id"]: e for e in enrollment.listing(enr_opts)}[data["id"]]["status"] == "expired"
+        ),
+        30,
     )
     late = enrolling_minion(enr_master, "enr-late-", path)
     try:
         late.start()
-        assert wait_until(lambda: _decision([enr_opts], late.id).get("decision") == "refused", DECIDE_TIMEOUT)
+        assert wait_until(
+            lambda: _decision([enr_opts], late.id).get("decision") == "refused", DECIDE_TIMEOUT
+        )
         assert _decision([enr_opts], late.id)["reason"] == "expired"
         assert _state(enr_opts, late.id) == "pending"
     finally:
@@ -162,8 +186,13 @@ def test_replayed_tokens_after_the_key_is_spent(enr_master, enr_opts, enr_keys, 
     _sign_in(enr_opts, stranger, other_pub, token)
     key_cache(enr_opts).flush("keys", node)
     _sign_in(enr_opts, node, other_pub, token)
-    assert wait_until(lambda: _decided([enr_opts], [stranger]) and
-                      _decision([enr_opts], node).get("decision") == "refused", DECIDE_TIMEOUT)
+    assert wait_until(
+        lambda: (
+            _decided([enr_opts], [stranger])
+            and _decision([enr_opts], node).get("decision") == "refused"
+        ),
+        DECIDE_TIMEOUT,
+    )
     assert _decision([enr_opts], stranger)["reason"] == "bad_token"
     assert _decision([enr_opts], node)["reason"] == "bad_token"
     # a fresh, valid token from the stolen key string: the key is spent
@@ -173,7 +202,11 @@ def test_replayed_tokens_after_the_key_is_spent(enr_master, enr_opts, enr_keys, 
     # and the same token again later: still refused, still one use
     fake_auth(enr_opts, third, other_pub, v2_token(key_text, third, other_pub))
     states = key_states(enr_opts)
-    assert states[third][0] == "pending" and states[stranger][0] == "pending" and states[node][0] == "pending"
+    assert (
+        states[third][0] == "pending"
+        and states[stranger][0] == "pending"
+        and states[node][0] == "pending"
+    )
     assert _record(enr_opts, data["id"])["used"] == 1
 
 
@@ -221,7 +254,9 @@ def test_revocation_mid_storm(enr_master, enr_opts, enr_keys, tmp_path):
 
 
 @pytest.mark.parametrize("round_", [1, 2])
-def test_two_masters_race_for_three_uses(enr_master, enr_opts, enr_twin, enr_keys, tmp_path, round_):
+def test_two_masters_race_for_three_uses(
+    enr_master, enr_opts, enr_twin, enr_keys, tmp_path, round_
+):
     twin_opts = master_opts(enr_twin)
     assert os.path.realpath(twin_opts["pki_dir"]) == os.path.realpath(enr_opts["pki_dir"])
     data, key_text, _, _ = create_enrollment(enr_master, tmp_path, uses=3, note=f"race {round_}")
@@ -247,9 +282,13 @@ def test_two_masters_race_for_three_uses(enr_master, enr_opts, enr_twin, enr_key
         thread.start()
     for thread in threads:
         thread.join()
-    assert wait_until(lambda: _decided([enr_opts, twin_opts], ids)
-                      and sum(_state(enr_opts, m) == "accepted" for m in ids) == 3, DECIDE_TIMEOUT), \
-        {m: (_state(enr_opts, m), _decision([enr_opts, twin_opts], m)) for m in ids}
+    assert wait_until(
+        lambda: (
+            _decided([enr_opts, twin_opts], ids)
+            and sum(_state(enr_opts, m) == "accepted" for m in ids) == 3
+        ),
+        DECIDE_TIMEOUT,
+    ), {m: (_state(enr_opts, m), _decision([enr_opts, twin_opts], m)) for m in ids}
     elapsed = time.monotonic() - start
     accepted = sorted(m for m in ids if _state(enr_opts, m) == "accepted")
     refused = sorted(set(ids) - set(accepted))
@@ -264,11 +303,13 @@ def test_two_masters_race_for_three_uses(enr_master, enr_opts, enr_twin, enr_key
         bus.stop()
     accepts = {m: [] for m in ids}
     for bus, opts in zip(buses, (enr_opts, twin_opts)):
-        for tag, data in bus.tagged("edge/admission/"):
+        for _tag, data in bus.tagged("edge/admission/"):
             if data.get("id") in accepts and data.get("action") == "accepted":
                 accepts[data["id"]].append(opts["id"])
     assert {m for m, v in accepts.items() if v} == set(accepted)
     assert all(len(accepts[m]) == 1 for m in accepted), accepts
-    print(f"race round {round_}: 6 nodes, 2 masters, uses=3 -> {len(accepted)} accepted "
-          f"(by {sorted(v[0] for v in accepts.values() if v)}), {len(refused)} refused exhausted, "
-          f"decided in {elapsed:.1f} s")
+    print(
+        f"race round {round_}: 6 nodes, 2 masters, uses=3 -> {len(accepted)} accepted "
+        f"(by {sorted(v[0] for v in accepts.values() if v)}), {len(refused)} refused exhausted, "
+        f"decided in {elapsed:.1f} s"
+    )

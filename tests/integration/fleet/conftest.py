@@ -17,7 +17,13 @@ from saltfactories.utils import random_string
 PERIOD = 2.0
 # grace 0: the tests start nodes right after the master and time their
 # transitions (the restart test sets a grace of its own)
-FLEET_CONF = {"interval": PERIOD, "late_after": 2, "offline_after": 5, "flush_interval": 1, "grace": 0}
+FLEET_CONF = {
+    "interval": PERIOD,
+    "late_after": 2,
+    "offline_after": 5,
+    "flush_interval": 1,
+    "grace": 0,
+}
 
 
 def master_overrides(extra=None):
@@ -46,12 +52,16 @@ def minion_overrides(master, site, extra=None):
 
 def new_master(salt_factories, master_defaults, extra=None, prefix="fleet-master-"):
     return salt_factories.salt_master_daemon(
-        random_string(prefix), defaults=copy.deepcopy(master_defaults), overrides=master_overrides(extra)
+        random_string(prefix),
+        defaults=copy.deepcopy(master_defaults),
+        overrides=master_overrides(extra),
     )
 
 
 def new_minion(master, site, prefix="fleet-node-", extra=None):
-    return master.salt_minion_daemon(random_string(prefix), overrides=minion_overrides(master, site, extra))
+    return master.salt_minion_daemon(
+        random_string(prefix), overrides=minion_overrides(master, site, extra)
+    )
 
 
 def sigkill(factory):
@@ -86,15 +96,19 @@ def wait_event(listener, master, tag, after, timeout, pred=None):
 
 def events(listener, master, tag, after, pred=None):
     """All events ``tag`` on ``master`` after ``after`` matching ``pred``, oldest first."""
-    found = [e for e in listener.get_events([(master.id, tag)], after_time=after) if pred is None or pred(e.data)]
+    found = [
+        e
+        for e in listener.get_events([(master.id, tag)], after_time=after)
+        if pred is None or pred(e.data)
+    ]
     return sorted(found, key=lambda e: e.stamp)
 
 
 def wait_record(master, minion_id, pred, timeout):
     """Read the engine's stored record of ``minion_id`` until ``pred(record)``; return it."""
-    from saltext_edge.fleet import store as _store  # pylint: disable=import-outside-toplevel
+    import salt.config
 
-    import salt.config  # pylint: disable=import-outside-toplevel
+    from saltext_edge.fleet import store as _store
 
     opts = salt.config.master_config(master.config_file)
     store = _store.Store(opts)
@@ -135,7 +149,9 @@ edge-alert:
 def fleet_master(salt_factories, master_defaults, tmp_path_factory):
     sls = tmp_path_factory.mktemp("reactor") / "edge-alert.sls"
     sls.write_text(ALERT_SLS)
-    reactor = {"reactor": [{"edge/node/*/offline": [str(sls)]}, {"edge/site/*/degraded": [str(sls)]}]}
+    reactor = {
+        "reactor": [{"edge/node/*/offline": [str(sls)]}, {"edge/site/*/degraded": [str(sls)]}]
+    }
     factory = new_master(salt_factories, master_defaults, reactor)
     with factory.started(start_timeout=120):
         yield factory

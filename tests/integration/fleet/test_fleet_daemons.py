@@ -19,7 +19,6 @@ import json
 import time
 
 import pytest
-
 from tests.integration.fleet.conftest import (
     PERIOD,
     events,
@@ -62,7 +61,9 @@ def node_a(fleet_master):
 @pytest.fixture(scope="module")
 def node_nat(fleet_master):
     # connects to the master from 127.0.0.7, an address none of its grains report
-    factory = new_minion(fleet_master, "north", prefix="fleet-nat-", extra={"source_address": "127.0.0.7"})
+    factory = new_minion(
+        fleet_master, "north", prefix="fleet-nat-", extra={"source_address": "127.0.0.7"}
+    )
     with factory.started(start_timeout=120):
         yield factory
 
@@ -70,7 +71,9 @@ def node_nat(fleet_master):
 def test_heartbeat_online_and_report(fleet_master, fleet_run, node_a, node_nat, event_listener):
     start = time.time() - 120
     for node in (node_a, node_nat):
-        event = wait_event(event_listener, fleet_master, "edge/heartbeat", start, 60, heartbeat_of(node.id))
+        event = wait_event(
+            event_listener, fleet_master, "edge/heartbeat", start, 60, heartbeat_of(node.id)
+        )
         payload = event.data["data"]
         assert event.data["id"] == node.id
         assert payload["site"] == "north"
@@ -124,18 +127,30 @@ def test_nat_node_source_address_differs_from_grains(fleet_master, node_nat, sal
     assert "127.0.0.7" in peers, peers
     # the grains.get return above counts too; then its heartbeats go on
     wait_record(
-        fleet_master, node_nat.id, lambda r: r.get("status") == "online" and r.get("last_kind") == "heartbeat", 30
+        fleet_master,
+        node_nat.id,
+        lambda r: r.get("status") == "online" and r.get("last_kind") == "heartbeat",
+        30,
     )
 
 
 def test_sigkill_late_then_offline_once_then_back(fleet_master, event_listener):
     node = new_minion(fleet_master, "south", prefix="fleet-k-")
     with node.started(start_timeout=120):
-        beat = wait_event(event_listener, fleet_master, "edge/heartbeat", time.time() - 60, 60, heartbeat_of(node.id))
+        beat = wait_event(
+            event_listener,
+            fleet_master,
+            "edge/heartbeat",
+            time.time() - 60,
+            60,
+            heartbeat_of(node.id),
+        )
         wait_record(fleet_master, node.id, lambda r: r.get("status") == "online", 30)
         killed_at = time.time()
         sigkill(node)
-    rec = wait_record(fleet_master, node.id, lambda r: r.get("status") in ("late", "offline"), LATE_S + 10)
+    rec = wait_record(
+        fleet_master, node.id, lambda r: r.get("status") in ("late", "offline"), LATE_S + 10
+    )
     assert rec["status"] == "late", rec
     late_seen = time.time()
     last_seen = rec["last_seen"]
@@ -145,7 +160,10 @@ def test_sigkill_late_then_offline_once_then_back(fleet_master, event_listener):
     fired = offline.stamp.timestamp()
     assert fired >= late_seen - 1.0
     # within the threshold: not before OFFLINE_S after the last heartbeat, not much after it
-    assert OFFLINE_S - 1.0 <= fired - last_seen <= OFFLINE_S + TOLERANCE, (fired - last_seen, OFFLINE_S)
+    assert OFFLINE_S - 1.0 <= fired - last_seen <= OFFLINE_S + TOLERANCE, (
+        fired - last_seen,
+        OFFLINE_S,
+    )
     assert offline.data["site"] == "south"
     assert offline.data["last_seen"].endswith("Z")
     assert "missed" in offline.data["reason"]
@@ -160,7 +178,9 @@ def test_sigkill_late_then_offline_once_then_back(fleet_master, event_listener):
 
     restarted = time.time()
     with node.started(start_timeout=120):
-        online = wait_event(event_listener, fleet_master, f"edge/node/{node.id}/online", restarted, 60)
+        online = wait_event(
+            event_listener, fleet_master, f"edge/node/{node.id}/online", restarted, 60
+        )
         assert online.data["last_seen_kind"] == "heartbeat"
         wait_event(event_listener, fleet_master, "edge/site/south/recovered", restarted, 15)
     # exactly one offline event between the kill and the return
@@ -182,10 +202,19 @@ def dead_node(fleet_master, event_listener):
     """A node that sent heartbeats, was SIGKILLed and has been reported offline."""
     node = new_minion(fleet_master, "west", prefix="fleet-dead-")
     with node.started(start_timeout=120):
-        wait_event(event_listener, fleet_master, "edge/heartbeat", time.time() - 60, 60, heartbeat_of(node.id))
+        wait_event(
+            event_listener,
+            fleet_master,
+            "edge/heartbeat",
+            time.time() - 60,
+            60,
+            heartbeat_of(node.id),
+        )
         killed_at = time.time()
         sigkill(node)
-    wait_event(event_listener, fleet_master, f"edge/node/{node.id}/offline", killed_at, OFFLINE_S + 15)
+    wait_event(
+        event_listener, fleet_master, f"edge/node/{node.id}/offline", killed_at, OFFLINE_S + 15
+    )
     return node
 
 
@@ -196,7 +225,9 @@ def test_forged_signs_of_life_do_not_revive_a_node(fleet_master, node_a, dead_no
     from saltext_edge.fleet import signing
 
     before = wait_record(fleet_master, dead_node.id, lambda r: r.get("status") == "offline", 10)
-    rejected_before = int(_meta(fleet_master, f"engine.{fleet_master.id}").get("rejected_heartbeats") or 0)
+    rejected_before = int(
+        _meta(fleet_master, f"engine.{fleet_master.id}").get("rejected_heartbeats") or 0
+    )
     sent_at = time.time()
     cli = fleet_master.salt_cli(timeout=60)
 
@@ -204,35 +235,64 @@ def test_forged_signs_of_life_do_not_revive_a_node(fleet_master, node_a, dead_no
     payload = _hb.payload(
         {"id": dead_node.id, "edge": {"site": "west"}},
         {"quality": "good", "rtt_ms": 1.0, "jitter_ms": 0.1, "loss_pct": 0.0},
-        seq=10**6, boot="forged", period=PERIOD, jitter=0.1, now=sent_at,
+        seq=10**6,
+        boot="forged",
+        period=PERIOD,
+        jitter=0.1,
+        now=sent_at,
     )
     forged = signing.Signer(f"{node_a.config['pki_dir']}/minion.pem").sign(payload)
     assert base64.b64decode(forged["sig"])
-    ret = cli.run("event.fire_master", f"data={json.dumps(forged)}", "tag=edge/heartbeat", minion_tgt=node_a.id)
+    ret = cli.run(
+        "event.fire_master",
+        f"data={json.dumps(forged)}",
+        "tag=edge/heartbeat",
+        minion_tgt=node_a.id,
+    )
     assert ret.returncode == 0 and ret.data is True, ret
 
     # 2. start and job-return events in the dead node's name, through the
     #    ``events`` list of a _minion_event (the master re-fires them as is)
     preload = {
         "events": [
-            {"tag": f"salt/minion/{dead_node.id}/start", "data": {"id": dead_node.id, "cmd": "_minion_event"}},
+            {
+                "tag": f"salt/minion/{dead_node.id}/start",
+                "data": {"id": dead_node.id, "cmd": "_minion_event"},
+            },
             {"tag": "minion_start", "data": {"id": dead_node.id, "cmd": "_minion_event"}},
-            {"tag": f"salt/job/20260101000000000000/ret/{dead_node.id}", "data": {"id": dead_node.id, "jid": "20260101000000000000", "return": True, "fun": "test.ping"}},
+            {
+                "tag": f"salt/job/20260101000000000000/ret/{dead_node.id}",
+                "data": {
+                    "id": dead_node.id,
+                    "jid": "20260101000000000000",
+                    "return": True,
+                    "fun": "test.ping",
+                },
+            },
             {"tag": "edge/heartbeat", "data": dict(forged, id=dead_node.id)},
         ]
     }
     ret = cli.run(
-        "event.fire_master", "data={}", "tag=edge/forged", f"preload={json.dumps(preload)}", minion_tgt=node_a.id
+        "event.fire_master",
+        "data={}",
+        "tag=edge/forged",
+        f"preload={json.dumps(preload)}",
+        minion_tgt=node_a.id,
     )
     assert ret.returncode == 0, ret
     wait_event(event_listener, fleet_master, f"salt/minion/{dead_node.id}/start", sent_at - 1, 30)
 
     # the engine saw them: two rejected heartbeats, an unverified claim on the record
     deadline = time.time() + 30
-    while int(_meta(fleet_master, f"engine.{fleet_master.id}").get("rejected_heartbeats") or 0) < rejected_before + 2:
+    while (
+        int(_meta(fleet_master, f"engine.{fleet_master.id}").get("rejected_heartbeats") or 0)
+        < rejected_before + 2
+    ):
         assert time.time() < deadline, "the engine never rejected the forged heartbeats"
         time.sleep(0.2)
-    rec = wait_record(fleet_master, dead_node.id, lambda r: (r.get("claim") or {}).get("ts", 0) >= sent_at - 1, 30)
+    rec = wait_record(
+        fleet_master, dead_node.id, lambda r: (r.get("claim") or {}).get("ts", 0) >= sent_at - 1, 30
+    )
     assert rec["claim"]["kind"] in ("minion_start", "job_return")
     assert rec["status"] == "offline", rec
     assert rec["last_seen"] == before["last_seen"]
@@ -251,7 +311,9 @@ def test_job_return_is_a_sign_of_life(fleet_master, event_listener):
         assert rec["source"].startswith("job ")
 
 
-def test_master_restart_fires_no_false_transitions(fleet_master, node_a, node_nat, dead_node, event_listener):
+def test_master_restart_fires_no_false_transitions(
+    fleet_master, node_a, node_nat, dead_node, event_listener
+):
     wait_record(fleet_master, node_a.id, lambda r: r.get("status") == "online", 30)
     wait_record(fleet_master, node_nat.id, lambda r: r.get("status") == "online", 30)
     # a grace period longer than the minions need to reconnect to a restarted
@@ -284,13 +346,20 @@ def test_master_restart_fires_no_false_transitions(fleet_master, node_a, node_na
     horizon = info["started_at"] + max(GRACE_S, OFFLINE_S) + TOLERANCE
     for node in (node_a, node_nat):
         wait_event(
-            event_listener, fleet_master, "edge/heartbeat", horizon, GRACE_S + OFFLINE_S + 60, heartbeat_of(node.id)
+            event_listener,
+            fleet_master,
+            "edge/heartbeat",
+            horizon,
+            GRACE_S + OFFLINE_S + 60,
+            heartbeat_of(node.id),
         )
     # nodes that really stopped before the restart (other tests') may be
     # reported now; the live ones and the one already reported must not be
     watched = {node_a.id, node_nat.id, dead_node.id}
     transitions = [
-        e for e in events(event_listener, fleet_master, "edge/node/*", stopped) if e.tag.split("/")[2] in watched
+        e
+        for e in events(event_listener, fleet_master, "edge/node/*", stopped)
+        if e.tag.split("/")[2] in watched
     ]
     assert transitions == [], [(e.tag, e.data.get("reason")) for e in transitions]
     assert wait_record(fleet_master, dead_node.id, lambda r: True, 5)["status"] == "offline"

@@ -11,15 +11,19 @@ import subprocess
 import time
 
 import pytest
-
 from tests.integration.fleet.conftest import heartbeat_of, new_master, new_minion, wait_event
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed (./dev installs it)"),
+    pytest.mark.skipif(
+        shutil.which("redis-server") is None,
+        reason="redis-server is not installed (./dev installs it)",
+    ),
 ]
 
-redis = pytest.importorskip("redis", reason="the redis client is not installed (pip install .[redis])")
+redis = pytest.importorskip(
+    "redis", reason="the redis client is not installed (pip install .[redis])"
+)
 
 
 def _free_port():
@@ -33,8 +37,19 @@ def redis_server(tmp_path_factory):
     port = _free_port()
     workdir = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir)],
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -55,7 +70,12 @@ def redis_server(tmp_path_factory):
 
 
 def _redis_conf(port):
-    return {"cache": "redis", "cache.redis.host": "127.0.0.1", "cache.redis.port": port, "cache.redis.db": "0"}
+    return {
+        "cache": "redis",
+        "cache.redis.host": "127.0.0.1",
+        "cache.redis.port": port,
+        "cache.redis.db": "0",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +90,9 @@ def test_two_masters_share_the_record(masters, event_listener, redis_server):
     one, two = masters
     node = new_minion(one, "shared", prefix="fleet-r-node-")
     with node.started(start_timeout=120):
-        wait_event(event_listener, one, "edge/heartbeat", time.time() - 60, 60, heartbeat_of(node.id))
+        wait_event(
+            event_listener, one, "edge/heartbeat", time.time() - 60, 60, heartbeat_of(node.id)
+        )
         # the record is in redis (written by master one's engine) ...
         client = redis.Redis(host="127.0.0.1", port=redis_server)
         deadline = time.time() + 30

@@ -26,7 +26,13 @@ import yaml
 from saltfactories.utils import random_string
 
 PERIOD = 2.0
-FLEET_CONF = {"interval": PERIOD, "late_after": 2, "offline_after": 4, "flush_interval": 1, "grace": 0}
+FLEET_CONF = {
+    "interval": PERIOD,
+    "late_after": 2,
+    "offline_after": 4,
+    "flush_interval": 1,
+    "grace": 0,
+}
 SITES = {"a1": "view-a", "a2": "view-a", "b1": "view-b"}
 KILLED = "b1"
 
@@ -44,7 +50,7 @@ def wait_for(predicate, timeout, what, interval=0.25):
     while time.monotonic() < deadline:
         try:
             last = predicate()
-        except Exception as exc:  # pylint: disable=broad-except
+        except Exception as exc:
             last = exc
         else:
             if last:
@@ -72,7 +78,10 @@ def metrics_port():
 def view_master(salt_factories, master_defaults, metrics_port):
     overrides = {
         "engines": [{"edge_fleet": {}}],
-        "edge": {"fleet": dict(FLEET_CONF), "metrics": {"address": "127.0.0.1", "port": metrics_port}},
+        "edge": {
+            "fleet": dict(FLEET_CONF),
+            "metrics": {"address": "127.0.0.1", "port": metrics_port},
+        },
         "auto_accept": True,
     }
     factory = salt_factories.salt_master_daemon(
@@ -90,7 +99,9 @@ def view_minions(view_master):
         factories[short] = view_master.salt_minion_daemon(
             random_string(f"view-{short}-"),
             overrides={
-                "beacons": {"edge_heartbeat": [{"period": PERIOD}, {"jitter": 0.1}, {"first_after": 0}]},
+                "beacons": {
+                    "edge_heartbeat": [{"period": PERIOD}, {"jitter": 0.1}, {"first_after": 0}]
+                },
                 # count 3: jitter needs more than one probe
                 "edge": {"site": site, "uplink": {"budget": 1.0, "count": 3, "timeout": 0.4}},
                 "publish_port": view_master.config["publish_port"],
@@ -128,7 +139,11 @@ class Prometheus:
         self.root = root
         self.url = f"http://127.0.0.1:{self.port}"
         conf = {
-            "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+            "global": {
+                "scrape_interval": "1s",
+                "scrape_timeout": "1s",
+                "evaluation_interval": "1s",
+            },
             "scrape_configs": [
                 {"job_name": "saltext-edge", "static_configs": [{"targets": [target]}]}
             ],
@@ -136,8 +151,8 @@ class Prometheus:
         self.config = os.path.join(root, "prometheus.yml")
         with open(self.config, "w", encoding="utf-8") as fh_:
             yaml.safe_dump(conf, fh_)
-        self.log = open(os.path.join(root, "prometheus.log"), "wb")  # pylint: disable=consider-using-with
-        self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
+        self.log = open(os.path.join(root, "prometheus.log"), "wb")  # noqa: SIM115  (the server's output; closed on stop)
+        self.proc = subprocess.Popen(
             [
                 binary,
                 f"--config.file={self.config}",
@@ -215,7 +230,9 @@ def node_status(port, minion_id):
 def all_online(view_master, view_minions, metrics_port):
     """Wait until the engine serves every minion as online (status 3); return {short: id}."""
     for factory in view_minions.values():
-        wait_for(lambda f=factory: node_status(metrics_port, f.id) == 3, 120, f"{factory.id} online")
+        wait_for(
+            lambda f=factory: node_status(metrics_port, f.id) == 3, 120, f"{factory.id} online"
+        )
     return {short: f.id for short, f in view_minions.items()}
 
 

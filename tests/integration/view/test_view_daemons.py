@@ -16,9 +16,7 @@ import shutil
 
 import pytest
 
-from .conftest import SITES
-from .conftest import chromium
-from .conftest import wait_for
+from .conftest import SITES, chromium, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -34,8 +32,12 @@ def ours(prom, promql, ids):
 def test_prometheus_counts_the_nodes(prometheus, all_online):
     ids = set(all_online.values())
     # the node count, as PromQL over what Prometheus scraped from the engine
-    wait_for(lambda: prometheus.query("count(edge_node_up)") == [({}, 3.0)], 60, "3 nodes in Prometheus")
-    wait_for(lambda: prometheus.query("sum(edge_node_up)") == [({}, 3.0)], 60, "3 nodes up in Prometheus")
+    wait_for(
+        lambda: prometheus.query("count(edge_node_up)") == [({}, 3.0)], 60, "3 nodes in Prometheus"
+    )
+    wait_for(
+        lambda: prometheus.query("sum(edge_node_up)") == [({}, 3.0)], 60, "3 nodes up in Prometheus"
+    )
     assert ours(prometheus, "edge_node_status", ids) == dict.fromkeys(ids, 3.0)
     per_site = {
         labels["site"]: value
@@ -72,7 +74,9 @@ def _dashboard_exprs():
 
     def walk(panels):
         for panel in panels:
-            exprs.extend((panel["title"], t["expr"]) for t in panel.get("targets", []) if t.get("expr"))
+            exprs.extend(
+                (panel["title"], t["expr"]) for t in panel.get("targets", []) if t.get("expr")
+            )
             walk(panel.get("panels", []))
 
     walk(dash["panels"])
@@ -174,7 +178,11 @@ def test_fleet_page_in_chromium(view_master, all_online, killed_node, tmp_path):
         counts = summary[site]
         # the counts a person reads in each site's summary match the JSON report
         assert f"\u2714 {counts['online']} online" in text, text
-        for status, word in (("late", "late"), ("offline", "offline"), ("never_seen", "never seen")):
+        for status, word in (
+            ("late", "late"),
+            ("offline", "offline"),
+            ("never_seen", "never seen"),
+        ):
             if counts[status]:
                 assert f"{counts[status]} {word}" in text, text
             else:
