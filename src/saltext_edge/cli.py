@@ -197,6 +197,7 @@ def enrollment_key_main(args, stdout=None, stderr=None):
     import json
 
     from saltext_edge import enrollment as _enr
+    from saltext_edge import enrollment_admin as _enr_admin
     from saltext_edge import shared_secret as _secrets
     from saltext_edge.admission.policy import (
         AdmissionError,
@@ -208,15 +209,15 @@ def enrollment_key_main(args, stdout=None, stderr=None):
         _enr.new_record(
             args.site, uses=args.uses, expires=args.expires, ids=args.ids, note=args.note
         )
-        _enr.check_new_path(args.path)
-    except (_enr.EnrollmentError, _enr.KeyFileError, ValueError) as exc:
+        _enr_admin.check_new_path(args.path)
+    except (_enr.EnrollmentError, _enr_admin.KeyFileError, ValueError) as exc:
         print(f"saltext-edge: {exc}", file=stderr)
         return 2
     opts = _master_opts(args.config_dir, stderr)
     if opts is None:
         return 1
     try:
-        ret = _enr.create(
+        ret = _enr_admin.create(
             opts,
             args.site,
             args.path,
@@ -225,7 +226,12 @@ def enrollment_key_main(args, stdout=None, stderr=None):
             ids=args.ids,
             note=args.note,
         )
-    except (_enr.EnrollmentError, _enr.KeyFileError, _secrets.SecretError, AdmissionError) as exc:
+    except (
+        _enr.EnrollmentError,
+        _enr_admin.KeyFileError,
+        _secrets.SecretError,
+        AdmissionError,
+    ) as exc:
         print(f"saltext-edge: {exc}", file=stderr)
         return 1
     print(json.dumps(ret, sort_keys=True), file=stdout)

@@ -9,6 +9,7 @@ import hmac
 import pytest
 
 from saltext_edge import enrollment as enr
+from saltext_edge import enrollment_admin as enr_admin
 
 SECRET = "k9V2pQ7xL3mN8rT1wY6zA4bC0dE5fG2h"
 SITE = "sh-3"
@@ -181,18 +182,18 @@ def test_readmission_needs_the_same_key(tmp_path):
 
 def test_new_key_file_is_private_and_never_overwritten(tmp_path):
     path = str(tmp_path / "k")
-    enr.write_new_file(path, "edge-enroll:v2:x")
+    enr_admin.write_new_file(path, "edge-enroll:v2:x")
     assert (tmp_path / "k").stat().st_mode & 0o777 == 0o600
-    with pytest.raises(enr.KeyFileError):
-        enr.write_new_file(path, "other")
-    with pytest.raises(enr.KeyFileError):
-        enr.check_new_path("relative/path")
+    with pytest.raises(enr_admin.KeyFileError):
+        enr_admin.write_new_file(path, "other")
+    with pytest.raises(enr_admin.KeyFileError):
+        enr_admin.check_new_path("relative/path")
     assert (tmp_path / "k").read_text() == "edge-enroll:v2:x\n"
 
 
 def test_creator_prefers_the_sudo_user():
-    assert enr.creator({"SUDO_USER": "alice", "USER": "root"}).startswith("alice@")
-    assert enr.creator({"USER": "bob"}).startswith("bob@")
+    assert enr_admin.creator({"SUDO_USER": "alice", "USER": "root"}).startswith("alice@")
+    assert enr_admin.creator({"USER": "bob"}).startswith("bob@")
 
 
 # --------------------------------------------------------------------------

@@ -12,7 +12,7 @@ try:
     import saltext_edge
     import saltext_edge.report as edge_report
     from saltext_edge import admission as _admission
-    from saltext_edge import enrollment as _enr
+    from saltext_edge import enrollment_admin as _enr_admin
     from saltext_edge import fleet_page as _fleet_page  # view: report html=PATH
     from saltext_edge import shared_secret as _secrets
     from saltext_edge import tokens as _token
@@ -271,8 +271,8 @@ def site_key(site, path=None):
     except _secrets.SecretError as exc:
         raise EdgeCommandError(str(exc)) from None
     try:
-        _enr.write_new_file(path, k_site)
-    except _enr.KeyFileError as exc:
+        _enr_admin.write_new_file(path, k_site)
+    except _enr_admin.KeyFileError as exc:
         raise EdgeCommandError(str(exc)) from None
     fingerprint = _token.key_fingerprint(k_site)
     log.info("edge: wrote the site key of %s to %s (fingerprint %s)", site, path, fingerprint)
@@ -381,7 +381,7 @@ def enrollment_key(site, path, uses=1, expires="24h", ids=None, note=None):
         salt-run edge.enrollment_key site=sh-3 uses=20 expires=7d ids='sh-3-*' note='rack B' path=/srv/provision/sh-3-rackB.key
     """
     try:
-        ret = _enr.create(
+        ret = _enr_admin.create(
             __opts__,
             site,
             path,
@@ -390,7 +390,7 @@ def enrollment_key(site, path, uses=1, expires="24h", ids=None, note=None):
             ids=ids,
             note=None if note is None else str(note),
         )
-    except (_token.TokenError, _enr.KeyFileError) as exc:
+    except (_token.TokenError, _enr_admin.KeyFileError) as exc:
         raise EdgeCommandError(str(exc)) from None
     except (_secrets.SecretError, _admission.AdmissionError) as exc:
         raise EdgeCommandError(str(exc)) from None
@@ -431,7 +431,7 @@ def enrollment_keys(site=None, status=None):
     """
     import fnmatch
 
-    out = _enr.listing(__opts__)
+    out = _enr_admin.listing(__opts__)
     if site is not None:
         out = [e for e in out if fnmatch.fnmatchcase(e["site"], str(site))]
     if status is not None:
@@ -454,12 +454,12 @@ def revoke_enrollment(enrollment_id):
         salt-run edge.revoke_enrollment 3f9c0a1b2c3d4e5f
     """
     try:
-        ret = _enr.revoke(__opts__, str(enrollment_id))
+        ret = _enr_admin.revoke(__opts__, str(enrollment_id))
     except _token.TokenError as exc:
         raise EdgeCommandError(str(exc)) from None
     except _admission.AdmissionError as exc:
         raise EdgeCommandError(str(exc)) from None
     log.warning(
-        "edge: enrollment %s of site %s revoked by %s", ret["id"], ret["site"], _enr.creator()
+        "edge: enrollment %s of site %s revoked by %s", ret["id"], ret["site"], _enr_admin.creator()
     )
     return ret

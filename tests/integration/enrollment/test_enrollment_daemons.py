@@ -31,7 +31,7 @@ from adversarial.conftest import (
     salt_run,
     wait_until,
 )
-from saltext_edge import admission, enrollment
+from saltext_edge import admission, enrollment, enrollment_admin
 
 from .conftest import SITE, create_enrollment, enrolling_minion, enrollment_key_of, v2_token
 
@@ -99,13 +99,13 @@ def test_runner_returns_no_key_and_writes_a_private_file(enr_master, enr_opts, t
     assert code != 0 and "already exists" in out + err
     assert path.read_text().strip() == key_text
     # bad limits: a clear message, nothing created
-    before = len(enrollment.listing(enr_opts))
+    before = len(enrollment_admin.listing(enr_opts))
     code, _, out, err = salt_run(
         enr_master, "edge.enrollment_key", f"site={SITE}", f"path={tmp_path / 'x.key'}", "uses=0"
     )
     assert code != 0 and "uses must be" in out + err and not (tmp_path / "x.key").exists()
-    assert len(enrollment.listing(enr_opts)) == before
-    listed = {e["id"]: e for e in enrollment.listing(enr_opts)}
+    assert len(enrollment_admin.listing(enr_opts)) == before
+    listed = {e["id"]: e for e in enrollment_admin.listing(enr_opts)}
     assert listed[data["id"]]["uses_left"] == 2
 
 
@@ -132,7 +132,7 @@ def test_one_time_key_admits_one_real_minion_and_refuses_the_second(enr_master, 
         bus.stop()
     rec = _record(enr_opts, data["id"])
     assert rec["used"] == 1 and rec["admitted"] == [first.id]
-    listed = {e["id"]: e for e in enrollment.listing(enr_opts)}[data["id"]]
+    listed = {e["id"]: e for e in enrollment_admin.listing(enr_opts)}[data["id"]]
     assert (
         listed["status"] == "exhausted"
         and listed["uses_left"] == 0
@@ -157,7 +157,8 @@ def test_expired_key_refuses_a_real_minion(enr_master, enr_opts, tmp_path):
     # wait for the expiry itself (the master's clock is ours)
     assert wait_until(
         lambda: (
-            {e["id"]: e for e in enrollment.listing(enr_opts)}[data["id"]]["status"] == "expired"
+            {e["id"]: e for e in enrollment_admin.listing(enr_opts)}[data["id"]]["status"]
+            == "expired"
         ),
         30,
     )
