@@ -463,6 +463,66 @@ class Master:
         self.stop()
 
 
+# --------------------------------------------------------------------------
+# load hygiene: a pair (ours + Salt's baseline) run while the load was steady
+# --------------------------------------------------------------------------
+#: a pair whose 1-minute load average moved by more than this is repeated
+LOAD_TOLERANCE = 1.0
+#: ... at most this many times; then it is reported as "load-disturbed"
+LOAD_REPEATS = 2
+
+
+def loadavg():
+    """The machine's 1-minute load average (a float)."""
+    return os.getloadavg()[0]
+
+
+def load_checked_pair(run_pair, label, log=print, tolerance=LOAD_TOLERANCE, repeats=LOAD_REPEATS):
+    """
+    Run ``run_pair()`` (one measurement of ours and of Salt's baseline, in
+    the same conditions) and print the 1-minute load average before and
+    after. When it moved by more than ``tolerance`` the pair is run again,
+    at most ``repeats`` more times; the last result is kept and, when even
+    that one moved, marked load-disturbed. Returns ``(result, load)`` where
+    ``load`` is ``{before, after, attempts: [[before, after], ...],
+    disturbed: bool}``.
+    """
+    attempts = []
+    result = None
+    for attempt in range(repeats + 1):
+        before = loadavg()
+        log(f"  [{label}] load before {before:.2f}" + (f" (repeat {attempt})" if attempt else ""))
+        result = run_pair()
+        after = loadavg()
+        attempts.append([round(before, 2), round(after, 2)])
+        steady = abs(after - before) <= tolerance
+        log(
+            f"  [{label}] load after {after:.2f}"
+            + ("" if steady else f": moved {after - before:+.2f} > {tolerance:g}")
+        )
+        if steady:
+            break
+    disturbed = not steady
+    if disturbed:
+        log(f"  [{label}] load-disturbed after {repeats} repeats: this pair's ratio is suspect")
+    return result, {
+        "before": attempts[-1][0],
+        "after": attempts[-1][1],
+        "attempts": attempts,
+        "disturbed": disturbed,
+    }
+
+
+def load_note(load):
+    """A short text for a row's note: the load around the pair it comes from."""
+    text = f"load {load['before']:.1f}->{load['after']:.1f}"
+    if len(load["attempts"]) > 1:
+        text += f", {len(load['attempts']) - 1} repeat(s)"
+    if load["disturbed"]:
+        text += ", LOAD-DISTURBED"
+    return text
+
+
 def cleanup(root, keep=False):
     if not keep:
         shutil.rmtree(root, ignore_errors=True)

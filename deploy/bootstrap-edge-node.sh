@@ -259,6 +259,8 @@ EOF
   echo "autosign_grains:"
   echo "  - edge_token"
   echo "rejected_retry: true"
+  echo "acceptance_wait_time: 1"
+  echo "acceptance_wait_time_max: 10"
   echo "edge:"
   echo "  site: $(yaml_scalar "$SITE")"
   echo "  ${KIND}_file: $SECRET_PATH"

@@ -4,6 +4,7 @@ import pytest
 import salt.config
 
 from saltext_edge import diag
+from saltext_edge import settings
 
 
 def _opts(**over):
@@ -27,7 +28,8 @@ def test_audit_of_recommended_config_is_clean():
     # as edge.minion_config writes it: retry_dns 0 under failover (Salt forces that)
     opts = _opts(master=["a", "b"], master_type="failover",
                  **dict(diag.RECOMMENDED, retry_dns=0),
-                 **{k: v for k, v in diag.RECOMMENDED_CORE.items() if k != "master_type"})
+                 **{k: v for k, v in diag.RECOMMENDED_CORE.items() if k != "master_type"},
+                 **settings.RECOMMENDED_ENROLL)
     audit = diag.config_audit(opts)
     bad = [f for f in audit["findings"] if f["severity"] != "ok"]
     assert not bad, bad
@@ -184,8 +186,48 @@ def test_dropin_written_by_the_state_passes_the_audit(tmp_path):
     names = [f["setting"] for f in audit["findings"]]
     assert names == [s.name for s in settings.CATALOGUE]
     for setting in settings.CATALOGUE:
-        if setting.written == "nat" and setting.name != "retry_dns":
+        if setting.written in ("nat", "enroll") and setting.name != "retry_dns":
             assert written[setting.name] == setting.recommended, setting.name
+    assert written["acceptance_wait_time"] == 1 and written["acceptance_wait_time_max"] == 10
+
+
+def test_enrollment_retry_written_only_with_a_site_and_extra_wins(tmp_path):
+    import yaml
+
+    from saltext_edge import minion_config
+
+    path = str(tmp_path / "minion.d" / "edge.conf")
+    plain = yaml.safe_load(minion_config.build_plan(path, ["a", "b"])["content"])
+    assert "acceptance_wait_time" not in plain and "acceptance_wait_time_max" not in plain
+    mine = yaml.safe_load(minion_config.build_plan(
+        path, ["a", "b"], site="sh-3", site_key="a" * 64,
+        extra={"acceptance_wait_time": 3})["content"])
+    assert mine["acceptance_wait_time"] == 3 and mine["acceptance_wait_time_max"] == 10
+
+
+@pytest.mark.parametrize(
+    "wait,cap,sev_wait,sev_cap",
+    [
+        (None, None, "info", "ok"),  # Salt's defaults: 10 s, no back-off (cap = 10)
+        (1, 10, "ok", "ok"),  # what edge.minion_config writes
+        (1, 0, "ok", "warning"),  # no back-off: a pending node signs in every second
+        (2, 4, "ok", "warning"),
+        (0, 10, "warning", "ok"),
+        (0.5, 16, "ok", "ok"),
+    ],
+)
+def test_audit_of_the_sign_in_retry(wait, cap, sev_wait, sev_cap):
+    over = {"master": ["a", "b"], "master_type": "failover", "autosign_grains": ["edge_token"]}
+    if wait is not None:
+        over["acceptance_wait_time"] = wait
+    if cap is not None:
+        over["acceptance_wait_time_max"] = cap
+    f = _by_setting(diag.config_audit(_opts(**over)))
+    assert f["acceptance_wait_time"]["severity"] == sev_wait
+    assert f["acceptance_wait_time_max"]["severity"] == sev_cap
+    # not admitted by token: the retry is none of the audit's business
+    plain = _by_setting(diag.config_audit(_opts(master="salt", acceptance_wait_time=0)))
+    assert "acceptance_wait_time" not in plain
 
 
 def test_one_catalogue_line_adds_a_setting():
