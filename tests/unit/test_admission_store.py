@@ -173,3 +173,34 @@ def test_pub_bound_and_id_bound(opts, pub):
     assert admission.record(opts, "edge-9", "# pad\n" * 2000 + pub, "v1:sh-3:" + "0" * 64)["reason"] == "bad_pub"
     assert admission.record(opts, "edge\nINJECTED", pub, "v1:sh-3:" + "0" * 64)["reason"] == "bad_id"
     assert admission.record(opts, "x" * 256, pub, "v1:sh-3:" + "0" * 64)["reason"] == "bad_id"
+
+
+def test_sign_in_settings_reused_but_every_change_seen_at_once(opts, pub, tmp_path, monkeypatch):
+    """The policy and secrets a sign-in reads are reused only while nothing they come from changed."""
+    from saltext_edge.admission import signin
+    from saltext_edge.shared_secret import SecretError
+
+    monkeypatch.delenv("SALT_SHARED_SECRET", raising=False)
+    first = signin.settings(opts)
+    assert signin.settings(opts) is first  # reused: same opts, same edge options
+    # an edge option changed in place: refused at the very next sign-in
+    opts["edge"]["revoked_sites"] = ["sh-3"]
+    pol, _ = signin.settings(opts)
+    assert pol["revoked_sites"] == frozenset({"sh-3"})
+    # a secret file rewritten (rotation): the new secret at once
+    path = tmp_path / "secret"
+    path.write_text("file-fleet-3e9a7c1f5b2d8e4a6c0f9b3d7e1a5c8f2b6d0e4a\n")
+    path.chmod(0o600)
+    opts["edge"] = {"shared_secret_file": str(path)}
+    _, secrets = signin.settings(opts)
+    path.write_text("file-fleet-8b1d5f9a3c7e2b6d0a4f8c1e5b9d3a7f2c6e0b4d8\n")
+    _, rotated = signin.settings(opts)
+    assert rotated != secrets and len(rotated) == 1
+    # a secret that became unusable fails at once, and the failure is not reused
+    path.write_text("short\n")
+    for _ in range(2):
+        with pytest.raises(SecretError):
+            signin.settings(opts)
+    # another opts object is never served from the memo
+    other = dict(opts, edge={"shared_secret": SECRET, "auto_admit": True})
+    assert signin.settings(other)[0]["auto_admit"] is True

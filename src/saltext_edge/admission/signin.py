@@ -9,8 +9,11 @@ better one for the same key, and the key store is changed only on a token
 that verifies (:func:`sign_in`, the one dispatcher for wheel and reactor).
 """
 
+import copy
 import fnmatch
 import logging
+import os
+import threading
 import time
 from typing import NamedTuple, Optional
 
@@ -25,6 +28,60 @@ from saltext_edge.admission.policy import fingerprint, policy
 log = logging.getLogger(__name__)
 
 MAX_ID_LEN = 255
+
+#: seconds a sign-in reuses the policy and secrets read for the one before
+#: (docs/benchmarks.rst: reading them was 8 % of the reactor's work under a
+#: storm); a change of the ``edge:`` options, of a secret file or of the
+#: secret's environment variable is seen at once
+SETTINGS_TTL = 1.0
+_SETTINGS_LOCK = threading.Lock()
+_SETTINGS = {}
+
+
+def _secret_files_state(conf):
+    state = []
+    for name in ("shared_secret_file", "previous_shared_secret_file"):
+        path = conf.get(name)
+        if not isinstance(path, str):
+            state.append(None)
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            state.append("missing")
+            continue
+        state.append((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return tuple(state)
+
+
+def settings(opts):
+    """
+    Return ``(policy, secrets)`` for ``opts``: :func:`~saltext_edge.admission.policy.policy`
+    and :func:`saltext_edge.shared_secret.master_secrets`, reused for up to
+    :data:`SETTINGS_TTL` seconds while the same ``opts`` holds the same
+    ``edge:`` options, the secret files are unchanged and the secret's
+    environment variable is the same. Raises what those raise; a failure is
+    never reused (fail closed at every sign-in).
+    """
+    conf = opts.get("edge") if opts is not None else None
+    conf_copy = copy.deepcopy(conf) if isinstance(conf, dict) else conf
+    state = (_secret_files_state(conf) if isinstance(conf, dict) else None,
+             os.environ.get(_secrets.ENV_VAR))
+    now = time.monotonic()
+    with _SETTINGS_LOCK:
+        memo = _SETTINGS.get("memo")
+    if (
+        memo is not None
+        and memo["opts"] is opts
+        and now - memo["at"] < SETTINGS_TTL
+        and memo["state"] == state
+        and memo["conf"] == conf_copy
+    ):
+        return memo["value"]
+    value = (policy(opts), _secrets.master_secrets(opts))
+    with _SETTINGS_LOCK:
+        _SETTINGS["memo"] = {"opts": opts, "at": now, "state": state, "conf": conf_copy, "value": value}
+    return value
 
 
 class SignIn(NamedTuple):
@@ -139,8 +196,7 @@ def sign_in(opts, minion_id, pub, token, act="pend", source="reactor"):
     if not isinstance(token, str) or not token:
         return Outcome("no_token_seen")
     token = _stores.bounded_token(token)
-    pol = policy(opts)
-    secrets = _secrets.master_secrets(opts)
+    pol, secrets = settings(opts)
     node = _nodes.get(opts, minion_id)
     verdict = _decision.judge(minion_id, digest, token, secrets, pol, node)
     store, keyobj = _ks.objects(opts)
