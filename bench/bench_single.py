@@ -113,7 +113,7 @@ class _Setup:
         # drain what earlier runs left on the bus
         while self.event.get_event(wait=0.01, full=True):
             pass
-        out = open(os.path.join(conf_dir, "minion.out"), "wb")  # pylint: disable=consider-using-with
+        out = open(os.path.join(conf_dir, "minion.out"), "wb")  # noqa: SIM115  pylint: disable=consider-using-with
         t0 = time.perf_counter()
         proc = subprocess.Popen(  # pylint: disable=consider-using-with
             [C.salt_bin("salt-minion"), "-c", conf_dir, "-l", "error"],

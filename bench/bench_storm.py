@@ -317,7 +317,7 @@ def _start_profile(master, path):
     return subprocess.Popen(  # pylint: disable=consider-using-with
         [spy, "record", "-p", str(pid), "-r", "100", "-f", "raw", "-o", path, "--nonblocking"],
         stdout=subprocess.DEVNULL,
-        stderr=open(path + ".err", "wb"),  # pylint: disable=consider-using-with
+        stderr=open(path + ".err", "wb"),  # noqa: SIM115  pylint: disable=consider-using-with
     )
 
 

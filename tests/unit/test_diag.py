@@ -3,8 +3,7 @@
 import pytest
 import salt.config
 
-from saltext_edge import diag
-from saltext_edge import settings
+from saltext_edge import diag, settings
 
 
 def _opts(**over):
