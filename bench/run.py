@@ -176,7 +176,8 @@ def svg_plot(results):
     for key, label, colour in (("edge", "storm: reactor + auto_admit", "#2ca02c"),
                                ("autosign_grains_dir", "storm: autosign_grains_dir", "#d62728"),
                                ("reactor_key_accept", "storm: Salt reactor key.accept", "#7f7f7f")):
-        pts = [(int(k), (run.get(key) or {}).get("all_accepted_s")) for k, run in by_k.items()]
+        # the plot shows Salt's default retry ("K"); other retries are "K/retry"
+        pts = [(int(k), (run.get(key) or {}).get("all_accepted_s")) for k, run in by_k.items() if k.isdigit()]
         pts = sorted((k, v) for k, v in pts if v is not None)
         if pts:
             series.append((label, colour, "", pts, len(pts) > 1))
