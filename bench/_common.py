@@ -116,7 +116,7 @@ def machine_info():
     except OSError:
         pass
     try:
-        import salt.version  # pylint: disable=import-outside-toplevel
+        import salt.version
 
         salt_version = salt.version.__version__
     except ImportError:  # pragma: no cover
@@ -138,7 +138,7 @@ def machine_info():
 
 
 def _tree(pid):
-    import psutil  # pylint: disable=import-outside-toplevel
+    import psutil
 
     try:
         proc = psutil.Process(pid)
@@ -149,7 +149,7 @@ def _tree(pid):
 
 def tree_rss(pid):
     """Sum of the RSS (bytes) of ``pid`` and all its descendants."""
-    import psutil  # pylint: disable=import-outside-toplevel
+    import psutil
 
     total = 0
     for proc in _tree(pid):
@@ -199,9 +199,9 @@ def timed_run(argv, timeout=900, env=None, cwd=None, stdout_to=None):
     and, if it forked, the largest of its children is sampled as well.
     ``stdout_to``: a path to send stdout to instead of capturing it.
     """
-    out_fh = open(stdout_to, "wb") if stdout_to else subprocess.PIPE  # pylint: disable=consider-using-with
+    out_fh = open(stdout_to, "wb") if stdout_to else subprocess.PIPE  # noqa: SIM115  (the child's stdout; closed below)
     started = time.perf_counter()
-    proc = subprocess.Popen(  # pylint: disable=consider-using-with
+    proc = subprocess.Popen(
         argv,
         stdout=out_fh,
         stderr=subprocess.PIPE,
@@ -223,7 +223,7 @@ def timed_run(argv, timeout=900, env=None, cwd=None, stdout_to=None):
                 "elapsed_s": elapsed,
                 "rc": None,
                 "stdout": (stdout or b"").decode("utf-8", "replace"),
-                "stderr": "timeout after %ss\n" % timeout + stderr.decode("utf-8", "replace"),
+                "stderr": f"timeout after {timeout}s\n" + stderr.decode("utf-8", "replace"),
                 "maxrss_mib": sampler.peak / 2**20,
                 "timed_out": True,
             }
@@ -246,7 +246,7 @@ def timed_run(argv, timeout=900, env=None, cwd=None, stdout_to=None):
 
 
 def _gen_pair(_):
-    import salt.crypt  # pylint: disable=import-outside-toplevel
+    import salt.crypt
 
     return salt.crypt.gen_keys(KEYSIZE)  # (private PEM, public PEM), as a minion makes them
 
@@ -259,14 +259,14 @@ def key_pool(count, log=print):
     ``bench/results/keypool/`` so later runs start at once; generation is
     never part of a timed section.
     """
-    from saltext_edge import tokens as token  # pylint: disable=import-outside-toplevel
+    from saltext_edge import tokens as token
 
     os.makedirs(KEYPOOL_DIR, exist_ok=True)
     have = sorted(glob.glob(os.path.join(KEYPOOL_DIR, "*.pem")))
     if len(have) < count:
         missing = count - len(have)
         log(f"  generating {missing} RSA-{KEYSIZE} key pairs (once; cached in {KEYPOOL_DIR})")
-        import multiprocessing  # pylint: disable=import-outside-toplevel
+        import multiprocessing
 
         started = time.perf_counter()
         with multiprocessing.Pool(max(1, os.cpu_count() or 1)) as pool:
@@ -291,7 +291,7 @@ def site_of(index, sites=50):
 
 
 def make_token(secret, site, minion_id, digest):
-    from saltext_edge import tokens as token  # pylint: disable=import-outside-toplevel
+    from saltext_edge import tokens as token
 
     return token.make_token(token.site_key(secret, site), site, minion_id, digest)
 
@@ -345,24 +345,24 @@ class Master:
     @property
     def opts(self):
         if self._opts is None:
-            import salt.config  # pylint: disable=import-outside-toplevel
+            import salt.config
 
             self._opts = salt.config.master_config(os.path.join(self.conf_dir, "master"))
         return self._opts
 
     def key_cache(self):
-        import salt.cache  # pylint: disable=import-outside-toplevel
+        import salt.cache
 
         return salt.cache.Cache(self.opts, driver=self.opts["keys.cache_driver"])
 
     def data_cache(self):
-        import salt.cache  # pylint: disable=import-outside-toplevel
+        import salt.cache
 
         return salt.cache.factory(self.opts)
 
     def key_states(self):
         """``{state: count}`` over the key store (pending/accepted/rejected)."""
-        import salt.key  # pylint: disable=import-outside-toplevel
+        import salt.key
 
         keys = salt.key.Key(self.opts).list_keys()
         return {k: len(v) for k, v in keys.items()}
@@ -377,10 +377,10 @@ class Master:
 
     # -- life cycle ---------------------------------------------------------
     def start(self, timeout=120):
-        log_fh = open(os.path.join(self.root, "master.out"), "wb")  # pylint: disable=consider-using-with
+        log_fh = open(os.path.join(self.root, "master.out"), "wb")  # noqa: SIM115  (the master's output, for its life)
         env = dict(os.environ)
         env.update(self.env())
-        self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
+        self.proc = subprocess.Popen(
             [salt_bin("salt-master"), "-c", self.conf_dir, "-l", "error"],
             stdout=log_fh,
             stderr=subprocess.STDOUT,
@@ -413,7 +413,7 @@ class Master:
         raise RuntimeError(f"salt-master not ready after {timeout}s; see {self.root}")
 
     def _count_processes(self, word):
-        import psutil  # pylint: disable=import-outside-toplevel
+        import psutil
 
         count = 0
         for proc in _tree(self.proc.pid):
@@ -463,6 +463,67 @@ class Master:
         self.stop()
 
 
+# --------------------------------------------------------------------------
+# load hygiene: a pair (ours + Salt's baseline) run while the load was steady
+# --------------------------------------------------------------------------
+#: a pair whose 1-minute load average moved by more than this is repeated
+LOAD_TOLERANCE = 1.0
+#: ... at most this many times (EDGE_BENCH_LOAD_REPEATS: fewer, 0-2); then
+#: it is reported as "load-disturbed"
+LOAD_REPEATS = max(0, min(2, int(os.environ.get("EDGE_BENCH_LOAD_REPEATS", "2"))))
+
+
+def loadavg():
+    """The machine's 1-minute load average (a float)."""
+    return os.getloadavg()[0]
+
+
+def load_checked_pair(run_pair, label, log=print, tolerance=LOAD_TOLERANCE, repeats=LOAD_REPEATS):
+    """
+    Run ``run_pair()`` (one measurement of ours and of Salt's baseline, in
+    the same conditions) and print the 1-minute load average before and
+    after. When it moved by more than ``tolerance`` the pair is run again,
+    at most ``repeats`` more times; the last result is kept and, when even
+    that one moved, marked load-disturbed. Returns ``(result, load)`` where
+    ``load`` is ``{before, after, attempts: [[before, after], ...],
+    disturbed: bool}``.
+    """
+    attempts = []
+    result = None
+    for attempt in range(repeats + 1):
+        before = loadavg()
+        log(f"  [{label}] load before {before:.2f}" + (f" (repeat {attempt})" if attempt else ""))
+        result = run_pair()
+        after = loadavg()
+        attempts.append([round(before, 2), round(after, 2)])
+        steady = abs(after - before) <= tolerance
+        log(
+            f"  [{label}] load after {after:.2f}"
+            + ("" if steady else f": moved {after - before:+.2f} > {tolerance:g}")
+        )
+        if steady:
+            break
+    disturbed = not steady
+    if disturbed:
+        log(f"  [{label}] load-disturbed after {repeats} repeats: this pair's ratio is suspect")
+    return result, {
+        "before": attempts[-1][0],
+        "after": attempts[-1][1],
+        "attempts": attempts,
+        "disturbed": disturbed,
+    }
+
+
+def load_note(load):
+    """A short text for a row's note: the load around the pair it comes from."""
+    text = f"load {load['before']:.1f}->{load['after']:.1f}"
+    if len(load["attempts"]) > 1:
+        text += f", {len(load['attempts']) - 1} repeat(s)"
+    if load["disturbed"]:
+        text += ", LOAD-DISTURBED"
+    return text
+
+
 def cleanup(root, keep=False):
     if not keep:
         shutil.rmtree(root, ignore_errors=True)
@@ -489,7 +550,7 @@ def script_main(run, doc):
     Command line of one benchmark script run alone: ``--quick`` and
     ``--keep``; prints ``run(...)``'s result as JSON.
     """
-    import argparse  # pylint: disable=import-outside-toplevel
+    import argparse
 
     parser = argparse.ArgumentParser(description=doc.split("\n\n", 1)[0])
     parser.add_argument("--quick", action="store_true")

@@ -45,6 +45,15 @@ import _common as C  # noqa: E402  pylint: disable=wrong-import-position
 
 STATIC_VALUE = "bench-static-enrollment-value"
 ACCEPTANCE_WAIT = 10  # Salt's default acceptance_wait_time
+#: how a pending simulated minion retries: (acceptance_wait_time,
+#: acceptance_wait_time_max), doubling like salt.crypt.AsyncAuth.authenticate.
+#: salt-default: Salt's defaults; edge-settings: what edge.minion_config
+#: writes; every-second: no back-off, the worst case for the master
+RETRY = {
+    "salt-default": (ACCEPTANCE_WAIT, 0),
+    "edge-settings": (1, 10),
+    "every-second": (1, 1),
+}
 # a simulated minion gives up after this many seconds (then counted as lost)
 DEADLINE = os.environ.get("EDGE_BENCH_STORM_DEADLINE")
 WITH_RECIPE = os.environ.get("EDGE_BENCH_RECIPE") == "1"
@@ -56,12 +65,12 @@ WITH_RECIPE = os.environ.get("EDGE_BENCH_RECIPE") == "1"
 
 
 def _client(spec_path):
-    import asyncio  # pylint: disable=import-outside-toplevel
+    import asyncio
 
-    import salt.config  # pylint: disable=import-outside-toplevel
-    import salt.crypt  # pylint: disable=import-outside-toplevel
-    import salt.exceptions  # pylint: disable=import-outside-toplevel
-    import tornado.ioloop  # pylint: disable=import-outside-toplevel
+    import salt.config
+    import salt.crypt
+    import salt.exceptions
+    import tornado.ioloop
 
     with open(spec_path, encoding="utf-8") as fh_:
         spec = json.load(fh_)
@@ -83,6 +92,7 @@ def _client(spec_path):
                     "master_ip": "127.0.0.1",
                     "master_port": spec["ret_port"],
                     "acceptance_wait_time": spec["acceptance_wait"],
+                    "acceptance_wait_time_max": spec["acceptance_wait_max"],
                 }
             )
             auths.append(salt.crypt.AsyncAuth(opts, io_loop=io_loop))
@@ -95,11 +105,16 @@ def _client(spec_path):
         async def one(auth):
             tries = 0
             errors = []
+            wait = spec["acceptance_wait"]
+            wait_max = spec["acceptance_wait_max"] or wait
             while time.time() < deadline:
                 tries += 1
                 try:
                     ret = await auth.sign_in(timeout=30, safe=True, tries=1)
-                except (salt.exceptions.SaltClientError, salt.exceptions.SaltReqTimeoutError) as exc:
+                except (
+                    salt.exceptions.SaltClientError,
+                    salt.exceptions.SaltReqTimeoutError,
+                ) as exc:
                     ret = "error"
                     errors.append(str(exc)[:80])
                 if isinstance(ret, dict):
@@ -109,8 +124,15 @@ def _client(spec_path):
                         "errors": errors[-3:],
                     }
                     return
-                await asyncio.sleep(spec["acceptance_wait"])
-            results[auth.opts["id"]] = {"authenticated_at": None, "tries": tries, "errors": errors[-3:]}
+                # as Salt's minion: sleep, then double while below the cap
+                await asyncio.sleep(wait)
+                if wait < wait_max:
+                    wait += wait
+            results[auth.opts["id"]] = {
+                "authenticated_at": None,
+                "tries": tries,
+                "errors": errors[-3:],
+            }
 
         await asyncio.gather(*(one(a) for a in auths))
         with open(spec["out"], "w", encoding="utf-8") as fh_:
@@ -135,18 +157,29 @@ def _prepare_minions(root, pool, ids, grains):
     return minions
 
 
-def storm(kind, count, pool, log=print, keep=False):
-    """Run one storm (``kind``: ``edge`` or ``autosign``); return measurements."""
+def storm(kind, count, pool, log=print, keep=False, retry="salt-default", profile=None):
+    """
+    Run one storm (``kind``: ``edge``, ``enroll``, ``autosign`` or ``reactor``) with the
+    sign-in ``retry`` of :data:`RETRY`; return measurements. ``profile``: a
+    path to write a py-spy profile (collapsed stacks) of the master's
+    reactor process to, for the length of the storm.
+    """
     root = C.mkroot(f"storm-{kind}")
     ids = [f"edge-{C.site_of(i)}-{i:05d}" for i in range(count)]
     records = []
     if kind == "enroll":
-        from saltext_edge import enrollment as _enr  # pylint: disable=import-outside-toplevel
+        from saltext_edge import enrollment as _enr
 
-        records = [_enr.new_record(C.site_of(i), uses=1, expires="2h", note="bench") for i in range(count)]
+        records = [
+            _enr.new_record(C.site_of(i), uses=1, expires="2h", note="bench") for i in range(count)
+        ]
         grains = [
             _enr.make_token(
-                _enr.format_key(rec["site"], rec["id"], _enr.enrollment_key(C.BENCH_SECRET, rec["site"], rec["id"])),
+                _enr.format_key(
+                    rec["site"],
+                    rec["id"],
+                    _enr.enrollment_key(C.BENCH_SECRET, rec["site"], rec["id"]),
+                ),
                 minion_id,
                 pool[i][2],
             )
@@ -220,24 +253,26 @@ def storm(kind, count, pool, log=print, keep=False):
             "config": client_conf,
             "ret_port": master.ret_port,
             "minions": minions,
-            "acceptance_wait": ACCEPTANCE_WAIT,
+            "acceptance_wait": RETRY[retry][0],
+            "acceptance_wait_max": RETRY[retry][1],
             "deadline_s": int(DEADLINE) if DEADLINE else max(180, int(count * 0.8)),
             "out": out_path,
         }
         spec_path = os.path.join(root, "spec.json")
         with open(spec_path, "w", encoding="utf-8") as fh_:
             json.dump(spec, fh_)
-        client = subprocess.Popen(  # pylint: disable=consider-using-with
+        client = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--client", spec_path],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=open(os.path.join(root, "client.err"), "wb"),  # pylint: disable=consider-using-with
+            stderr=open(os.path.join(root, "client.err"), "wb"),  # noqa: SIM115  (the client's for its life)
             text=True,
         )
         line = client.stdout.readline()
         if line.strip() != "READY":
             raise RuntimeError(f"storm client failed to start: {line!r}; see {root}/client.err")
         pki_dir = master.opts["pki_dir"]
+        spy = _start_profile(master, profile) if profile else None
         with C.RssSampler(master.proc.pid, interval=0.2) as sampler:
             t0 = time.time()
             client.stdin.write("GO\n")
@@ -253,6 +288,8 @@ def storm(kind, count, pool, log=print, keep=False):
                     all_accepted = now
                 time.sleep(0.05)
             client.wait()
+        if spy is not None:
+            _stop_profile(spy, log)
         with open(out_path, encoding="utf-8") as fh_:
             client_out = json.load(fh_)
         auth_times = [
@@ -274,7 +311,9 @@ def storm(kind, count, pool, log=print, keep=False):
                 "pending_left": states.get("minions_pre", 0),
                 "rejected": states.get("minions_rejected", 0),
                 "authenticated": len(auth_times),
-                "all_authenticated_s": (max(auth_times) + skew) if len(auth_times) == count else None,
+                "all_authenticated_s": (max(auth_times) + skew)
+                if len(auth_times) == count
+                else None,
                 "median_authenticated_s": sorted(auth_times)[len(auth_times) // 2] + skew
                 if auth_times
                 else None,
@@ -283,11 +322,13 @@ def storm(kind, count, pool, log=print, keep=False):
                 "master_rss_idle_mib": idle_rss / 2**20,
                 "master_rss_peak_mib": sampler.peak / 2**20,
                 "timeline": timeline[:: max(1, len(timeline) // 200)],
-                "acceptance_wait_time": ACCEPTANCE_WAIT,
+                "acceptance_wait_time": RETRY[retry][0],
+                "acceptance_wait_time_max": RETRY[retry][1],
+                "retry": retry,
             }
         )
         log(
-            f"  storm {kind:8s} K={count}: all accepted {_fmt(all_accepted)} s, all authenticated "
+            f"  storm {kind:8s} K={count} retry={retry}: all accepted {_fmt(all_accepted)} s, all authenticated "
             f"{_fmt(result['all_authenticated_s'])} s, lost {result['lost']}, master peak "
             f"{result['master_rss_peak_mib']:.0f} MiB"
         )
@@ -295,6 +336,78 @@ def storm(kind, count, pool, log=print, keep=False):
         master.stop()
         C.cleanup(root, keep)
     return result
+
+
+def _reactor_pid(master):
+    import psutil
+
+    for proc in C._tree(master.proc.pid):
+        try:
+            if "Reactor" in " ".join(proc.cmdline()):
+                return proc.pid
+        except psutil.Error:
+            pass
+    return None
+
+
+def _start_profile(master, path):
+    """py-spy (``pip install py-spy``, the ``bench`` extra) on the master's reactor process."""
+    pid = _reactor_pid(master)
+    spy = C.salt_bin("py-spy")
+    if pid is None or not os.path.exists(spy):
+        return None
+    return subprocess.Popen(
+        [spy, "record", "-p", str(pid), "-r", "100", "-f", "raw", "-o", path, "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=open(path + ".err", "wb"),  # noqa: SIM115  pylint: disable=consider-using-with
+    )
+
+
+def _stop_profile(spy, log):
+    import signal
+
+    spy.send_signal(signal.SIGINT)
+    try:
+        spy.wait(60)
+    except subprocess.TimeoutExpired:
+        spy.kill()
+        spy.wait()
+        log("  py-spy did not stop; profile lost")
+
+
+def profile_summary(path, top=15):
+    """
+    Top entries of a py-spy raw profile (collapsed stacks): ``{"samples",
+    "self": [(frame, share)], "inclusive": [(frame, share)]}``, shares of all
+    samples (idle threads are not sampled).
+    """
+    import collections
+
+    own = collections.Counter()
+    incl = collections.Counter()
+    total = 0
+    with open(path, encoding="utf-8", errors="replace") as fh_:
+        for line in fh_:
+            stack, _, count = line.rstrip("\n").rpartition(" ")
+            if not stack or not count.isdigit():
+                continue
+            count = int(count)
+            total += count
+            frames = [
+                f.split(" (")[0] + " (" + f.split(" (")[-1].split("/")[-1]
+                for f in stack.split(";")[1:]
+                if f
+            ]
+            if frames:
+                own[frames[-1]] += count
+            for frame in set(frames):
+                incl[frame] += count
+    share = lambda c: round(c / total, 3) if total else 0.0  # noqa: E731
+    return {
+        "samples": total,
+        "self": [(f, share(c)) for f, c in own.most_common(top)],
+        "inclusive": [(f, share(c)) for f, c in incl.most_common(top * 2)],
+    }
 
 
 def _listdir(path):
@@ -328,25 +441,28 @@ def _fmt(value):
 SIZES = (500, 1000)
 
 
-def _rows(count, base, recipe, ours):
+def _rows(count, base, recipe, ours, retry="salt-default", load=None):
     rows = []
+    lbl = f"auth storm K={count} ({retry} retry)"
+    wait, wait_max = RETRY[retry]
+    lnote = ("; " + C.load_note(load)) if load else ""
     ok = ours["all_accepted_s"] is not None and base["all_accepted_s"] is not None
     ratio = ours["all_accepted_s"] / base["all_accepted_s"] if ok else None
     rows.append(
         C.row(
-            f"auth storm K={count}: all keys accepted",
+            f"{lbl}: all keys accepted",
             ours["all_accepted_s"],
             base["all_accepted_s"],
             "s",
             "ratio <= 1.5",
             (ratio is not None and ratio <= 1.5),
-            "key store polled every 50 ms from the first sign-in",
+            "key store polled every 50 ms from the first sign-in" + lnote,
         )
     )
     if recipe is not None:
         rows.append(
             C.row(
-                f"auth storm K={count}: all accepted, vs Salt's reactor recipe",
+                f"{lbl}: all accepted, vs Salt's reactor recipe",
                 ours["all_accepted_s"],
                 recipe["all_accepted_s"],
                 "s",
@@ -357,18 +473,23 @@ def _rows(count, base, recipe, ours):
         )
     rows.append(
         C.row(
-            f"auth storm K={count}: all minions authenticated",
+            f"{lbl}: all minions authenticated",
             ours["all_authenticated_s"],
             base["all_authenticated_s"],
             "s",
-            None,
-            None,
-            f"pending minions retry every acceptance_wait_time={ACCEPTANCE_WAIT}s (Salt default)",
+            "ratio <= 1.2",
+            (
+                ours["all_authenticated_s"] is not None
+                and base["all_authenticated_s"]
+                and ours["all_authenticated_s"] / base["all_authenticated_s"] <= 1.2
+            ),
+            f"pending minions retry after acceptance_wait_time={wait}s, doubling up to "
+            f"acceptance_wait_time_max={wait_max}" + lnote,
         )
     )
     rows.append(
         C.row(
-            f"auth storm K={count}: minions lost",
+            f"{lbl}: minions lost",
             ours["lost"],
             base["lost"],
             "minions",
@@ -379,7 +500,7 @@ def _rows(count, base, recipe, ours):
     )
     rows.append(
         C.row(
-            f"auth storm K={count}: master peak RSS (tree)",
+            f"{lbl}: master peak RSS (tree)",
             ours["master_rss_peak_mib"],
             base["master_rss_peak_mib"],
             "MiB",
@@ -392,27 +513,46 @@ def _rows(count, base, recipe, ours):
     return rows
 
 
+#: retry settings of a full run (EDGE_BENCH_STORM_RETRY: comma-separated names of RETRY)
+RETRIES = tuple(
+    r
+    for r in os.environ.get("EDGE_BENCH_STORM_RETRY", "salt-default,edge-settings").split(",")
+    if r
+)
+
+
 def run(quick=False, log=print, keep=False):
     sizes = (100,) if quick else SIZES
     pool = C.key_pool(max(sizes), log=log)
-    data = {"sizes": list(sizes), "by_K": {}}
+    data = {"sizes": list(sizes), "retries": list(RETRIES), "by_K": {}}
     rows = []
     for count in sizes:
-        base = storm("autosign", count, pool, log=log, keep=keep)
-        # Salt's reactor recipe is slow under a storm (and can wedge minions,
-        # see _accepted_only): only on request, at the smallest size
-        recipe = (
-            storm("reactor", count, pool, log=log, keep=keep)
-            if WITH_RECIPE and count == sizes[0]
-            else None
-        )
-        ours = storm("edge", count, pool, log=log, keep=keep)
-        data["by_K"][str(count)] = {
-            "autosign_grains_dir": base,
-            "reactor_key_accept": recipe,
-            "edge": ours,
-        }
-        rows.extend(_rows(count, base, recipe, ours))
+        for retry in RETRIES:
+
+            def pair(count=count, retry=retry):
+                base = storm("autosign", count, pool, log=log, keep=keep, retry=retry)
+                # Salt's reactor recipe is slow under a storm (and can wedge
+                # minions, see _accepted_only): only on request, at the
+                # smallest size
+                recipe = (
+                    storm("reactor", count, pool, log=log, keep=keep, retry=retry)
+                    if WITH_RECIPE and count == sizes[0]
+                    else None
+                )
+                ours = storm("edge", count, pool, log=log, keep=keep, retry=retry)
+                return base, recipe, ours
+
+            (base, recipe, ours), load = C.load_checked_pair(
+                pair, f"storm K={count} {retry}", log=log
+            )
+            key = str(count) if retry == "salt-default" else f"{count}/{retry}"
+            data["by_K"][key] = {
+                "autosign_grains_dir": base,
+                "reactor_key_accept": recipe,
+                "edge": ours,
+                "load": load,
+            }
+            rows.extend(_rows(count, base, recipe, ours, retry, load))
     return {"name": "storm", "rows": rows, "data": data}
 
 
@@ -422,7 +562,12 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("-K", type=int, default=None)
-    parser.add_argument("--enroll", action="store_true", help="with -K: enrollment keys vs site key")
+    parser.add_argument(
+        "--enroll", action="store_true", help="with -K: enrollment keys vs site key"
+    )
+    parser.add_argument("--retry", default="salt-default", choices=sorted(RETRY))
+    parser.add_argument("--kinds", default="autosign,edge")
+    parser.add_argument("--profile", help="write a py-spy profile of the reactor (edge storm) here")
     args = parser.parse_args()
     if args.client:
         _client(args.client)
@@ -432,21 +577,46 @@ if __name__ == "__main__":
         load_before = os.getloadavg()
         got = {k: storm(k, args.K, pool_, keep=args.keep) for k in ("edge", "enroll")}
         site_s, enr_s = got["edge"]["all_accepted_s"], got["enroll"]["all_accepted_s"]
-        print(json.dumps({
-            "K": args.K,
-            "site_key_all_accepted_s": site_s,
-            "enrollment_all_accepted_s": enr_s,
-            "ratio": (enr_s / site_s) if site_s and enr_s else None,
-            "target": "ratio <= 1.2",
-            "lost": {k: v["lost"] for k, v in got.items()},
-            "all_authenticated_s": {k: v["all_authenticated_s"] for k, v in got.items()},
-            "master_rss_peak_mib": {k: round(v["master_rss_peak_mib"]) for k, v in got.items()},
-            "loadavg_before": load_before,
-            "loadavg_after": os.getloadavg(),
-        }, indent=1))
+        print(
+            json.dumps(
+                {
+                    "K": args.K,
+                    "site_key_all_accepted_s": site_s,
+                    "enrollment_all_accepted_s": enr_s,
+                    "ratio": (enr_s / site_s) if site_s and enr_s else None,
+                    "target": "ratio <= 1.2",
+                    "lost": {k: v["lost"] for k, v in got.items()},
+                    "all_authenticated_s": {k: v["all_authenticated_s"] for k, v in got.items()},
+                    "master_rss_peak_mib": {
+                        k: round(v["master_rss_peak_mib"]) for k, v in got.items()
+                    },
+                    "loadavg_before": load_before,
+                    "loadavg_after": os.getloadavg(),
+                },
+                indent=1,
+            )
+        )
     elif args.K:
         pool_ = C.key_pool(args.K)
-        for kind_ in ("autosign", "edge"):
-            print(json.dumps({k: v for k, v in storm(kind_, args.K, pool_, keep=args.keep).items() if k != "timeline"}, indent=1))
+
+        def _pair():
+            return [
+                storm(
+                    kind_,
+                    args.K,
+                    pool_,
+                    keep=args.keep,
+                    retry=args.retry,
+                    profile=args.profile if kind_ == "edge" else None,
+                )
+                for kind_ in args.kinds.split(",")
+            ]
+
+        res_, load_ = C.load_checked_pair(_pair, f"storm K={args.K} {args.retry}")
+        for one_ in res_:
+            print(json.dumps({k: v for k, v in one_.items() if k != "timeline"}, indent=1))
+        print(json.dumps({"load": load_}))
+        if args.profile and os.path.exists(args.profile):
+            print(json.dumps(profile_summary(args.profile), indent=1))
     else:
         print(json.dumps(run(quick=args.quick, keep=args.keep), indent=1, default=str))

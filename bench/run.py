@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _common as C  # noqa: E402  pylint: disable=wrong-import-position
 
-BENCHES = ("admission", "storm", "report", "diagnose", "grains", "fleet", "view")
+BENCHES = ("admission", "storm", "single", "report", "diagnose", "grains", "fleet", "view")
 
 
 # --------------------------------------------------------------------------
@@ -39,12 +39,16 @@ BENCHES = ("admission", "storm", "report", "diagnose", "grains", "fleet", "view"
 # --------------------------------------------------------------------------
 
 
-def run_grains(quick=False, log=print, keep=False):  # pylint: disable=unused-argument
+def run_grains(quick=False, log=print, keep=False):
     script = os.path.join(C.BENCH_DIR, "bench_grains.py")
     if not os.path.exists(script):
         return {
             "name": "grains",
-            "rows": [C.row("grains start-up cost", None, None, "ms", None, None, "bench_grains.py absent")],
+            "rows": [
+                C.row(
+                    "grains start-up cost", None, None, "ms", None, None, "bench_grains.py absent"
+                )
+            ],
             "data": {},
         }
     out_dir = tempfile.mkdtemp(prefix="saltext-edge-bench-grains-")
@@ -52,7 +56,16 @@ def run_grains(quick=False, log=print, keep=False):  # pylint: disable=unused-ar
     runs = 3 if quick else 7
     try:
         res = C.timed_run(
-            [sys.executable, script, "--runs", str(runs), "--budget", str(budget), "--out", out_dir],
+            [
+                sys.executable,
+                script,
+                "--runs",
+                str(runs),
+                "--budget",
+                str(budget),
+                "--out",
+                out_dir,
+            ],
             timeout=600,
         )
         for line in res["stdout"].splitlines():
@@ -127,7 +140,9 @@ def table(rows):
             (
                 r["metric"],
                 f"{_num(r['ours'], r['unit'])} {r['unit']}" if r["ours"] is not None else "-",
-                f"{_num(r['baseline'], r['unit'])} {r['unit']}" if r["baseline"] is not None else "-",
+                f"{_num(r['baseline'], r['unit'])} {r['unit']}"
+                if r["baseline"] is not None
+                else "-",
                 f"{r['ratio']:.2f}" if r["ratio"] is not None else "-",
                 r["target"] or "-",
                 met,
@@ -144,15 +159,32 @@ def table(rows):
 
 def rst_table(rows):
     """The same table as a reStructuredText list-table (for docs/benchmarks.rst)."""
-    out = [".. list-table::", "   :header-rows: 1", "", "   * - metric", "     - ours",
-           "     - Salt baseline", "     - ratio", "     - target", "     - met?"]
+    out = [
+        ".. list-table::",
+        "   :header-rows: 1",
+        "",
+        "   * - metric",
+        "     - ours",
+        "     - Salt baseline",
+        "     - ratio",
+        "     - target",
+        "     - met?",
+    ]
     for r in rows:
         met = {True: "yes", False: "**no**", None: "--"}[r["met"]]
         ours = f"{_num(r['ours'], r['unit'])} {r['unit']}" if r["ours"] is not None else "--"
-        base = f"{_num(r['baseline'], r['unit'])} {r['unit']}" if r["baseline"] is not None else "--"
+        base = (
+            f"{_num(r['baseline'], r['unit'])} {r['unit']}" if r["baseline"] is not None else "--"
+        )
         ratio = f"{r['ratio']:.2f}" if r["ratio"] is not None else "--"
-        out += [f"   * - {r['metric']}", f"     - {ours}", f"     - {base}", f"     - {ratio}",
-                f"     - {r['target'] or '--'}", f"     - {met}"]
+        out += [
+            f"   * - {r['metric']}",
+            f"     - {ours}",
+            f"     - {base}",
+            f"     - {ratio}",
+            f"     - {r['target'] or '--'}",
+            f"     - {met}",
+        ]
     return "\n".join(out) + "\n"
 
 
@@ -167,30 +199,46 @@ def svg_plot(results):
     adm = results.get("admission", {}).get("data", {})
     if adm.get("median_s"):
         fixed = adm.get("fixed_s", {})
-        for which, label, colour in (("ours", "edge.accept_pending", "#1f77b4"),
-                                     ("baseline", "salt-key -A -y", "#ff7f0e")):
+        for which, label, colour in (
+            ("ours", "edge.accept_pending", "#1f77b4"),
+            ("baseline", "salt-key -A -y", "#ff7f0e"),
+        ):
             pts = [(0, fixed.get(which))] if fixed.get(which) is not None else []
-            pts += [(int(n), v[which]) for n, v in sorted(adm["median_s"].items(), key=lambda kv: int(kv[0]))]
+            pts += [
+                (int(n), v[which])
+                for n, v in sorted(adm["median_s"].items(), key=lambda kv: int(kv[0]))
+            ]
             series.append((f"admission: {label}", colour, "", pts, True))
     by_k = results.get("storm", {}).get("data", {}).get("by_K", {})
-    for key, label, colour in (("edge", "storm: reactor + auto_admit", "#2ca02c"),
-                               ("autosign_grains_dir", "storm: autosign_grains_dir", "#d62728"),
-                               ("reactor_key_accept", "storm: Salt reactor key.accept", "#7f7f7f")):
-        pts = [(int(k), (run.get(key) or {}).get("all_accepted_s")) for k, run in by_k.items()]
+    for key, label, colour in (
+        ("edge", "storm: reactor + auto_admit", "#2ca02c"),
+        ("autosign_grains_dir", "storm: autosign_grains_dir", "#d62728"),
+        ("reactor_key_accept", "storm: Salt reactor key.accept", "#7f7f7f"),
+    ):
+        # the plot shows Salt's default retry ("K"); other retries are "K/retry"
+        pts = [
+            (int(k), (run.get(key) or {}).get("all_accepted_s"))
+            for k, run in by_k.items()
+            if k.isdigit()
+        ]
         pts = sorted((k, v) for k, v in pts if v is not None)
         if pts:
             series.append((label, colour, "", pts, len(pts) > 1))
     rep = results.get("report", {}).get("data", {})
     if rep.get("ours"):
         n = rep["minions"]
-        series.append(("report: edge.report", "#9467bd", "", [(n, rep["ours"]["elapsed_s"])], False))
-        series.append(("report: cache.grains", "#8c564b", "", [(n, rep["baseline"]["elapsed_s"])], False))
+        series.append(
+            ("report: edge.report", "#9467bd", "", [(n, rep["ours"]["elapsed_s"])], False)
+        )
+        series.append(
+            ("report: cache.grains", "#8c564b", "", [(n, rep["baseline"]["elapsed_s"])], False)
+        )
     if not series:
         return None
     width, height = 720, 420
     left, right, top, bottom = 70, 250, 30, 60
     pw, ph = width - left - right, height - top - bottom
-    import math  # pylint: disable=import-outside-toplevel
+    import math
 
     xmax = max(x for s in series for x, _ in s[3]) or 1
     values = [y for s in series for _, y in s[3] if y is not None and y > 0] or [1]
@@ -213,30 +261,46 @@ def svg_plot(results):
         f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
         f'<rect width="{width}" height="{height}" fill="white"/>',
         f'<text x="{left}" y="18" font-size="14" font-weight="bold">Time against fleet size '
-        f'(same machine, same run)</text>',
+        f"(same machine, same run)</text>",
     ]
     for exp in range(lo, hi + 1):
         for mult in (1, 2, 5):
             yv = mult * 10**exp
             if yv > 10**hi:
                 break
-            parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{sy(yv):.1f}" y2="{sy(yv):.1f}" '
-                         f'stroke="{"#ccc" if mult == 1 else "#eee"}"/>')
-            parts.append(f'<text x="{left - 6}" y="{sy(yv) + 4:.1f}" text-anchor="end">{yv:g}</text>')
+            parts.append(
+                f'<line x1="{left}" x2="{left + pw}" y1="{sy(yv):.1f}" y2="{sy(yv):.1f}" '
+                f'stroke="{"#ccc" if mult == 1 else "#eee"}"/>'
+            )
+            parts.append(
+                f'<text x="{left - 6}" y="{sy(yv) + 4:.1f}" text-anchor="end">{yv:g}</text>'
+            )
     for i in range(6):
         xv = xmax * i / 5
-        parts.append(f'<line x1="{sx(xv):.1f}" x2="{sx(xv):.1f}" y1="{top}" y2="{top + ph}" stroke="#eee"/>')
-        parts.append(f'<text x="{sx(xv):.1f}" y="{top + ph + 16}" text-anchor="middle">{xv:g}</text>')
-    parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>')
-    parts.append(f'<text x="{left + pw / 2}" y="{height - 20}" text-anchor="middle">fleet size '
-                 f'(pending keys N / minions K signing in at once / cached minions)</text>')
-    parts.append(f'<text x="16" y="{top + ph / 2}" text-anchor="middle" '
-                 f'transform="rotate(-90 16 {top + ph / 2})">wall time (s, log scale)</text>')
+        parts.append(
+            f'<line x1="{sx(xv):.1f}" x2="{sx(xv):.1f}" y1="{top}" y2="{top + ph}" stroke="#eee"/>'
+        )
+        parts.append(
+            f'<text x="{sx(xv):.1f}" y="{top + ph + 16}" text-anchor="middle">{xv:g}</text>'
+        )
+    parts.append(
+        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>'
+    )
+    parts.append(
+        f'<text x="{left + pw / 2}" y="{height - 20}" text-anchor="middle">fleet size '
+        f"(pending keys N / minions K signing in at once / cached minions)</text>"
+    )
+    parts.append(
+        f'<text x="16" y="{top + ph / 2}" text-anchor="middle" '
+        f'transform="rotate(-90 16 {top + ph / 2})">wall time (s, log scale)</text>'
+    )
     markers = ("circle", "square", "triangle", "diamond")
     for idx, (label, colour, _dash, pts, line) in enumerate(series):
         pts = [(x, y) for x, y in pts if y is not None]
         if line and len(pts) > 1:
-            path = " ".join(f"{'M' if i == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for i, (x, y) in enumerate(pts))
+            path = " ".join(
+                f"{'M' if i == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for i, (x, y) in enumerate(pts)
+            )
             parts.append(f'<path d="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
         shape = markers[idx % len(markers)]
         for x, y in pts:
@@ -244,7 +308,9 @@ def svg_plot(results):
         ly = top + 10 + idx * 20
         lx = left + pw + 15
         if line:
-            parts.append(f'<line x1="{lx}" x2="{lx + 20}" y1="{ly}" y2="{ly}" stroke="{colour}" stroke-width="2"/>')
+            parts.append(
+                f'<line x1="{lx}" x2="{lx + 20}" y1="{ly}" y2="{ly}" stroke="{colour}" stroke-width="2"/>'
+            )
         parts.append(_marker(shape, lx + 10, ly, colour))
         parts.append(f'<text x="{lx + 26}" y="{ly + 4}">{_esc(label)}</text>')
     parts.append("</svg>")
@@ -267,7 +333,7 @@ def _esc(text):
 
 def _nice(value):
     """Round up to 1, 2 or 5 times a power of ten."""
-    import math  # pylint: disable=import-outside-toplevel
+    import math
 
     if value <= 0:
         return 1
@@ -286,11 +352,18 @@ def _nice(value):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="small fleets, one repetition")
-    parser.add_argument("--only", default=",".join(BENCHES), help=f"comma-separated subset of {','.join(BENCHES)}")
+    parser.add_argument(
+        "--only", default=",".join(BENCHES), help=f"comma-separated subset of {','.join(BENCHES)}"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
-    parser.add_argument("--recipe", action="store_true",
-                        help="storm: also time Salt's reactor key.accept recipe (slow; context only)")
-    parser.add_argument("--write-docs", action="store_true", help="also write docs/_static/benchmarks-fleet.svg")
+    parser.add_argument(
+        "--recipe",
+        action="store_true",
+        help="storm: also time Salt's reactor key.accept recipe (slow; context only)",
+    )
+    parser.add_argument(
+        "--write-docs", action="store_true", help="also write docs/_static/benchmarks-fleet.svg"
+    )
     args = parser.parse_args(argv)
     wanted = [b.strip() for b in args.only.split(",") if b.strip()]
     if args.recipe:
@@ -316,11 +389,21 @@ def main(argv=None):
         t0 = time.time()
         try:
             res = _load(name)(quick=args.quick, log=log, keep=args.keep)
-        except Exception as exc:  # pylint: disable=broad-except
+        except Exception as exc:
             traceback.print_exc()
             res = {
                 "name": name,
-                "rows": [C.row(f"{name}: FAILED", None, None, "", None, False, f"{type(exc).__name__}: {exc}")],
+                "rows": [
+                    C.row(
+                        f"{name}: FAILED",
+                        None,
+                        None,
+                        "",
+                        None,
+                        False,
+                        f"{type(exc).__name__}: {exc}",
+                    )
+                ],
                 "data": {"error": f"{type(exc).__name__}: {exc}"},
             }
         res["elapsed_s"] = time.time() - t0
@@ -339,15 +422,21 @@ def main(argv=None):
     }
     print("\n" + table(rows))
     unmet = [r["metric"] for r in rows if r["met"] is False]
-    print(f"\n{len(rows)} rows, {sum(1 for r in rows if r['met'] is True)} targets met, "
-          f"{len(unmet)} missed; total {total / 60:.1f} min; load average at end "
-          f"{info['loadavg_at_end'][0]:.1f} on {info['nproc']} CPUs")
+    print(
+        f"\n{len(rows)} rows, {sum(1 for r in rows if r['met'] is True)} targets met, "
+        f"{len(unmet)} missed; total {total / 60:.1f} min; load average at end "
+        f"{info['loadavg_at_end'][0]:.1f} on {info['nproc']} CPUs"
+    )
     path = C.save_json(f"bench-{out['mode']}", out)
-    with open(os.path.join(C.RESULTS_DIR, f"bench-{out['mode']}-latest.rst"), "w", encoding="utf-8") as fh_:
+    with open(
+        os.path.join(C.RESULTS_DIR, f"bench-{out['mode']}-latest.rst"), "w", encoding="utf-8"
+    ) as fh_:
         fh_.write(rst_table(rows))
     svg = svg_plot(results)
     if svg:
-        with open(os.path.join(C.RESULTS_DIR, f"bench-{out['mode']}-latest.svg"), "w", encoding="utf-8") as fh_:
+        with open(
+            os.path.join(C.RESULTS_DIR, f"bench-{out['mode']}-latest.svg"), "w", encoding="utf-8"
+        ) as fh_:
             fh_.write(svg)
         if args.write_docs:
             static = os.path.join(C.REPO, "docs", "_static")

@@ -17,6 +17,7 @@ Check = collections.namedtuple(
     "Check", "severity current recommended note why", defaults=(None, None, None, None)
 )
 
+
 def int_or_none(value):
     """``int(value)``, or None for booleans and values that are not integers."""
     if isinstance(value, bool):
@@ -165,3 +166,45 @@ def retry_dns(opts, setting, failover_why=""):
     if opts.get("master_type") == "failover":
         return Check("ok" if not value else "info", recommended=0, why=failover_why)
     return Check("ok" if value and value > 0 else "critical")
+
+
+def _seconds(value):
+    """``float(value)``, or None for booleans and values that are not numbers."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def acceptance_wait_time(opts, setting):
+    """
+    The first sign-in retry of a pending minion: at most 2 s is ok (a new
+    node is admitted on its second sign-in, about a second after the first),
+    Salt's 10 s default is info (each new node waits that long), 0 or unset
+    is a warning (a pending minion then retries back to back).
+    """
+    value = _seconds(opts.get(setting.name))
+    if value is None or value <= 0:
+        return Check("warning")
+    return Check("ok" if value <= 2 else "info")
+
+
+def acceptance_wait_time_max(opts, setting):
+    """
+    The back-off cap of the sign-in retry: the minion doubles
+    ``acceptance_wait_time`` while it is below this cap (0: no back-off). A
+    pending minion that ends up retrying more often than every 8 s is a
+    warning: under a storm of pending nodes every sign-in is work for the
+    master (``docs/benchmarks.rst``).
+    """
+    first = _seconds(opts.get("acceptance_wait_time"))
+    value = _seconds(opts.get(setting.name))
+    cap = value if value else first
+    if cap is None or cap < 8:
+        return Check(
+            "warning",
+            note=f"A pending minion signs in again every {cap or 0:g} s for as long as it waits.",
+        )
+    return Check("ok")

@@ -66,6 +66,7 @@ HEADER = (
     "# Manual changes are overwritten on the next state run.\n"
 )
 
+
 # --------------------------------------------------------------------------
 # the plan: the options the drop-in holds
 # --------------------------------------------------------------------------
@@ -105,6 +106,11 @@ def minion_options(request, recommended=None):
         # a node whose id is squatted is denied until the master frees the
         # id; Salt's minion exits on a denial unless told to retry
         data["rejected_retry"] = True
+        # sign in again soon (the master admits a node ~0.15 s after its
+        # first sign-in), backing off while pending: docs/benchmarks.rst
+        for key, value in _settings.RECOMMENDED_ENROLL.items():
+            if key not in extra:
+                data[key] = value
         edge = {"site": request.site} if request.site is not None else {}
         if request.secret is not None:
             edge[request.secret.kind + "_file"] = request.secret.path

@@ -5,8 +5,9 @@ recommended value, why it matters and the audit rule, one entry each
 the contract).
 
 The state ``edge.minion_config`` writes the entries marked ``written="nat"``
-(with ``nat_keepalive: True``) and sets those marked ``written="params"``
-from its own parameters; ``edge.config_audit`` checks every entry, in this
+(with ``nat_keepalive: True``), those marked ``written="enroll"`` with the
+enrollment settings (``site`` given), and sets those marked
+``written="params"`` from its own parameters; ``edge.config_audit`` checks every entry, in this
 order. Adding a setting is one :class:`Setting` line in :data:`CATALOGUE`.
 """
 
@@ -28,7 +29,8 @@ class Setting:
     why: str
     rule: Callable
     #: "nat": written by edge.minion_config with nat_keepalive; "params": set
-    #: from the state's own parameters; None: audited only
+    #: from the state's own parameters; "enroll": written with the enrollment
+    #: settings (a ``site`` given); None: audited only
     written: Any = None
 
 
@@ -106,6 +108,16 @@ CATALOGUE = (
         "The edge_heartbeat beacon tells the master every minute that the node is alive and "
         "how its uplink is doing; behind NAT the master cannot see that any other way "
         "without pinging (docs/howto/site-goes-dark.rst)."), rules.heartbeat("warning"), "nat"),
+    Setting("acceptance_wait_time", 1, (
+        "Seconds before a pending minion signs in again. The master admits a node about "
+        "0.15 s after its first sign-in, and the node is in on its next one: 1 s instead of "
+        "Salt's 10 s default."), rules.when_admitted(rules.acceptance_wait_time), "enroll"),
+    Setting("acceptance_wait_time_max", 10, (
+        "Back-off cap: the minion doubles its wait while it is below this (1, 2, 4, 8, "
+        "16 s), so a node that stays pending signs in no more often than Salt's default "
+        "once it has waited 15 s; 0 keeps retrying every acceptance_wait_time, which a "
+        "storm of pending nodes turns into master load."),
+        rules.when_admitted(rules.acceptance_wait_time_max), "enroll"),
 )
 # fmt: on
 
@@ -114,6 +126,10 @@ BY_NAME = {setting.name: setting for setting in CATALOGUE}
 #: NAT keep-alive and reconnect settings (setting -> value) that
 #: ``edge.minion_config`` with ``nat_keepalive: True`` writes
 RECOMMENDED = {s.name: s.recommended for s in CATALOGUE if s.written == "nat"}
+
+#: settings written with the enrollment settings (``site`` given): how fast
+#: a new node signs in again while its key is pending
+RECOMMENDED_ENROLL = {s.name: s.recommended for s in CATALOGUE if s.written == "enroll"}
 
 #: settings the state sets from its own parameters, with their recommended values
 RECOMMENDED_CORE = {s.name: s.recommended for s in CATALOGUE if s.written == "params"}

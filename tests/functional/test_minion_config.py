@@ -105,7 +105,6 @@ BAD_INPUTS = {
 }
 
 
-
 def _bad_kwargs(case, dropin):
     kwargs, _ = BAD_INPUTS[case]
     full = {"name": str(dropin), "masters": list(MASTERS), "restart": False}
@@ -182,6 +181,8 @@ def test_idempotent_and_diff(states, dropin, test_mode):
         "+ping_interval: 2",
         "+autosign_grains:",
         "+  - edge_token",
+        "+acceptance_wait_time: 1",
+        "+acceptance_wait_time_max: 10",
         "+  site: sh-3",
         "+log_level_logfile: info",
     ):
@@ -227,7 +228,9 @@ def test_single_master_and_no_nat(state_funcs, dropin, test_mode):
     assert "autosign_grains" not in diff
     assert dropin.exists() is not test_mode
     if not test_mode:
-        assert diff.endswith("".join("+" + line for line in dropin.read_text().splitlines(True)[2:]))
+        assert diff.endswith(
+            "".join("+" + line for line in dropin.read_text().splitlines(True)[2:])
+        )
 
 
 def _edge_records(caplog, value):
@@ -270,7 +273,9 @@ def test_secret_file_is_0600_and_secret_never_shown(state_funcs, dropin, confdir
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
 
     # a new secret: updated, old and new fingerprints only
-    other = token.site_key("another-fleet-secret-123", "sh-3") if kind == "site_key" else value[::-1]
+    other = (
+        token.site_key("another-fleet-secret-123", "sh-3") if kind == "site_key" else value[::-1]
+    )
     rotated = _call(state_funcs, **base, **{kind: other})
     change = rotated["changes"]["secret_file"]
     assert "diff" not in rotated["changes"]  # the drop-in only holds the path
@@ -297,12 +302,21 @@ def test_secret_from_pillar_key(states, loaders, dropin, confdir, test_mode, cap
             site_key_pillar="edge_test:site_key",
         )
         missing = _run(
-            states, test_mode, name=str(dropin), masters=MASTERS, site="sh-3",
+            states,
+            test_mode,
+            name=str(dropin),
+            masters=MASTERS,
+            site="sh-3",
             site_key_pillar="edge_test:nothing",
         )
         both = _run(
-            states, test_mode, name=str(dropin), masters=MASTERS, site="sh-3",
-            site_key=SITE_KEY, site_key_pillar="edge_test:site_key",
+            states,
+            test_mode,
+            name=str(dropin),
+            masters=MASTERS,
+            site="sh-3",
+            site_key=SITE_KEY,
+            site_key_pillar="edge_test:site_key",
         )
     finally:
         loaders.opts.pop("pillar", None)
@@ -401,8 +415,16 @@ def _state_ret(ret):
 
 def test_salt_call_secret_not_in_own_output(local_salt_call, dropin, confdir):
     ret = local_salt_call.run(
-        "--local", "-l", "debug", "state.single", "edge.minion_config",
-        name=str(dropin), masters=MASTERS, site="sh-3", site_key=SITE_KEY, restart=False,
+        "--local",
+        "-l",
+        "debug",
+        "state.single",
+        "edge.minion_config",
+        name=str(dropin),
+        masters=MASTERS,
+        site="sh-3",
+        site_key=SITE_KEY,
+        restart=False,
     )
     chunk = _state_ret(ret)
     assert chunk["result"] is True, chunk
@@ -480,12 +502,16 @@ def test_enrollment_key_in_place_of_a_site_key(state_funcs, dropin, confdir, tes
 
     text = dropin.read_text()
     data = yaml.safe_load(text)
-    assert data["edge"] == {"enrollment_key_file": str(secret)} and data["autosign_grains"] == ["edge_token"]
+    assert data["edge"] == {"enrollment_key_file": str(secret)} and data["autosign_grains"] == [
+        "edge_token"
+    ]
     assert key not in text
     assert chunk["changes"]["secret_file"]["fingerprint"] == token.key_fingerprint(key)
     again = _call(state_funcs, False, name=str(dropin), masters=MASTERS, enrollment_key=value)
     assert again["changes"] == {}, again
     # a key of another site than the one given: refused, nothing changed
-    bad = _call(state_funcs, False, name=str(dropin), masters=MASTERS, site="sh-4", enrollment_key=value)
+    bad = _call(
+        state_funcs, False, name=str(dropin), masters=MASTERS, site="sh-4", enrollment_key=value
+    )
     assert bad["result"] is False and "for site" in bad["comment"] and key not in bad["comment"]
     assert secret.read_text() == value

@@ -3,15 +3,14 @@ Admission storage and the ``wait`` listener against a real Salt cache
 (localfs, in a temporary directory); only the event bus is faked.
 """
 
+import pytest
 import salt.cache
 import salt.config
 import salt.utils.event
-import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from saltext_edge import admission
-from saltext_edge import admitter
+from saltext_edge import admission, admitter
 from saltext_edge import tokens as token
 
 SECRET = "unit-fleet-9f2c4e7a1b8d3f6e0a5c9b2d7e4f1a8c3b6d9e2f"
@@ -36,13 +35,17 @@ def opts(tmp_path):
 @pytest.fixture(scope="module")
 def pub():
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 def _pending(opts, mid, pub):
-    salt.cache.Cache(opts, driver=opts["keys.cache_driver"]).store("keys", mid, {"pub": pub, "state": "pending"})
+    salt.cache.Cache(opts, driver=opts["keys.cache_driver"]).store(
+        "keys", mid, {"pub": pub, "state": "pending"}
+    )
 
 
 def _tok(mid, pub, site="sh-3"):
@@ -60,7 +63,7 @@ def test_record_is_idempotent_and_listed(opts, pub):
     assert admitter.submit(opts, "edge-1", pub, tok) == "not_pending"
     _pending(opts, "edge-1", pub)
     assert admitter.submit(opts, "edge-1", pub, tok) == "recorded"
-    assert admitter._ADMITTER is None  # pylint: disable=protected-access
+    assert admitter._ADMITTER is None
     assert admitter.submit(opts, "edge-1", pub, None) == "no_token_seen"
     assert admitter.submit(opts, "a/b", pub, tok) == "bad_id"
     listed = admission.list_decisions(opts)
@@ -83,10 +86,18 @@ def test_record_rejects_bad_input(opts, pub, mid, pubval, tok, reason):
 
 
 def test_decisions_batches_and_compaction(opts):
-    cache = admission._cache(opts)  # pylint: disable=protected-access
+    cache = admission._cache(opts)
     for i in range(admission.COMPACT_AFTER + 5):
-        admission._store_decisions(  # pylint: disable=protected-access
-            cache, {f"m{i % 3}": {"decision": "refused", "reason": f"r{i}", "site": None, "time": float(i)}}
+        admission._store_decisions(
+            cache,
+            {
+                f"m{i % 3}": {
+                    "decision": "refused",
+                    "reason": f"r{i}",
+                    "site": None,
+                    "time": float(i),
+                }
+            },
         )
     assert len(cache.list(admission.DECISIONS_BANK)) <= admission.COMPACT_AFTER + 1
     listed = admission.list_decisions(opts)
@@ -105,18 +116,50 @@ class _FakeBus:
     def __exit__(self, *args):
         return False
 
-    def get_event(self, wait=None, tag=None, full=False):  # pylint: disable=unused-argument
+    def get_event(self, wait=None, tag=None, full=False):
         return self.events.pop(0) if self.events else None
 
 
 def test_collect_auth_events(opts, pub, monkeypatch):
     good = _tok("edge-1", pub)
     events = [
-        {"tag": "salt/auth", "data": {"act": "pend", "id": "edge-1", "pub": pub, "autosign_grains": {"edge_token": good}}},
-        {"tag": "salt/auth", "data": {"act": "accept", "id": "edge-2", "pub": pub, "autosign_grains": {"edge_token": good}}},
-        {"tag": "salt/auth", "data": {"act": "pend", "id": "other-3", "pub": pub, "autosign_grains": {"edge_token": good}}},
+        {
+            "tag": "salt/auth",
+            "data": {
+                "act": "pend",
+                "id": "edge-1",
+                "pub": pub,
+                "autosign_grains": {"edge_token": good},
+            },
+        },
+        {
+            "tag": "salt/auth",
+            "data": {
+                "act": "accept",
+                "id": "edge-2",
+                "pub": pub,
+                "autosign_grains": {"edge_token": good},
+            },
+        },
+        {
+            "tag": "salt/auth",
+            "data": {
+                "act": "pend",
+                "id": "other-3",
+                "pub": pub,
+                "autosign_grains": {"edge_token": good},
+            },
+        },
         {"tag": "salt/auth", "data": {"act": "pend", "id": "edge-4", "pub": pub}},
-        {"tag": "salt/key", "data": {"act": "pend", "id": "edge-5", "pub": pub, "autosign_grains": {"edge_token": good}}},
+        {
+            "tag": "salt/key",
+            "data": {
+                "act": "pend",
+                "id": "edge-5",
+                "pub": pub,
+                "autosign_grains": {"edge_token": good},
+            },
+        },
     ]
     _pending(opts, "edge-1", pub)
     monkeypatch.setattr(salt.utils.event, "get_master_event", lambda *a, **k: _FakeBus(events))
@@ -127,9 +170,12 @@ def test_collect_auth_events(opts, pub, monkeypatch):
 
 def test_denied_event_needs_a_token_for_the_presented_key(opts, pub):
     """A ``denied`` sign-in is recorded only with a token valid for the key it presented."""
-    other = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    other = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     replayed = _tok("edge-2", pub)  # valid for pub, presented with another key
     assert admitter.submit(opts, "edge-2", other, replayed, act="denied") == "unproven"
     assert "edge-2" not in admission.list_decisions(opts)
@@ -138,14 +184,14 @@ def test_denied_event_needs_a_token_for_the_presented_key(opts, pub):
     assert admitter.submit(opts, "edge-2", pub, replayed, act="denied") == "recorded"
     assert admission.list_decisions(opts)["edge-2"]["decision"] == "recorded"
     assert admitter.submit(opts, "edge-2", pub, replayed, act="reject") == "ignored"
-    assert admitter._ADMITTER is None  # pylint: disable=protected-access
+    assert admitter._ADMITTER is None
 
 
 def test_token_store_is_bounded(opts, pub):
     """Old records go after 7 days, then the oldest beyond the limit."""
-    from saltext_edge.admission import stores  # pylint: disable=import-outside-toplevel
+    from saltext_edge.admission import stores
 
-    cache = admission._cache(opts)  # pylint: disable=protected-access
+    cache = admission._cache(opts)
     digest = token.pubkey_digest(pub)
     for i in range(30):
         stores.store_record(opts, cache, f"m-{i}", pub, digest, "v1:sh-3:" + "0" * 64, "test")
@@ -158,18 +204,64 @@ def test_token_store_is_bounded(opts, pub):
 
 
 def test_decision_store_is_bounded(opts):
-    from saltext_edge.admission import stores  # pylint: disable=import-outside-toplevel
+    from saltext_edge.admission import stores
 
-    cache = admission._cache(opts)  # pylint: disable=protected-access
+    cache = admission._cache(opts)
     for i in range(5):
-        stores.store_decisions(cache, {f"d{i}-{j}": {"decision": "refused", "reason": "bad_token", "site": None,
-                                                     "time": float(i * 10 + j)} for j in range(10)})
-    stores._compact(cache, limit=15)  # pylint: disable=protected-access
+        stores.store_decisions(
+            cache,
+            {
+                f"d{i}-{j}": {
+                    "decision": "refused",
+                    "reason": "bad_token",
+                    "site": None,
+                    "time": float(i * 10 + j),
+                }
+                for j in range(10)
+            },
+        )
+    stores._compact(cache, limit=15)
     _, merged = stores.merged_decisions(cache)
     assert len(merged) == 15 and "d4-9" in merged and "d0-0" not in merged
 
 
 def test_pub_bound_and_id_bound(opts, pub):
-    assert admission.record(opts, "edge-9", "# pad\n" * 2000 + pub, "v1:sh-3:" + "0" * 64)["reason"] == "bad_pub"
-    assert admission.record(opts, "edge\nINJECTED", pub, "v1:sh-3:" + "0" * 64)["reason"] == "bad_id"
+    assert (
+        admission.record(opts, "edge-9", "# pad\n" * 2000 + pub, "v1:sh-3:" + "0" * 64)["reason"]
+        == "bad_pub"
+    )
+    assert (
+        admission.record(opts, "edge\nINJECTED", pub, "v1:sh-3:" + "0" * 64)["reason"] == "bad_id"
+    )
     assert admission.record(opts, "x" * 256, pub, "v1:sh-3:" + "0" * 64)["reason"] == "bad_id"
+
+
+def test_sign_in_settings_reused_but_every_change_seen_at_once(opts, pub, tmp_path, monkeypatch):
+    """The policy and secrets a sign-in reads are reused only while nothing they come from changed."""
+    from saltext_edge.admission import signin
+    from saltext_edge.shared_secret import SecretError
+
+    monkeypatch.delenv("SALT_SHARED_SECRET", raising=False)
+    first = signin.settings(opts)
+    assert signin.settings(opts) is first  # reused: same opts, same edge options
+    # an edge option changed in place: refused at the very next sign-in
+    opts["edge"]["revoked_sites"] = ["sh-3"]
+    pol, _ = signin.settings(opts)
+    assert pol["revoked_sites"] == frozenset({"sh-3"})
+    # a secret file rewritten (rotation): the new secret at once
+    path = tmp_path / "secret"
+    path.write_text("file-fleet-3e9a7c1f5b2d8e4a6c0f9b3d7e1a5c8f2b6d0e4a\n")
+    path.chmod(0o600)
+    opts["edge"] = {"shared_secret_file": str(path)}
+    _, secrets = signin.settings(opts)
+    path.write_text("file-fleet-8b1d5f9a3c7e2b6d0a4f8c1e5b9d3a7f2c6e0b4d8\n")
+    _, rotated = signin.settings(opts)
+    assert rotated != secrets and len(rotated) == 1
+    # a secret that became unusable fails at once, and the failure is not reused
+    path.write_text("short\n")
+    for _ in range(2):
+        with pytest.raises(SecretError):
+            signin.settings(opts)
+    # another opts object is never served from the memo
+    other = dict(opts, edge={"shared_secret": SECRET, "auto_admit": True})
+    assert signin.settings(other)[0]["auto_admit"] is True

@@ -3,7 +3,7 @@
 import pytest
 import salt.config
 
-from saltext_edge import diag
+from saltext_edge import diag, settings
 
 
 def _opts(**over):
@@ -27,9 +27,13 @@ def test_recommended_shape():
 
 def test_audit_of_recommended_config_is_clean():
     # as edge.minion_config writes it: retry_dns 0 under failover (Salt forces that)
-    opts = _opts(master=["a", "b"], master_type="failover",
-                 **dict(diag.RECOMMENDED, retry_dns=0),
-                 **{k: v for k, v in diag.RECOMMENDED_CORE.items() if k != "master_type"})
+    opts = _opts(
+        master=["a", "b"],
+        master_type="failover",
+        **dict(diag.RECOMMENDED, retry_dns=0),
+        **{k: v for k, v in diag.RECOMMENDED_CORE.items() if k != "master_type"},
+        **settings.RECOMMENDED_ENROLL,
+    )
     audit = diag.config_audit(opts)
     bad = [f for f in audit["findings"] if f["severity"] != "ok"]
     assert not bad, bad
@@ -54,10 +58,20 @@ def test_audit_of_salt_defaults():
 
 
 def test_audit_critical_findings():
-    f = _by_setting(diag.config_audit(_opts(
-        master=["a", "b"], master_type="failover", master_alive_interval=0,
-        tcp_keepalive=False, retry_dns=0, retry_dns_count=3, recon_randomize=False,
-        tcp_keepalive_idle=-1)))
+    f = _by_setting(
+        diag.config_audit(
+            _opts(
+                master=["a", "b"],
+                master_type="failover",
+                master_alive_interval=0,
+                tcp_keepalive=False,
+                retry_dns=0,
+                retry_dns_count=3,
+                recon_randomize=False,
+                tcp_keepalive_idle=-1,
+            )
+        )
+    )
     assert f["master_alive_interval"]["severity"] == "critical"
     assert f["tcp_keepalive"]["severity"] == "critical"
     # Salt itself forces retry_dns to 0 under failover: that is right there
@@ -71,8 +85,9 @@ def test_audit_critical_findings():
 def test_audit_retry_dns_outside_failover():
     f = _by_setting(diag.config_audit(_opts(master="a", master_type="str", retry_dns=0)))
     assert f["retry_dns"]["severity"] == "critical"
-    f = _by_setting(diag.config_audit(_opts(master=["a", "b"], master_type="failover",
-                                            retry_dns=30)))
+    f = _by_setting(
+        diag.config_audit(_opts(master=["a", "b"], master_type="failover", retry_dns=30))
+    )
     assert f["retry_dns"]["severity"] == "info"
 
 
@@ -85,17 +100,28 @@ def test_configured_and_active_master():
     assert diag.configured_masters({"master": "a"}) == ["a"]
     assert diag.configured_masters({"master": ["a", "b", "a", ""]}) == ["a", "b"]
     assert diag.configured_masters({"master": "b", "master_list": ["a", "b"]}) == ["a", "b"]
-    act = diag.active_master({"master": "b", "master_list": ["a", "b"],
-                              "master_uri": "tcp://10.0.0.2:4506", "master_ip": "10.0.0.2"})
+    act = diag.active_master(
+        {
+            "master": "b",
+            "master_list": ["a", "b"],
+            "master_uri": "tcp://10.0.0.2:4506",
+            "master_ip": "10.0.0.2",
+        }
+    )
     assert act["master"] == "b" and act["master_uri"] == "tcp://10.0.0.2:4506"
     assert diag.active_master({"master": ["a", "b"]})["master"] is None
-    assert diag.active_master({"master": "a", "master_uri": "tcp://x:1",
-                               "file_client": "local"})["source"] == "local mode"
+    assert (
+        diag.active_master({"master": "a", "master_uri": "tcp://x:1", "file_client": "local"})[
+            "source"
+        ]
+        == "local mode"
+    )
 
 
 def test_master_targets_ports():
-    plan = diag.master_targets(["a", "b:5000", "[::1]:6000"],
-                               {"master_port": 4506, "publish_port": 4505})
+    plan = diag.master_targets(
+        ["a", "b:5000", "[::1]:6000"], {"master_port": 4506, "publish_port": 4505}
+    )
     assert plan[0] == ("a", "a", [("publish", 4505), ("return", 4506)])
     assert plan[1] == ("b:5000", "b", [("publish", 4505), ("return", 5000)])
     assert plan[2][1] == "::1"
@@ -103,8 +129,17 @@ def test_master_targets_ports():
 
 @pytest.mark.parametrize(
     "url",
-    ["", "ftp://x/", "http://", "http://host:99999/", "http://host:abc/", "not a url",
-     "http://[::1/", None, "https://h:0/"],
+    [
+        "",
+        "ftp://x/",
+        "http://",
+        "http://host:99999/",
+        "http://host:abc/",
+        "not a url",
+        "http://[::1/",
+        None,
+        "https://h:0/",
+    ],
 )
 def test_parse_url_rejects(url):
     with pytest.raises(diag.DiagArgumentError):
@@ -142,31 +177,48 @@ def test_classify_http_error():
 def _mreport(*states, quality="good"):
     masters = []
     for i, up in enumerate(states):
-        ports = [{"role": r, "port": p, "reachable": up, "error": None if up else "timeout: 1"}
-                 for r, p in (("publish", 4505), ("return", 4506))]
-        masters.append({"master": f"m{i}", "dns": {"error": None}, "ports": ports,
-                        "reachable": up})
+        ports = [
+            {"role": r, "port": p, "reachable": up, "error": None if up else "timeout: 1"}
+            for r, p in (("publish", 4505), ("return", 4506))
+        ]
+        masters.append({"master": f"m{i}", "dns": {"error": None}, "ports": ports, "reachable": up})
     return {"masters": masters, "quality": quality, "uplink": {}}
 
 
 def test_verdict():
     assert diag.verdict(_mreport(True))[0] == "ok"
-    level, reasons = diag.verdict(_mreport(False), quality="down") if False else diag.verdict(
-        _mreport(False, quality="down"))
+    level, reasons = (
+        diag.verdict(_mreport(False), quality="down")
+        if False
+        else diag.verdict(_mreport(False, quality="down"))
+    )
     assert level == "down" and "not reachable" in reasons[0]
     assert diag.verdict(_mreport(True, False))[0] == "degraded"
     assert diag.verdict(_mreport(True, quality="poor"))[0] == "degraded"
     assert diag.verdict({"masters": []})[0] == "down"
     assert diag.verdict(_mreport(True), missing=["http:0"])[0] == "degraded"
-    audit = {"findings": [{"setting": "tcp_keepalive", "current": False,
-                           "recommended": True, "severity": "critical"}]}
+    audit = {
+        "findings": [
+            {
+                "setting": "tcp_keepalive",
+                "current": False,
+                "recommended": True,
+                "severity": "critical",
+            }
+        ]
+    }
     assert diag.verdict(_mreport(True), audit=audit)[0] == "degraded"
     assert diag.verdict(_mreport(True), http=[{"ok": False, "url": "u"}])[0] == "degraded"
 
 
 def test_diagnose_argument_errors():
-    for kwargs in ({"count": 0}, {"budget": 0}, {"urls": ["ftp://x"]},
-                   {"targets": ["h:70000"]}, {"masters": ["h:0"]}):
+    for kwargs in (
+        {"count": 0},
+        {"budget": 0},
+        {"urls": ["ftp://x"]},
+        {"targets": ["h:70000"]},
+        {"masters": ["h:0"]},
+    ):
         with pytest.raises((diag.DiagArgumentError, ValueError)):
             diag.diagnose({"master": "127.0.0.1"}, **kwargs)
 
@@ -186,15 +238,59 @@ def test_dropin_written_by_the_state_passes_the_audit(tmp_path):
     names = [f["setting"] for f in audit["findings"]]
     assert names == [s.name for s in settings.CATALOGUE]
     for setting in settings.CATALOGUE:
-        if setting.written == "nat" and setting.name != "retry_dns":
+        if setting.written in ("nat", "enroll") and setting.name != "retry_dns":
             assert written[setting.name] == setting.recommended, setting.name
+    assert written["acceptance_wait_time"] == 1 and written["acceptance_wait_time_max"] == 10
+
+
+def test_enrollment_retry_written_only_with_a_site_and_extra_wins(tmp_path):
+    import yaml
+
+    from saltext_edge import minion_config
+
+    path = str(tmp_path / "minion.d" / "edge.conf")
+    plain = yaml.safe_load(minion_config.build_plan(path, ["a", "b"])["content"])
+    assert "acceptance_wait_time" not in plain and "acceptance_wait_time_max" not in plain
+    mine = yaml.safe_load(
+        minion_config.build_plan(
+            path, ["a", "b"], site="sh-3", site_key="a" * 64, extra={"acceptance_wait_time": 3}
+        )["content"]
+    )
+    assert mine["acceptance_wait_time"] == 3 and mine["acceptance_wait_time_max"] == 10
+
+
+@pytest.mark.parametrize(
+    "wait,cap,sev_wait,sev_cap",
+    [
+        (None, None, "info", "ok"),  # Salt's defaults: 10 s, no back-off (cap = 10)
+        (1, 10, "ok", "ok"),  # what edge.minion_config writes
+        (1, 0, "ok", "warning"),  # no back-off: a pending node signs in every second
+        (2, 4, "ok", "warning"),
+        (0, 10, "warning", "ok"),
+        (0.5, 16, "ok", "ok"),
+    ],
+)
+def test_audit_of_the_sign_in_retry(wait, cap, sev_wait, sev_cap):
+    over = {"master": ["a", "b"], "master_type": "failover", "autosign_grains": ["edge_token"]}
+    if wait is not None:
+        over["acceptance_wait_time"] = wait
+    if cap is not None:
+        over["acceptance_wait_time_max"] = cap
+    f = _by_setting(diag.config_audit(_opts(**over)))
+    assert f["acceptance_wait_time"]["severity"] == sev_wait
+    assert f["acceptance_wait_time_max"]["severity"] == sev_cap
+    # not admitted by token: the retry is none of the audit's business
+    plain = _by_setting(diag.config_audit(_opts(master="salt", acceptance_wait_time=0)))
+    assert "acceptance_wait_time" not in plain
 
 
 def test_one_catalogue_line_adds_a_setting():
     """A new entry is audited with its rule and reason; nothing else changes."""
     from saltext_edge import audit, audit_rules, settings
 
-    extra = settings.Setting("edge_test_flag", True, "Because.", audit_rules.truthy("warning", None))
+    extra = settings.Setting(
+        "edge_test_flag", True, "Because.", audit_rules.truthy("warning", None)
+    )
     catalogue = (*settings.CATALOGUE, extra)
     off = _by_setting(audit.config_audit(_opts(master="salt"), catalogue))["edge_test_flag"]
     assert off["severity"] == "warning" and off["why"] == "Because." and off["current"] is None

@@ -9,10 +9,13 @@ better one for the same key, and the key store is changed only on a token
 that verifies (:func:`sign_in`, the one dispatcher for wheel and reactor).
 """
 
+import copy
 import fnmatch
 import logging
+import os
+import threading
 import time
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 from saltext_edge import enrollment as _enr
 from saltext_edge import shared_secret as _secrets
@@ -26,6 +29,68 @@ from saltext_edge.admission.policy import fingerprint, policy
 log = logging.getLogger(__name__)
 
 MAX_ID_LEN = 255
+
+#: seconds a sign-in reuses the policy and secrets read for the one before
+#: (docs/benchmarks.rst: reading them was 8 % of the reactor's work under a
+#: storm); a change of the ``edge:`` options, of a secret file or of the
+#: secret's environment variable is seen at once
+SETTINGS_TTL = 1.0
+_SETTINGS_LOCK = threading.Lock()
+_SETTINGS = {}
+
+
+def _secret_files_state(conf):
+    state = []
+    for name in ("shared_secret_file", "previous_shared_secret_file"):
+        path = conf.get(name)
+        if not isinstance(path, str):
+            state.append(None)
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            state.append("missing")
+            continue
+        state.append((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return tuple(state)
+
+
+def settings(opts):
+    """
+    Return ``(policy, secrets)`` for ``opts``: :func:`~saltext_edge.admission.policy.policy`
+    and :func:`saltext_edge.shared_secret.master_secrets`, reused for up to
+    :data:`SETTINGS_TTL` seconds while the same ``opts`` holds the same
+    ``edge:`` options, the secret files are unchanged and the secret's
+    environment variable is the same. Raises what those raise; a failure is
+    never reused (fail closed at every sign-in).
+    """
+    conf = opts.get("edge") if opts is not None else None
+    conf_copy = copy.deepcopy(conf) if isinstance(conf, dict) else conf
+    state = (
+        _secret_files_state(conf) if isinstance(conf, dict) else None,
+        os.environ.get(_secrets.ENV_VAR),
+    )
+    now = time.monotonic()
+    with _SETTINGS_LOCK:
+        memo = _SETTINGS.get("memo")
+    if (
+        memo is not None
+        and memo["opts"] is opts
+        and now - memo["at"] < SETTINGS_TTL
+        and memo["state"] == state
+        and memo["conf"] == conf_copy
+    ):
+        return memo["value"]
+    value = (policy(opts), _secrets.master_secrets(opts))
+    with _SETTINGS_LOCK:
+        _SETTINGS["memo"] = {
+            "opts": opts,
+            "at": now,
+            "state": state,
+            "conf": conf_copy,
+            "value": value,
+        }
+    return value
 
 
 class SignIn(NamedTuple):
@@ -41,12 +106,12 @@ class Outcome(NamedTuple):
     """What :func:`sign_in` did: ``status`` and the token record, if any."""
 
     status: str
-    rec: Optional[dict] = None
+    rec: dict | None = None
 
 
 def valid_id(opts, minion_id):
     """True for a minion id of 1-255 printable characters (no white space) that Salt accepts."""
-    import salt.utils.verify  # pylint: disable=import-outside-toplevel
+    import salt.utils.verify
 
     return (
         isinstance(minion_id, str)
@@ -140,8 +205,7 @@ def sign_in(opts, minion_id, pub, token, act="pend", source="reactor"):
     if not isinstance(token, str) or not token:
         return Outcome("no_token_seen")
     token = _stores.bounded_token(token)
-    pol = policy(opts)
-    secrets = _secrets.master_secrets(opts)
+    pol, secrets = settings(opts)
     node = _nodes.get(opts, minion_id)
     verdict = _decision.judge(minion_id, digest, token, secrets, pol, node, _enr.store(opts))
     store, keyobj = _ks.objects(opts)
@@ -163,8 +227,12 @@ def sign_in(opts, minion_id, pub, token, act="pend", source="reactor"):
     elif old and old.get("pub_digest") == digest and (old.get("rank") or 1) > new_rank:
         return Outcome("kept_better", old)
     else:
-        rec = _stores.store_record(opts, store, minion_id, pub, digest, token, source, rank=new_rank)
-        log.info("edge admission: recorded the token presented by %s (source: %s)", minion_id, source)
+        rec = _stores.store_record(
+            opts, store, minion_id, pub, digest, token, source, rank=new_rank
+        )
+        log.info(
+            "edge admission: recorded the token presented by %s (source: %s)", minion_id, source
+        )
     if not pol["auto_admit"]:
         return Outcome("recorded", rec)
     if rec.get("refused") and rec.get("refused_fp") == fingerprint(pol, secrets) and rec is old:
@@ -198,7 +266,8 @@ def _claim(keyobj, minion_id, pub, digest, pol):
         _ks.set_state(keyobj, minion_id, {"pub": pub}, "pending")
     log.warning(
         "edge admission: %s proved itself with another key than the one pending under its id; "
-        "that pending key was replaced by the proven one", minion_id,
+        "that pending key was replaced by the proven one",
+        minion_id,
     )
     return True
 
@@ -221,8 +290,14 @@ def handle_auth(opts, minion_id, pub, token, act="pend", source="reactor"):
     mode). Returns ``{"id", "recorded": bool, "decision": str|None,
     "reason": str|None, "site": str|None, "action": str|None}`` (no token).
     """
-    ret = {"id": minion_id if isinstance(minion_id, str) else None, "recorded": False,
-           "decision": None, "reason": None, "site": None, "action": None}
+    ret = {
+        "id": minion_id if isinstance(minion_id, str) else None,
+        "recorded": False,
+        "decision": None,
+        "reason": None,
+        "site": None,
+        "action": None,
+    }
 
     def _decide(mid):
         return _decision.decide_and_act(opts, ids=[mid])
@@ -240,7 +315,9 @@ def handle_auth(opts, minion_id, pub, token, act="pend", source="reactor"):
         if res and minion_id in res:
             ret.update(res[minion_id])
     elif outcome.status not in ("recorded", "kept_better"):
-        ret["reason"] = "not_pending" if outcome.status == "ignored" and act != "pend" else outcome.status
+        ret["reason"] = (
+            "not_pending" if outcome.status == "ignored" and act != "pend" else outcome.status
+        )
     return ret
 
 
@@ -251,10 +328,19 @@ def record_for_decision(opts, minion_id, pub, token, source="reactor"):
     ``refused_before``, ``decide``.
     """
     outcome = sign_in(opts, minion_id, pub, token, act="pend", source=source)
-    rec = {"id": minion_id, "recorded": outcome.rec is not None, "changed": False,
-           "reason": None, "refused": (outcome.rec or {}).get("refused")}
-    todo = {"recorded": "manual", "kept_better": "manual", "refused_before": "refused_before",
-            "decide": "decide"}.get(outcome.status)
+    rec = {
+        "id": minion_id,
+        "recorded": outcome.rec is not None,
+        "changed": False,
+        "reason": None,
+        "refused": (outcome.rec or {}).get("refused"),
+    }
+    todo = {
+        "recorded": "manual",
+        "kept_better": "manual",
+        "refused_before": "refused_before",
+        "decide": "decide",
+    }.get(outcome.status)
     if todo is None:
         rec["reason"] = outcome.status
         return rec, "none"
@@ -268,7 +354,7 @@ def collect_auth_events(opts, seconds, match="*"):
     (it records, decides nothing). Returns ``{minion_id: record}`` for the
     tokens recorded.
     """
-    import salt.utils.event  # pylint: disable=import-outside-toplevel
+    import salt.utils.event
 
     patterns = [p for p in (match or "*").split(",") if p] or ["*"]
     seen = {}
@@ -283,7 +369,9 @@ def collect_auth_events(opts, seconds, match="*"):
             if not ev or ev.get("tag") != "salt/auth":
                 continue
             minion_id, pub, tok, act = token_from_auth_event(ev.get("data"))
-            if not isinstance(minion_id, str) or not any(fnmatch.fnmatch(minion_id, p) for p in patterns):
+            if not isinstance(minion_id, str) or not any(
+                fnmatch.fnmatch(minion_id, p) for p in patterns
+            ):
                 continue
             outcome = sign_in(manual, minion_id, pub, tok, act=act, source="wait")
             if outcome.rec is not None:
