@@ -59,9 +59,7 @@ def heartbeats(count, seconds, log=print, keep=False):
     """Part 1; returns rows and data."""
     import psutil
     import salt.utils.event
-    from cryptography.hazmat.primitives import (
-        serialization,
-    )
+    from cryptography.hazmat.primitives import serialization
 
     from saltext_edge.fleet import heartbeat as hb
     from saltext_edge.fleet import (

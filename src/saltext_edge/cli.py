@@ -38,6 +38,7 @@ import shutil
 import sys
 
 import saltext_edge
+from saltext_edge import fileio as _fileio
 
 DEFAULT_CONFIG_DIR = os.environ.get("SALT_CONFIG_DIR", "/etc/salt")
 SECRET_NAME = "edge-secret"
@@ -169,25 +170,6 @@ def new_secret_main(out=None, config_dir=None, stdout=None, stderr=None):
     return 0
 
 
-def _master_opts(config_dir, stderr):
-    """The master options of ``config_dir``, or None (the reason printed)."""
-    conf_file = os.path.join(config_dir, "master")
-    if not os.path.isdir(config_dir):
-        print(f"saltext-edge: no such configuration directory: {config_dir}", file=stderr)
-        return None
-    try:
-        import salt.config
-
-        return salt.config.master_config(conf_file)
-    except Exception as exc:
-        print(
-            f"saltext-edge: cannot read the master configuration {conf_file}: "
-            f"{exc.__class__.__name__}",
-            file=stderr,
-        )
-        return None
-
-
 def enrollment_key_main(args, stdout=None, stderr=None):
     """
     Create an enrollment key from the parsed ``args`` (see the module
@@ -199,9 +181,7 @@ def enrollment_key_main(args, stdout=None, stderr=None):
     from saltext_edge import enrollment as _enr
     from saltext_edge import enrollment_admin as _enr_admin
     from saltext_edge import shared_secret as _secrets
-    from saltext_edge.admission.policy import (
-        AdmissionError,
-    )
+    from saltext_edge.admission.policy import AdmissionError
 
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
@@ -213,7 +193,7 @@ def enrollment_key_main(args, stdout=None, stderr=None):
     except (_enr.EnrollmentError, _enr_admin.KeyFileError, ValueError) as exc:
         print(f"saltext-edge: {exc}", file=stderr)
         return 2
-    opts = _master_opts(args.config_dir, stderr)
+    opts = _read_master_opts(args.config_dir, stderr)
     if opts is None:
         return 1
     try:
@@ -352,22 +332,6 @@ def check_master_secret(secret_file, user):
     return problems
 
 
-def _write_text(path, text, mode):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh_:
-            fh_.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def master_config_main(args, stdout=None, stderr=None):
     """
     ``saltext-edge master-config``: print or write the drop-in, install the
@@ -418,11 +382,11 @@ def master_config_main(args, stdout=None, stderr=None):
             os.makedirs(args.reactor_dir, mode=0o755, exist_ok=True)
             with open(_packaged_reactor(), encoding="utf-8") as fh_:
                 reactor_text = fh_.read()
-            _write_text(reactor_path, reactor_text, 0o644)
+            _fileio.atomic_write(reactor_path, reactor_text.encode("utf-8"), 0o644)
             if current is not None and current != text:
                 shutil.copy2(dropin, dropin + ".bak")
             if current != text:
-                _write_text(dropin, text, 0o644)
+                _fileio.atomic_write(dropin, text.encode("utf-8"), 0o644)
         except OSError as exc:
             print(f"saltext-edge: cannot write {exc.filename}: {exc.strerror}", file=stderr)
             return 1

@@ -91,9 +91,7 @@ def pubkey_digest(pub):
 
     Raises :class:`TokenError` when ``pub`` is not a public key.
     """
-    from cryptography.hazmat.primitives import (
-        serialization,
-    )
+    from cryptography.hazmat.primitives import serialization
 
     if isinstance(pub, str):
         pub = pub.encode("utf-8")

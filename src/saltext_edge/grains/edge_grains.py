@@ -65,9 +65,7 @@ def _enrollment_site():
         return None
     try:
         from saltext_edge import enrollment as _enr
-        from saltext_edge import (
-            shared_secret as _secrets,
-        )
+        from saltext_edge import shared_secret as _secrets
 
         key_text = _secrets.minion_enrollment_key(__opts__)
         return _enr.parse_key(key_text)[0] if key_text else None

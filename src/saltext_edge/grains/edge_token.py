@@ -25,7 +25,6 @@ Never raises; never logs the key, the secret or the token.
 
 import logging
 import os
-import tempfile
 
 log = logging.getLogger(__name__)
 
@@ -58,48 +57,15 @@ def _chown(path, user):
         pass
 
 
-def _write_new(directory, final, data, mode, exclusive):
-    """Write ``data`` to ``final`` atomically; with ``exclusive`` never replace."""
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".edge-key-")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as fh_:
-            fh_.write(data)
-            fh_.flush()
-            os.fsync(fh_.fileno())
-        os.chmod(tmp, mode)
-        if exclusive:
-            try:
-                os.link(tmp, final)  # fails with FileExistsError if it appeared
-            except FileExistsError:
-                raise
-            except OSError:
-                # no hard links on this filesystem: exclusive create instead
-                fd2 = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-                with os.fdopen(fd2, "wb") as fh_:
-                    fh_.write(data)
-        else:
-            os.replace(tmp, final)
-            tmp = None
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-
-
 def _ensure_keys(opts):
     """
     Return the minion's public key PEM (bytes), creating the key pair the way
     Salt would when it does not exist yet.
     """
-    from cryptography.hazmat.primitives import (
-        serialization,
-    )
-    from cryptography.hazmat.primitives.asymmetric import (
-        rsa,
-    )
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from saltext_edge import fileio as _fileio
 
     pki_dir = opts["pki_dir"]
     priv_path = os.path.join(pki_dir, "minion.pem")
@@ -121,11 +87,11 @@ def _ensure_keys(opts):
         try:
             # private key first, exclusively: if another process won the race
             # we use its pair, never overwrite it
-            _write_new(pki_dir, priv_path, priv_pem, 0o400, exclusive=True)
+            _fileio.atomic_write(priv_path, priv_pem, 0o400, exclusive=True)
         except FileExistsError:
             pass
         else:
-            _write_new(pki_dir, pub_path, pub_pem, 0o644, exclusive=False)
+            _fileio.atomic_write(pub_path, pub_pem, 0o644)
             user = opts.get("user")
             _chown(priv_path, user)
             _chown(pub_path, user)
