@@ -276,10 +276,8 @@ minion_data_cache: true
 reactor:
   - 'salt/auth':
     - {reactor_path}
-# fleet health: last seen, online/offline events, uplink history, metrics on
-# 127.0.0.1:9345 (docs/howto/site-goes-dark.rst, docs/howto/grafana.rst)
-engines:
-  - edge_fleet: {{}}
+# fleet health (docs/howto/site-goes-dark.rst): add "- edge_fleet: {{}}" to the
+# master's own engines list; a list set here would replace it, not extend it
 edge:
   shared_secret_file: {secret_file}
   auto_admit: {"true" if auto_admit else "false"}
