@@ -17,45 +17,45 @@ log = logging.getLogger(__name__)
 def node_index(opts):
     """
     Return ``{minion_id: {"site": str|None, "admitted_by": str|None,
-    "decision": str|None, "reason": str|None}}`` from the master's admission
-    records; ``{}`` when they cannot be read (logged, never raised).
+    "decision": str|None, "reason": str|None, "revoked": bool}}`` from the
+    master's admission records; ``{}`` when they cannot be read (logged,
+    never raised).
 
-    Uses ``admission.node_index(opts)`` when the admission library has it
-    (master-verified site and what admitted the key), else
-    ``admission.list_decisions(opts)``.
+    ``decision`` and ``reason`` are the latest admission decision
+    (``admission.list_decisions``: refused keys keep their reason); ``site``
+    and ``admitted_by`` come from the node index of admitted keys
+    (``admission.node_index``: the master-verified site, what admitted it,
+    per-node revocation), else from an accepted decision.
     """
     try:
-        index = getattr(_admission, "node_index", None)
-        if callable(index):
-            data = index(opts)
-            if isinstance(data, dict):
-                out = {}
-                for mid, entry in data.items():
-                    if isinstance(entry, dict):
-                        out[mid] = {
-                            "site": entry.get("site"),
-                            "admitted_by": entry.get("admitted_by"),
-                            "decision": entry.get("decision", "accepted"),
-                            "reason": entry.get("reason"),
-                        }
-                return out
-        decisions = _admission.list_decisions(opts)
+        decisions = _admission.list_decisions(opts) or {}
+        admitted = _admission.node_index(opts) or {}
     except Exception as exc:
         log.warning("edge_fleet: admission records unavailable: %s", exc.__class__.__name__)
         return {}
     out = {}
-    for mid, entry in (decisions or {}).items():
+    for mid, entry in decisions.items():
         if not isinstance(entry, dict):
             continue
         decision = entry.get("decision")
         verified = decision == "accepted"
         out[mid] = {
-            # only an accepted decision's site was checked against a site key
+            # only an accepted decision's site was checked against a key
             "site": entry.get("site") if verified else None,
             "admitted_by": "token" if verified else None,
             "decision": decision,
             "reason": entry.get("reason"),
+            "revoked": False,
         }
+    for mid, entry in admitted.items():
+        if not isinstance(entry, dict):
+            continue
+        cur = out.setdefault(mid, {"decision": "accepted", "reason": None})
+        cur.update(
+            site=entry.get("site"),
+            admitted_by=entry.get("admitted_by"),
+            revoked=bool(entry.get("revoked")),
+        )
     return out
 
 
