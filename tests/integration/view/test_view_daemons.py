@@ -33,10 +33,10 @@ def test_prometheus_counts_the_nodes(prometheus, all_online):
     ids = set(all_online.values())
     # the node count, as PromQL over what Prometheus scraped from the engine
     wait_for(
-        lambda: prometheus.query("count(edge_node_up)") == [({}, 3.0)], 60, "3 nodes in Prometheus"
+        lambda: prometheus.query("count(edge_node_up)") == [({}, 3.0)], 120, "3 nodes in Prometheus"
     )
     wait_for(
-        lambda: prometheus.query("sum(edge_node_up)") == [({}, 3.0)], 60, "3 nodes up in Prometheus"
+        lambda: prometheus.query("sum(edge_node_up)") == [({}, 3.0)], 120, "3 nodes up in Prometheus"
     )
     assert ours(prometheus, "edge_node_status", ids) == dict.fromkeys(ids, 3.0)
     per_site = {
