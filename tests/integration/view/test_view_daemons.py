@@ -36,7 +36,9 @@ def test_prometheus_counts_the_nodes(prometheus, all_online):
         lambda: prometheus.query("count(edge_node_up)") == [({}, 3.0)], 120, "3 nodes in Prometheus"
     )
     wait_for(
-        lambda: prometheus.query("sum(edge_node_up)") == [({}, 3.0)], 120, "3 nodes up in Prometheus"
+        lambda: prometheus.query("sum(edge_node_up)") == [({}, 3.0)],
+        120,
+        "3 nodes up in Prometheus",
     )
     assert ours(prometheus, "edge_node_status", ids) == dict.fromkeys(ids, 3.0)
     per_site = {
