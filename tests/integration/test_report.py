@@ -20,6 +20,7 @@ import time
 
 import pytest
 from saltfactories.utils import random_string
+from tests.daemons import allow, own_minions_master, reap
 
 pytestmark = pytest.mark.slow
 
@@ -115,7 +116,8 @@ def report_master(salt_factories, master_defaults):
             "metrics": False,
         },
     )
-    factory = salt_factories.salt_master_daemon(random_string("report-master-"), defaults=defaults)
+    # the report counts every node: accept only the minions of this module
+    factory = own_minions_master(salt_factories, random_string("report-master-"), defaults, {})
     with factory.started():
         yield factory
 
@@ -144,6 +146,7 @@ def fleet(report_master):
             overrides=overrides,
             start_timeout=120,
         )
+    allow(report_master, *(f.id for f in factories.values()))
     started = []
     try:
         for factory in factories.values():
@@ -153,6 +156,7 @@ def fleet(report_master):
     finally:
         for factory in reversed(started):
             factory.terminate()
+            reap(factory)
         for relay in relays:
             relay.close()
 

@@ -19,6 +19,7 @@ import pytest
 import salt.config
 from saltfactories.daemons.minion import SaltMinion
 from saltfactories.utils import random_string
+from tests.daemons import reap
 
 import saltext_edge
 from saltext_edge import tokens as edge_token
@@ -81,7 +82,7 @@ def new_minion(master, prefix, edge=None, extra=None):
 
 
 def terminate_all(factories):
-    """Stop daemons in parallel (each stop waits for its process)."""
+    """Stop daemons in parallel (each stop waits for its process), leaving no process behind."""
     from concurrent.futures import ThreadPoolExecutor
 
     factories = list(factories)
@@ -89,6 +90,8 @@ def terminate_all(factories):
         return
     with ThreadPoolExecutor(max_workers=len(factories)) as pool:
         list(pool.map(lambda f: f.terminate(), factories))
+    for factory in factories:
+        reap(factory)
 
 
 def minion_pub(minion):

@@ -13,6 +13,7 @@ import time
 import psutil
 import pytest
 from saltfactories.utils import random_string
+from tests.daemons import allow, own_minions_master
 
 PERIOD = 2.0
 # grace 0: the tests start nodes right after the master and time their
@@ -31,7 +32,6 @@ def master_overrides(extra=None):
     conf = {
         "engines": [{"edge_fleet": {}}],
         "edge": {"fleet": dict(FLEET_CONF), "metrics": False},
-        "auto_accept": True,
     }
     conf.update(extra or {})
     return conf
@@ -51,17 +51,21 @@ def minion_overrides(master, site, extra=None):
 
 
 def new_master(salt_factories, master_defaults, extra=None, prefix="fleet-master-"):
-    return salt_factories.salt_master_daemon(
+    """A master with the engine that accepts only the minions made by :func:`new_minion`."""
+    return own_minions_master(
+        salt_factories,
         random_string(prefix),
-        defaults=copy.deepcopy(master_defaults),
-        overrides=master_overrides(extra),
+        copy.deepcopy(master_defaults),
+        master_overrides(extra),
     )
 
 
 def new_minion(master, site, prefix="fleet-node-", extra=None):
-    return master.salt_minion_daemon(
+    factory = master.salt_minion_daemon(
         random_string(prefix), overrides=minion_overrides(master, site, extra)
     )
+    allow(master, factory.id)
+    return factory
 
 
 def sigkill(factory):

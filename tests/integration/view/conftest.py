@@ -24,6 +24,7 @@ import psutil
 import pytest
 import yaml
 from saltfactories.utils import random_string
+from tests.daemons import allow, own_minions_master, reap
 
 PERIOD = 2.0
 FLEET_CONF = {
@@ -82,10 +83,10 @@ def view_master(salt_factories, master_defaults, metrics_port):
             "fleet": dict(FLEET_CONF),
             "metrics": {"address": "127.0.0.1", "port": metrics_port},
         },
-        "auto_accept": True,
     }
-    factory = salt_factories.salt_master_daemon(
-        random_string("view-master-"), defaults=copy.deepcopy(master_defaults), overrides=overrides
+    # the tests count every node the engine serves: accept only ours
+    factory = own_minions_master(
+        salt_factories, random_string("view-master-"), copy.deepcopy(master_defaults), overrides
     )
     with factory.started(start_timeout=120):
         yield factory
@@ -109,6 +110,7 @@ def view_minions(view_master):
                 "master_alive_interval": 5,
             },
         )
+    allow(view_master, *(f.id for f in factories.values()))
     for factory in factories.values():
         factory.start(start_timeout=120)
     try:
@@ -116,6 +118,7 @@ def view_minions(view_master):
     finally:
         for factory in factories.values():
             factory.terminate()
+            reap(factory)
 
 
 def sigkill(factory):
