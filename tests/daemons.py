@@ -13,6 +13,8 @@ directory, which the master checks inside the sign-in request.
 
 import os
 import pathlib
+import shutil
+import signal
 
 import psutil
 
@@ -59,3 +61,33 @@ def reap(factory):
             pass
     psutil.wait_procs(left, timeout=10)
     return len(left)
+
+
+def sigkill(factory):
+    """SIGKILL a daemon and all its processes at once (no shutdown, no goodbye event)."""
+    proc = psutil.Process(factory.pid)
+    procs = [proc] + proc.children(recursive=True)
+    for p in procs:
+        try:
+            p.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=10)
+    # let salt-factories notice, so that started() can start it again
+    factory.terminate()
+
+
+def share_pki(factory, master):
+    """
+    Make ``factory`` (a master not started yet) use ``master``'s key store,
+    the way a shared ReadWriteMany volume appears: mounted at the second
+    master's own ``pki_dir`` path (Salt prefixes ``root_dir`` to an absolute
+    ``pki_dir``, so the option alone cannot name the first master's).
+    """
+    pki = pathlib.Path(factory.config["pki_dir"])
+    if pki.is_symlink() or pki.is_file():
+        pki.unlink()
+    elif pki.exists():
+        shutil.rmtree(pki)
+    pki.parent.mkdir(parents=True, exist_ok=True)
+    pki.symlink_to(master.config["pki_dir"], target_is_directory=True)

@@ -28,8 +28,8 @@ import json
 import os
 import re
 import secrets as _pysecrets
-import threading
 
+from saltext_edge import fsperm as _fsperm
 from saltext_edge import tokens as _token
 
 VERSION = "v2"
@@ -295,8 +295,9 @@ class EnrollmentStore:
     Mutating calls must be made under the key-store lock.
     """
 
-    def __init__(self, directory):
+    def __init__(self, directory, opts=None):
         self.directory = directory
+        self.opts = opts
 
     def _path(self, enr_id):
         return os.path.join(self.directory, validate_id(enr_id) + ".json")
@@ -311,18 +312,12 @@ class EnrollmentStore:
         return record if isinstance(record, dict) and record.get("id") == enr_id else None
 
     def put(self, record):
-        """Write ``record`` atomically (mode 0600, directory 0700)."""
-        # TODO(integrator): use saltext_edge.fsperm (branch "pack") for owner
-        # and mode once merged; until then the same modes as the node index.
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        path = self._path(record["id"])
-        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(record, fh, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        """
+        Write ``record`` atomically (mode 0600, directory 0700, both the
+        master's user when root writes them, see :mod:`saltext_edge.fsperm`).
+        """
+        _fsperm.private_dir(self.directory, self.opts)
+        _fsperm.write_private_json(self._path(record["id"]), record, self.opts)
 
     def all(self):
         """Return every readable record, oldest first."""
@@ -377,4 +372,4 @@ def directory(opts):
 
 def store(opts):
     """Return the :class:`EnrollmentStore` of the master options ``opts``."""
-    return EnrollmentStore(directory(opts))
+    return EnrollmentStore(directory(opts), opts)

@@ -110,9 +110,6 @@ def create(
     estore = _enr.store(opts)
     with _lock(opts, "edge.enrollment_key"):
         estore.put(record)
-        _hand_to_master(
-            opts, [os.path.dirname(estore.directory), estore.directory, estore._path(record["id"])]
-        )
     try:
         write_new_file(path, _enr.format_key(site, record["id"], key))
     except KeyFileError:
@@ -124,21 +121,6 @@ def create(
     ret = _enr.summary(record, now)
     ret.update(path=path, fingerprint=_token.key_fingerprint(key))
     return ret
-
-
-def _hand_to_master(opts, paths):
-    """
-    When root (the console script) creates records for a master that runs as
-    another user, give them to that user: the master rewrites them at every
-    admission (:mod:`saltext_edge.fsperm`).
-    """
-    from saltext_edge import fsperm
-
-    for path in paths:
-        try:
-            fsperm.hand_to_master(path, opts)
-        except OSError:
-            pass
 
 
 def listing(opts, now=None):

@@ -2,10 +2,11 @@
 The one atomic file writer of the package.
 
 A temporary file in the target's directory is created ``0600``, set to the
-final mode, written and fsync'd, then renamed over the target (or, with
-``exclusive``, linked to it so an existing file is never replaced); the
-directory is fsync'd afterwards. Readers see the old file or the new one,
-never a partial one, and a secret is never readable by others in between.
+final mode (and, through ``owner``, its final owner), written and fsync'd,
+then renamed over the target (or, with ``exclusive``, linked to it so an
+existing file is never replaced); the directory is fsync'd afterwards.
+Readers see the old file or the new one, never a partial one, and a secret
+is never readable by others in between.
 """
 
 import contextlib
@@ -15,23 +16,30 @@ import tempfile
 __all__ = ["atomic_write"]
 
 
-def atomic_write(path, data, mode=0o644, exclusive=False):
+def atomic_write(path, data, mode=0o644, exclusive=False, owner=None, durable=True):
     """
     Write ``data`` (bytes) to ``path`` atomically with permission ``mode``.
 
     With ``exclusive`` the file must not exist yet: raises
     :class:`FileExistsError` when it does (also when it appears meanwhile).
-    Returns ``path``. Raises :class:`OSError` on any failure, leaving no
-    temporary file behind.
+    ``owner``: called with the temporary file's descriptor before anything
+    is written, to give the file its owner (for example
+    :func:`saltext_edge.fsperm.hand_to_master`). ``durable=False`` skips the
+    fsyncs, for files that are rewritten often and whose loss in a power cut
+    costs nothing (still never partial). Returns ``path``. Raises
+    :class:`OSError` on any failure, leaving no temporary file behind.
     """
     directory = os.path.dirname(path) or "."
     fd_, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
     try:
         os.fchmod(fd_, 0o600)
+        if owner is not None:
+            owner(fd_)
         with os.fdopen(fd_, "wb") as fh_:
             fh_.write(data)
-            fh_.flush()
-            os.fsync(fh_.fileno())
+            if durable:
+                fh_.flush()
+                os.fsync(fh_.fileno())
         os.chmod(tmp, mode)
         if exclusive:
             _link_exclusive(tmp, path, data, mode)
@@ -42,7 +50,8 @@ def atomic_write(path, data, mode=0o644, exclusive=False):
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-    _fsync_dir(directory)
+    if durable:
+        _fsync_dir(directory)
     return path
 
 

@@ -20,9 +20,12 @@ Salt's configuration is read, and by tests).
 """
 
 import grp
+import json
 import os
 import pwd
 import stat
+
+from saltext_edge.fileio import atomic_write
 
 # the documented owner and mode of the fleet secret file
 SECRET_MODE = 0o640
@@ -74,6 +77,35 @@ def hand_to_master(fd_or_path, opts):
     else:
         os.chown(fd_or_path, *ids)
     return True
+
+
+def private_dir(path, opts):
+    """Create directory ``path`` and its missing parents (mode 0700, the master's user); return it."""
+    if not os.path.isdir(path):
+        parent = os.path.dirname(path)
+        if parent and not os.path.isdir(parent):
+            private_dir(parent, opts)
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            return path
+        hand_to_master(path, opts)
+    return path
+
+
+def write_private_json(path, data, opts, durable=True):
+    """
+    Atomically replace ``path`` with the JSON of ``data``: mode 0600, owned by
+    the master's user (see :func:`hand_to_master`). Returns ``path``; raises
+    :class:`OSError`. ``durable``: see :func:`saltext_edge.fileio.atomic_write`.
+    """
+    return atomic_write(
+        path,
+        json.dumps(data, sort_keys=True).encode("utf-8"),
+        0o600,
+        owner=lambda fd: hand_to_master(fd, opts),
+        durable=durable,
+    )
 
 
 def _lock_denied(path, opts):

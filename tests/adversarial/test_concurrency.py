@@ -21,6 +21,7 @@ import time
 
 import pytest
 import salt.utils.event
+from tests.daemons import share_pki
 
 from saltext_edge import admission
 
@@ -245,8 +246,6 @@ def test_reactor_decides_a_burst_in_batches(adv_master, adv_opts, key_pool):
 @pytest.fixture(scope="module")
 def twin_master(salt_factories, adv_master):
     """A second master on the same key store (shared pki_dir), its own cache."""
-    import shutil
-
     factory = start_master(
         salt_factories,
         "adv-twin-",
@@ -255,16 +254,7 @@ def twin_master(salt_factories, adv_master):
             "edge": edge_conf(auto_admit=True, revoked_sites=[REVOKED_SITE]),
         },
     )
-    # the shared volume: the twin's pki_dir *is* the first master's (Salt
-    # prefixes root_dir to an absolute pki_dir in the config, so mount it
-    # the way a ReadWriteMany volume would appear: at the twin's own path)
-    twin_pki = pathlib.Path(factory.config["pki_dir"])
-    if twin_pki.is_symlink() or twin_pki.is_file():
-        twin_pki.unlink()
-    elif twin_pki.exists():
-        shutil.rmtree(twin_pki)
-    twin_pki.parent.mkdir(parents=True, exist_ok=True)
-    twin_pki.symlink_to(adv_master.config["pki_dir"], target_is_directory=True)
+    share_pki(factory, adv_master)
     with factory.started():
         yield factory
 

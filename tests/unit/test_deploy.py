@@ -351,19 +351,24 @@ def test_service_selects_the_pods_on_4505_4506():
 # -- bootstrap script -------------------------------------------------------
 
 
+def _script(root, *args, env=None):
+    """Run the bootstrap script with ``--dry-run`` (and ``--root root`` unless ``None``)."""
+    where = ["--root", str(root)] if root is not None else []
+    return subprocess.run(
+        ["bash", str(SCRIPT), "--dry-run", *where, *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, **(env or {})),
+        timeout=60,
+        check=False,
+    )
+
+
 def _bootstrap(tmp_path, *args, env=None, secret=SITE_KEY):
     key = tmp_path / "site.key"
     key.write_text(secret + "\n")
     root = tmp_path / "root"
-    full_env = dict(os.environ, **(env or {}))
-    return root, subprocess.run(
-        ["bash", str(SCRIPT), "--dry-run", "--root", str(root), "--site-key-file", str(key), *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=60,
-        check=False,
-    )
+    return root, _script(root, "--site-key-file", str(key), *args, env=env)
 
 
 @pytest.mark.parametrize("renderer", ["library", "builtin"])
@@ -419,36 +424,16 @@ def test_bootstrap_rejects_bad_input_and_writes_nothing(tmp_path):
     assert not (root / "etc").exists()
     root, proc = _bootstrap(tmp_path, "--site", "s")
     assert proc.returncode == 2 and "--master" in proc.stderr
-    proc = subprocess.run(
-        ["bash", str(SCRIPT), "--dry-run", "--site", "s", "--master", "m"],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, EDGE_SITE_KEY=SITE_KEY),
-        check=False,
-    )
+    proc = _script(None, "--site", "s", "--master", "m", env={"EDGE_SITE_KEY": SITE_KEY})
     assert proc.returncode == 2 and "--root" in proc.stderr
 
 
 def test_bootstrap_secret_from_environment(tmp_path):
     root = tmp_path / "r"
-    proc = subprocess.run(
-        [
-            "bash",
-            str(SCRIPT),
-            "--dry-run",
-            "--root",
-            str(root),
-            "--site",
-            "s1",
-            "--master",
-            "m1",
-            "--renderer",
-            "builtin",
-        ],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, EDGE_SITE_KEY=SITE_KEY.upper()),
-        check=False,
+    proc = _script(
+        root,
+        *("--site", "s1", "--master", "m1", "--renderer", "builtin"),
+        env={"EDGE_SITE_KEY": SITE_KEY.upper()},
     )
     assert proc.returncode == 0, proc.stderr
     assert (root / "etc/salt/edge/edge.key").read_text() == SITE_KEY
@@ -469,27 +454,11 @@ def test_bootstrap_with_fleet_secret(tmp_path, renderer):
     secret = "a fleet secret with 'quotes' and \"more\""
     (tmp_path / "s").write_text(secret + "\n")
     root = tmp_path / "root"
-    proc = subprocess.run(
-        [
-            "bash",
-            str(SCRIPT),
-            "--dry-run",
-            "--root",
-            str(root),
-            "--site",
-            "bj-1",
-            "--master",
-            "[2001:db8::1]:4506",
-            "--shared-secret-file",
-            str(tmp_path / "s"),
-            "--renderer",
-            renderer,
-            "--python",
-            sys.executable,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+    proc = _script(
+        root,
+        *("--site", "bj-1", "--master", "[2001:db8::1]:4506"),
+        *("--shared-secret-file", str(tmp_path / "s")),
+        *("--renderer", renderer, "--python", sys.executable),
     )
     assert proc.returncode == 0, proc.stderr
     assert secret not in proc.stdout + proc.stderr
@@ -549,26 +518,11 @@ def test_bootstrap_with_enrollment_key(tmp_path, renderer, site):
     (tmp_path / "k").write_text(ENROLLMENT_KEY + "\n")
     root = tmp_path / "root"
     args = ["--site", site] if site else []
-    proc = subprocess.run(
-        [
-            "bash",
-            str(SCRIPT),
-            "--dry-run",
-            "--root",
-            str(root),
-            *args,
-            "--master",
-            "salt-a.example.net",
-            "--enrollment-key-file",
-            str(tmp_path / "k"),
-            "--renderer",
-            renderer,
-            "--python",
-            sys.executable,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+    proc = _script(
+        root,
+        *args,
+        *("--master", "salt-a.example.net", "--enrollment-key-file", str(tmp_path / "k")),
+        *("--renderer", renderer, "--python", sys.executable),
     )
     assert proc.returncode == 0, proc.stderr
     assert ENROLLMENT_KEY.rsplit(":", 1)[1] not in proc.stdout + proc.stderr
@@ -589,23 +543,8 @@ def test_bootstrap_with_enrollment_key(tmp_path, renderer, site):
 def test_bootstrap_enrollment_key_for_another_site_is_refused(tmp_path):
     (tmp_path / "k").write_text(ENROLLMENT_KEY + "\n")
     root = tmp_path / "root"
-    proc = subprocess.run(
-        [
-            "bash",
-            str(SCRIPT),
-            "--dry-run",
-            "--root",
-            str(root),
-            "--site",
-            "sh-4",
-            "--master",
-            "m",
-            "--enrollment-key-file",
-            str(tmp_path / "k"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+    proc = _script(
+        root, "--site", "sh-4", "--master", "m", "--enrollment-key-file", str(tmp_path / "k")
     )
     assert proc.returncode == 2 and "sh-3" in proc.stderr and not (root / "etc").exists()
     assert ENROLLMENT_KEY.rsplit(":", 1)[1] not in proc.stderr

@@ -150,6 +150,33 @@ def test_record_heartbeat_replay_and_bounds():
     }
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "stored"),
+    [
+        ("boot", "b" * 65, None),
+        ("boot", float("inf"), None),
+        ("boot", True, None),
+        ("boot", ["list"], None),
+        ("boot", 1733130000, 1733130000),
+        ("seq", True, None),
+        ("seq", 2**70, None),
+        ("seq", -1, None),
+    ],
+)
+def test_record_heartbeat_bounds_what_a_node_sends(field, value, stored):
+    rec = record.new("n1", NOW)
+    record.heartbeat(rec, dict(_payload(seq=1), **{field: value}), NOW)
+    assert rec[field] == stored
+
+
+@pytest.mark.parametrize("site", ["", "x" * 65, "sh 1", "<b>sh</b>", "sh/1", 42])
+def test_record_heartbeat_keeps_only_valid_site_names(site):
+    rec = record.new("n1", NOW)
+    record.heartbeat(rec, _payload(seq=1), NOW)
+    record.heartbeat(rec, dict(_payload(seq=2), site=site), NOW + 1)
+    assert rec["site"] == "sh-1"
+
+
 def test_hours_close_once_and_merge():
     hour = int(NOW // 3600) * 3600
     rec = record.new("n1", NOW)

@@ -10,7 +10,6 @@ so the master and ``salt-run`` keep working whichever ran first.
 
 import json
 import os
-import tempfile
 
 from saltext_edge import fsperm
 
@@ -20,18 +19,7 @@ def edge_dir(opts):
     return private_dir(os.path.join(opts["pki_dir"], "edge"), opts)
 
 
-def private_dir(path, opts):
-    """Create directory ``path`` (mode 0700, the master's user) if missing; return it."""
-    if not os.path.isdir(path):
-        parent = os.path.dirname(path)
-        if parent and not os.path.isdir(parent):
-            private_dir(parent, opts)
-        try:
-            os.mkdir(path, 0o700)
-        except FileExistsError:
-            return path
-        fsperm.hand_to_master(path, opts)
-    return path
+private_dir = fsperm.private_dir
 
 
 def open_lock_file(path, opts):
@@ -40,21 +28,12 @@ def open_lock_file(path, opts):
     return fsperm.open_lock_file(path, opts)
 
 
-def write_private_file(path, data, opts):
-    """Atomically replace ``path`` with the JSON of ``data`` (mode 0600)."""
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    try:
-        fsperm.hand_to_master(fd, opts)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh_:
-            json.dump(data, fh_, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+def write_private_file(path, data, opts, durable=True):
+    """
+    Atomically replace ``path`` with the JSON of ``data`` (mode 0600, the
+    master's user); ``durable``: see :func:`saltext_edge.fileio.atomic_write`.
+    """
+    fsperm.write_private_json(path, data, opts, durable=durable)
 
 
 def read_json_file(path):

@@ -13,12 +13,12 @@ import json
 import logging
 import os
 import random
-import tempfile
 import time
 
 from saltext_edge import config as _config
 from saltext_edge import diag as _diag
 from saltext_edge import probe as _probe
+from saltext_edge.fileio import atomic_write
 from saltext_edge.tokens import SITE_RE as _SITE_RE
 
 log = logging.getLogger(__name__)
@@ -132,18 +132,8 @@ def save(opts, uplink, now=None):
     record = {"measured_at": now if now is not None else time.time(), "uplink": uplink}
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".uplink-", dir=os.path.dirname(path))
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh_:
-                json.dump(record, fh_)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        # a cache, rewritten every period: never partial, not fsync'd
+        atomic_write(path, json.dumps(record).encode("utf-8"), 0o644, durable=False)
     except OSError as exc:
         log.warning("edge uplink: cannot write %s: %s", path, exc)
         return False

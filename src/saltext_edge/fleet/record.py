@@ -22,6 +22,7 @@ are stored apart from the live record (they change once an hour).
 
 import math
 
+from saltext_edge.tokens import SITE_RE  # noqa: E402
 from saltext_edge.uplink_quality import QUALITIES  # noqa: E402  (one definition)
 
 _RANK = {"good": 0, "fair": 1, "poor": 2, "down": 3, "unknown": -1}
@@ -106,7 +107,9 @@ def heartbeat(rec, payload, now, raw_seconds=7200, master=None):
     when the payload is older than what the record holds (a replay or
     reordering: nothing is changed then).
     """
-    boot, seq = payload.get("boot"), payload.get("seq")
+    boot, seq = _boot(payload.get("boot")), payload.get("seq")
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 2**63:
+        seq = None
     if (
         rec.get("boot") == boot
         and isinstance(seq, int)
@@ -116,12 +119,12 @@ def heartbeat(rec, payload, now, raw_seconds=7200, master=None):
         return True
     seen(rec, "heartbeat", now, source=f"heartbeat seq {seq}", master=master)
     site = payload.get("site")
-    if isinstance(site, str) and 0 < len(site) <= 64:
+    if isinstance(site, str) and SITE_RE.match(site):
         rec["site"] = site
     rec["period"] = _num(payload.get("period"), 0.2, 86400)
     rec["jitter"] = _num(payload.get("jitter"), 0.0, 1.0)
-    rec["seq"] = seq if isinstance(seq, int) else None
-    rec["boot"] = boot if isinstance(boot, (int, float, str)) else None
+    rec["seq"] = seq
+    rec["boot"] = boot
     rec["uptime_s"] = _num(payload.get("uptime_s"), 0.0, 1e10)
     rec["budget"] = _num(payload.get("budget"), 0.0, 60.0)
     uplink = clean_uplink(payload.get("uplink"))
@@ -138,6 +141,15 @@ def heartbeat(rec, payload, now, raw_seconds=7200, master=None):
         )
     trim(rec, now, raw_seconds)
     return False
+
+
+def _boot(value):
+    """The node's boot marker as stored: a short string or a finite number, else ``None``."""
+    if isinstance(value, str):
+        return value if 0 < len(value) <= 64 else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return value
+    return None
 
 
 def trim(rec, now, raw_seconds):

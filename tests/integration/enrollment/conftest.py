@@ -13,11 +13,11 @@ independently of ``saltext_edge.enrollment``.
 import hashlib
 import hmac
 import pathlib
-import shutil
 
 import pytest
 from admission.conftest import PendingMinion
 from saltfactories.utils import random_string
+from tests.daemons import share_pki
 
 from adversarial.conftest import (
     SECRET,
@@ -60,13 +60,7 @@ def enr_opts(enr_master):
 def enr_twin(salt_factories, enr_master):
     """A second master whose pki_dir is the first one's (its own cache and bus)."""
     factory = _reactor_master(salt_factories, "enr-twin-")
-    twin_pki = pathlib.Path(factory.config["pki_dir"])
-    if twin_pki.is_symlink() or twin_pki.is_file():
-        twin_pki.unlink()
-    elif twin_pki.exists():
-        shutil.rmtree(twin_pki)
-    twin_pki.parent.mkdir(parents=True, exist_ok=True)
-    twin_pki.symlink_to(enr_master.config["pki_dir"], target_is_directory=True)
+    share_pki(factory, enr_master)
     with factory.started():
         yield factory
 

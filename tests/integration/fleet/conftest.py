@@ -7,10 +7,8 @@ master event to its event listener), never on sleeps.
 """
 
 import copy
-import signal
 import time
 
-import psutil
 import pytest
 from saltfactories.utils import random_string
 from tests.daemons import allow, own_minions_master
@@ -66,20 +64,6 @@ def new_minion(master, site, prefix="fleet-node-", extra=None):
     )
     allow(master, factory.id)
     return factory
-
-
-def sigkill(factory):
-    """SIGKILL a daemon and all its processes at once (no shutdown, no goodbye event)."""
-    proc = psutil.Process(factory.pid)
-    procs = [proc] + proc.children(recursive=True)
-    for p in procs:
-        try:
-            p.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(procs, timeout=10)
-    # let salt-factories notice, so that started() can start it again
-    factory.terminate()
 
 
 def wait_event(listener, master, tag, after, timeout, pred=None):

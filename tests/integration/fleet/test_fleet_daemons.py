@@ -19,12 +19,12 @@ import json
 import time
 
 import pytest
+from tests.daemons import sigkill
 from tests.integration.fleet.conftest import (
     PERIOD,
     events,
     heartbeat_of,
     new_minion,
-    sigkill,
     wait_event,
     wait_record,
 )

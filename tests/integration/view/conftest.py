@@ -12,7 +12,6 @@ import copy
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -20,11 +19,10 @@ import time
 import urllib.parse
 import urllib.request
 
-import psutil
 import pytest
 import yaml
 from saltfactories.utils import random_string
-from tests.daemons import allow, own_minions_master, reap
+from tests.daemons import allow, own_minions_master, reap, sigkill
 
 PERIOD = 2.0
 FLEET_CONF = {
@@ -119,19 +117,6 @@ def view_minions(view_master):
         for factory in factories.values():
             factory.terminate()
             reap(factory)
-
-
-def sigkill(factory):
-    """SIGKILL a daemon and all its processes at once (no goodbye)."""
-    proc = psutil.Process(factory.pid)
-    procs = [proc] + proc.children(recursive=True)
-    for p in procs:
-        try:
-            p.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(procs, timeout=10)
-    factory.terminate()
 
 
 class Prometheus:
