@@ -35,21 +35,9 @@ from saltext_edge.view.metrics_catalogue import (
     STATUS_CODE,
     STATUSES,
 )
+from saltext_edge.view.numbers import as_float
 
 log = logging.getLogger(__name__)
-
-
-def _num(value):
-    """A finite float, or None for anything that is not a number."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    if value != value or value in (float("inf"), float("-inf")):  # NaN/inf
-        return None
-    return value
 
 
 def _escape_value(value):
@@ -143,9 +131,9 @@ class FleetCollector:
             agg["quality"][quality] += 1
             rtt = jitter = loss = None
             if uplink:
-                rtt = _num(uplink.get("rtt_ms"))
-                jitter = _num(uplink.get("jitter_ms"))
-                loss = _num(uplink.get("loss_pct"))
+                rtt = as_float(uplink.get("rtt_ms"))
+                jitter = as_float(uplink.get("jitter_ms"))
+                loss = as_float(uplink.get("loss_pct"))
                 if rtt is not None:
                     agg["rtt"].append(rtt)
                 if loss is not None:
@@ -157,7 +145,7 @@ class FleetCollector:
                         site,
                         1.0 if status in ("online", "late") else 0.0,
                         float(STATUS_CODE[status]),
-                        _num(node.get("last_seen_ts")),
+                        as_float(node.get("last_seen_ts")),
                         rtt,
                         jitter,
                         loss,
@@ -179,7 +167,7 @@ class FleetCollector:
                 decision, reason = key
             else:
                 decision, reason = key, None
-            value = _num(count)
+            value = as_float(count)
             if value is not None:
                 admissions.append((str(decision), "" if reason is None else str(reason), value))
         engine_conf = snap.get("engine") or {}
@@ -190,7 +178,7 @@ class FleetCollector:
             ("edge_engine_store_errors_total", "store_errors"),
             ("edge_engine_start_time_seconds", "started_at"),
         ):
-            value = _num(engine_conf.get(key)) if isinstance(engine_conf, dict) else None
+            value = as_float(engine_conf.get(key)) if isinstance(engine_conf, dict) else None
             if value is not None:
                 engine[name] = value
         return rows, sites, admissions, engine

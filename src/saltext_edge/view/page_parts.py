@@ -11,6 +11,7 @@ import datetime
 import html
 
 from saltext_edge.uplink_quality import QUALITIES
+from saltext_edge.view.numbers import as_float
 
 STATUSES = ("offline", "late", "never_seen", "online")
 
@@ -47,18 +48,8 @@ def as_int(value):
         return 0
 
 
-def _float(value):
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if value == value else None
-
-
 def _fmt(value, unit="", digits=1):
-    value = _float(value)
+    value = as_float(value, finite=False)
     if value is None:
         return "\u2013"
     return f"{value:.{digits}f}{unit}"
@@ -155,7 +146,7 @@ def sparkline(history, width=120, height=28):
     for p in points:
         on, off = as_int(p.get("online")), as_int(p.get("offline"))
         shares.append(on / (on + off) if on + off else None)
-    rtts = [_float(p.get("rtt_ms_median")) for p in points]
+    rtts = [as_float(p.get("rtt_ms_median"), finite=False) for p in points]
     known_rtt = [r for r in rtts if r is not None]
     known_share = [s for s in shares if s is not None]
     desc = f"last {len(points)} hours"
@@ -205,7 +196,8 @@ def _trend(trend):
     for window in ("1h", "24h"):
         t = (trend or {}).get(window) or {}
         if not any(
-            _float(t.get(k)) is not None for k in ("rtt_ms_median", "rtt_ms_p95", "loss_pct")
+            as_float(t.get(k), finite=False) is not None
+            for k in ("rtt_ms_median", "rtt_ms_p95", "loss_pct")
         ):
             continue
         parts.append(
