@@ -3,7 +3,7 @@
 Fleet view benchmarks (``python bench/run.py --only view`` or run directly):
 
 * metrics: scrape ``/metrics`` over HTTP (gzip, as Prometheus asks) from
-  :func:`saltext_edge.fleet_metrics.serve` over a 5,000-node snapshot (and
+  :func:`saltext_edge.view.metrics_server.serve` over a 5,000-node snapshot (and
   20,000 for the cardinality figure); baseline: prometheus-client's own
   ``generate_latest`` over the same collector (no HTTP);
 * "does not block the engine": an event-handling thread in the same process
@@ -15,7 +15,7 @@ Fleet view benchmarks (``python bench/run.py --only view`` or run directly):
   Chromium (the page records ``performance.now()`` after parsing and after a
   forced layout on ``load``), plus Chromium's wall time against a 1-node page.
 
-Synthetic data (``fleet_page.example_report`` and a snapshot of the same
+Synthetic data (``view.page_example.example_report`` and a snapshot of the same
 shape); the master's own record is not involved, so these figures isolate
 the view.
 """
@@ -38,9 +38,11 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _common as C  # noqa: E402  pylint: disable=wrong-import-position
-from saltext_edge import (
-    fleet_metrics,  # noqa: E402  pylint: disable=wrong-import-position
-    fleet_page,  # noqa: E402  pylint: disable=wrong-import-position
+from saltext_edge.view import (  # noqa: E402  pylint: disable=wrong-import-position
+    metrics_collector,
+    metrics_server,
+    page,
+    page_example,
 )
 
 
@@ -94,7 +96,7 @@ def _scrape(url):
 
 def scrape_times(nodes, runs):
     snap = snapshot(nodes)
-    server = fleet_metrics.serve("127.0.0.1", 0, lambda: snap)
+    server = metrics_server.serve("127.0.0.1", 0, lambda: snap)
     try:
         _scrape(server.url)  # warm up
         times = []
@@ -107,7 +109,7 @@ def scrape_times(nodes, runs):
         server.close()
     series = sum(
         1
-        for line in fleet_metrics.FleetCollector(lambda: snap).exposition().splitlines()
+        for line in metrics_collector.FleetCollector(lambda: snap).exposition().splitlines()
         if not line.startswith(b"#")
     )
     return {
@@ -124,7 +126,7 @@ def stock_times(nodes, runs):
     from prometheus_client import generate_latest
 
     snap = snapshot(nodes)
-    registry = fleet_metrics.registry_for(lambda: snap, process=False)
+    registry = metrics_collector.registry_for(lambda: snap, process=False)
     generate_latest(registry)
     times = []
     for _ in range(runs):
@@ -165,7 +167,7 @@ def event_delays(nodes, seconds, scraping, rate=500):
             _scrape(url)
             scrapes[0] += 1
 
-    server = fleet_metrics.serve("127.0.0.1", 0, lambda: snap)
+    server = metrics_server.serve("127.0.0.1", 0, lambda: snap)
     worker = threading.Thread(target=engine, daemon=True)
     worker.start()
     scr = threading.Thread(target=scraper, args=(server.url,), daemon=True) if scraping else None
@@ -321,11 +323,11 @@ def run(quick=False, log=print, keep=False):
     log(f"    p99 {busy['p99_ms']:.1f} ms with scrapes, {quiet['p99_ms']:.1f} ms without")
 
     log("  page: 5,000 nodes in 50 sites, every node listed")
-    rep = fleet_page.example_report(nodes=5000, sites=50)
+    rep = page_example.example_report(nodes=5000, sites=50)
     times = []
     for _ in range(max(3, runs // 3)):
         t0 = time.perf_counter()
-        text = fleet_page.render(rep)
+        text = page.render(rep)
         times.append((time.perf_counter() - t0) * 1000)
     size = len(text.encode("utf-8"))
     json_size = len(json.dumps(rep).encode("utf-8"))
@@ -349,15 +351,15 @@ def run(quick=False, log=print, keep=False):
             "ms",
             "reported",
             None,
-            "fleet_page.render",
+            "view.page.render",
         )
     )
     tmp = tempfile.mkdtemp(prefix="saltext-edge-bench-view-")
     try:
         big = os.path.join(tmp, "fleet-5000.html")
         small = os.path.join(tmp, "fleet-1.html")
-        fleet_page.write(rep, big)
-        fleet_page.write(fleet_page.example_report(nodes=1, sites=1), small)
+        page.write(rep, big)
+        page.write(page_example.example_report(nodes=1, sites=1), small)
         b_big = browser_times(big)
         b_small = browser_times(small)
     finally:

@@ -20,7 +20,7 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from saltext_edge import fleet_metrics
+from saltext_edge.view import metrics_catalogue, metrics_collector, metrics_server
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "deploy" / "grafana" / "edge-fleet-dashboard.json"
@@ -69,7 +69,7 @@ def snapshot():
 
 def samples(snap, per_node=True):
     """{(name, frozenset(labels)): value} parsed back from the served text."""
-    collector = fleet_metrics.FleetCollector(lambda: snap, per_node=per_node)
+    collector = metrics_collector.FleetCollector(lambda: snap, per_node=per_node)
     text = collector.exposition().decode()
     out = {}
     for fam in text_string_to_metric_families(text):
@@ -134,7 +134,7 @@ def test_per_node_false_keeps_only_aggregates():
 
 def test_fast_text_equals_prometheus_client_output():
     snap = snapshot()
-    registry = fleet_metrics.registry_for(lambda: snap, process=False)
+    registry = metrics_collector.registry_for(lambda: snap, process=False)
     theirs = {
         (s.name, frozenset(s.labels.items()), s.value)
         for f in text_string_to_metric_families(generate_latest(registry).decode())
@@ -148,7 +148,7 @@ def test_unreadable_snapshot_is_reported_not_raised():
     def broken():
         raise RuntimeError("engine not ready")
 
-    collector = fleet_metrics.FleetCollector(broken)
+    collector = metrics_collector.FleetCollector(broken)
     text = collector.exposition().decode()
     assert [f.name for f in collector.collect()] == ["edge_metrics_snapshot_ok"]
     assert "edge_metrics_snapshot_ok 0.0" in text
@@ -178,7 +178,7 @@ def test_unreadable_snapshot_is_reported_not_raised():
     ],
 )
 def test_config(conf, expected):
-    assert fleet_metrics.config(conf) == expected
+    assert metrics_catalogue.config(conf) == expected
 
 
 @pytest.mark.parametrize(
@@ -195,8 +195,8 @@ def test_config(conf, expected):
     ],
 )
 def test_config_errors_are_clear(metrics, words):
-    with pytest.raises(fleet_metrics.MetricsConfigError, match=re.escape(words)):
-        fleet_metrics.config({"edge": {"metrics": metrics}})
+    with pytest.raises(metrics_catalogue.MetricsConfigError, match=re.escape(words)):
+        metrics_catalogue.config({"edge": {"metrics": metrics}})
 
 
 def _get(url, gzip_ok=False):
@@ -210,7 +210,7 @@ def _get(url, gzip_ok=False):
 
 def test_serve_on_loopback_and_close():
     snap = snapshot()
-    server = fleet_metrics.serve("127.0.0.1", 0, lambda: snap)
+    server = metrics_server.serve("127.0.0.1", 0, lambda: snap)
     try:
         assert server.url == f"http://127.0.0.1:{server.port}/metrics"
         status, headers, body = _get(server.url)
@@ -230,7 +230,7 @@ def test_serve_on_loopback_and_close():
         assert server.address == "127.0.0.1"
         # a second server on the same port fails with the address in the message
         with pytest.raises(OSError, match=f"127.0.0.1:{server.port}"):
-            fleet_metrics.serve("127.0.0.1", server.port, lambda: snap)
+            metrics_server.serve("127.0.0.1", server.port, lambda: snap)
     finally:
         server.close()
         server.close()
@@ -239,7 +239,7 @@ def test_serve_on_loopback_and_close():
 
 
 def test_start_respects_disabled():
-    assert fleet_metrics.start({"edge": {"metrics": False}}, dict) is None
+    assert metrics_server.start({"edge": {"metrics": False}}, dict) is None
 
 
 # --------------------------------------------------------------------------
@@ -266,7 +266,7 @@ def _dashboard_queries():
 
 def served_names():
     """Every sample name a real collector serves for a full snapshot."""
-    collector = fleet_metrics.FleetCollector(snapshot)
+    collector = metrics_collector.FleetCollector(snapshot)
     names = set()
     for fam in collector.collect():
         names.update(s.name for s in fam.samples)
@@ -323,7 +323,7 @@ def test_kubernetes_exposes_metrics_to_the_cluster_only():
     docs = list(yaml.safe_load_all((REPO / "deploy/kubernetes/metrics-service.yaml").read_text()))
     (svc,) = [d for d in docs if d]
     assert svc["kind"] == "Service" and svc["spec"]["type"] == "ClusterIP"
-    assert [p["port"] for p in svc["spec"]["ports"]] == [fleet_metrics.DEFAULT_PORT]
+    assert [p["port"] for p in svc["spec"]["ports"]] == [metrics_catalogue.DEFAULT_PORT]
     master = [
         d
         for d in yaml.safe_load_all((REPO / "deploy/kubernetes/salt-master.yaml").read_text())
@@ -335,4 +335,4 @@ def test_kubernetes_exposes_metrics_to_the_cluster_only():
     # no LoadBalancer or NodePort carries the metrics port
     for doc in yaml.safe_load_all((REPO / "deploy/kubernetes/salt-master.yaml").read_text()):
         if doc and doc["kind"] == "Service":
-            assert fleet_metrics.DEFAULT_PORT not in [p["port"] for p in doc["spec"]["ports"]]
+            assert metrics_catalogue.DEFAULT_PORT not in [p["port"] for p in doc["spec"]["ports"]]

@@ -11,7 +11,8 @@ import stat
 
 import pytest
 
-from saltext_edge import fleet_page
+from saltext_edge.view import page as fleet_page
+from saltext_edge.view import page_example, page_parts
 
 
 class _Page(html.parser.HTMLParser):
@@ -146,7 +147,7 @@ def test_fleet_text_is_inert(evil):
 
 
 def test_page_is_self_contained():
-    text = fleet_page.render(fleet_page.example_report(nodes=50, sites=5))
+    text = fleet_page.render(page_example.example_report(nodes=50, sites=5))
     page = parse(text)
     for tag, attrs in page.tags:
         for key in ("src", "href", "action", "srcset", "poster"):
@@ -221,11 +222,11 @@ def test_sparkline_from_history():
         }
         for h in range(6)
     ]
-    svg = fleet_page.sparkline(history)
+    svg = page_parts.sparkline(history)
     assert svg.startswith("<svg") and svg.count("<polyline") == 2
     assert "online 60-100 %" in svg and "median RTT 20-25 ms" in svg
-    assert fleet_page.sparkline(history[:1]) == ""
-    assert fleet_page.sparkline([]) == ""
+    assert page_parts.sparkline(history[:1]) == ""
+    assert page_parts.sparkline([]) == ""
 
 
 def test_missing_or_odd_fields_render():
@@ -247,14 +248,14 @@ def test_nodes_sorted_worst_first_within_a_site():
 
 
 def test_size_for_5000_nodes_under_2_mb():
-    text = fleet_page.render(fleet_page.example_report(nodes=5000, sites=50))
+    text = fleet_page.render(page_example.example_report(nodes=5000, sites=50))
     assert len(text.encode("utf-8")) < 2_000_000
 
 
 def test_write_is_atomic_and_0644(tmp_path):
     path = tmp_path / "fleet.html"
     path.write_text("old")
-    written = fleet_page.write(fleet_page.example_report(nodes=5, sites=1), str(path))
+    written = fleet_page.write(page_example.example_report(nodes=5, sites=1), str(path))
     assert written == str(path)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
     assert path.read_text().startswith("<!DOCTYPE html>")

@@ -48,15 +48,17 @@ def __virtual__():
 
 
 def _metrics(opts, snapshot_fn):
-    # --- view: edge:metrics is parsed and validated by fleet_metrics.start
+    # --- view: edge:metrics is parsed and validated by metrics_server.start
     # (address, port, per_node, enabled; docs/ref/metrics.rst) --------------
     try:
-        from saltext_edge import fleet_metrics
+        from saltext_edge.view import metrics_server
     except ImportError:
-        log.info("edge_fleet: no metrics module (saltext_edge.fleet_metrics); metrics not served")
+        log.info(
+            "edge_fleet: no metrics module (saltext_edge.view.metrics_server); metrics not served"
+        )
         return None
     try:
-        return fleet_metrics.start(opts, snapshot_fn)
+        return metrics_server.start(opts, snapshot_fn)
     except Exception as exc:
         log.error("edge_fleet: metrics not served: %s", exc)
         return None

@@ -13,10 +13,10 @@ try:
     import saltext_edge.report as edge_report
     from saltext_edge import admission as _admission
     from saltext_edge import enrollment_admin as _enr_admin
-    from saltext_edge import fleet_page as _fleet_page  # view: report html=PATH
     from saltext_edge import shared_secret as _secrets
     from saltext_edge import tokens as _token
     from saltext_edge.errors import EdgeCommandError
+    from saltext_edge.view import page as _fleet_page  # view: report html=PATH
 
     HAS_LIB = True
 except ImportError:  # pragma: no cover

@@ -9,7 +9,8 @@ import re
 
 import pytest
 
-from saltext_edge import fleet_page
+from saltext_edge.view import page as fleet_page
+from saltext_edge.view import page_example
 
 from .conftest import chromium
 
@@ -20,7 +21,7 @@ EVIL_SITE = "</summary></details><script>document.title='pwned'</script>"
 
 
 def test_hostile_ids_stay_text_in_the_browser(tmp_path):
-    rep = fleet_page.example_report(nodes=6, sites=2)
+    rep = page_example.example_report(nodes=6, sites=2)
     site = next(iter(rep["sites"]))
     rep["sites"][EVIL_SITE] = rep["sites"].pop(site)
     nodes = rep["sites"][EVIL_SITE]["nodes"]
@@ -43,7 +44,7 @@ def test_hostile_ids_stay_text_in_the_browser(tmp_path):
 
 
 def test_5000_node_page_renders_within_2_s(tmp_path):
-    rep = fleet_page.example_report(nodes=5000, sites=50)
+    rep = page_example.example_report(nodes=5000, sites=50)
     page = tmp_path / "fleet-5000.html"
     fleet_page.write(rep, str(page))
     assert page.stat().st_size < 2_000_000
