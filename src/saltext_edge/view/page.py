@@ -16,8 +16,8 @@ every value from the report is HTML-escaped there and here.
 import base64
 import hashlib
 import os
-import tempfile
 
+from saltext_edge.fileio import atomic_write
 from saltext_edge.view.page_parts import (
     STATUS_LABEL,
     as_int,
@@ -175,20 +175,5 @@ def write(report, path):
     does not exist or is not writable (nothing is left behind).
     """
     path = os.path.abspath(os.path.expanduser(str(path)))
-    text = render(report)
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".fleet-page-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh_:
-            fh_.write(text)
-            fh_.flush()
-            os.fsync(fh_.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, render(report).encode("utf-8"), 0o644)
     return path
