@@ -18,7 +18,7 @@ from saltext_edge.fleet import signing as _signing
 from saltext_edge.fleet import sites as _sites
 from saltext_edge.fleet import status as _status
 from saltext_edge.fleet import store as _store
-from saltext_edge.fleet.nodeview import admission_counts, iso, node_view, stamp_epoch
+from saltext_edge.fleet.nodeview import assemble, iso, stamp_epoch
 
 log = logging.getLogger(__name__)
 
@@ -369,27 +369,19 @@ class FleetEngine:
     def refresh_snapshot(self, now=None):
         """Rebuild the snapshot (see :func:`saltext_edge.fleet.snapshot`) from memory."""
         now = now if now is not None else self.clock()
-        nodes = {}
-        for minion_id, rec in self.records.items():
-            nodes[minion_id] = node_view(
-                minion_id, rec, self.site(minion_id, rec), rec.get("status"), self.index
-            )
-        for minion_id in self.accepted:
-            if minion_id not in nodes:
-                nodes[minion_id] = node_view(
-                    minion_id, None, self.site(minion_id), "never_seen", self.index
-                )
-        admissions = admission_counts(self.index)
-        snap = {
-            "nodes": nodes,
-            "engine": {
+        snap = assemble(
+            self.records,
+            self.accepted,
+            self.index,
+            self.site,
+            lambda _id, rec: rec.get("status"),
+            {
                 "events_seen": self.events_seen,
                 "lag_seconds": round(self.lag, 3),
                 "store_errors": self.store_errors,
                 "started_at": self.started_at,
             },
-            "admissions": admissions,
-        }
+        )
         with self._lock:
             self._snapshot = snap
             self._snapshot_at = now

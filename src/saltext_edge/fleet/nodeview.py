@@ -72,6 +72,26 @@ def node_view(minion_id, rec, site, status, index):
     }
 
 
+def assemble(records, accepted, index, site_of, status_of, engine):
+    """
+    Return the snapshot of ``records`` (``{id: record}``) and the ``accepted``
+    ids without a record (``never_seen``): ``site_of(id, rec)`` and
+    ``status_of(rec)`` name each node's site and status; ``engine`` is the
+    engine's health mapping.
+    """
+    nodes = {}
+    for minion_id, rec in records.items():
+        nodes[minion_id] = node_view(
+            minion_id, rec, site_of(minion_id, rec), status_of(minion_id, rec), index
+        )
+    for minion_id in accepted:
+        if minion_id not in nodes:
+            nodes[minion_id] = node_view(
+                minion_id, None, site_of(minion_id, None), "never_seen", index
+            )
+    return {"nodes": nodes, "engine": engine, "admissions": admission_counts(index)}
+
+
 def snapshot(opts_or_cache, now=None, store=None):
     """
     Return the snapshot built from the stored record (not from a running
@@ -92,22 +112,24 @@ def snapshot(opts_or_cache, now=None, store=None):
     conf = _conf.parse(opts.get("edge"))
     records = store.load_all()
     index = _sites.node_index(opts)
-    accepted = _sites.keys(opts)["minions"]
-    nodes = {}
-    for minion_id in set(accepted) | set(records):
-        rec = records.get(minion_id)
-        site = _sites.site_of(minion_id, index, rec)
-        status = _status.classify(rec, _conf.for_site(conf, site), now) if rec else "never_seen"
-        nodes[minion_id] = node_view(minion_id, rec, site, status, index)
     engines = store.engines()
-    admissions = admission_counts(index)
-    return {
-        "nodes": nodes,
-        "engine": {
+
+    def site_of(minion_id, rec):
+        return _sites.site_of(minion_id, index, rec)
+
+    def status_of(minion_id, rec):
+        return _status.classify(rec, _conf.for_site(conf, site_of(minion_id, rec)), now)
+
+    return assemble(
+        records,
+        _sites.keys(opts)["minions"],
+        index,
+        site_of,
+        status_of,
+        {
             "events_seen": sum(int(e.get("events_seen") or 0) for e in engines.values()),
             "lag_seconds": 0.0,
             "store_errors": 0,
             "started_at": min((e.get("started_at") or now for e in engines.values()), default=None),
         },
-        "admissions": admissions,
-    }
+    )
