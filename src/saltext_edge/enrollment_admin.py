@@ -13,6 +13,9 @@ from saltext_edge import enrollment as _enr
 from saltext_edge import fileio as _fileio
 from saltext_edge import tokens as _token
 
+#: the ``status`` of an enrollment in a listing (:func:`listing`)
+LISTING_STATUSES = ("active", "expired", "exhausted", "enrollment_revoked")
+
 
 class KeyFileError(ValueError):
     """A key file cannot be created; the message names the path, never the key."""
@@ -101,6 +104,8 @@ def create(
 
     if isinstance(uses, str) and uses.strip().isdigit():
         uses = int(uses)
+    if note is not None:
+        note = str(note)
     now = _now() if now is None else now
     record = _enr.new_record(
         site, uses=uses, expires=expires, ids=ids, note=note, creator=who or creator(), now=now
@@ -123,10 +128,48 @@ def create(
     return ret
 
 
-def listing(opts, now=None):
-    """Return the public summary of every enrollment (oldest first), see :func:`summary`."""
+def listing(opts, now=None, site=None, status=None):
+    """
+    Return the public summary of every enrollment (oldest first), see
+    :func:`saltext_edge.enrollment.summary`; only those whose site matches
+    the glob ``site`` and whose status is ``status`` when given.
+    """
+    import fnmatch
+
+    if status is not None and status not in LISTING_STATUSES:
+        raise _enr.EnrollmentError(
+            "bad_status", f"status must be one of {', '.join(LISTING_STATUSES)}"
+        )
     now = _now() if now is None else now
-    return [_enr.summary(r, now) for r in _enr.store(opts).all()]
+    out = [_enr.summary(r, now) for r in _enr.store(opts).all()]
+    if site is not None:
+        out = [e for e in out if fnmatch.fnmatchcase(e["site"], str(site))]
+    if status is not None:
+        out = [e for e in out if e["status"] == status]
+    return out
+
+
+def write_site_key(opts, site, path=None):
+    """
+    Write the site key of ``site`` (from the master's current fleet secret)
+    to the NEW file ``path`` (0600; default ``<pki_dir>/edge/sites/<site>.key``)
+    for provisioning. Everything is checked before anything is created; the
+    key is never returned. Returns ``{"site", "path", "fingerprint"}``;
+    raises :class:`saltext_edge.tokens.TokenError` (bad site),
+    :class:`KeyFileError` and :class:`saltext_edge.shared_secret.SecretError`.
+    """
+    from saltext_edge import shared_secret as _secrets
+
+    _token.validate_site(site)
+    default = path is None
+    if default:
+        path = os.path.join(opts["pki_dir"], "edge", "sites", f"{site}.key")
+    check_new_path(path)
+    k_site = _secrets.master_site_key(opts, site)
+    if default:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    write_new_file(path, k_site)
+    return {"site": site, "path": path, "fingerprint": _token.key_fingerprint(k_site)}
 
 
 def revoke(opts, enr_id, now=None):

@@ -139,3 +139,28 @@ def revoke_node(opts, minion_id, revoked=True):
         time.time(),
     )
     return {"id": minion_id, "revoked": bool(revoked), "key_removed": removed}
+
+
+def accept_pending(opts, match="*", dry_run=False, wait=0):
+    """
+    ``salt-run edge.accept_pending``: check ``match`` (a non-empty glob, or
+    comma-separated globs) and ``wait`` (0-3600 seconds), fail closed on no
+    usable fleet secret or a bad policy before listening or touching
+    anything, listen to ``salt/auth`` events for ``wait`` seconds, then
+    :func:`decide_and_act`. Raises :class:`AdmissionError` or
+    :class:`saltext_edge.shared_secret.SecretError` (one-line messages).
+    """
+    from saltext_edge import shared_secret as _secrets
+
+    try:
+        wait = float(wait or 0)
+    except (TypeError, ValueError):
+        raise AdmissionError("wait must be a number of seconds") from None
+    if not 0 <= wait <= 3600:  # NaN fails too
+        raise AdmissionError("wait must be between 0 and 3600 seconds")
+    if not isinstance(match, str) or not match:
+        raise AdmissionError("match must be a non-empty glob")
+    secrets = _secrets.master_secrets(opts)
+    policy(opts)
+    fresh = collect_auth_events(opts, wait, match=match) if wait else None
+    return decide_and_act(opts, match=match, dry_run=dry_run, secrets=secrets, extra_records=fresh)

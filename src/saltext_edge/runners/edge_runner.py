@@ -1,26 +1,29 @@
 """
 Runner ``edge``: the fleet view on the master (docs/ref/runners.rst).
+
+Every function is wrapped by :func:`saltext_edge.errors.command_errors`: a
+bad argument, or any error the library reports, is printed as one line and
+``salt-run`` exits 1.
 """
 
 import logging
-import os
 
-import salt.exceptions
 import salt.utils.data
 
 try:
     import saltext_edge
-    import saltext_edge.report as edge_report
     from saltext_edge import admission as _admission
     from saltext_edge import enrollment_admin as _enr_admin
-    from saltext_edge import shared_secret as _secrets
-    from saltext_edge import tokens as _token
-    from saltext_edge.errors import EdgeCommandError
-    from saltext_edge.view import page as _fleet_page  # view: report html=PATH
+    from saltext_edge import report_request as _report_request
+    from saltext_edge.errors import command_errors as _command_errors
 
     HAS_LIB = True
 except ImportError:  # pragma: no cover
     HAS_LIB = False
+
+    def _command_errors(func):  # __virtual__ refuses the module anyway
+        return func
+
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,7 @@ def __virtual__():
     return __virtualname__
 
 
+@_command_errors
 def version():
     """
     Return the version of saltext-edge on the master (a string).
@@ -50,6 +54,7 @@ def version():
     return saltext_edge.__version__
 
 
+@_command_errors
 def report(ping=False, site=None, timeout=None, details=False, html=None):
     """
     The fleet report, from the record the ``edge_fleet`` engine keeps (no
@@ -101,60 +106,12 @@ def report(ping=False, site=None, timeout=None, details=False, html=None):
         salt-run edge.report ping=True
         salt-run edge.report html=/srv/www/edge/fleet.html
     """
-    # --- view: html=PATH (fleet page) -- checked before any work ---------
-    if html is not None:
-        if not isinstance(html, str) or not os.path.isabs(html) or html.endswith(os.sep):
-            raise salt.exceptions.SaltInvocationError(
-                "html must be an absolute file path, such as /srv/www/edge/fleet.html"
-            )
-        if not os.path.isdir(os.path.dirname(html)):
-            raise salt.exceptions.SaltInvocationError(
-                f"html: the directory {os.path.dirname(html)} does not exist"
-            )
-        details = True  # the page lists every node
-    # --- end view ---------------------------------------------------------
-    if timeout is not None:
-        try:
-            timeout = int(timeout)
-        except (TypeError, ValueError):
-            raise salt.exceptions.SaltInvocationError(
-                "timeout must be a whole number of seconds"
-            ) from None
-        if not 1 <= timeout <= 3600:
-            raise salt.exceptions.SaltInvocationError("timeout must be 1-3600 seconds")
-    progress = edge_report.event_progress(__opts__)
-    try:
-        ret = edge_report.build(
-            __opts__,
-            ping=salt.utils.data.is_true(ping),
-            site=None if site in (None, "") else str(site),
-            timeout=timeout,
-            details=salt.utils.data.is_true(details),
-            progress=progress,
-        )
-    except ValueError as exc:
-        # a bad edge:fleet setting in the master config
-        raise salt.exceptions.SaltInvocationError(str(exc)) from exc
-    finally:
-        progress.close()
-    # --- view: write the fleet page ---------------------------------------
-    if html is not None:
-        try:
-            path = _fleet_page.write(ret, html)
-        except OSError as exc:
-            raise EdgeCommandError(
-                f"cannot write the fleet page {html}: {exc.strerror or exc}"
-            ) from None
-        return {
-            "html": path,
-            "generated_at": ret.get("generated_at"),
-            "totals": ret.get("totals"),
-            "summary": ret.get("summary"),
-        }
-    # --- end view ---------------------------------------------------------
-    return ret
+    return _report_request.run(
+        __opts__, ping=ping, site=site, timeout=timeout, details=details, html=html
+    )
 
 
+@_command_errors
 def node(minion_id):
     """
     One node's record and history from the ``edge_fleet`` engine's record:
@@ -173,19 +130,10 @@ def node(minion_id):
         salt-run edge.node sh-3-gw-01
         salt-run edge.node sh-3-gw-01 --out=json
     """
-    if not isinstance(minion_id, str) or not minion_id:
-        raise salt.exceptions.SaltInvocationError("edge.node needs a minion id")
-    try:
-        ret = edge_report.node(__opts__, minion_id)
-    except ValueError as exc:
-        raise salt.exceptions.SaltInvocationError(str(exc)) from exc
-    if ret is None:
-        raise salt.exceptions.SaltInvocationError(
-            f"edge.node: no key and no record for {minion_id!r}"
-        )
-    return ret
+    return _report_request.node(__opts__, minion_id)
 
 
+@_command_errors
 def accept_pending(match="*", dry_run=False, wait=0):
     """
     Admit pending minion keys that prove themselves with a valid
@@ -215,27 +163,12 @@ def accept_pending(match="*", dry_run=False, wait=0):
         salt-run edge.accept_pending match='sh-3-*' dry_run=True
         salt-run edge.accept_pending wait=30
     """
-    try:
-        wait = float(wait or 0)
-    except (TypeError, ValueError):
-        raise salt.exceptions.SaltInvocationError("wait must be a number of seconds") from None
-    if wait < 0 or wait > 3600:
-        raise salt.exceptions.SaltInvocationError("wait must be between 0 and 3600 seconds")
-    if not isinstance(match, str) or not match:
-        raise salt.exceptions.SaltInvocationError("match must be a non-empty glob")
-    dry_run = salt.utils.data.is_true(dry_run)
-    try:
-        # fail closed before listening or touching anything
-        secrets = _secrets.master_secrets(__opts__)
-        _admission.policy(__opts__)
-        fresh = _admission.collect_auth_events(__opts__, wait, match=match) if wait else None
-        return _admission.decide_and_act(
-            __opts__, match=match, dry_run=dry_run, secrets=secrets, extra_records=fresh
-        )
-    except (_admission.AdmissionError, _secrets.SecretError) as exc:
-        raise EdgeCommandError(str(exc)) from None
+    return _admission.accept_pending(
+        __opts__, match=match, dry_run=salt.utils.data.is_true(dry_run), wait=wait
+    )
 
 
+@_command_errors
 def site_key(site, path=None):
     """
     Write the site key ``K_site`` of ``site`` (derived from the master's
@@ -257,28 +190,17 @@ def site_key(site, path=None):
         salt-run edge.site_key sh-3
         salt-run edge.site_key sh-3 path=/srv/provision/sh-3.key
     """
-    try:
-        _token.validate_site(site)
-    except _token.TokenError as exc:
-        raise salt.exceptions.SaltInvocationError(str(exc)) from None
-    if path is None:
-        path = os.path.join(__opts__["pki_dir"], "edge", "sites", f"{site}.key")
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    elif not isinstance(path, str) or not os.path.isabs(path):
-        raise salt.exceptions.SaltInvocationError("path must be an absolute file path")
-    try:
-        k_site = _secrets.master_site_key(__opts__, site)
-    except _secrets.SecretError as exc:
-        raise EdgeCommandError(str(exc)) from None
-    try:
-        _enr_admin.write_new_file(path, k_site)
-    except _enr_admin.KeyFileError as exc:
-        raise EdgeCommandError(str(exc)) from None
-    fingerprint = _token.key_fingerprint(k_site)
-    log.info("edge: wrote the site key of %s to %s (fingerprint %s)", site, path, fingerprint)
-    return {"site": site, "path": path, "fingerprint": fingerprint}
+    ret = _enr_admin.write_site_key(__opts__, site, path)
+    log.info(
+        "edge: wrote the site key of %s to %s (fingerprint %s)",
+        site,
+        ret["path"],
+        ret["fingerprint"],
+    )
+    return ret
 
 
+@_command_errors
 def revoke_node(minion_id):
     """
     Remove one node for good: its key is deleted from the key store whatever
@@ -297,9 +219,10 @@ def revoke_node(minion_id):
 
         salt-run edge.revoke_node sh-3-edge-17
     """
-    return _revoke(minion_id, True)
+    return _admission.revoke_node(__opts__, minion_id, revoked=True)
 
 
+@_command_errors
 def unrevoke_node(minion_id):
     """
     Lift the revocation of ``minion_id`` (it is admitted again at its next
@@ -312,18 +235,10 @@ def unrevoke_node(minion_id):
 
         salt-run edge.unrevoke_node sh-3-edge-17
     """
-    return _revoke(minion_id, False)
+    return _admission.revoke_node(__opts__, minion_id, revoked=False)
 
 
-def _revoke(minion_id, revoked):
-    if not isinstance(minion_id, str) or not _admission.valid_id(__opts__, minion_id):
-        raise salt.exceptions.SaltInvocationError("give one valid minion id")
-    try:
-        return _admission.revoke_node(__opts__, minion_id, revoked=revoked)
-    except _admission.AdmissionError as exc:
-        raise EdgeCommandError(str(exc)) from None
-
-
+@_command_errors
 def node_index():
     """
     Return, per accepted minion and per revoked id, the site the master
@@ -340,6 +255,7 @@ def node_index():
     return _admission.node_index(__opts__)
 
 
+@_command_errors
 def enrollment_key(site, path, uses=1, expires="24h", ids=None, note=None):
     """
     Create an enrollment key: a key that admits at most ``uses`` nodes of
@@ -380,20 +296,7 @@ def enrollment_key(site, path, uses=1, expires="24h", ids=None, note=None):
         salt-run edge.enrollment_key site=sh-3 path=/srv/provision/sh-3-edge-17.key
         salt-run edge.enrollment_key site=sh-3 uses=20 expires=7d ids='sh-3-*' note='rack B' path=/srv/provision/sh-3-rackB.key
     """
-    try:
-        ret = _enr_admin.create(
-            __opts__,
-            site,
-            path,
-            uses=uses,
-            expires=expires,
-            ids=ids,
-            note=None if note is None else str(note),
-        )
-    except (_token.TokenError, _enr_admin.KeyFileError) as exc:
-        raise EdgeCommandError(str(exc)) from None
-    except (_secrets.SecretError, _admission.AdmissionError) as exc:
-        raise EdgeCommandError(str(exc)) from None
+    ret = _enr_admin.create(__opts__, site, path, uses=uses, expires=expires, ids=ids, note=note)
     log.info(
         "edge: created enrollment %s of site %s (uses %s, expires %s, by %s, fingerprint %s)",
         ret["id"],
@@ -406,6 +309,7 @@ def enrollment_key(site, path, uses=1, expires="24h", ids=None, note=None):
     return ret
 
 
+@_command_errors
 def enrollment_keys(site=None, status=None):
     """
     List the enrollment keys (no key material): per enrollment its ``id``,
@@ -429,16 +333,10 @@ def enrollment_keys(site=None, status=None):
         salt-run edge.enrollment_keys
         salt-run edge.enrollment_keys site=sh-3 status=active --out=yaml
     """
-    import fnmatch
-
-    out = _enr_admin.listing(__opts__)
-    if site is not None:
-        out = [e for e in out if fnmatch.fnmatchcase(e["site"], str(site))]
-    if status is not None:
-        out = [e for e in out if e["status"] == status]
-    return out
+    return _enr_admin.listing(__opts__, site=site, status=status)
 
 
+@_command_errors
 def revoke_enrollment(enrollment_id):
     """
     End enrollment ``enrollment_id`` now: later sign-ins with its key are
@@ -453,12 +351,7 @@ def revoke_enrollment(enrollment_id):
 
         salt-run edge.revoke_enrollment 3f9c0a1b2c3d4e5f
     """
-    try:
-        ret = _enr_admin.revoke(__opts__, str(enrollment_id))
-    except _token.TokenError as exc:
-        raise EdgeCommandError(str(exc)) from None
-    except _admission.AdmissionError as exc:
-        raise EdgeCommandError(str(exc)) from None
+    ret = _enr_admin.revoke(__opts__, str(enrollment_id))
     log.warning(
         "edge: enrollment %s of site %s revoked by %s", ret["id"], ret["site"], _enr_admin.creator()
     )

@@ -1,0 +1,95 @@
+"""
+One ``salt-run edge.report`` / ``edge.node`` request: its arguments checked
+before any work (the runner passes them as typed on the command line), the
+report built with progress events (:mod:`saltext_edge.report`) and, with
+``html=PATH``, written as the fleet page (:mod:`saltext_edge.view.page`).
+
+A bad argument or an unwritable page raises :class:`ReportError`, a bad
+``edge:fleet`` setting the ``ValueError`` of :mod:`saltext_edge.fleet.conf`:
+both one-line messages.
+"""
+
+import os
+
+from saltext_edge import report as _report
+
+
+class ReportError(ValueError):
+    """A report cannot be made as asked (bad argument, page not written); one line, what to change."""
+
+
+def _is_true(value):
+    import salt.utils.data
+
+    return salt.utils.data.is_true(value)
+
+
+def check_html(html):
+    """Return ``html`` (an absolute file path in an existing directory) or raise."""
+    if html is None:
+        return None
+    if not isinstance(html, str) or not os.path.isabs(html) or html.endswith(os.sep):
+        raise ReportError("html must be an absolute file path, such as /srv/www/edge/fleet.html")
+    if not os.path.isdir(os.path.dirname(html)):
+        raise ReportError(f"html: the directory {os.path.dirname(html)} does not exist")
+    return html
+
+
+def check_timeout(timeout):
+    """Return ``timeout`` as whole seconds 1-3600, ``None`` for the master's default, or raise."""
+    if timeout is None:
+        return None
+    try:
+        timeout = int(timeout)
+    except (TypeError, ValueError):
+        raise ReportError("timeout must be a whole number of seconds") from None
+    if not 1 <= timeout <= 3600:
+        raise ReportError("timeout must be 1-3600 seconds")
+    return timeout
+
+
+def run(opts, ping=False, site=None, timeout=None, details=False, html=None):
+    """
+    ``salt-run edge.report``: check the arguments, build the report (progress
+    events on the master bus) and return it; with ``html`` write the page
+    (every node listed, atomically: nothing half-written) and return only
+    ``html``, ``generated_at``, ``totals`` and ``summary``.
+    """
+    html = check_html(html)
+    timeout = check_timeout(timeout)
+    progress = _report.event_progress(opts)
+    try:
+        ret = _report.build(
+            opts,
+            ping=_is_true(ping),
+            site=None if site in (None, "") else str(site),
+            timeout=timeout,
+            details=html is not None or _is_true(details),
+            progress=progress,
+        )
+    finally:
+        progress.close()
+    if html is None:
+        return ret
+    from saltext_edge.view import page as _page
+
+    try:
+        path = _page.write(ret, html)
+    except OSError as exc:
+        raise ReportError(f"cannot write the fleet page {html}: {exc.strerror or exc}") from None
+    return {
+        "html": path,
+        "generated_at": ret.get("generated_at"),
+        "totals": ret.get("totals"),
+        "summary": ret.get("summary"),
+    }
+
+
+def node(opts, minion_id):
+    """``salt-run edge.node``: one node's record and history, or raise when the master knows nothing of it."""
+    if not isinstance(minion_id, str) or not minion_id:
+        raise ReportError("give one minion id")
+    ret = _report.node(opts, minion_id)
+    if ret is None:
+        raise ReportError(f"no key and no record for {minion_id!r}")
+    return ret
