@@ -49,6 +49,7 @@ edge:
 
 
 def packaged_reactor():
+    """Return the path of the reactor SLS shipped in the package."""
     return os.path.join(
         os.path.dirname(os.path.abspath(saltext_edge.__file__)), "reactor", REACTOR_NAME
     )

@@ -312,8 +312,9 @@ def test_node_record(report_master, fleet_with_one_down):
     assert node["samples"] and all(s["at"].endswith("Z") for s in node["samples"])
     assert node["trend"]["1h"]["rtt_ms_p95"] >= DELAY_S * 1000
     ret = cli.run("edge.node", "no-such-node-anywhere")
-    # salt-run prints the SaltInvocationError (its exit code stays 0 in 3008)
-    assert "no key and no record" in ret.stdout + ret.stderr, ret
+    # one line and a non-zero exit code (saltext_edge.errors.command_errors)
+    assert ret.returncode != 0, ret
+    assert "edge.node: no key and no record" in ret.stdout + ret.stderr, ret
 
 
 def test_report_site_filter_yaml_and_table(report_master, fleet_with_one_down):

@@ -212,8 +212,10 @@ def test_fleet_page_in_chromium(view_master, all_online, killed_node, tmp_path):
 def test_report_html_bad_path_is_refused_clearly(view_master, tmp_path):
     run = view_master.salt_run_cli(timeout=120)
     ret = run.run("edge.report", "html=relative/fleet.html")
+    assert ret.returncode != 0, ret
     assert "html must be an absolute file path" in ret.stdout + ret.stderr, ret
     missing = tmp_path / "no-such-dir" / "fleet.html"
     ret = run.run("edge.report", f"html={missing}")
+    assert ret.returncode != 0, ret
     assert f"the directory {missing.parent} does not exist" in ret.stdout + ret.stderr, ret
     assert not missing.parent.exists()
