@@ -9,7 +9,8 @@ It answers from the record the ``edge_fleet`` engine keeps through
 (it does not change the status). No epoch floats in what it returns.
 
 :func:`assemble` is the pure part (unit-tested); :func:`build` reads the
-inputs and calls it; :func:`node` is ``salt-run edge.node``.
+inputs and calls it. One node's view (``salt-run edge.node``) is
+:mod:`saltext_edge.node_report`.
 """
 
 import contextlib
@@ -326,88 +327,3 @@ def build(
     report["elapsed_s"] = round(time.time() - started, 3)
     step("done", elapsed_s_total=report["elapsed_s"])
     return report
-
-
-def node(opts, minion_id, store=None, now=None):
-    """
-    Return one node's record and history (``salt-run edge.node``), times as
-    ISO 8601 UTC, or ``None`` when the master knows nothing of ``minion_id``.
-    """
-    from saltext_edge.fleet import store as _store
-
-    now = now if now is not None else time.time()
-    store = store or _store.Store(opts)
-    keys = _sites.keys(opts)
-    states = {
-        m: s
-        for s, ms in (("accepted", keys["minions"]), ("pending", keys["minions_pre"]))
-        for m in ms
-    }
-    states.update({m: "refused" for k in ("minions_rejected", "minions_denied") for m in keys[k]})
-    rec = store.load(minion_id)
-    if rec is None and minion_id not in states:
-        return None
-    index = _sites.node_index(opts)
-    conf = _conf.parse(opts.get("edge"))
-    name = _sites.site_of(minion_id, index, rec)
-    rec = rec or {}
-    status = (
-        _status.classify(rec, _conf.for_site(conf, name), now)
-        if rec.get("last_seen")
-        else "never_seen"
-    )
-    hours = store.hours(minion_id) if rec else []
-    samples = rec.get("samples") or []
-    late_s, offline_s = _status.limits(rec, _conf.for_site(conf, name))
-    claim = rec.get("claim")
-    return {
-        "id": minion_id,
-        "site": name,
-        "site_from_heartbeat": rec.get("site"),
-        "status": status,
-        "last_seen": iso(rec.get("last_seen")),
-        "last_seen_kind": rec.get("last_kind"),
-        "source": rec.get("source"),
-        "seen_by": rec.get("seen_by"),
-        "first_seen": iso(rec.get("first_seen")),
-        "status_since": iso(rec.get("status_since")) if rec else None,
-        "late_after_s": round(late_s, 1),
-        "offline_after_s": round(offline_s, 1),
-        "period_s": rec.get("period"),
-        "seq": rec.get("seq"),
-        "uptime_s": rec.get("uptime_s"),
-        "uplink": uplink_view(rec),
-        "admission": states.get(minion_id, "revoked"),
-        "admitted_by": (index.get(minion_id) or {}).get("admitted_by"),
-        "flapping": bool(rec) and _status.flapping(rec, conf, now),
-        "unverified_claim": {"at": iso(claim["ts"]), "kind": claim["kind"]} if claim else None,
-        "transitions": [{"at": iso(t[0]), "status": t[1]} for t in rec.get("transitions") or []],
-        "trend": {
-            "1h": _record.trend([s for s in samples if s[0] >= now - 3600]),
-            "24h": _record.hours_trend(
-                [h for h in hours if h[0] >= now - 86400]
-                + [
-                    _record.aggregate_hour(
-                        0, [s for s in samples if s[0] >= int(now // 3600) * 3600]
-                    )
-                ]
-            ),
-        },
-        "samples": [
-            {"at": iso(s[0]), "rtt_ms": s[1], "jitter_ms": s[2], "loss_pct": s[3], "quality": s[4]}
-            for s in samples
-            if s[0] >= now - 3600
-        ],
-        "hours": [
-            {
-                "at": iso(h[0]),
-                "samples": h[1],
-                "rtt_ms_median": h[2],
-                "rtt_ms_p95": h[3],
-                "loss_pct": h[4],
-                "heartbeats": h[5],
-                "worst_quality": h[6],
-            }
-            for h in hours
-        ],
-    }

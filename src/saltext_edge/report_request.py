@@ -11,6 +11,7 @@ both one-line messages.
 
 import os
 
+from saltext_edge import node_report as _node_report
 from saltext_edge import report as _report
 
 
@@ -89,7 +90,7 @@ def node(opts, minion_id):
     """``salt-run edge.node``: one node's record and history, or raise when the master knows nothing of it."""
     if not isinstance(minion_id, str) or not minion_id:
         raise ReportError("give one minion id")
-    ret = _report.node(opts, minion_id)
+    ret = _node_report.node(opts, minion_id)
     if ret is None:
         raise ReportError(f"no key and no record for {minion_id!r}")
     return ret
