@@ -128,9 +128,25 @@ def _timed(master, which, count, out_dir):
     return res
 
 
-def run(quick=False, log=print, keep=False):
+def _sizes_and_reps(quick):
+    """
+    The fleet sizes and repetitions: ``EDGE_BENCH_ADMISSION_SIZES`` (e.g.
+    ``1000``) and ``EDGE_BENCH_ADMISSION_REPS`` (pairs per size) override the
+    defaults, to time one size alone while working on it.
+    """
     sizes = [100, 500] if quick else [1000, 5000]
     reps = {100: 1, 500: 1, 1000: 2, 5000: 1}
+    env_sizes = os.environ.get("EDGE_BENCH_ADMISSION_SIZES")
+    if env_sizes:
+        sizes = [int(s) for s in env_sizes.split(",") if s.strip()]
+    env_reps = os.environ.get("EDGE_BENCH_ADMISSION_REPS")
+    if env_reps:
+        reps = dict.fromkeys(sizes, max(1, int(env_reps)))
+    return sizes, {n: reps.get(n, 1) for n in sizes}
+
+
+def run(quick=False, log=print, keep=False):
+    sizes, reps = _sizes_and_reps(quick)
     pool_size = 100 if quick else 500
     pool = C.key_pool(pool_size, log=log)
     root = C.mkroot("admission")
@@ -165,21 +181,33 @@ def run(quick=False, log=print, keep=False):
                 f"  admission N={count}: {count} keys pending + tokens recorded through the APIs in {time.perf_counter() - started:.1f}s (untimed)"
             )
             times = {"baseline": [], "ours": []}
+            loads = []
             for rep in range(reps[count]):
-                for which in ("baseline", "ours"):
-                    _restore(master, snap)
-                    res = _timed(master, which, count, root)
-                    res.update(which=which, n=count, rep=rep)
-                    data["runs"].append(res)
-                    if not res["ok"]:
+
+                def pair(count=count, snap=snap, rep=rep):
+                    out = {}
+                    for which in ("baseline", "ours"):
+                        _restore(master, snap)
+                        res = _timed(master, which, count, root)
+                        res.update(which=which, n=count, rep=rep)
+                        if not res["ok"]:
+                            log(
+                                f"  !! {which} N={count}: rc={res['rc']} accepted={res['accepted']}/{count} {res['stderr'][-200:]}"
+                            )
                         log(
-                            f"  !! {which} N={count}: rc={res['rc']} accepted={res['accepted']}/{count} {res['stderr'][-200:]}"
+                            f"  admission N={count} rep {rep}: {which:8s} {res['elapsed_s']:.2f}s (accepted {res['accepted']}/{count}, peak RSS {res['maxrss_mib']:.0f} MiB)"
                         )
+                        out[which] = res
+                    return out
+
+                out, load = C.load_checked_pair(pair, f"admission N={count} rep {rep}", log=log)
+                loads.append(load)
+                for which, res in out.items():
+                    res["load"] = load
+                    data["runs"].append(res)
                     times[which].append(res["elapsed_s"])
-                    log(
-                        f"  admission N={count} rep {rep}: {which:8s} {res['elapsed_s']:.2f}s (accepted {res['accepted']}/{count}, peak RSS {res['maxrss_mib']:.0f} MiB)"
-                    )
             medians[count] = {k: statistics.median(v) for k, v in times.items()}
+            data.setdefault("loads", {})[str(count)] = loads
         data["median_s"] = medians
     finally:
         master.stop()
@@ -198,9 +226,28 @@ def run(quick=False, log=print, keep=False):
                 "s",
                 "ratio <= 1.5",
                 ratio <= 1.5 and all_ok,
-                f"median of {reps[count]}; edge.accept_pending vs salt-key -A -y",
+                f"median of {reps[count]}; edge.accept_pending vs salt-key -A -y; "
+                + "; ".join(C.load_note(load) for load in data["loads"][str(count)]),
             )
         )
+    if len(sizes) != 2:
+        for count in sizes:
+            for which in ("ours", "baseline"):
+                data.setdefault("per_key_ms", {}).setdefault(which, {})[str(count)] = (
+                    (medians[count][which] - fixed[which]) / count * 1000
+                )
+            rows.append(
+                C.row(
+                    f"admission N={count}: per key, net of CLI start-up",
+                    data["per_key_ms"]["ours"][str(count)],
+                    data["per_key_ms"]["baseline"][str(count)],
+                    "ms",
+                    None,
+                    None,
+                    f"(time(N) - time(0)) / N; start-up ours {fixed['ours']:.2f}s, salt-key {fixed['baseline']:.2f}s",
+                )
+            )
+        return {"name": "admission", "rows": rows, "data": data}
     # linearity: marginal per-key cost between the two sizes vs each size's own
     small, large = sizes
     for which in ("ours", "baseline"):

@@ -22,7 +22,7 @@ def edge_conf(opts, error=EdgeConfigError, lenient=False):
     ``error`` (:class:`EdgeConfigError` by default; admission passes its own
     error class so it fails closed with its own type).
     """
-    conf = (opts or {}).get("edge")
+    conf = ({} if opts is None else opts).get("edge")
     if conf is None or conf == "":
         return {}
     if not isinstance(conf, dict):

@@ -33,7 +33,7 @@ SECRET_MODE = 0o640
 
 def master_user(opts):
     """Return the user the master runs as (``user`` option, default ``root``)."""
-    user = (opts or {}).get("user") or "root"
+    user = ({} if opts is None else opts).get("user") or "root"
     return str(user)
 
 
@@ -266,7 +266,7 @@ def check_master_secrets(opts):
     running as its ``user``. Returns a list of messages (empty: all is well);
     see :func:`secret_file_problems`.
     """
-    conf = (opts or {}).get("edge")
+    conf = ({} if opts is None else opts).get("edge")
     if not isinstance(conf, dict):
         return []
     user = master_user(opts)

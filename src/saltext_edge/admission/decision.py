@@ -201,9 +201,14 @@ def _pending_ids(keyobj, match, ids=None):
     return sorted(m for m in pending if any(fnmatch.fnmatch(m, p) for p in patterns))
 
 
-def _plan(opts, keyobj, store, pending, extra_records, secrets, pol):
+def _plan(opts, keyobj, store, pending, extra_records, secrets, pol, enrollments=None):
+    """
+    Read each id's key from the key store (once) and judge the token recorded
+    for it against that very public key. Ids no longer pending are left out.
+    """
     plan = []
-    enrollments = _enr.store(opts)
+    if enrollments is None:
+        enrollments = _enr.store(opts)
     for minion_id in pending:
         try:
             key = keyobj.cache.fetch("keys", minion_id) or {}
@@ -232,19 +237,24 @@ def _target(verdict, on_invalid):
     return None
 
 
-def _act_chunk(opts, keyobj, store, chunk, pol):
+def _act_chunk(opts, keyobj, store, ids, extra_records, secrets, pol, enrollments):
     """
-    Apply one chunk under the key-store lock, each key only if it is still
-    pending with the very public key it was judged for. An acceptance by an
+    Decide and apply one chunk of pending ``ids`` under the key-store lock.
+    Each key is read inside the lock and judged on the public key read there
+    (no other admission run can change it meanwhile), then read again right
+    before it is written, because Salt's own key writers do not take our
+    lock; a key that changed is left alone (action ``none``). An acceptance by an
     enrollment first counts its use in the same locked section (refused
     with the enrollment's reason when it is spent meanwhile, e.g. by another
     master on the same key store). Returns ``({id: action}, journal key or
-    None, chunk)`` where ``chunk`` holds the final verdicts.
+    None, chunk)`` where ``chunk`` holds the :class:`PlanItem` s with their
+    final verdicts.
     """
     actions = {}
     admitted = {}
     with _ks.lock(keyobj, pol["lock_timeout"], what="edge admission decision"):
-        chunk = _count_uses(opts, keyobj, chunk)
+        chunk = _plan(opts, keyobj, store, ids, extra_records, secrets, pol, enrollments)
+        chunk = _count_uses(opts, chunk)
         targets = {item.minion_id: _target(item.verdict, pol["on_invalid"]) for item in chunk}
         intents = {
             item.minion_id: {
@@ -259,37 +269,42 @@ def _act_chunk(opts, keyobj, store, chunk, pol):
             if targets[item.minion_id] in ("accepted", "rejected")
         }
         entry = _ks.journal(store, intents)
-        for item in chunk:
-            target = targets[item.minion_id]
-            if target is None:
-                actions[item.minion_id] = (
-                    "kept" if item.verdict.decision in ("refused", "no_token") else "none"
-                )
-                continue
-            now_key = keyobj.cache.fetch("keys", item.minion_id) or {}
-            if now_key.get("state") != "pending" or now_key.get("pub") != item.key["pub"]:
-                actions[item.minion_id] = "none"  # changed under us (another run, a new key)
-                continue
-            if target == "deleted":
-                _ks.delete(keyobj, item.minion_id)
-            else:
-                _ks.set_state(keyobj, item.minion_id, item.key, target)
-            actions[item.minion_id] = target
-            if target == "accepted":
-                admitted[item.minion_id] = {
-                    "site": item.verdict.site,
-                    "admitted_by": item.verdict.admitted_by,
-                    "pub_digest": (item.rec or {}).get("pub_digest"),
-                }
+        with _ks.inflight_marker(keyobj) as marker:
+            for item in chunk:
+                target = targets[item.minion_id]
+                if target is None:
+                    actions[item.minion_id] = (
+                        "kept" if item.verdict.decision in ("refused", "no_token") else "none"
+                    )
+                    continue
+                # read again right before the write, as salt-key does: Salt's
+                # own writers (salt-key -d/-r, the master's sign-in handling)
+                # do not take our lock, so a key deleted or replaced since
+                # the chunk was read is left alone, not re-created
+                now_key = keyobj.cache.fetch("keys", item.minion_id) or {}
+                if now_key.get("state") != "pending" or now_key.get("pub") != item.key["pub"]:
+                    actions[item.minion_id] = "none"
+                    continue
+                if target == "deleted":
+                    _ks.delete(keyobj, item.minion_id)
+                else:
+                    _ks.set_state(keyobj, item.minion_id, item.key, target, marker=marker)
+                actions[item.minion_id] = target
+                if target == "accepted":
+                    admitted[item.minion_id] = {
+                        "site": item.verdict.site,
+                        "admitted_by": item.verdict.admitted_by,
+                        "pub_digest": (item.rec or {}).get("pub_digest"),
+                    }
         _nodes.note_admitted(opts, admitted)
     return actions, entry, chunk
 
 
-def _count_uses(opts, keyobj, chunk):
+def _count_uses(opts, chunk):
     """
-    Under the key-store lock: count one use of its enrollment for each item
-    to be accepted by a v2 token whose key is still pending as judged; an
-    item whose enrollment refuses now gets that refusal. Returns the chunk.
+    Under the key-store lock, on keys read under it: count one use of its
+    enrollment for each item to be accepted by a v2 token; an item whose
+    enrollment refuses now gets that refusal. Returns the chunk.
     """
     if not any(item.verdict.enrollment and item.verdict.decision == "accepted" for item in chunk):
         return chunk
@@ -299,15 +314,11 @@ def _count_uses(opts, keyobj, chunk):
     for item in chunk:
         verdict = item.verdict
         if verdict.enrollment and verdict.decision == "accepted":
-            now_key = keyobj.cache.fetch("keys", item.minion_id) or {}
-            if now_key.get("state") == "pending" and now_key.get("pub") == item.key["pub"]:
-                reason = enrollments.consume(
-                    verdict.enrollment, item.minion_id, now, (item.rec or {}).get("pub_digest")
-                )
-                if reason:
-                    item = item._replace(
-                        verdict=verdict._replace(decision="refused", reason=reason)
-                    )
+            reason = enrollments.consume(
+                verdict.enrollment, item.minion_id, now, (item.rec or {}).get("pub_digest")
+            )
+            if reason:
+                item = item._replace(verdict=verdict._replace(decision="refused", reason=reason))
         out.append(item)
     return out
 
@@ -341,29 +352,29 @@ def decide_and_act(opts, match="*", dry_run=False, secrets=None, extra_records=N
         with _ks.lock(keyobj, pol["lock_timeout"], what="edge admission recovery"):
             done, _ = _ks.recover(store, keyobj)
         _finish(store, keyobj, done, time.time())
-    plan = _plan(
-        opts, keyobj, store, _pending_ids(keyobj, match, ids=ids), extra_records or {}, secrets, pol
-    )
-    results = {
-        item.minion_id: {
-            "decision": item.verdict.decision,
-            "reason": item.verdict.reason,
-            "site": item.verdict.site,
-            "admitted_by": item.verdict.admitted_by,
-            "action": "none",
-        }
-        for item in plan
-    }
-    if dry_run or not plan:
-        return results
+    pending = _pending_ids(keyobj, match, ids=ids)
+    extra_records = extra_records or {}
+    enrollments = _enr.store(opts)
+    if dry_run:
+        plan = _plan(opts, keyobj, store, pending, extra_records, secrets, pol, enrollments)
+        return {item.minion_id: _result(item) for item in plan}
+    results = {}
     removed = []
-    for start in range(0, len(plan), CHUNK):
-        chunk = plan[start : start + CHUNK]
-        actions, entry, chunk = _act_chunk(opts, keyobj, store, chunk, pol)
+    if pending:
+        _ks.direct_events(keyobj)
+    for start in range(0, len(pending), CHUNK):
+        actions, entry, chunk = _act_chunk(
+            opts,
+            keyobj,
+            store,
+            pending[start : start + CHUNK],
+            extra_records,
+            secrets,
+            pol,
+            enrollments,
+        )
         for item in chunk:
-            results[item.minion_id].update(
-                decision=item.verdict.decision, reason=item.verdict.reason
-            )
+            results[item.minion_id] = _result(item)
         for minion_id, action in actions.items():
             results[minion_id]["action"] = action
             if action in ("rejected", "deleted"):
@@ -397,6 +408,17 @@ def decide_and_act(opts, match="*", dry_run=False, secrets=None, extra_records=N
     return results
 
 
+def _result(item):
+    """The result entry of a judged :class:`PlanItem` (``action`` still ``none``)."""
+    return {
+        "decision": item.verdict.decision,
+        "reason": item.verdict.reason,
+        "site": item.verdict.site,
+        "admitted_by": item.verdict.admitted_by,
+        "action": "none",
+    }
+
+
 def _finish(store, keyobj, done, now):
     """Store and announce ``{id: result}`` (one log line and one event each)."""
     if not done:
@@ -414,8 +436,9 @@ def _finish(store, keyobj, done, now):
             for m, r in done.items()
         },
     )
-    for minion_id, res in done.items():
-        announce(keyobj.event, minion_id, res, now)
+    with _ks.batched_events(keyobj):
+        for minion_id, res in done.items():
+            announce(keyobj.event, minion_id, res, now)
 
 
 def announce(event, minion_id, res, now):

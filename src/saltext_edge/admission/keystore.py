@@ -25,6 +25,7 @@ import socket
 import threading
 import time
 
+from saltext_edge import fsperm as _fsperm
 from saltext_edge.admission import files as _files
 from saltext_edge.admission import stores as _stores
 from saltext_edge.admission.policy import AdmissionError
@@ -48,7 +49,12 @@ def key_obj(opts):
 
 def _edge_path(keyobj, name):
     """Return ``<pki_dir>/edge/<name>`` (admission's files, see :mod:`.files`)."""
-    opts = dict(keyobj.opts, pki_dir=keyobj.pki_dir or keyobj.opts["pki_dir"])
+    # only the two options the files need: copying Salt's options (an
+    # OptsDict) costs milliseconds, and this runs for every key accepted
+    opts = {
+        "pki_dir": keyobj.pki_dir or keyobj.opts["pki_dir"],
+        "user": keyobj.opts.get("user"),
+    }
     return os.path.join(_files.edge_dir(opts), name)
 
 
@@ -117,30 +123,192 @@ def _describe(info):
     )
 
 
-def set_state(keyobj, minion_id, key, new_state):
+class _Marker:
+    """
+    The in-flight marker, open for a whole chunk: :meth:`set` names the key
+    about to be written, :meth:`clear` empties it once the write returned.
+    Each is a truncate then a write at offset 0 of the one descriptor, the
+    same steps as opening it with ``O_TRUNC`` and writing, so a crash leaves
+    the marker empty or naming the key exactly as before; only the open and
+    close per key are saved (two per key, a tenth of a millisecond to a
+    millisecond each on a busy disk). Nothing is fsynced, as before: the
+    marker only has to survive the process being killed, not the host
+    losing power (the page cache keeps it for the next run).
+    """
+
+    def __init__(self, path, opts):
+        self.path = path
+        self.opts = opts
+        self.fd = None
+
+    def _write(self, text):
+        if self.fd is None:
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+            _fsperm.hand_to_master(self.fd, self.opts)
+        os.ftruncate(self.fd, 0)
+        if text:
+            os.pwrite(self.fd, text.encode("utf-8"), 0)
+
+    def set(self, minion_id, pub):
+        self._write(
+            json.dumps(
+                {"id": minion_id, "pub": pub, "host": socket.gethostname(), "pid": os.getpid()}
+            )
+        )
+
+    def clear(self):
+        self._write("")
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+@contextlib.contextmanager
+def inflight_marker(keyobj):
+    """The in-flight marker of ``keyobj``'s key store, open for a chunk of :func:`set_state` calls."""
+    marker = _Marker(_edge_path(keyobj, INFLIGHT_NAME), keyobj.opts)
+    try:
+        yield marker
+    finally:
+        marker.close()
+
+
+def set_state(keyobj, minion_id, key, new_state, marker=None):
     """
     Store ``key`` (as read from the key store) with ``new_state``
     (``accepted``, ``rejected`` or ``pending``) and, for the first two, fire
     Salt's own ``salt/key`` event exactly as ``salt.key.Key.change_state``
     does (not ``Key.accept(match_dict=...)``: quadratic at thousands of keys).
+    ``marker``: the in-flight marker from :func:`inflight_marker` (opened
+    here for this one key when not given).
     """
     import salt.utils.event
 
-    marker = _edge_path(keyobj, INFLIGHT_NAME)
+    if marker is None:
+        with inflight_marker(keyobj) as own:
+            return set_state(keyobj, minion_id, key, new_state, marker=own)
     key = {"pub": key["pub"], "state": new_state}
-    _files.write_marker(
-        marker,
-        json.dumps(
-            {"id": minion_id, "pub": key["pub"], "host": socket.gethostname(), "pid": os.getpid()}
-        ),
-        keyobj.opts,
-    )
+    marker.set(minion_id, key["pub"])
     keyobj.cache.store("keys", minion_id, key)
-    _files.write_marker(marker, "", keyobj.opts)
+    marker.clear()
     act = {"accepted": "accept", "rejected": "reject"}.get(new_state)
     if act:
         eload = {"result": True, "act": act, "id": minion_id, "pub": key["pub"]}
         keyobj.event.fire_event(eload, salt.utils.event.tagify(prefix="key"))
+    return True
+
+
+class _DirectPusher:
+    """
+    What :meth:`salt.transport.tcp.PublishServer.publish` does on a master
+    without ``master_async_mworker`` (connect once, then ``pub_sock.send``),
+    called directly instead of from a coroutine that Salt's ``SyncWrapper``
+    runs in a loop and that then starts a thread per event to reach the
+    inner ``SyncWrapper``. The event is still built, stamped, traced and
+    packed by Salt's own ``SaltEvent.fire_event``; only that hop is skipped
+    (3.6 ms -> 1.4 ms per event here, and ``accept_pending`` fires two per
+    key: Salt's ``salt/key`` and ours).
+    """
+
+    def __init__(self, server):
+        self.server = server
+        self.buffer = None
+
+    def publish(self, msg):
+        if self.buffer is not None:
+            self.buffer.append(msg)
+            return
+        self.server.pub_sock.send(msg)
+
+    def flush(self):
+        """Send the buffered messages in one turn of the publisher's loop (one by one if it cannot)."""
+        msgs, self.buffer = self.buffer or [], None
+        if not msgs:
+            return
+        wrapper = self.server.pub_sock
+        obj, loop = getattr(wrapper, "obj", None), getattr(wrapper, "io_loop", None)
+        if obj is None or loop is None or _loop_running():
+            for msg in msgs:
+                wrapper.send(msg)
+            return
+
+        async def send_all():
+            for msg in msgs:
+                await obj.send(msg)
+
+        loop.run_sync(send_all)
+
+    def close(self):
+        self.server.close()
+
+
+def _loop_running():
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def batched_events(keyobj):
+    """
+    Events fired on ``keyobj.event`` inside are sent together when it ends
+    (in the order fired), when :func:`direct_events` is in place; else each
+    is sent as it is fired. For a chunk's decision events, which are fired
+    one after another once the chunk is written (a crash before they are
+    sent leaves the chunk's journal entry, and recovery announces them).
+    """
+    pusher = getattr(keyobj.__dict__.get("event"), "pusher", None)
+    if not isinstance(pusher, _DirectPusher) or pusher.buffer is not None:
+        yield
+        return
+    pusher.buffer = []
+    try:
+        yield
+    finally:
+        try:
+            pusher.flush()
+        except Exception as exc:  # as announce() does for one event
+            log.warning("edge admission: could not fire the decision events: %s", exc)
+
+
+def direct_events(keyobj):
+    """
+    Let ``keyobj.event`` publish through :class:`_DirectPusher`, when it is
+    a synchronous master event that has not connected yet and the master's
+    event bus answers now. Anything else (another transport, an async
+    worker master, a bus that is down) leaves Salt's own pusher in place,
+    which behaves as before (``fire_event`` returns False when it cannot
+    connect). Returns True when installed.
+    """
+    import salt.transport
+
+    opts = keyobj.opts
+    try:
+        event = keyobj.event
+        if (
+            opts.get("master_async_mworker")
+            or not getattr(event, "_run_io_loop_sync", False)
+            or getattr(event, "pusher", True) is not None
+            or getattr(event, "node", None) != "master"
+        ):
+            return False
+        server = salt.transport.ipc_publish_server("master", opts)
+        if not hasattr(server, "pub_sock") or not callable(getattr(server, "connect", None)):
+            return False
+        server.connect(timeout=1)
+        if not server.pub_sock:
+            return False
+    except Exception as exc:  # Salt's own pusher stays; it says what is wrong when used
+        log.debug("edge admission: firing events through Salt's default path: %s", exc)
+        return False
+    event.pusher = _DirectPusher(server)
+    event.cpush = True
     return True
 
 
