@@ -8,9 +8,11 @@ event carries its ``edge_token`` grain. One file per job:
 * :mod:`.policy` -- the ``edge:`` policy, strictly typed;
 * :mod:`.signin` -- a sign-in's hostile data: checked against the key store,
   recorded, dispatched (the one entry for the wheel and the reactor);
-* :mod:`.decision` -- the accept/refuse rule (:func:`judge`) and the
-  decision run over pending keys (:func:`decide_and_act`);
+* :mod:`.judge` -- the accept/refuse rule (:func:`judge`) and its verdict;
+* :mod:`.decision` -- the decision run over pending keys
+  (:func:`decide_and_act`);
 * :mod:`.keystore` -- writes into Salt's key store: lock, journal, recovery;
+* :mod:`.events` -- how a decision run fires its events;
 * :mod:`.stores` -- the bounded token and decision stores;
 * :mod:`.nodes` -- the node index (verified site, revocation);
 * :mod:`.files` -- the files admission creates.
@@ -26,11 +28,13 @@ from saltext_edge.admission import nodes as _nodes
 from saltext_edge.admission.decision import (  # noqa: F401
     CHUNK,
     EVENT_PREFIX,
-    REFUSAL_REASONS,
     PlanItem,
-    Verdict,
     announce,
     decide_and_act,
+)
+from saltext_edge.admission.judge import (  # noqa: F401
+    REFUSAL_REASONS,
+    Verdict,
     judge,
     verify,
 )

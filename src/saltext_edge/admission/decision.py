@@ -1,8 +1,8 @@
 """
-The accept/refuse rule (:func:`judge`, the one function every path calls)
-and the decision run over pending keys (:func:`decide_and_act`).
-docs/concepts.rst states the rule; docs/security-tests.rst what was tried
-against it.
+The decision run over pending keys (:func:`decide_and_act`): plan each key
+with the one rule (:mod:`saltext_edge.admission.judge`), then accept,
+reject or delete in chunks under the key-store lock, with the journal, and
+announce every decision.
 """
 
 import fnmatch
@@ -12,52 +12,17 @@ from typing import NamedTuple
 
 from saltext_edge import enrollment as _enr
 from saltext_edge import shared_secret as _secrets
-from saltext_edge import tokens as _token
+from saltext_edge.admission import events as _events
 from saltext_edge.admission import keystore as _ks
 from saltext_edge.admission import nodes as _nodes
 from saltext_edge.admission import stores as _stores
+from saltext_edge.admission.judge import Verdict, verdict_for_record
 from saltext_edge.admission.policy import fingerprint, policy
 
 log = logging.getLogger(__name__)
 
 EVENT_PREFIX = "edge/admission/"
-REFUSAL_REASONS = (
-    "bad_token",
-    "key_changed",
-    "revoked_site",
-    "id_not_allowed",
-    "site_mismatch",
-    "revoked_node",
-    "malformed_token",
-    "enrollment_required",
-) + tuple(r for r in _enr.REASONS if r != "id_not_allowed")
-# refusals of a token that verifies (only a site-key or enrollment-key holder could make it)
-_PROVEN_REFUSALS = (
-    "revoked_site",
-    "id_not_allowed",
-    "site_mismatch",
-    "revoked_node",
-    "enrollment_required",
-) + _enr.REASONS
 CHUNK = 100
-
-
-class Verdict(NamedTuple):
-    """The outcome of :func:`judge`."""
-
-    decision: str  # accepted | refused | no_token
-    reason: str | None
-    site: str | None
-    secret_index: int | None = None  # 0 current secret, 1 previous
-    enrollment: str | None = None  # the enrollment id of a v2 token
-
-    @property
-    def admitted_by(self):
-        """What admits (or would admit) the node: ``enrollment:<id>`` or ``token:<site>``."""
-        if self.site is None:
-            return None
-        by = f"enrollment:{self.enrollment}" if self.enrollment else f"token:{self.site}"
-        return by + (" (previous secret)" if self.secret_index else "")
 
 
 class PlanItem(NamedTuple):
@@ -67,124 +32,6 @@ class PlanItem(NamedTuple):
     key: dict  # as read from Salt's key store: {"pub", "state"}
     verdict: Verdict
     rec: dict | None  # the token record it was judged on
-
-
-def judge(minion_id, pub_digest, token, secrets, pol, node=None, enrollments=None, now=None):
-    """
-    Decide whether ``token`` admits ``minion_id`` with the public key whose
-    SPKI digest is ``pub_digest``, under fleet ``secrets`` and policy ``pol``;
-    ``node`` is the id's node-index entry (revocation, bound site);
-    ``enrollments`` the :class:`saltext_edge.enrollment.EnrollmentStore`
-    holding the limits of v2 tokens (read only here: the use is counted
-    under the key-store lock when the key is accepted), ``now`` epoch seconds.
-
-    Returns a :class:`Verdict`. Refusal reasons, in the order checked:
-    ``malformed_token``, ``bad_token``, ``revoked_node``, ``revoked_site``,
-    ``id_not_allowed`` (the site's ``site_ids`` globs do not match, or with
-    ``bind_ids`` the id matches another site's globs), ``site_mismatch``
-    (with ``bind_ids``, the id was admitted before for another site), then
-    ``enrollment_required`` (a v1 site-key token under
-    ``edge:require_enrollment``) or, for a v2 token, the enrollment's
-    ``enrollment_unknown``, ``enrollment_revoked``, ``expired``,
-    ``exhausted``, ``id_not_allowed`` (docs/enrollment.rst).
-    """
-    if not isinstance(token, str) or not token:
-        return Verdict("no_token", "no_token_seen", None)
-    v2 = token.startswith(_enr.VERSION + ":")
-    enr_id = None
-    try:
-        if v2:
-            site, enr_id, index = _enr.verify_token(token, secrets, minion_id, pub_digest)
-        else:
-            site, index = _token.verify_token(token, secrets, minion_id, pub_digest)
-    except _token.TokenError as exc:
-        site = None
-        if exc.reason != "malformed_token":
-            try:
-                site = (_enr.parse_token if v2 else _token.parse_token)(token)[0]
-            except _token.TokenError:
-                pass
-        reason = exc.reason if exc.reason in REFUSAL_REASONS else "bad_token"
-        return Verdict("refused", reason, site)
-    verdict = _judge_site(minion_id, site, index, pol, node)
-    if verdict.decision != "accepted":
-        return verdict._replace(enrollment=enr_id)
-    if not v2:
-        if pol.get("require_enrollment"):
-            return Verdict("refused", "enrollment_required", site, index)
-        return verdict
-    rec = enrollments.get(enr_id) if enrollments is not None else None
-    if rec is not None and rec.get("site") != site:
-        rec = None  # cannot happen with a verified token; fail closed
-    now = time.time() if now is None else now
-    reason = _enr.check(rec, minion_id, now, pub_digest)
-    if reason:
-        return Verdict("refused", reason, site, index, enr_id)
-    return Verdict("accepted", None, site, index, enr_id)
-
-
-def _judge_site(minion_id, site, index, pol, node):
-    """The site rules of :func:`judge` for a token verified for ``site``."""
-    if node and node.get("revoked"):
-        return Verdict("refused", "revoked_node", site, index)
-    if site in pol["revoked_sites"]:
-        return Verdict("refused", "revoked_site", site, index)
-    globs = pol["site_ids"].get(site)
-    if globs is not None:
-        if not any(fnmatch.fnmatchcase(minion_id, g) for g in globs):
-            return Verdict("refused", "id_not_allowed", site, index)
-    elif pol["bind_ids"] and any(
-        fnmatch.fnmatchcase(minion_id, g) for gl in pol["site_ids"].values() for g in gl
-    ):
-        return Verdict("refused", "id_not_allowed", site, index)
-    bound = _nodes.bound_site(node)
-    if pol["bind_ids"] and bound is not None and bound != site:
-        return Verdict("refused", "site_mismatch", site, index)
-    return Verdict("accepted", None, site, index)
-
-
-def rank(verdict):
-    """3 for an acceptance, 2 for a refusal of a token that verifies, 1 otherwise."""
-    if verdict.decision == "accepted":
-        return 3
-    if verdict.reason in _PROVEN_REFUSALS:
-        return 2
-    return 1
-
-
-def verdict_for_record(
-    minion_id, pending_pub, rec, secrets, pol, node=None, pending_digest=None, enrollments=None
-):
-    """:func:`judge` the token record ``rec`` against the key pending now (``key_changed`` if not its key)."""
-    if not rec or not isinstance(rec.get("token"), str) or not rec.get("token"):
-        return Verdict("no_token", "no_token_seen", None)
-    pending_pub = _stores.clean_pub(pending_pub)
-    rec_digest = rec.get("pub_digest")
-    if _stores.clean_pub(rec.get("pub")) != pending_pub:
-        # not byte-identical: the same key in another PEM wrapping still counts
-        try:
-            pending_digest = pending_digest or _token.pubkey_digest(pending_pub)
-        except _token.TokenError:
-            return Verdict("refused", "key_changed", None)
-        if pending_digest != rec_digest:
-            return Verdict("refused", "key_changed", None)
-    return judge(minion_id, rec_digest, rec["token"], secrets, pol, node, enrollments)
-
-
-def verify(
-    minion_id, pending_pub, rec, secrets, pol, pending_digest=None, node=None, enrollments=None
-):
-    """
-    Verify the recorded token ``rec`` (a dict from the token store, or None)
-    of ``minion_id`` whose key pending now is ``pending_pub``.
-
-    Returns ``(decision, reason, site)`` with decision ``accepted``,
-    ``refused`` or ``no_token``. Pure function; constant-time MAC comparison.
-    """
-    verdict = verdict_for_record(
-        minion_id, pending_pub, rec, secrets, pol, node, pending_digest, enrollments
-    )
-    return verdict.decision, verdict.reason, verdict.site
 
 
 def _pending_ids(keyobj, match, ids=None):
@@ -361,7 +208,7 @@ def decide_and_act(opts, match="*", dry_run=False, secrets=None, extra_records=N
     results = {}
     removed = []
     if pending:
-        _ks.direct_events(keyobj)
+        _events.direct_events(keyobj)
     for start in range(0, len(pending), CHUNK):
         actions, entry, chunk = _act_chunk(
             opts,
@@ -436,7 +283,7 @@ def _finish(store, keyobj, done, now):
             for m, r in done.items()
         },
     )
-    with _ks.batched_events(keyobj):
+    with _events.batched_events(keyobj):
         for minion_id, res in done.items():
             announce(keyobj.event, minion_id, res, now)
 
