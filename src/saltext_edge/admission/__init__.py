@@ -8,7 +8,7 @@ event carries its ``edge_token`` grain. One file per job:
 * :mod:`.policy` -- the ``edge:`` policy, strictly typed;
 * :mod:`.signin` -- a sign-in's hostile data: checked against the key store,
   recorded, dispatched (the one entry for the wheel and the reactor);
-* :mod:`.judge` -- the accept/refuse rule (:func:`judge`) and its verdict;
+* :mod:`.rule` -- the accept/refuse rule (:func:`judge`) and its verdict;
 * :mod:`.decision` -- the decision run over pending keys
   (:func:`decide_and_act`);
 * :mod:`.keystore` -- writes into Salt's key store: lock, journal, recovery;
@@ -32,17 +32,17 @@ from saltext_edge.admission.decision import (  # noqa: F401
     announce,
     decide_and_act,
 )
-from saltext_edge.admission.judge import (  # noqa: F401
-    REFUSAL_REASONS,
-    Verdict,
-    judge,
-    verify,
-)
 from saltext_edge.admission.policy import (  # noqa: F401
     DEFAULT_LOCK_TIMEOUT,
     ON_INVALID,
     AdmissionError,
     policy,
+)
+from saltext_edge.admission.rule import (  # noqa: F401
+    REFUSAL_REASONS,
+    Verdict,
+    judge,
+    verify,
 )
 from saltext_edge.admission.signin import (  # noqa: F401
     Outcome,

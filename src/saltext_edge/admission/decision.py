@@ -16,8 +16,8 @@ from saltext_edge.admission import events as _events
 from saltext_edge.admission import keystore as _ks
 from saltext_edge.admission import nodes as _nodes
 from saltext_edge.admission import stores as _stores
-from saltext_edge.admission.judge import Verdict, verdict_for_record
 from saltext_edge.admission.policy import fingerprint, policy
+from saltext_edge.admission.rule import Verdict, verdict_for_record
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from saltext_edge import enrollment as _enr
 from saltext_edge import shared_secret as _secrets
 from saltext_edge import tokens as _token
 from saltext_edge.admission import decision as _decision
-from saltext_edge.admission import judge as _judge
 from saltext_edge.admission import keystore as _ks
 from saltext_edge.admission import nodes as _nodes
+from saltext_edge.admission import rule as _rule
 from saltext_edge.admission import stores as _stores
 from saltext_edge.admission.policy import fingerprint, policy
 
@@ -208,7 +208,7 @@ def sign_in(opts, minion_id, pub, token, act="pend", source="reactor"):
     token = _stores.bounded_token(token)
     pol, secrets = settings(opts)
     node = _nodes.get(opts, minion_id)
-    verdict = _judge.judge(minion_id, digest, token, secrets, pol, node, _enr.store(opts))
+    verdict = _rule.judge(minion_id, digest, token, secrets, pol, node, _enr.store(opts))
     store, keyobj = _ks.objects(opts)
     pub = _stores.clean_pub(pub)
     if act == "denied":
@@ -221,7 +221,7 @@ def sign_in(opts, minion_id, pub, token, act="pend", source="reactor"):
         if stored.get("state") != "pending" or not _same_key(stored.get("pub"), pub, digest):
             return Outcome("not_pending")
         pub = _stores.clean_pub(stored["pub"])
-    new_rank = _judge.rank(verdict)
+    new_rank = _rule.rank(verdict)
     old = _stores.fetch_record(store, minion_id)
     if old and old.get("pub_digest") == digest and old.get("token") == token:
         rec = old
