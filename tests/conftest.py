@@ -5,6 +5,7 @@ top-level ``_*/`` tree is what ``saltutil.sync_*`` ships, and a Python
 interpreter on which saltext_edge is NOT installed (for the sync path).
 """
 
+import copy
 import os
 import pathlib
 import shutil
@@ -62,15 +63,36 @@ def state_tree(repo_root, tmp_path_factory):
     return root
 
 
+class SharedDefaults(dict):
+    """
+    A dict every test master starts from, that refuses to be changed.
+    salt-factories writes the master's own paths (``root_dir``, ``pki_dir``
+    ...) into the ``defaults`` it is given: a master handed this very dict
+    would leave its paths in it, and every later master would share that
+    master's key store. Pass ``dict(...)`` or ``copy.deepcopy(...)`` of it.
+    """
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("master_defaults is shared by every test master: pass a copy of it")
+
+    __setitem__ = __delitem__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __deepcopy__(self, memo):
+        return copy.deepcopy(dict(self), memo)
+
+
 @pytest.fixture(scope="session")
 def master_defaults(state_tree):
-    """Config every test master starts from: the _* tree as file_roots, quick timings."""
-    return {
-        "file_roots": {"base": [str(state_tree)]},
-        "fileserver_followsymlinks": True,
-        "interface": "127.0.0.1",
-        "loop_interval": 1,
-    }
+    """Config every test master starts from: the _* tree as file_roots, quick timings (read-only)."""
+    return SharedDefaults(
+        {
+            "file_roots": {"base": [str(state_tree)]},
+            "fileserver_followsymlinks": True,
+            "interface": "127.0.0.1",
+            "loop_interval": 1,
+        }
+    )
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def bare_master(salt_factories, master_defaults, python_without_ext):
     factory = salt_factories.salt_master_daemon(
-        random_string("bare-master-"), defaults=master_defaults
+        random_string("bare-master-"), defaults=dict(master_defaults)
     )
     factory.python_executable = python_without_ext
     with factory.started():
