@@ -39,17 +39,6 @@ import sys
 import saltext_edge
 from saltext_edge import master_config as _master_config
 
-# the former names, kept importable (the code is saltext_edge.master_config)
-from saltext_edge.master_config import (  # noqa: F401
-    DEFAULT_REACTOR_DIR,
-    DROPIN_NAME,
-    REACTOR_NAME,
-    SECRET_NAME,
-    check_master_secret,
-    render_master_dropin,
-)
-from saltext_edge.master_config import run as master_config_main  # noqa: F401
-
 DEFAULT_CONFIG_DIR = os.environ.get("SALT_CONFIG_DIR", "/etc/salt")
 
 
@@ -95,9 +84,9 @@ def _parser():
     )
     mc.add_argument(
         "--reactor-dir",
-        default=DEFAULT_REACTOR_DIR,
+        default=_master_config.DEFAULT_REACTOR_DIR,
         help="where the reactor SLS is installed, outside Salt's Python so upgrades "
-        f"keep the path (default: {DEFAULT_REACTOR_DIR})",
+        f"keep the path (default: {_master_config.DEFAULT_REACTOR_DIR})",
     )
     mc.add_argument(
         "--no-auto-admit",
