@@ -177,6 +177,44 @@ def python_without_ext(tmp_path_factory):
     return str(python)
 
 
+#: packages whose tests share package-scoped daemons or a machine-wide
+#: resource (as_shipped: the wheel it builds, the ``salt`` user it creates and
+#: removes), so one pytest-xdist worker runs all of each
+ONE_WORKER_PACKAGES = ("as_shipped", "fleet", "view", "enrollment")
+
+
+def worker_group(nodeid):
+    """The unit of work of one pytest-xdist worker: a test file, or a whole :data:`ONE_WORKER_PACKAGES` package."""
+    parts = nodeid.split("::", 1)[0].split("/")
+    return (
+        "/".join(parts[:-1])
+        if parts[-2:-1] and parts[-2] in ONE_WORKER_PACKAGES
+        else "/".join(parts)
+    )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """
+    ``./dev test`` runs ``pytest -n N --dist loadscope``: each worker takes
+    whole :func:`worker_group` units, in collection order, so module- and
+    package-scoped daemons start once. (Done here rather than with
+    ``xdist_group`` marks, which pytest-xdist 3.8 cannot apply under pytest 9.)
+    """
+    from xdist.scheduler import LoadScopeScheduling  # noqa: PLC0415
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return worker_group(nodeid)
+
+    return GroupScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config, items):  # noqa: ARG001
+    """Daemon tests first, the quick unit files last (they fill the workers in at the end)."""
+    items.sort(key=lambda item: pathlib.Path(str(item.fspath)).parts[-2] == "unit")
+
+
 def pytest_unconfigure(config):  # noqa: ARG001
     """
     Salt's deferred start-up log handler (``salt._logging.impl``) replays

@@ -15,6 +15,7 @@ import os
 import pathlib
 import shutil
 import signal
+import time
 
 import psutil
 
@@ -91,3 +92,23 @@ def share_pki(factory, master):
         shutil.rmtree(pki)
     pki.parent.mkdir(parents=True, exist_ok=True)
     pki.symlink_to(master.config["pki_dir"], target_is_directory=True)
+
+
+def answers_ping(master, minion_id, within=0, each=5):
+    """
+    True once ``minion_id`` answers ``test.ping`` through ``master``: salt
+    CLI tries of ``each`` seconds (a minion that has not connected yet costs
+    one try, not the master's whole ``timeout``), repeated for ``within``
+    seconds; False when none answered.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            ret = master.salt_cli(timeout=each).run("test.ping", minion_tgt=minion_id)
+        except Exception:  # noqa: BLE001 - FactoryTimeout on a loaded machine: not yet
+            ret = None
+        if ret is not None and ret.returncode == 0 and ret.data is True:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)

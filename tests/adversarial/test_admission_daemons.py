@@ -9,6 +9,7 @@ import pathlib
 import time
 
 import pytest
+from tests.daemons import answers_ping
 
 from saltext_edge import admission
 
@@ -282,17 +283,6 @@ def _node_overrides(site_key_hex):
     }
 
 
-def _answers_ping(master, mid):
-    cli = master.salt_cli(timeout=30)
-    ping = None
-    for _ in range(6):
-        ping = cli.run("test.ping", minion_tgt=mid)
-        if ping.returncode == 0 and ping.data is True:
-            return True
-        time.sleep(2)
-    raise AssertionError(f"{mid} does not answer test.ping: {ping}")
-
-
 def _reactor_decision(opts, mid, reason):
     return wait_until(
         lambda: admission.list_decisions(opts).get(mid, {}).get("reason") == reason, timeout=60
@@ -327,7 +317,7 @@ def test_squatter(on_invalid, adv_master, adv_opts, key_pool, policy_file):
         )
         assert accepted, f"real node not admitted: {key_states(adv_opts).get(mid)}"
         assert key_states(adv_opts)[mid][1].strip() == node_pub.strip()
-        assert _answers_ping(adv_master, mid)
+        assert answers_ping(adv_master, mid, within=60), f"{mid} does not answer test.ping"
         assert admission.node_index(adv_opts)[mid]["site"] == SITE
 
 
@@ -361,7 +351,7 @@ def test_tokenless_squatter_freed_by_the_reactor(delete_master, key_pool):
         )
         assert accepted, f"the real node was not admitted: {key_states(opts).get(mid)}"
         assert key_states(opts)[mid][1].strip() == node_pub.strip()
-        assert _answers_ping(delete_master, mid)
+        assert answers_ping(delete_master, mid, within=60), f"{mid} does not answer test.ping"
     bus.stop()
     decisions = [
         d for t, d in bus.tagged("edge/admission/") if isinstance(d, dict) and d.get("id") == mid

@@ -352,12 +352,14 @@ def collect_auth_events(opts, seconds, match="*"):
     """
     Listen on the master event bus for ``seconds`` and pass every
     ``salt/auth`` event of an id matching ``match`` through :func:`sign_in`
-    (it records, decides nothing). Returns ``{minion_id: record}`` for the
-    tokens recorded.
+    (it records, decides nothing). When ``match`` names exact ids (no glob
+    character), stop as soon as a token is recorded for each of them.
+    Returns ``{minion_id: record}`` for the tokens recorded.
     """
     import salt.utils.event
 
     patterns = [p for p in (match or "*").split(",") if p] or ["*"]
+    exact = None if any(c in p for p in patterns for c in "*?[") else set(patterns)
     seen = {}
     manual = dict(opts, edge=dict(opts.get("edge") or {}, auto_admit=False))
     deadline = time.monotonic() + float(seconds)
@@ -377,4 +379,6 @@ def collect_auth_events(opts, seconds, match="*"):
             outcome = sign_in(manual, minion_id, pub, tok, act=act, source="wait")
             if outcome.rec is not None:
                 seen[minion_id] = outcome.rec
+                if exact is not None and exact <= seen.keys():
+                    break
     return seen

@@ -148,6 +148,8 @@ def accept_pending(match="*", dry_run=False, wait=0):
     Valid keys are accepted; refused ones are kept, rejected or deleted as
     ``edge:on_invalid`` says; keys without a token are left alone.
     ``dry_run=True`` changes nothing (no key moved, nothing stored, no event).
+    When ``match`` names ids without glob characters, ``wait`` ends as soon
+    as each of them has signed in with a token.
 
     Returns ``{minion_id: {"decision": "accepted"|"refused"|"no_token",
     "reason": None|"bad_token"|"key_changed"|"revoked_site"|"id_not_allowed"|
@@ -162,6 +164,7 @@ def accept_pending(match="*", dry_run=False, wait=0):
         salt-run edge.accept_pending
         salt-run edge.accept_pending match='sh-3-*' dry_run=True
         salt-run edge.accept_pending wait=30
+        salt-run edge.accept_pending match=sh-3-node-07 wait=300
     """
     return _admission.accept_pending(
         __opts__, match=match, dry_run=salt.utils.data.is_true(dry_run), wait=wait

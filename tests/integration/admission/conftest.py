@@ -121,16 +121,6 @@ def auth_events(event_listener, master, minion_id, after, act="pend"):
     ]
 
 
-def answers_ping(master, minion_id, timeout=10):
-    """True when ``minion_id`` answers ``test.ping`` through ``master``."""
-    try:
-        ret = master.salt_cli(timeout=timeout).run("test.ping", minion_tgt=minion_id)
-    except Exception:
-        # FactoryTimeout on an overloaded machine: not yet
-        return False
-    return ret.returncode == 0 and ret.data is True
-
-
 def master_opts(master):
     return salt.config.master_config(master.config["conf_file"])
 

@@ -8,13 +8,13 @@ and (``on_invalid: reject``) rejected.
 import time
 
 import pytest
+from tests.daemons import answers_ping
 
 from saltext_edge import admission
 from saltext_edge import tokens as edge_token
 
 from .conftest import (
     ACCEPTANCE_WAIT,
-    answers_ping,
     key_lists,
     make_master,
     new_minion,
