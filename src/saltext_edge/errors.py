@@ -32,13 +32,15 @@ def command_errors(func):
       many): Salt's runner client would catch the ``TypeError`` of the call
       and return the usage text as a *successful* return (exit 0);
     * ``SaltInvocationError``: it is a ``TypeError`` too, so that same
-      ``except TypeError`` turns it into a successful return (exit 0), and so
-      any other ``TypeError`` raised inside;
+      ``except TypeError`` would turn it into a successful return (exit 0);
     * any other ``SaltException`` and the library's errors, every one a
       ``ValueError`` (``TokenError``, ``SecretError``, ``AdmissionError``,
       ``KeyFileError``, ...), which it would print as a traceback.
 
-    The traceback goes to the log at debug level.
+    Their traceback goes to the log at debug level. Any other ``TypeError``
+    raised inside is a fault of ours, not of the caller's input: it ends as
+    ``edge.<fn>: internal error ...`` (still exit 1, never Salt's usage text
+    with exit 0) and its traceback is logged at error level.
 
     ``functools.wraps`` keeps the name, the docstring and (through
     ``__wrapped__``) the signature Salt's loader and the docs read.
@@ -54,11 +56,16 @@ def command_errors(func):
             raise EdgeCommandError(f"{name}: {exc} (usage: salt-run -d {name})") from None
         try:
             return func(*args, **kwargs)
-        except (salt.exceptions.SaltException, ValueError, TypeError) as exc:
+        except (salt.exceptions.SaltException, ValueError) as exc:
             log.debug("%s failed", name, exc_info=True)
             message = " ".join(str(exc).split())
             if not message.startswith(name):
                 message = f"{name}: {message}"
             raise EdgeCommandError(message) from None
+        except TypeError as exc:
+            log.error("%s failed with an internal error", name, exc_info=True)
+            raise EdgeCommandError(
+                f"{name}: internal error ({type(exc).__name__}); the traceback is in the master's log"
+            ) from None
 
     return wrapper

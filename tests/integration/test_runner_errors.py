@@ -54,6 +54,7 @@ def test_bad_argument_exits_non_zero_with_one_line(salt_run_cli, args, expected)
     message = _message(ret)
     assert ret.returncode != 0, (ret.returncode, ret.stdout, ret.stderr)
     assert expected in message, (message, ret.stderr)
+    assert "internal error" not in message  # a caller's mistake, named as such
     assert "\n" not in message.strip()
     assert "Traceback" not in ret.stdout + ret.stderr
 

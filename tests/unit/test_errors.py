@@ -16,6 +16,8 @@ def sample(minion_id, wait=0):
         raise ValueError("edge.sample: already named")
     if wait == "other":
         raise KeyError("a bug")
+    if wait == "bug":
+        return len(wait, minion_id)  # a TypeError of ours, not of the caller
     return minion_id
 
 
@@ -57,3 +59,16 @@ def test_bad_input_is_one_line(args, kwargs, message):
 def test_other_errors_are_not_hidden():
     with pytest.raises(KeyError):
         sample("a", wait="other")
+
+
+def test_a_type_error_of_ours_is_an_internal_error_not_a_usage_error(caplog):
+    with (
+        caplog.at_level("ERROR", logger="saltext_edge.errors"),
+        pytest.raises(EdgeCommandError) as err,
+    ):
+        sample("a", wait="bug")
+    assert str(err.value) == (
+        "edge.sample: internal error (TypeError); the traceback is in the master's log"
+    )
+    assert "usage" not in str(err.value)
+    assert "Traceback" in caplog.text and "len(wait, minion_id)" in caplog.text
