@@ -351,6 +351,22 @@ class EnrollmentStore:
             self.put(record)
         return reason
 
+    def release(self, enr_id, minion_id):
+        """
+        Give back the use :meth:`consume` counted for ``minion_id`` in this
+        same locked section, when its key was not written after all (it
+        changed under Salt's own writers). Returns True when a use was given
+        back. Call under the key-store lock.
+        """
+        record = self.get(enr_id)
+        if record is None or minion_id not in record["admitted"]:
+            return False
+        record["admitted"].remove(minion_id)
+        record["used"] = max(0, record["used"] - 1)
+        (record.get("digests") or {}).pop(minion_id, None)
+        self.put(record)
+        return True
+
     def revoke(self, enr_id, now):
         """Mark ``enr_id`` revoked; return its record, or ``None`` when unknown."""
         record = self.get(enr_id)

@@ -315,3 +315,18 @@ def test_minion_reads_the_enrollment_key(tmp_path):
             {"edge": {"enrollment_key": "edge-enroll:v2:sh-3:zz:" + "q" * 64}}
         )
     assert "q" * 16 not in str(err.value)
+
+
+def test_release_gives_back_the_use_just_counted(tmp_path):
+    store = enr.EnrollmentStore(str(tmp_path / "enr"))
+    rec = enr.new_record(SITE, uses=1, expires="1h", now=NOW)
+    store.put(rec)
+    assert store.consume(rec["id"], "a", NOW, pub_digest="1" * 64) is None
+    assert store.consume(rec["id"], "b", NOW) == "exhausted"
+    assert store.release(rec["id"], "a") is True
+    got = store.get(rec["id"])
+    assert got["used"] == 0 and got["admitted"] == [] and "a" not in got.get("digests", {})
+    assert store.consume(rec["id"], "b", NOW) is None  # the use is there again
+    assert store.release(rec["id"], "a") is False  # nothing of a's to give back
+    assert store.release("ffffffffffffffff", "b") is False
+    assert store.get(rec["id"])["used"] == 1

@@ -93,7 +93,8 @@ def _act_chunk(opts, keyobj, store, ids, extra_records, secrets, pol, enrollment
     lock; a key that changed is left alone (action ``none``). An acceptance by an
     enrollment first counts its use in the same locked section (refused
     with the enrollment's reason when it is spent meanwhile, e.g. by another
-    master on the same key store). Returns ``({id: action}, journal key or
+    master on the same key store); the use is given back when the key then
+    changed before its write. Returns ``({id: action}, journal key or
     None, chunk)`` where ``chunk`` holds the :class:`PlanItem` s with their
     final verdicts.
     """
@@ -101,7 +102,7 @@ def _act_chunk(opts, keyobj, store, ids, extra_records, secrets, pol, enrollment
     admitted = {}
     with _ks.lock(keyobj, pol["lock_timeout"], what="edge admission decision"):
         chunk = _plan(opts, keyobj, store, ids, extra_records, secrets, pol, enrollments)
-        chunk = _count_uses(opts, chunk)
+        chunk, counted = _count_uses(opts, chunk)
         targets = {item.minion_id: _target(item.verdict, pol["on_invalid"]) for item in chunk}
         intents = {
             item.minion_id: {
@@ -131,6 +132,8 @@ def _act_chunk(opts, keyobj, store, ids, extra_records, secrets, pol, enrollment
                 now_key = keyobj.cache.fetch("keys", item.minion_id) or {}
                 if now_key.get("state") != "pending" or now_key.get("pub") != item.key["pub"]:
                     actions[item.minion_id] = "none"
+                    if item.minion_id in counted:
+                        _enr.store(opts).release(item.verdict.enrollment, item.minion_id)
                     continue
                 if target == "deleted":
                     _ks.delete(keyobj, item.minion_id)
@@ -151,23 +154,29 @@ def _count_uses(opts, chunk):
     """
     Under the key-store lock, on keys read under it: count one use of its
     enrollment for each item to be accepted by a v2 token; an item whose
-    enrollment refuses now gets that refusal. Returns the chunk.
+    enrollment refuses now gets that refusal. Returns ``(chunk, ids)``:
+    ``ids`` are those whose use was counted now (a node admitted by the
+    enrollment before is not counted twice).
     """
+    counted = set()
     if not any(item.verdict.enrollment and item.verdict.decision == "accepted" for item in chunk):
-        return chunk
+        return chunk, counted
     enrollments = _enr.store(opts)
     now = time.time()
     out = []
     for item in chunk:
         verdict = item.verdict
         if verdict.enrollment and verdict.decision == "accepted":
+            before = enrollments.get(verdict.enrollment) or {}
             reason = enrollments.consume(
                 verdict.enrollment, item.minion_id, now, (item.rec or {}).get("pub_digest")
             )
             if reason:
                 item = item._replace(verdict=verdict._replace(decision="refused", reason=reason))
+            elif item.minion_id not in before.get("admitted", ()):
+                counted.add(item.minion_id)
         out.append(item)
-    return out
+    return out, counted
 
 
 def decide_and_act(opts, match="*", dry_run=False, secrets=None, extra_records=None, ids=None):

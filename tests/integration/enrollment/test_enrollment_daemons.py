@@ -314,3 +314,33 @@ def test_two_masters_race_for_three_uses(
         f"(by {sorted(v[0] for v in accepts.values() if v)}), {len(refused)} refused exhausted, "
         f"decided in {elapsed:.1f} s"
     )
+
+
+def test_use_given_back_when_the_key_changes_before_its_write(
+    enr_opts, enr_keys, tmp_path, enr_master, monkeypatch
+):
+    """
+    Salt's own writers do not take our lock: when the pending key changes
+    between the read it was judged on and the re-read before its write (here
+    replaced right after its enrollment use was counted), the key is left
+    alone and the one-time key keeps its use for the real node.
+    """
+    data, key_text, _, _ = create_enrollment(enr_master, tmp_path, uses=1, note="race")
+    mid = random_string("enr-race-")
+    pub, other = enr_keys[0][1], enr_keys[1][1]
+    place_pending(enr_opts, mid, pub)
+    admission.record(enr_opts, mid, pub, v2_token(key_text, mid, pub))
+    consume = enrollment.EnrollmentStore.consume
+
+    def consume_then_replace_the_key(self, *args, **kwargs):
+        reason = consume(self, *args, **kwargs)
+        place_pending(enr_opts, mid, other)  # a concurrent Salt writer
+        return reason
+
+    monkeypatch.setattr(enrollment.EnrollmentStore, "consume", consume_then_replace_the_key)
+    got = admission.decide_and_act(enr_opts, ids=[mid])
+    monkeypatch.undo()
+    assert got[mid]["action"] == "none", got
+    assert key_states(enr_opts)[mid] == ("pending", other)
+    rec = _record(enr_opts, data["id"])
+    assert rec["used"] == 0 and rec["admitted"] == [], rec
