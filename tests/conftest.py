@@ -185,12 +185,9 @@ ONE_WORKER_PACKAGES = ("as_shipped", "fleet", "view", "enrollment")
 
 def worker_group(nodeid):
     """The unit of work of one pytest-xdist worker: a test file, or a whole :data:`ONE_WORKER_PACKAGES` package."""
-    parts = nodeid.split("::", 1)[0].split("/")
-    return (
-        "/".join(parts[:-1])
-        if parts[-2:-1] and parts[-2] in ONE_WORKER_PACKAGES
-        else "/".join(parts)
-    )
+    path = nodeid.split("::", 1)[0]
+    folder = path.rpartition("/")[0]
+    return folder if folder.rpartition("/")[2] in ONE_WORKER_PACKAGES else path
 
 
 @pytest.hookimpl(optionalhook=True)
