@@ -292,8 +292,16 @@ class BusRecorder:
         return [(t, d) for t, d in self.events if isinstance(t, str) and t.startswith(prefix)]
 
 
+#: how many times ``timeout`` :func:`wait_until` waits: the timeouts are
+#: sized for a machine to ourselves, and ``./dev test`` runs four workers on
+#: two cores (each wait returns as soon as its predicate holds, so only a
+#: failing test waits longer)
+PATIENCE = 3
+
+
 def wait_until(predicate, timeout, interval=0.25):
-    deadline = time.monotonic() + timeout
+    """Poll ``predicate`` until it is truthy or ``timeout`` (times :data:`PATIENCE`) passed; return its last value."""
+    deadline = time.monotonic() + timeout * PATIENCE
     while True:
         value = predicate()
         if value:

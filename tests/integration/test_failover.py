@@ -115,9 +115,11 @@ def test_failover_to_second_master(salt_factories):
                 )
                 # it answers commands from the second master
                 assert _ping(master_b, minion.id, timeout=15)
-                # about two intervals: one to notice, then Salt's own reconnect
-                # timeouts to the dead master (auth_timeout) before it moves on
-                assert moved <= 2 * INTERVAL + 10, moved
+                # about two intervals on a machine to itself (13 s): one to
+                # notice, then Salt's own reconnect timeouts to the dead master
+                # (auth_timeout) before it moves on; the bound leaves room for
+                # the other test workers on the same cores
+                assert moved <= 4 * INTERVAL + 10, moved
 
 
 def _alive(pid):
