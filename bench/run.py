@@ -4,7 +4,7 @@ Run every saltext-edge benchmark, print one table (metric, ours, Salt
 baseline, ratio, target, met?) and write the results as JSON to
 ``bench/results/`` (plus an SVG plot of time against fleet size).
 
-    python bench/run.py            # full run (~12 min on a shared, loaded 2-core box)
+    python bench/run.py            # full run (about an hour on 2 cores, most of it the storms)
     python bench/run.py --quick    # smoke run with small fleets (~6 min on the same box)
     python bench/run.py --only admission,storm
     python bench/run.py --write-docs   # also copy the plot to docs/_static/
