@@ -98,7 +98,7 @@ def heartbeat(otherwise):
     """Rule for ``beacons``: ok when the ``edge_heartbeat`` beacon is on, else ``otherwise``."""
 
     def rule(opts, setting):
-        from saltext_edge import fleet as _fleet  # noqa: PLC0415  (only this rule needs it)
+        from saltext_edge import fleet as _fleet  # only this rule needs it
 
         return Check("ok" if _fleet.beacon_enabled(opts) else otherwise)
 

@@ -1,60 +1,19 @@
 """
 ``edge.diagnose``: every check of an edge minion at once, in parallel, and
-one verdict with reasons (see ``docs/howto/diagnose.rst``).
-
-The checks live in modules named for their job; their names are
-re-exported here for callers of the former single module:
-
-* :mod:`saltext_edge.settings` -- the catalogue of recommended settings;
-* :mod:`saltext_edge.audit` (rules in :mod:`saltext_edge.audit_rules`) --
-  ``config_audit``;
-* :mod:`saltext_edge.masters` -- master discovery and ``check_master``;
-* :mod:`saltext_edge.http_check` -- ``http_probe``;
-* :mod:`saltext_edge.probe` -- the uplink probe.
+one verdict with reasons (see ``docs/howto/diagnose.rst``). The checks live
+in modules named for their job: :mod:`saltext_edge.masters`
+(``check_master``), :mod:`saltext_edge.http_check` (``http_probe``),
+:mod:`saltext_edge.audit` (``config_audit``) and the uplink probe.
 """
 
 import threading
 import time
 
 from saltext_edge import probe as _probe
-from saltext_edge.audit import SEVERITIES, config_audit
-from saltext_edge.http_check import (
-    DEFAULT_HTTP_TIMEOUT,
-    classify_http_error,
-    http_probe,
-    parse_url,
-    redact_url,
-)
-from saltext_edge.masters import (
-    active_master,
-    check_master,
-    configured_masters,
-    master_targets,
-)
-from saltext_edge.probe import DiagArgumentError
-from saltext_edge.settings import RECOMMENDED, RECOMMENDED_CORE, RECOMMENDED_WHY
-
-__all__ = [
-    "DEFAULT_DIAG_BUDGET",
-    "DEFAULT_HTTP_TIMEOUT",
-    "RECOMMENDED",
-    "RECOMMENDED_CORE",
-    "RECOMMENDED_WHY",
-    "SEVERITIES",
-    "VERDICTS",
-    "DiagArgumentError",
-    "active_master",
-    "check_master",
-    "classify_http_error",
-    "config_audit",
-    "configured_masters",
-    "diagnose",
-    "http_probe",
-    "master_targets",
-    "parse_url",
-    "redact_url",
-    "verdict",
-]
+from saltext_edge.audit import config_audit
+from saltext_edge.http_check import http_probe, parse_url
+from saltext_edge.masters import check_master, master_targets
+from saltext_edge.probe_args import DiagArgumentError
 
 VERDICTS = ("ok", "degraded", "down")
 DEFAULT_DIAG_BUDGET = 5.0
@@ -201,7 +160,7 @@ def diagnose(
     def _run(name, fn):
         try:
             results[name] = fn()
-        except Exception as err:  # noqa: BLE001 - reported as data, never raised
+        except Exception as err:  # reported as data, never raised
             errors[name] = f"{type(err).__name__}: {err}"
         finally:
             events[name].set()

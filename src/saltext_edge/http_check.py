@@ -209,7 +209,7 @@ def http_probe(
             )
             box["resp"] = resp
             resp.close()
-        except Exception as err:  # noqa: BLE001 - reported as data, never raised
+        except Exception as err:  # reported as data, never raised
             box["error"] = err
         finally:
             session.close()

@@ -84,7 +84,7 @@ def _learned_publish_port(opts):
                 return port
         if len({port for _key, port in found}) == 1:
             return found[0][1]
-    except Exception:  # noqa: BLE001 - Salt internals of another version: unknown is fine
+    except Exception:  # Salt internals of another version: unknown is fine
         return None
     return None
 

@@ -26,40 +26,13 @@ import stat
 
 import yaml
 
-from saltext_edge import minion_restart as _restart
 from saltext_edge import settings as _settings
 from saltext_edge import tokens as _token
-from saltext_edge.fileio import atomic_write  # noqa: F401 - also a name of this module
-
-# the parts of the state's library, under the names this module always had
-from saltext_edge.minion_conflicts import (  # noqa: F401
-    HIDDEN,
-    config_files,
-    describe_conflicts,
-    find_conflicts,
-    mask,
-)
-from saltext_edge.minion_request import (  # noqa: F401
-    CORE_KEYS,
-    MinionConfigError,
-    Request,
-    Secret,
-    _has_port,
-    _normalise,
-    default_secret_file,
-    validate_host_port,
-)
-from saltext_edge.minion_restart import find_minion_process, plan_restart  # noqa: F401
-
-schedule_restart = _restart.schedule
+from saltext_edge.fileio import atomic_write
+from saltext_edge.minion_conflicts import HIDDEN
+from saltext_edge.minion_request import CORE_KEYS, Request, _has_port, _normalise
 
 log = logging.getLogger(__name__)
-
-#: the NAT keep-alive / reconnect settings the drop-in gets, from the catalogue
-#: in saltext_edge.settings (the audit checks the same values). One adjustment:
-#: retry_dns is 0 with master_type: failover, because Salt forces that (and
-#: logs CRITICAL) so that an unresolvable master sends the minion to the next.
-RECOMMENDED = _settings.RECOMMENDED
 
 HEADER = (
     "# Managed by Salt: state edge.minion_config (saltext-edge).\n"
@@ -76,7 +49,9 @@ def minion_options(request, recommended=None):
     ``(data, overridden, notes)``: ``overridden`` lists recommended NAT
     options that ``extra`` replaces with other values.
     """
-    recommended = RECOMMENDED if recommended is None else recommended
+    # the NAT keep-alive / reconnect settings of saltext_edge.settings (the
+    # audit checks the same values); retry_dns is adjusted below
+    recommended = _settings.RECOMMENDED if recommended is None else recommended
     extra, notes = request.extra, []
     if request.failover:
         data = {"master": list(request.masters), "master_type": "failover"}
@@ -178,7 +153,7 @@ def _read_text(path):
 
 def _fingerprint_of(value):
     """The fingerprint of a key file's content: of ``K_enr`` for an enrollment key (as the runner shows it)."""
-    from saltext_edge import enrollment as _enr  # noqa: PLC0415  (synced copies import lazily)
+    from saltext_edge import enrollment as _enr  # synced copies import lazily
 
     try:
         return _token.key_fingerprint(_enr.parse_key(value)[2])

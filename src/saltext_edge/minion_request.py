@@ -285,7 +285,7 @@ def _check_secret(name, site, site_key, shared_secret, secret_file, enrollment_k
 
 def _check_enrollment_key(enrollment_key, site):
     """Return ``("enrollment_key", value, fingerprint)`` for a well-formed key of ``site``."""
-    from saltext_edge import enrollment as _enr  # noqa: PLC0415  (synced copies import lazily)
+    from saltext_edge import enrollment as _enr  # synced copies import lazily
 
     try:
         key_site, _, key = _enr.parse_key(enrollment_key)

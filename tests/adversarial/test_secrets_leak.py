@@ -407,13 +407,13 @@ def test_token_not_in_our_logs_events_or_returns(leak):
 
 def test_minion_config_secret_file_and_dropin(leak):
     """The state put the pillar site key in a 0600 file and never in the drop-in."""
-    from saltext_edge import minion_config as mc
+    from saltext_edge.minion_request import default_secret_file
 
     dropin = leak["dropin"]
     assert dropin.exists(), "edge.minion_config did not write the drop-in"
     text = dropin.read_text()
     assert leak["secrets"][f"site key {STATE_SITE}"] not in text
-    secret_path = pathlib.Path(mc.default_secret_file(str(dropin)))
+    secret_path = pathlib.Path(default_secret_file(str(dropin)))
     assert secret_path.read_text().strip() == leak["secrets"][f"site key {STATE_SITE}"]
     assert secret_path.stat().st_mode & 0o777 == 0o600
 

@@ -28,6 +28,7 @@ K8S_VERSION = "1.33.0"
 
 try:
     from saltext_edge import minion_config
+    from saltext_edge.minion_request import MinionConfigError
 except ImportError:  # pragma: no cover
     minion_config = None
 
@@ -549,11 +550,11 @@ def test_bootstrap_enrollment_key_for_another_site_is_refused(tmp_path):
     assert proc.returncode == 2 and "sh-3" in proc.stderr and not (root / "etc").exists()
     assert ENROLLMENT_KEY.rsplit(":", 1)[1] not in proc.stderr
     if minion_config is not None:
-        with pytest.raises(minion_config.MinionConfigError, match="for site"):
+        with pytest.raises(MinionConfigError, match="for site"):
             minion_config.build_plan(
                 "/etc/salt/minion.d/edge.conf", ["m"], site="sh-4", enrollment_key=ENROLLMENT_KEY
             )
-        with pytest.raises(minion_config.MinionConfigError, match="not both"):
+        with pytest.raises(MinionConfigError, match="not both"):
             minion_config.build_plan(
                 "/etc/salt/minion.d/edge.conf",
                 ["m"],

@@ -3,7 +3,8 @@
 import pytest
 import salt.config
 
-from saltext_edge import diag, settings
+from saltext_edge import diag, http_check, masters, probe_args, settings
+from saltext_edge.audit import config_audit
 
 
 def _opts(**over):
@@ -17,11 +18,11 @@ def _by_setting(audit):
 
 
 def test_recommended_shape():
-    assert set(diag.RECOMMENDED) <= set(diag.RECOMMENDED_WHY)
-    assert set(diag.RECOMMENDED_CORE) <= set(diag.RECOMMENDED_WHY)
+    assert set(settings.RECOMMENDED) <= set(settings.RECOMMENDED_WHY)
+    assert set(settings.RECOMMENDED_CORE) <= set(settings.RECOMMENDED_WHY)
     # every written option is one Salt knows (a typo would be silently ignored);
     # beacons has no entry in Salt's defaults but is read by the minion's beacon loader
-    for key in set(diag.RECOMMENDED) - {"beacons"}:
+    for key in set(settings.RECOMMENDED) - {"beacons"}:
         assert key in salt.config.DEFAULT_MINION_OPTS, key
 
 
@@ -30,18 +31,18 @@ def test_audit_of_recommended_config_is_clean():
     opts = _opts(
         master=["a", "b"],
         master_type="failover",
-        **dict(diag.RECOMMENDED, retry_dns=0),
-        **{k: v for k, v in diag.RECOMMENDED_CORE.items() if k != "master_type"},
+        **dict(settings.RECOMMENDED, retry_dns=0),
+        **{k: v for k, v in settings.RECOMMENDED_CORE.items() if k != "master_type"},
         **settings.RECOMMENDED_ENROLL,
     )
-    audit = diag.config_audit(opts)
+    audit = config_audit(opts)
     bad = [f for f in audit["findings"] if f["severity"] != "ok"]
     assert not bad, bad
     assert audit["ok"] is True and audit["worst"] == "ok"
 
 
 def test_audit_of_salt_defaults():
-    audit = diag.config_audit(_opts(master="salt"))
+    audit = config_audit(_opts(master="salt"))
     f = _by_setting(audit)
     assert f["master"]["severity"] == "warning"
     assert f["master_type"]["severity"] == "warning"
@@ -59,7 +60,7 @@ def test_audit_of_salt_defaults():
 
 def test_audit_critical_findings():
     f = _by_setting(
-        diag.config_audit(
+        config_audit(
             _opts(
                 master=["a", "b"],
                 master_type="failover",
@@ -83,24 +84,22 @@ def test_audit_critical_findings():
 
 
 def test_audit_retry_dns_outside_failover():
-    f = _by_setting(diag.config_audit(_opts(master="a", master_type="str", retry_dns=0)))
+    f = _by_setting(config_audit(_opts(master="a", master_type="str", retry_dns=0)))
     assert f["retry_dns"]["severity"] == "critical"
-    f = _by_setting(
-        diag.config_audit(_opts(master=["a", "b"], master_type="failover", retry_dns=30))
-    )
+    f = _by_setting(config_audit(_opts(master=["a", "b"], master_type="failover", retry_dns=30)))
     assert f["retry_dns"]["severity"] == "info"
 
 
 def test_audit_autosign_string():
-    f = _by_setting(diag.config_audit(_opts(autosign_grains="edge_token")))
+    f = _by_setting(config_audit(_opts(autosign_grains="edge_token")))
     assert f["autosign_grains"]["ok"]
 
 
 def test_configured_and_active_master():
-    assert diag.configured_masters({"master": "a"}) == ["a"]
-    assert diag.configured_masters({"master": ["a", "b", "a", ""]}) == ["a", "b"]
-    assert diag.configured_masters({"master": "b", "master_list": ["a", "b"]}) == ["a", "b"]
-    act = diag.active_master(
+    assert masters.configured_masters({"master": "a"}) == ["a"]
+    assert masters.configured_masters({"master": ["a", "b", "a", ""]}) == ["a", "b"]
+    assert masters.configured_masters({"master": "b", "master_list": ["a", "b"]}) == ["a", "b"]
+    act = masters.active_master(
         {
             "master": "b",
             "master_list": ["a", "b"],
@@ -109,9 +108,9 @@ def test_configured_and_active_master():
         }
     )
     assert act["master"] == "b" and act["master_uri"] == "tcp://10.0.0.2:4506"
-    assert diag.active_master({"master": ["a", "b"]})["master"] is None
+    assert masters.active_master({"master": ["a", "b"]})["master"] is None
     assert (
-        diag.active_master({"master": "a", "master_uri": "tcp://x:1", "file_client": "local"})[
+        masters.active_master({"master": "a", "master_uri": "tcp://x:1", "file_client": "local"})[
             "source"
         ]
         == "local mode"
@@ -119,7 +118,7 @@ def test_configured_and_active_master():
 
 
 def test_master_targets_ports():
-    plan = diag.master_targets(
+    plan = masters.master_targets(
         ["a", "b:5000", "[::1]:6000"], {"master_port": 4506, "publish_port": 4505}
     )
     assert plan[0] == ("a", "a", [("publish", 4505), ("return", 4506)])
@@ -142,19 +141,21 @@ def test_master_targets_ports():
     ],
 )
 def test_parse_url_rejects(url):
-    with pytest.raises(diag.DiagArgumentError):
-        diag.parse_url(url)
+    with pytest.raises(probe_args.DiagArgumentError):
+        http_check.parse_url(url)
 
 
 def test_parse_url_ok_and_redact():
-    _p, host, port = diag.parse_url("https://example.invalid/x")
+    _p, host, port = http_check.parse_url("https://example.invalid/x")
     assert (host, port) == ("example.invalid", 443)
-    assert diag.redact_url("http://u:pw@proxy.invalid:3128") == "http://***@proxy.invalid:3128"
-    assert diag.redact_url("http://proxy.invalid:3128") == "http://proxy.invalid:3128"
+    assert (
+        http_check.redact_url("http://u:pw@proxy.invalid:3128") == "http://***@proxy.invalid:3128"
+    )
+    assert http_check.redact_url("http://proxy.invalid:3128") == "http://proxy.invalid:3128"
 
 
 def test_http_probe_dns_error_class_is_local():
-    ret = diag.http_probe("http://nonexistent.invalid/", timeout=1, proxy=False)
+    ret = http_check.http_probe("http://nonexistent.invalid/", timeout=1, proxy=False)
     assert ret["error_class"] == "dns" and ret["ok"] is False
     # answered locally (RFC 6761): no resolver round trip, no request made
     assert ret["elapsed_ms"] < 1000
@@ -165,13 +166,15 @@ def test_classify_http_error():
     import requests
     import urllib3
 
-    assert diag.classify_http_error(requests.exceptions.SSLError("x")) == "tls"
-    assert diag.classify_http_error(requests.exceptions.ConnectTimeout("x")) == "timeout"
-    assert diag.classify_http_error(requests.exceptions.ReadTimeout("x")) == "timeout"
+    assert http_check.classify_http_error(requests.exceptions.SSLError("x")) == "tls"
+    assert http_check.classify_http_error(requests.exceptions.ConnectTimeout("x")) == "timeout"
+    assert http_check.classify_http_error(requests.exceptions.ReadTimeout("x")) == "timeout"
     nre = urllib3.exceptions.NameResolutionError("h", None, OSError("x"))
     err = requests.exceptions.ConnectionError(urllib3.exceptions.MaxRetryError(None, "/", nre))
-    assert diag.classify_http_error(err) == "dns"
-    assert diag.classify_http_error(requests.exceptions.ConnectionError("refused")) == "connect"
+    assert http_check.classify_http_error(err) == "dns"
+    assert (
+        http_check.classify_http_error(requests.exceptions.ConnectionError("refused")) == "connect"
+    )
 
 
 def _mreport(*states, quality="good"):
@@ -219,7 +222,7 @@ def test_diagnose_argument_errors():
         {"targets": ["h:70000"]},
         {"masters": ["h:0"]},
     ):
-        with pytest.raises((diag.DiagArgumentError, ValueError)):
+        with pytest.raises((probe_args.DiagArgumentError, ValueError)):
             diag.diagnose({"master": "127.0.0.1"}, **kwargs)
 
 
@@ -233,7 +236,7 @@ def test_dropin_written_by_the_state_passes_the_audit(tmp_path):
         str(tmp_path / "minion.d" / "edge.conf"), ["a", "b"], site="sh-3", site_key="a" * 64
     )
     written = yaml.safe_load(plan["content"])
-    audit = diag.config_audit(_opts(**written))
+    audit = config_audit(_opts(**written))
     assert [f for f in audit["findings"] if f["severity"] != "ok"] == []
     names = [f["setting"] for f in audit["findings"]]
     assert names == [s.name for s in settings.CATALOGUE]
@@ -276,23 +279,23 @@ def test_audit_of_the_sign_in_retry(wait, cap, sev_wait, sev_cap):
         over["acceptance_wait_time"] = wait
     if cap is not None:
         over["acceptance_wait_time_max"] = cap
-    f = _by_setting(diag.config_audit(_opts(**over)))
+    f = _by_setting(config_audit(_opts(**over)))
     assert f["acceptance_wait_time"]["severity"] == sev_wait
     assert f["acceptance_wait_time_max"]["severity"] == sev_cap
     # not admitted by token: the retry is none of the audit's business
-    plain = _by_setting(diag.config_audit(_opts(master="salt", acceptance_wait_time=0)))
+    plain = _by_setting(config_audit(_opts(master="salt", acceptance_wait_time=0)))
     assert "acceptance_wait_time" not in plain
 
 
 def test_one_catalogue_line_adds_a_setting():
     """A new entry is audited with its rule and reason; nothing else changes."""
-    from saltext_edge import audit, audit_rules, settings
+    from saltext_edge import audit_rules
 
     extra = settings.Setting(
         "edge_test_flag", True, "Because.", audit_rules.truthy("warning", None)
     )
     catalogue = (*settings.CATALOGUE, extra)
-    off = _by_setting(audit.config_audit(_opts(master="salt"), catalogue))["edge_test_flag"]
+    off = _by_setting(config_audit(_opts(master="salt"), catalogue))["edge_test_flag"]
     assert off["severity"] == "warning" and off["why"] == "Because." and off["current"] is None
-    on = _by_setting(audit.config_audit(_opts(master="salt", edge_test_flag=True), catalogue))
+    on = _by_setting(config_audit(_opts(master="salt", edge_test_flag=True), catalogue))
     assert on["edge_test_flag"]["ok"] is True

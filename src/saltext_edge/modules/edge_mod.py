@@ -12,11 +12,11 @@ from salt.exceptions import CommandExecutionError
 
 try:
     import saltext_edge
+    from saltext_edge import audit as _audit
     from saltext_edge import config as _config
     from saltext_edge import diag as _diag
-    from saltext_edge import (
-        masters as _masters,  # noqa: F401 - probe.uplink_targets needs it loaded
-    )
+    from saltext_edge import http_check as _http_check
+    from saltext_edge import masters as _masters
     from saltext_edge import probe as _probe
 
     HAS_LIB = True
@@ -171,7 +171,7 @@ def check_master(masters=None, count=1, timeout=1.0, budget=3.0):
         salt-call edge.check_master masters='[salt-a.example.net, salt-b.example.net]'
     """
     return _call(
-        _diag.check_master,
+        _masters.check_master,
         __opts__,
         masters=masters,
         count=count,
@@ -226,7 +226,7 @@ def http_probe(
         salt node7 edge.http_probe https://10.0.0.5:8443/ ca_bundle=/etc/ssl/edge-ca.pem
     """
     return _call(
-        _diag.http_probe,
+        _http_check.http_probe,
         url,
         timeout=timeout,
         verify=verify,
@@ -255,7 +255,7 @@ def config_audit():
 
         salt -G 'edge_site:*' edge.config_audit --out=json
     """
-    return _diag.config_audit(__opts__)
+    return _audit.config_audit(__opts__)
 
 
 def diagnose(

@@ -16,6 +16,8 @@ import salt.utils.data
 try:
     from saltext_edge import minion_config as _mc
     from saltext_edge import minion_restart as _restart
+    from saltext_edge.minion_conflicts import describe_conflicts, find_conflicts
+    from saltext_edge.minion_request import MinionConfigError
 
     HAS_LIB = True
 except ImportError:  # pragma: no cover - depends on how the module was installed
@@ -46,14 +48,14 @@ def _from_pillar(value, pillar_key, param):
     if pillar_key is None:
         return value
     if value is not None:
-        raise _mc.MinionConfigError(f"give {param} or {param}_pillar, not both")
+        raise MinionConfigError(f"give {param} or {param}_pillar, not both")
     if not isinstance(pillar_key, str) or not pillar_key:
-        raise _mc.MinionConfigError(f"{param}_pillar must be a pillar key such as edge:{param}")
+        raise MinionConfigError(f"{param}_pillar must be a pillar key such as edge:{param}")
     # __pillar__ itself, not pillar.get: Salt 3008 masks pillar.get's values
     # unless unmask=True, which 3006/3007 do not accept
     found = salt.utils.data.traverse_dict_and_list(__pillar__, pillar_key, None, ":")
     if found is None:
-        raise _mc.MinionConfigError(f"pillar key {pillar_key} ({param}_pillar) is not set")
+        raise MinionConfigError(f"pillar key {pillar_key} ({param}_pillar) is not set")
     return found
 
 
@@ -242,20 +244,20 @@ def minion_config(
             enrollment_key=enrollment_key,
         )
         if not isinstance(restart, bool):
-            raise _mc.MinionConfigError("restart must be true or false")
-    except _mc.MinionConfigError as err:
+            raise MinionConfigError("restart must be true or false")
+    except MinionConfigError as err:
         ret["comment"] = f"Invalid parameters, nothing was changed: {err}"
         return ret
 
     # plan: compare with the disk and the rest of the minion's configuration
     try:
         state = _mc.compare(plan)
-        conflicts, problems = _mc.find_conflicts(plan, _main_config(name))
+        conflicts, problems = find_conflicts(plan, _main_config(name))
     except (OSError, CommandExecutionError) as err:
         ret["comment"] = f"Cannot read the current configuration: {err}"
         return ret
     notes = list(plan["notes"])
-    warnings = _mc.describe_conflicts(conflicts) + problems
+    warnings = describe_conflicts(conflicts) + problems
     if warnings:
         ret["warnings"] = warnings
     ret["changes"] = _mc.changes(state)

@@ -210,7 +210,7 @@ def make_ca_and_cert(tmp_path):
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         if self.path.startswith("/slow"):
             time.sleep(5)
         status = 500 if self.path.startswith("/error") else 200

@@ -6,7 +6,7 @@ import pytest
 import salt.config
 from edge_servers import ZmtpListener
 
-from saltext_edge import diag
+from saltext_edge import diag, http_check, masters
 
 
 def _opts(**over):
@@ -17,7 +17,7 @@ def _opts(**over):
 
 # ---------------------------------------------------------------- http_probe
 def test_http_ok(http_server):
-    ret = diag.http_probe(http_server.url(), timeout=2)
+    ret = http_check.http_probe(http_server.url(), timeout=2)
     assert ret["ok"] is True and ret["status"] == 200
     assert ret["error_class"] is None and ret["tls"] is None
     assert ret["latency_ms"] is not None and ret["proxy"] is None
@@ -25,62 +25,62 @@ def test_http_ok(http_server):
 
 
 def test_http_status_error(http_server):
-    ret = diag.http_probe(http_server.url("/error"), timeout=2)
+    ret = http_check.http_probe(http_server.url("/error"), timeout=2)
     assert ret["ok"] is False and ret["status"] == 500 and ret["error_class"] == "http"
 
 
 def test_http_read_timeout_within_budget(http_server):
     started = time.perf_counter()
-    ret = diag.http_probe(http_server.url("/slow"), timeout=0.5, budget=1.0)
+    ret = http_check.http_probe(http_server.url("/slow"), timeout=0.5, budget=1.0)
     assert time.perf_counter() - started < 1.3
     assert ret["error_class"] == "timeout" and ret["ok"] is False
 
 
 def test_http_black_hole_within_budget(black_hole):
     started = time.perf_counter()
-    ret = diag.http_probe(f"http://{black_hole.target}/", timeout=5, budget=1.0)
+    ret = http_check.http_probe(f"http://{black_hole.target}/", timeout=5, budget=1.0)
     assert time.perf_counter() - started < 1.3
     assert ret["error_class"] == "timeout"
 
 
 def test_http_connect_refused(closed):
-    ret = diag.http_probe(f"http://127.0.0.1:{closed}/", timeout=2)
+    ret = http_check.http_probe(f"http://127.0.0.1:{closed}/", timeout=2)
     assert ret["error_class"] == "connect" and ret["status"] is None
 
 
 def test_http_dns():
-    ret = diag.http_probe("https://nonexistent.invalid/", timeout=2)
+    ret = http_check.http_probe("https://nonexistent.invalid/", timeout=2)
     assert ret["error_class"] == "dns"
 
 
 def test_https_self_signed_fails_verification(https_server):
-    ret = diag.http_probe(https_server.url(), timeout=2)
+    ret = http_check.http_probe(https_server.url(), timeout=2)
     assert ret["ok"] is False and ret["error_class"] == "tls"
     assert ret["tls"]["verified"] is False and "certificate" in ret["tls"]["error"].lower()
 
 
 def test_https_verifies_with_ca(https_server, tls_files):
     ca, _cert, _key = tls_files
-    ret = diag.http_probe(https_server.url(), timeout=2, ca_bundle=ca)
+    ret = http_check.http_probe(https_server.url(), timeout=2, ca_bundle=ca)
     assert ret["ok"] is True and ret["status"] == 200
     assert ret["tls"] == {"verify": ca, "verified": True, "error": None}
 
 
 def test_https_verify_off(https_server):
-    ret = diag.http_probe(https_server.url(), timeout=2, verify=False)
+    ret = http_check.http_probe(https_server.url(), timeout=2, verify=False)
     assert ret["ok"] is True and ret["tls"]["verified"] is False
 
 
 def test_proxy_from_environment_is_reported(monkeypatch, closed, http_server):
     monkeypatch.setenv("HTTP_PROXY", f"http://user:pw@127.0.0.1:{closed}")
-    ret = diag.http_probe("http://nonexistent.invalid/", timeout=2)
+    ret = http_check.http_probe("http://nonexistent.invalid/", timeout=2)
     # the proxy resolves the target, not us: we only resolve the proxy
     assert ret["proxy"] == f"http://***@127.0.0.1:{closed}"
     assert ret["proxy_source"] == "environment"
     assert ret["error_class"] == "connect"
     assert "pw" not in str(ret)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    ret = diag.http_probe(http_server.url(), timeout=2)
+    ret = http_check.http_probe(http_server.url(), timeout=2)
     assert ret["proxy"] is None and ret["ok"] is True
 
 
@@ -93,7 +93,7 @@ def test_check_master_two_masters(zmtp_fast, black_hole):
         master_type="failover",
     )
     started = time.perf_counter()
-    ret = diag.check_master(opts, count=1, timeout=5, budget=1.5)
+    ret = masters.check_master(opts, count=1, timeout=5, budget=1.5)
     assert time.perf_counter() - started < 1.7
     first, second = ret["masters"]
     assert first["reachable"] is True and first["quality"] == "good"
@@ -112,12 +112,12 @@ def test_check_master_active(zmtp_fast):
         master_uri=f"tcp://127.0.0.1:{zmtp_fast.port}",
         master_type="failover",
     )
-    ret = diag.check_master(opts, budget=1)
+    ret = masters.check_master(opts, budget=1)
     assert [m["active"] for m in ret["masters"]] == [False, True]
 
 
 def test_check_master_dns_failure():
-    ret = diag.check_master(_opts(master="nonexistent.invalid"), budget=1)
+    ret = masters.check_master(_opts(master="nonexistent.invalid"), budget=1)
     m = ret["masters"][0]
     assert m["dns"]["error_class"] == "dns" and m["reachable"] is False
 
