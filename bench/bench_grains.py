@@ -100,7 +100,7 @@ def start_master(root):
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    from saltext_edge import probe
+    from saltext_edge.uplink import probe
 
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:

@@ -9,7 +9,7 @@ which rule each setting gets.
 
 import collections
 
-from saltext_edge import masters as _masters
+from saltext_edge.uplink.targets import configured_masters
 
 #: the outcome of a rule; ``current``/``recommended``/``why`` None mean "the
 #: option's value" / "the catalogue's recommendation" / "the catalogue's reason"
@@ -123,7 +123,7 @@ def _failover(opts):
 
 def master_list(opts, setting):
     """Two or more masters: somewhere to fail over to."""
-    masters = _masters.configured_masters(opts)
+    masters = configured_masters(opts)
     if len(masters) >= 2:
         return Check("ok", masters)
     return Check("warning", note="Only one master is configured: no failover target.")
@@ -134,7 +134,7 @@ def master_type(opts, setting):
     current = opts.get("master_type", "str")
     if current != "failover":
         return Check("warning", current)
-    many = len(_masters.configured_masters(opts)) >= 2
+    many = len(configured_masters(opts)) >= 2
     return Check("ok" if many else "info", current)
 
 

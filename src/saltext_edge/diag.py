@@ -9,11 +9,20 @@ in modules named for their job: :mod:`saltext_edge.masters`
 import threading
 import time
 
-from saltext_edge import probe as _probe
 from saltext_edge.audit import config_audit
 from saltext_edge.http_check import http_probe, parse_url
-from saltext_edge.masters import check_master, master_targets
-from saltext_edge.probe_args import DiagArgumentError
+from saltext_edge.masters import check_master
+from saltext_edge.uplink.args import (
+    DEFAULT_TIMEOUT,
+    DiagArgumentError,
+    ProbeArgumentError,
+    merge_thresholds,
+    normalize_targets,
+    validate_count,
+    validate_seconds,
+)
+from saltext_edge.uplink.probe import probe
+from saltext_edge.uplink.targets import master_targets
 
 VERDICTS = ("ok", "degraded", "down")
 DEFAULT_DIAG_BUDGET = 5.0
@@ -103,7 +112,7 @@ def diagnose(
     targets=None,
     urls=None,
     count=3,
-    timeout=_probe.DEFAULT_TIMEOUT,
+    timeout=DEFAULT_TIMEOUT,
     budget=DEFAULT_DIAG_BUDGET,
     thresholds=None,
     verify=True,
@@ -116,9 +125,9 @@ def diagnose(
     verdict (ok, degraded, down) with reasons, within ``budget`` seconds.
     """
     started = time.perf_counter()
-    budget = _probe.validate_seconds(budget, "budget")
-    count = _probe.validate_count(count)
-    timeout = _probe.validate_seconds(timeout, "timeout")
+    budget = validate_seconds(budget, "budget")
+    count = validate_count(count)
+    timeout = validate_seconds(timeout, "timeout")
     if urls is None:
         urls = []
     elif isinstance(urls, str):
@@ -130,14 +139,14 @@ def diagnose(
             masters = [m for m in masters.split(",") if m.strip()]
         try:
             master_targets([str(m).strip() for m in masters], opts)
-        except _probe.ProbeArgumentError as err:
+        except ProbeArgumentError as err:
             raise DiagArgumentError(str(err)) from err
     if targets is not None:
         try:
-            _probe.normalize_targets(targets)
-        except _probe.ProbeArgumentError as err:
+            normalize_targets(targets)
+        except ProbeArgumentError as err:
             raise DiagArgumentError(str(err)) from err
-    _probe.merge_thresholds(thresholds)
+    merge_thresholds(thresholds)
     # sub-checks get most of the budget; the rest is for collecting results
     inner = max(0.1, budget * 0.9 - 0.05)
 
@@ -147,7 +156,7 @@ def diagnose(
         ),
     }
     if targets is not None:
-        jobs["uplink"] = lambda: _probe.probe(
+        jobs["uplink"] = lambda: probe(
             targets, count=count, timeout=timeout, budget=inner, thresholds=thresholds
         )
     for i, u in enumerate(urls):

@@ -8,8 +8,8 @@ import threading
 import time
 import urllib.parse
 
-from saltext_edge import probe as _probe
-from saltext_edge.probe import DiagArgumentError
+from saltext_edge.uplink.args import DiagArgumentError, validate_seconds
+from saltext_edge.uplink.dns import resolve_many
 
 DEFAULT_HTTP_TIMEOUT = 5.0
 
@@ -135,8 +135,8 @@ def http_probe(
     """
     started = time.perf_counter()
     parsed, host, _port = parse_url(url)
-    timeout = _probe.validate_seconds(timeout, "timeout")
-    budget = _probe.validate_seconds(budget if budget is not None else 2 * timeout + 1, "budget")
+    timeout = validate_seconds(timeout, "timeout")
+    budget = validate_seconds(budget if budget is not None else 2 * timeout + 1, "budget")
     method = str(method).upper()
     if method not in ("GET", "HEAD"):
         raise DiagArgumentError(f"method must be GET or HEAD, not {method!r}")
@@ -181,7 +181,7 @@ def http_probe(
 
     # Resolve first, ourselves: it gives the DNS time, keeps a hung resolver
     # inside the budget and answers names under .invalid locally (RFC 6761).
-    res = _probe.resolve_many([dns_host], min(timeout, budget))[dns_host]
+    res = resolve_many([dns_host], min(timeout, budget))[dns_host]
     ret["dns"] = {"host": dns_host, "addresses": res["addresses"], "time_ms": res["time_ms"]}
     if res["error"]:
         ret["error_class"] = "dns"

@@ -4,36 +4,25 @@ answers (``edge.check_master``; see ``docs/howto/diagnose.rst``).
 
 Plain library code: functions take the minion ``opts`` and return
 JSON-friendly data; network failures are data, bad arguments raise
-:class:`saltext_edge.probe.DiagArgumentError`.
+:class:`saltext_edge.uplink.args.DiagArgumentError`. Which masters are
+configured and on which ports is :mod:`saltext_edge.uplink.targets`.
 """
 
-import sys
 import time
 import urllib.parse
 
-from saltext_edge import probe as _probe
-from saltext_edge.probe import DiagArgumentError
-
-#: the uplink fields of a probe result that a master check reports
-UPLINK_KEYS = _probe.UPLINK_KEYS
-
-
-def configured_masters(opts):
-    """
-    The minion's configured masters as a list of strings, in order: the
-    ``master_list`` Salt keeps for a failover minion once it has connected,
-    else ``master`` (a string or a list).
-    """
-    masters = opts.get("master_list") or opts.get("master")
-    if masters is None:
-        return []
-    if isinstance(masters, str):
-        masters = [masters]
-    out = []
-    for entry in masters:
-        if isinstance(entry, str) and entry.strip() and entry.strip() not in out:
-            out.append(entry.strip())
-    return out
+from saltext_edge.uplink.args import (
+    DEFAULT_TIMEOUT,
+    DiagArgumentError,
+    ProbeArgumentError,
+    parse_target,
+    validate_count,
+    validate_seconds,
+)
+from saltext_edge.uplink.dns import resolve_many
+from saltext_edge.uplink.probe import probe
+from saltext_edge.uplink.quality import UPLINK_KEYS, worst
+from saltext_edge.uplink.targets import configured_masters, is_local, master_targets
 
 
 def active_master(opts):
@@ -47,7 +36,7 @@ def active_master(opts):
     """
     master = opts.get("master")
     connected = bool(opts.get("master_uri")) and isinstance(master, str) and master != ""
-    local = opts.get("file_client") == "local" and not opts.get("use_master_when_local")
+    local = is_local(opts)
     if local or not connected:
         return {
             "master": None,
@@ -64,61 +53,7 @@ def active_master(opts):
     }
 
 
-def _learned_publish_port(opts):
-    """
-    The publish port the master announced when this minion authenticated
-    (Salt keeps it in ``salt.crypt.AsyncAuth.creds_map`` in the minion's
-    memory; job processes forked from the minion inherit it). None if unknown.
-    """
-    crypt = sys.modules.get("salt.crypt")
-    try:
-        creds_map = crypt.AsyncAuth.creds_map if crypt else {}
-        found = []
-        for key, creds in list(creds_map.items()):
-            port = creds.get("publish_port") if isinstance(creds, dict) else None
-            if port:
-                found.append((key, int(port)))
-        uri = opts.get("master_uri")
-        for key, port in found:
-            if uri and uri in repr(key):
-                return port
-        if len({port for _key, port in found}) == 1:
-            return found[0][1]
-    except Exception:  # Salt internals of another version: unknown is fine
-        return None
-    return None
-
-
-def _master_ports(opts):
-    """
-    ``(publish_port, return_port)`` of the master: the minion's
-    ``publish_port`` when set (needed anyway for a non-default master publish
-    port), else what the master announced at authentication, else 4505.
-    """
-    ret_port = _probe.validate_port(opts.get("master_port") or 4506)
-    pub = opts.get("publish_port")
-    if not pub:
-        pub = _learned_publish_port(opts) or 4505
-    return _probe.validate_port(pub), ret_port
-
-
-def master_targets(masters, opts):
-    """
-    ``[(label, host, [(role, port), ...]), ...]`` for each master string
-    (``host``, ``host:port`` overriding the return port, ``[v6]:port``).
-    """
-    pub_port, ret_port = _master_ports(opts)
-    out = []
-    for entry in masters:
-        pairs = _probe.parse_target(entry, default_ports=(ret_port,))
-        host, port = pairs[0]
-        out.append((entry, host, [("publish", pub_port), ("return", port)]))
-    return out
-
-
-def check_master(
-    opts, masters=None, count=1, timeout=_probe.DEFAULT_TIMEOUT, budget=3.0, thresholds=None
-):
+def check_master(opts, masters=None, count=1, timeout=DEFAULT_TIMEOUT, budget=3.0, thresholds=None):
     """
     Per master: DNS answer and time, reachability and latency of the publish
     (4505) and return (4506) ports measured up to the ZeroMQ greeting, and
@@ -132,25 +67,25 @@ def check_master(
     ports answered), ``quality`` and ``active``.
     """
     started = time.perf_counter()
-    budget = _probe.validate_seconds(budget, "budget")
-    count = _probe.validate_count(count)
-    timeout = _probe.validate_seconds(timeout, "timeout")
+    budget = validate_seconds(budget, "budget")
+    count = validate_count(count)
+    timeout = validate_seconds(timeout, "timeout")
     if masters is None:
         masters = configured_masters(opts)
     elif isinstance(masters, str):
         masters = [m for m in masters.split(",") if m.strip()]
     try:
         plan = master_targets([str(m).strip() for m in masters], opts)
-    except _probe.ProbeArgumentError as err:
+    except ProbeArgumentError as err:
         raise DiagArgumentError(str(err)) from err
     active = active_master(opts)
 
     hosts = [host for _label, host, _ports in plan]
-    dns = _probe.resolve_many(hosts, min(timeout, budget / 2.0)) if hosts else {}
+    dns = resolve_many(hosts, min(timeout, budget / 2.0)) if hosts else {}
     targets = [(host, port) for _label, host, ports in plan for _role, port in ports]
     remaining = max(0.05, budget - (time.perf_counter() - started))
     result = (
-        _probe.probe(
+        probe(
             targets,
             count=count,
             timeout=timeout,
@@ -189,8 +124,8 @@ def check_master(
                 # Salt strips ":port" from opts["master"] into master_port;
                 # the port of master_uri tells same-host masters apart
                 try:
-                    act_host = _probe.parse_target(active["master"], (1,))[0][0]
-                except _probe.ProbeArgumentError:
+                    act_host = parse_target(active["master"], (1,))[0][0]
+                except ProbeArgumentError:
                     act_host = active["master"]
                 uri_port = None
                 try:
@@ -211,7 +146,7 @@ def check_master(
                 },
                 "ports": port_rows,
                 "reachable": all(p["reachable"] for p in port_rows),
-                "quality": _probe.worst(p["quality"] for p in port_rows),
+                "quality": worst(p["quality"] for p in port_rows),
                 "active": is_active,
             }
         )

@@ -3,8 +3,9 @@
 import pytest
 import salt.config
 
-from saltext_edge import diag, http_check, masters, probe_args, settings
+from saltext_edge import diag, http_check, masters, settings
 from saltext_edge.audit import config_audit
+from saltext_edge.uplink import args, targets
 
 
 def _opts(**over):
@@ -96,9 +97,9 @@ def test_audit_autosign_string():
 
 
 def test_configured_and_active_master():
-    assert masters.configured_masters({"master": "a"}) == ["a"]
-    assert masters.configured_masters({"master": ["a", "b", "a", ""]}) == ["a", "b"]
-    assert masters.configured_masters({"master": "b", "master_list": ["a", "b"]}) == ["a", "b"]
+    assert targets.configured_masters({"master": "a"}) == ["a"]
+    assert targets.configured_masters({"master": ["a", "b", "a", ""]}) == ["a", "b"]
+    assert targets.configured_masters({"master": "b", "master_list": ["a", "b"]}) == ["a", "b"]
     act = masters.active_master(
         {
             "master": "b",
@@ -118,7 +119,7 @@ def test_configured_and_active_master():
 
 
 def test_master_targets_ports():
-    plan = masters.master_targets(
+    plan = targets.master_targets(
         ["a", "b:5000", "[::1]:6000"], {"master_port": 4506, "publish_port": 4505}
     )
     assert plan[0] == ("a", "a", [("publish", 4505), ("return", 4506)])
@@ -141,7 +142,7 @@ def test_master_targets_ports():
     ],
 )
 def test_parse_url_rejects(url):
-    with pytest.raises(probe_args.DiagArgumentError):
+    with pytest.raises(args.DiagArgumentError):
         http_check.parse_url(url)
 
 
@@ -222,7 +223,7 @@ def test_diagnose_argument_errors():
         {"targets": ["h:70000"]},
         {"masters": ["h:0"]},
     ):
-        with pytest.raises((probe_args.DiagArgumentError, ValueError)):
+        with pytest.raises((args.DiagArgumentError, ValueError)):
             diag.diagnose({"master": "127.0.0.1"}, **kwargs)
 
 

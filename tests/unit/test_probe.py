@@ -1,8 +1,9 @@
-"""Pure logic of saltext_edge.probe: parsing, statistics, classification, aggregation."""
+"""Pure logic of saltext_edge.uplink: parsing, statistics, classification, aggregation."""
 
 import pytest
 
-from saltext_edge import probe
+from saltext_edge.uplink import args, dns, probe, targets
+from saltext_edge.uplink import quality as qual
 
 
 @pytest.mark.parametrize(
@@ -19,7 +20,7 @@ from saltext_edge import probe
     ],
 )
 def test_parse_target(spec, expected):
-    assert probe.parse_target(spec) == expected
+    assert args.parse_target(spec) == expected
 
 
 @pytest.mark.parametrize(
@@ -42,40 +43,40 @@ def test_parse_target(spec, expected):
     ],
 )
 def test_parse_target_rejects(spec):
-    with pytest.raises(probe.ProbeArgumentError):
-        probe.parse_target(spec)
+    with pytest.raises(args.ProbeArgumentError):
+        args.parse_target(spec)
 
 
 def test_normalize_targets_dedup_and_csv():
-    assert probe.normalize_targets("a:1, a:1,b:2") == [("a", 1), ("b", 2)]
-    assert probe.normalize_targets(["a"], default_ports=[1]) == [("a", 1)]
-    assert probe.normalize_targets(None) == []
+    assert args.normalize_targets("a:1, a:1,b:2") == [("a", 1), ("b", 2)]
+    assert args.normalize_targets(["a"], default_ports=[1]) == [("a", 1)]
+    assert args.normalize_targets(None) == []
 
 
 @pytest.mark.parametrize("count", [0, -1, 101, "x", 1.5, True, None])
 def test_validate_count_rejects(count):
-    with pytest.raises(probe.ProbeArgumentError):
-        probe.validate_count(count)
+    with pytest.raises(args.ProbeArgumentError):
+        args.validate_count(count)
 
 
 @pytest.mark.parametrize("value", [0, -1, "x", float("nan"), True, 1e9])
 def test_validate_seconds_rejects(value):
-    with pytest.raises(probe.ProbeArgumentError):
-        probe.validate_seconds(value, "timeout")
+    with pytest.raises(args.ProbeArgumentError):
+        args.validate_seconds(value, "timeout")
 
 
 def test_summarize():
-    s = probe.summarize([10.0, None, 14.0, 12.0])
+    s = qual.summarize([10.0, None, 14.0, 12.0])
     assert s["sent"] == 4 and s["received"] == 3
     assert s["loss_pct"] == 25.0
     assert s["rtt_ms"] == 12.0
     assert s["jitter_ms"] == 3.0  # |14-10|, |12-14| -> mean 3
     assert s["min_ms"] == 10.0 and s["max_ms"] == 14.0
-    one = probe.summarize([5.0])
+    one = qual.summarize([5.0])
     assert one["jitter_ms"] is None and one["rtt_ms"] == 5.0
-    none = probe.summarize([None, None])
+    none = qual.summarize([None, None])
     assert none["rtt_ms"] is None and none["loss_pct"] == 100.0
-    assert probe.summarize([])["loss_pct"] is None
+    assert qual.summarize([])["loss_pct"] is None
 
 
 @pytest.mark.parametrize(
@@ -91,15 +92,15 @@ def test_summarize():
     ],
 )
 def test_classify_defaults(samples, quality):
-    assert probe.classify(probe.summarize(samples)) == quality
+    assert qual.classify(qual.summarize(samples)) == quality
 
 
 def test_classify_custom_thresholds():
-    limits = probe.merge_thresholds({"good": {"rtt_ms": 5}, "fair": {"rtt_ms": 20}})
-    assert probe.classify(probe.summarize([10.0, 10.0]), limits) == "fair"
-    assert probe.classify(probe.summarize([30.0, 30.0]), limits) == "poor"
-    lossy = probe.merge_thresholds({"down": {"loss_pct": 50}})
-    assert probe.classify(probe.summarize([1.0, None]), lossy) == "down"
+    limits = args.merge_thresholds({"good": {"rtt_ms": 5}, "fair": {"rtt_ms": 20}})
+    assert qual.classify(qual.summarize([10.0, 10.0]), limits) == "fair"
+    assert qual.classify(qual.summarize([30.0, 30.0]), limits) == "poor"
+    lossy = args.merge_thresholds({"down": {"loss_pct": 50}})
+    assert qual.classify(qual.summarize([1.0, None]), lossy) == "down"
 
 
 @pytest.mark.parametrize(
@@ -115,15 +116,20 @@ def test_classify_custom_thresholds():
     ],
 )
 def test_merge_thresholds_rejects(bad):
-    with pytest.raises(probe.ProbeArgumentError):
-        probe.merge_thresholds(bad)
+    with pytest.raises(args.ProbeArgumentError):
+        args.merge_thresholds(bad)
 
 
 def test_worst_best():
-    assert probe.worst(["good", "poor", "fair"]) == "poor"
-    assert probe.worst(["good", "unknown"]) == "good"
-    assert probe.worst([]) == "unknown"
-    assert probe.best(["down", "fair"]) == "fair"
+    assert qual.worst(["good", "poor", "fair"]) == "poor"
+    assert qual.worst(["good", "unknown"]) == "good"
+    assert qual.worst([]) == "unknown"
+    assert qual.best(["down", "fair"]) == "fair"
+    # one rank table: unknown (or anything that is not a quality) is never the worst
+    assert qual.worst(["unknown", "bogus", None]) == "unknown"
+    assert qual.worst(["down", "unknown", "bogus"]) == "down"
+    assert qual.best(["unknown", "down"]) == "down"
+    assert sorted(qual.RANK, key=qual.RANK.get) == list(qual.QUALITIES)
 
 
 def test_zmtp_signature():
@@ -137,7 +143,7 @@ def _res(host, port, quality, rtt=None):
     return {
         "host": host,
         "port": port,
-        "target": probe.format_target(host, port),
+        "target": qual.format_target(host, port),
         "quality": quality,
         "rtt_ms": rtt,
         "jitter_ms": None,
@@ -152,15 +158,15 @@ def test_aggregate_worst_port_best_host():
         _res("b", 4505, "fair", 150),
         _res("b", 4506, "good", 2),  # b: fair
     ]
-    agg = probe.aggregate(results)
+    agg = qual.aggregate(results)
     assert agg["quality"] == "fair"
     assert agg["target"] == "b:4505"
-    assert probe.aggregate([])["quality"] == "unknown"
-    assert probe.format_target("::1", 1) == "[::1]:1"
+    assert qual.aggregate([])["quality"] == "unknown"
+    assert qual.format_target("::1", 1) == "[::1]:1"
 
 
 def test_invalid_tld_fails_locally():
-    out = probe.resolve_many(["nonexistent.invalid", "127.0.0.1", "::1"], 1.0)
+    out = dns.resolve_many(["nonexistent.invalid", "127.0.0.1", "::1"], 1.0)
     assert out["nonexistent.invalid"]["error_class"] == "dns"
     assert out["127.0.0.1"]["addresses"] == ["127.0.0.1"]
     assert out["::1"]["addresses"] == ["::1"]
@@ -168,7 +174,7 @@ def test_invalid_tld_fails_locally():
 
 def test_probe_argument_errors():
     for kwargs in ({"count": -1}, {"timeout": 0}, {"budget": -2}, {"mode": "udp"}):
-        with pytest.raises(probe.ProbeArgumentError):
+        with pytest.raises(args.ProbeArgumentError):
             probe.probe(["127.0.0.1:1"], **kwargs)
 
 
@@ -180,16 +186,16 @@ def test_probe_no_targets_is_unknown():
 def test_uplink_targets_one_rule_for_grain_and_module():
     """edge:uplink:targets on edge:uplink:ports, else the masters' ports, [] when masterless."""
     conf = {"targets": ["gw.example.net", "10.0.0.1:9000"], "ports": [4506]}
-    assert probe.uplink_targets({}, conf) == [("gw.example.net", 4506), ("10.0.0.1", 9000)]
-    assert probe.uplink_targets({}, {"targets": ["gw"]}) == [("gw", 4505), ("gw", 4506)]
+    assert targets.targets({}, conf) == [("gw.example.net", 4506), ("10.0.0.1", 9000)]
+    assert targets.targets({}, {"targets": ["gw"]}) == [("gw", 4505), ("gw", 4506)]
     opts = {"master": ["a", "b:5506", "a"], "publish_port": 5505, "master_port": 4506}
-    assert probe.uplink_targets(opts) == [
+    assert targets.targets(opts) == [
         ("a", 5505),
         ("a", 4506),
         ("b", 5505),
         ("b", 5506),
     ]
-    assert probe.uplink_targets(dict(opts, file_client="local")) == []
-    assert probe.uplink_targets(dict(opts, master_type="disable")) == []
-    with pytest.raises(probe.ProbeArgumentError):
-        probe.uplink_targets({}, {"targets": ["bad host:1"]})
+    assert targets.targets(dict(opts, file_client="local")) == []
+    assert targets.targets(dict(opts, master_type="disable")) == []
+    with pytest.raises(args.ProbeArgumentError):
+        targets.targets({}, {"targets": ["bad host:1"]})

@@ -16,17 +16,17 @@ import random
 import time
 
 from saltext_edge import config as _config
-from saltext_edge import diag as _diag
-from saltext_edge import probe as _probe
 from saltext_edge.fileio import atomic_write
 from saltext_edge.tokens import SITE_RE as _SITE_RE
+from saltext_edge.uplink import probe as _probe
+from saltext_edge.uplink.quality import UPLINK_KEYS
+from saltext_edge.uplink.targets import targets
 
 log = logging.getLogger(__name__)
 
 CACHE_DIR = "edge"
 CACHE_FILE = "uplink.json"
 DEFAULT_TTL = 180.0
-from saltext_edge.uplink_quality import UPLINK_KEYS  # noqa: E402  (one definition)
 
 PAYLOAD_VERSION = 1
 
@@ -50,21 +50,6 @@ def site(opts):
     if isinstance(value, str) and _SITE_RE.match(value):
         return value
     return None
-
-
-def targets(opts, conf):
-    """Return the ``[(host, port)]`` to probe: ``edge:uplink:targets`` or the configured masters' ports."""
-    if conf.get("targets"):
-        return _probe.normalize_targets(conf["targets"], conf.get("ports") or _probe.DEFAULT_PORTS)
-    local = opts.get("file_client") == "local" and not opts.get("use_master_when_local")
-    if local or opts.get("master_type") == "disable":
-        return []
-    pairs = []
-    for _label, host, ports in _diag.master_targets(_diag.configured_masters(opts), opts):
-        for _role, port in ports:
-            if (host, port) not in pairs:
-                pairs.append((host, port))
-    return pairs
 
 
 def unknown(reason):

@@ -23,7 +23,7 @@ are stored apart from the live record (they change once an hour).
 import math
 
 from saltext_edge.tokens import SITE_RE  # noqa: E402
-from saltext_edge.uplink_quality import QUALITIES  # noqa: E402  (one definition)
+from saltext_edge.uplink.quality import QUALITIES  # noqa: E402  (one definition)
 
 _RANK = {"good": 0, "fair": 1, "poor": 2, "down": 3, "unknown": -1}
 KINDS = ("heartbeat", "job_return", "minion_start", "minion_ping", "auth")

@@ -40,6 +40,7 @@ try:
     from saltext_edge import config as _config
     from saltext_edge.fleet import heartbeat as _hb
     from saltext_edge.tokens import SITE_RE as _SITE_RE
+    from saltext_edge.uplink.quality import UPLINK_KEYS
 
     HAS_LIB = True
 except ImportError:  # pragma: no cover - depends on how the module was installed
@@ -108,4 +109,4 @@ def edge_uplink():
     uplink = _hb.measure(opts)
     if uplink.get("target") is not None or uplink.get("quality") != "unknown":
         _hb.save(opts, uplink)
-    return {"edge_uplink": {key: uplink.get(key) for key in _hb.UPLINK_KEYS}}
+    return {"edge_uplink": {key: uplink.get(key) for key in UPLINK_KEYS}}

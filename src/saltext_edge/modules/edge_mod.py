@@ -17,7 +17,8 @@ try:
     from saltext_edge import diag as _diag
     from saltext_edge import http_check as _http_check
     from saltext_edge import masters as _masters
-    from saltext_edge import probe as _probe
+    from saltext_edge.uplink import probe as _probe
+    from saltext_edge.uplink import targets as _targets
 
     HAS_LIB = True
 except ImportError:  # pragma: no cover - depends on how the module was installed
@@ -52,7 +53,7 @@ def version():
 
 
 # --------------------------------------------------------------------------
-# diagnostics: thin wrappers over saltext_edge.probe / .diag
+# diagnostics: thin wrappers over saltext_edge.uplink / .diag
 # --------------------------------------------------------------------------
 
 # argument errors of the library (all ValueError subclasses, EdgeConfigError too)
@@ -120,7 +121,7 @@ def uplink(targets=None, count=None, timeout=None, budget=5.0, thresholds=None, 
     conf = _uplink_conf()
     if targets is None:
         try:
-            targets = _probe.uplink_targets(__opts__, conf)
+            targets = _targets.targets(__opts__, conf)
         except _ARG_ERRORS as err:
             raise CommandExecutionError(
                 f"edge: bad uplink target or master in the minion config: {err}"

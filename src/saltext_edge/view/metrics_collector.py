@@ -27,7 +27,7 @@ try:
 except ImportError:  # pragma: no cover
     HAS_PROMETHEUS = False
 
-from saltext_edge.uplink_quality import QUALITIES
+from saltext_edge.uplink.quality import QUALITIES
 from saltext_edge.view.metrics_catalogue import (
     METRICS,
     NO_SITE,

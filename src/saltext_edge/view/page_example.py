@@ -5,7 +5,7 @@ the page's own tests (:func:`example_report`).
 
 import datetime
 
-from saltext_edge.uplink_quality import QUALITIES
+from saltext_edge.uplink.quality import QUALITIES
 from saltext_edge.view.page_parts import parse_iso
 
 

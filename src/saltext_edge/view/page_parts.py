@@ -10,7 +10,7 @@ is HTML-escaped: ids and site names are chosen by whoever runs a node.
 import datetime
 import html
 
-from saltext_edge.uplink_quality import QUALITIES
+from saltext_edge.uplink.quality import QUALITIES
 from saltext_edge.view.numbers import as_float
 
 STATUSES = ("offline", "late", "never_seen", "online")

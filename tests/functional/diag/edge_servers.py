@@ -20,7 +20,7 @@ import ssl
 import threading
 import time
 
-from saltext_edge import probe
+from saltext_edge.uplink import probe, quality
 
 LOOPBACK = "127.0.0.1"
 
@@ -56,7 +56,7 @@ class _Acceptor:
 
     @property
     def target(self):
-        return probe.format_target(self.host, self.port)
+        return quality.format_target(self.host, self.port)
 
     def close(self):
         self._stop.set()

@@ -1,11 +1,11 @@
-"""saltext_edge.probe against local listeners: classification and time budget."""
+"""saltext_edge.uplink.probe against local listeners: classification and time budget."""
 
 import time
 
 import pytest
 from edge_servers import ZmtpListener
 
-from saltext_edge import probe
+from saltext_edge.uplink import probe
 
 # On a shared, loaded 2-core box one loopback sample can take tens of ms, which
 # with 2-3 samples reads as jitter; "good" assertions allow for that. Delay-based

@@ -16,11 +16,7 @@ whole probe, resolution included, ends by ``budget`` seconds whatever the
 network does (black-holed targets included), so it is safe on the minion's
 start-up path. Nothing here does any I/O at import time.
 
-This module and its parts (:mod:`saltext_edge.probe_args`,
-:mod:`saltext_edge.uplink_quality`, :mod:`saltext_edge.dns_resolve`, whose
-names it re-exports) import only the standard library: they are also shipped
-to minions through ``_utils/`` and imported by synced grains and execution
-modules.
+Standard library only (see :mod:`saltext_edge.uplink`).
 """
 
 import errno
@@ -28,68 +24,26 @@ import selectors
 import socket
 import time
 
-from saltext_edge.dns_resolve import is_reserved_invalid, resolve_many
-from saltext_edge.probe_args import (
+from saltext_edge.uplink.args import (
     DEFAULT_BUDGET,
     DEFAULT_COUNT,
     DEFAULT_PORTS,
-    DEFAULT_THRESHOLDS,
     DEFAULT_TIMEOUT,
-    MAX_COUNT,
-    DiagArgumentError,
     ProbeArgumentError,
     merge_thresholds,
     normalize_targets,
-    parse_target,
     validate_count,
-    validate_port,
     validate_seconds,
 )
-from saltext_edge.uplink_quality import (
-    QUALITIES,
-    UPLINK_KEYS,
+from saltext_edge.uplink.dns import resolve_many
+from saltext_edge.uplink.quality import (
     _round,
     aggregate,
-    best,
     classify,
     format_target,
     summarize,
     utc_now_iso,
-    worst,
 )
-
-__all__ = [
-    "DEFAULT_BUDGET",
-    "DEFAULT_COUNT",
-    "DEFAULT_PORTS",
-    "DEFAULT_THRESHOLDS",
-    "DEFAULT_TIMEOUT",
-    "MAX_COUNT",
-    "QUALITIES",
-    "UPLINK_KEYS",
-    "ZMTP_SIGNATURE",
-    "ZMTP_SIGNATURE_LEN",
-    "DiagArgumentError",
-    "ProbeArgumentError",
-    "aggregate",
-    "best",
-    "classify",
-    "format_target",
-    "is_reserved_invalid",
-    "is_zmtp_greeting",
-    "merge_thresholds",
-    "normalize_targets",
-    "parse_target",
-    "probe",
-    "resolve_many",
-    "summarize",
-    "uplink_targets",
-    "utc_now_iso",
-    "validate_count",
-    "validate_port",
-    "validate_seconds",
-    "worst",
-]
 
 ZMTP_SIGNATURE_LEN = 10
 #: What a test listener (or any ZMTP 3 peer) sends first.
@@ -99,31 +53,6 @@ ZMTP_SIGNATURE = b"\xff" + b"\x00" * 7 + b"\x01" + b"\x7f"
 def is_zmtp_greeting(data):
     """True when ``data`` starts with a ZMTP 3 signature (0xFF ... 0x7F)."""
     return len(data) >= ZMTP_SIGNATURE_LEN and data[0] == 0xFF and data[9] == 0x7F
-
-
-def uplink_targets(opts, conf=None):
-    """
-    The ``(host, port)`` pairs the uplink is probed against when no targets
-    are given, for the ``edge_uplink`` grain and ``edge.uplink`` alike:
-    ``edge:uplink:targets`` (bare hosts on ``edge:uplink:ports``, default
-    4505 and 4506), else every configured master on its publish and return
-    ports; ``[]`` for a masterless minion. ``conf`` is the ``edge:uplink``
-    mapping. Raises :class:`ProbeArgumentError` on a malformed target.
-    """
-    from saltext_edge import masters as _masters  # noqa: PLC0415 - masters imports this module
-
-    conf = conf or {}
-    if conf.get("targets"):
-        return normalize_targets(conf["targets"], conf.get("ports") or DEFAULT_PORTS)
-    local = opts.get("file_client") == "local" and not opts.get("use_master_when_local")
-    if local or opts.get("master_type") == "disable":
-        return []
-    pairs = []
-    for _label, host, ports in _masters.master_targets(_masters.configured_masters(opts), opts):
-        for _role, port in ports:
-            if (host, port) not in pairs:
-                pairs.append((host, port))
-    return pairs
 
 
 # --------------------------------------------------------------------------

@@ -1,20 +1,23 @@
 """
 Uplink quality from probe samples (pure): statistics of a target's samples,
-the good / fair / poor / down classification against thresholds, and the
-verdict over several targets. Standard library only.
+the good / fair / poor / down classification against thresholds, the one
+rank of the qualities, and the verdict over several targets. Standard
+library only.
 """
 
 import datetime
 import statistics
 
-from saltext_edge.probe_args import DEFAULT_THRESHOLDS
+from saltext_edge.uplink.args import DEFAULT_THRESHOLDS
 
 #: uplink qualities, best first (also the order of the fleet report's counts)
 QUALITIES = ("good", "fair", "poor", "down", "unknown")
-#: the fields of a probe result that make the ``edge_uplink`` grain
+#: the one rank of the qualities, best (0) to worst; ``unknown`` ranks last
+#: for :func:`best` and is skipped by :func:`worst` (nothing known is not bad)
+RANK = {quality: rank for rank, quality in enumerate(QUALITIES)}
+#: the fields of a probe result that make the ``edge_uplink`` grain (and the
+#: uplink of a master check, of a heartbeat and of the stored measurement)
 UPLINK_KEYS = ("quality", "rtt_ms", "jitter_ms", "loss_pct", "target", "checked_at")
-# rank used to pick "worst port of a master" and "best master of a list"
-_RANK = {"good": 0, "fair": 1, "poor": 2, "down": 3, "unknown": 4}
 
 
 def _round(value, digits=3):
@@ -69,23 +72,25 @@ def classify(summary, thresholds=None):
     return "poor"
 
 
+def _known(quality):
+    return quality in RANK and quality != "unknown"
+
+
 def worst(qualities):
-    """Worst quality of an iterable ('unknown' when empty)."""
-    qualities = list(qualities)
-    if not qualities:
-        return "unknown"
-    known = [q for q in qualities if q != "unknown"]
-    if not known:
-        return "unknown"
-    return max(known, key=_RANK.__getitem__)
+    """
+    Return the worst known quality of an iterable, ``unknown`` when none is
+    known (empty, every one ``unknown``, or not a quality at all).
+    """
+    known = [q for q in qualities if _known(q)]
+    return max(known, key=RANK.__getitem__) if known else "unknown"
 
 
 def best(qualities):
-    """Best quality of an iterable ('unknown' when empty)."""
+    """Return the best quality of an iterable (``unknown`` when empty)."""
     qualities = list(qualities)
     if not qualities:
         return "unknown"
-    return min(qualities, key=_RANK.__getitem__)
+    return min(qualities, key=RANK.__getitem__)
 
 
 def aggregate(results):
@@ -111,12 +116,12 @@ def aggregate(results):
         rep = max(
             items,
             key=lambda r: (
-                _RANK[r["quality"]] if r["quality"] != "unknown" else -1,
+                RANK[r["quality"]] if _known(r["quality"]) else -1,
                 r.get("rtt_ms") or 0.0,
             ),
         )
         host_reps.append(rep)
-    chosen = min(host_reps, key=lambda r: (_RANK[r["quality"]], r.get("rtt_ms") or 0.0))
+    chosen = min(host_reps, key=lambda r: (RANK[r["quality"]], r.get("rtt_ms") or 0.0))
     return {
         "quality": chosen["quality"],
         "target": chosen["target"],
@@ -127,10 +132,12 @@ def aggregate(results):
 
 
 def format_target(host, port):
+    """Return ``host:port`` (``[v6]:port`` for an IPv6 address)."""
     if ":" in host:
         return f"[{host}]:{port}"
     return f"{host}:{port}"
 
 
 def utc_now_iso():
+    """Return the current UTC time as ISO 8601 to the second (``...Z``)."""
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 
-from saltext_edge.uplink_quality import _round
+from saltext_edge.uplink.quality import _round
 
 
 def _is_ip_literal(host):
