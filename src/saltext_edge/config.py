@@ -7,10 +7,12 @@ on :class:`EdgeConfigError`, a grain logs it and reports nothing. Nothing here
 reads secret files; :mod:`saltext_edge.shared_secret` does that.
 """
 
+from saltext_edge.errors import EdgeError
+
 __all__ = ["EdgeConfigError", "edge_conf", "edge_section"]
 
 
-class EdgeConfigError(ValueError):
+class EdgeConfigError(EdgeError, ValueError):
     """The ``edge`` option (or a part of it) is not a mapping. No secret in the message."""
 
 

@@ -1,4 +1,16 @@
-"""Exceptions shared by the loader modules, and the one place runner errors are shaped."""
+"""
+The library's errors and the one rule that shapes them for Salt.
+
+* :class:`EdgeError` is the root of every error class of the library; each
+  one that means "bad input" is also a ``ValueError`` (``TokenError``,
+  ``SecretError``, ``EdgeConfigError``, ``ProbeArgumentError``, ...), so an
+  ``except ValueError`` keeps catching it.
+* :func:`edge_errors` is the one decorator for runner, wheel and execution
+  module functions, with one rule for ``TypeError``: a call that does not
+  fit the signature is the caller's error (with a usage hint); a
+  ``TypeError`` raised inside is ours (an internal error, traceback logged).
+  :func:`command_errors` is that decorator for runners.
+"""
 
 import functools
 import inspect
@@ -9,7 +21,19 @@ import salt.exceptions
 log = logging.getLogger(__name__)
 
 
-class EdgeCommandError(salt.exceptions.CommandExecutionError, salt.exceptions.NotImplemented):
+class EdgeError(Exception):
+    """The root of the library's errors. The message never holds a secret."""
+
+
+#: what a function's caller did wrong: Salt's own errors (``SaltInvocationError``
+#: is a ``TypeError`` too, and is the caller's) and every ``ValueError``, the
+#: library's bad-input errors included. Any other ``TypeError`` is ours.
+USER_ERRORS = (salt.exceptions.SaltException, ValueError)
+
+
+class EdgeCommandError(
+    EdgeError, salt.exceptions.CommandExecutionError, salt.exceptions.NotImplemented
+):
     """
     An error of an ``edge`` runner or wheel function (a bad argument, no
     usable secret, file exists, bad policy). A ``CommandExecutionError`` for
@@ -22,50 +46,65 @@ class EdgeCommandError(salt.exceptions.CommandExecutionError, salt.exceptions.No
     """
 
 
-def command_errors(func):
+def edge_errors(error=None, usage="salt-run -d {name}", log_place="the master's log"):
     """
-    Decorate an ``edge`` runner function so that every bad input ends as
-    :class:`EdgeCommandError` with a one-line message naming the function
-    (``edge.node: ...``), which ``salt-run`` prints and exits 1 for:
+    Return a decorator that makes every bad input of an ``edge`` function end
+    as ``error`` (:class:`EdgeCommandError` by default) with a one-line
+    message naming the function (``edge.node: ...``):
 
     * arguments that do not fit the signature (a missing argument, too
-      many): Salt's runner client would catch the ``TypeError`` of the call
-      and return the usage text as a *successful* return (exit 0);
-    * ``SaltInvocationError``: it is a ``TypeError`` too, so that same
-      ``except TypeError`` would turn it into a successful return (exit 0);
-    * any other ``SaltException`` and the library's errors, every one a
-      ``ValueError`` (``TokenError``, ``SecretError``, ``AdmissionError``,
-      ``KeyFileError``, ...), which it would print as a traceback.
+      many), with ``(usage: <usage>)``: Salt's runner client would catch the
+      ``TypeError`` of the call and return the usage text as a *successful*
+      return (exit 0);
+    * :data:`USER_ERRORS`: ``SaltInvocationError`` (a ``TypeError`` too, so
+      that same ``except TypeError`` would make it a successful return), any
+      other ``SaltException`` and every ``ValueError`` (the library's
+      ``TokenError``, ``SecretError``, ``AdmissionError``, ...), which Salt
+      would print as a traceback. Their traceback goes to the log at debug
+      level.
 
-    Their traceback goes to the log at debug level. Any other ``TypeError``
-    raised inside is a fault of ours, not of the caller's input: it ends as
-    ``edge.<fn>: internal error ...`` (still exit 1, never Salt's usage text
-    with exit 0) and its traceback is logged at error level.
+    Any other ``TypeError`` raised inside is a fault of ours, not of the
+    caller's input: it ends as ``edge.<fn>: internal error ...`` naming
+    ``log_place`` (never a usage text with exit 0) and its traceback is
+    logged at error level. Other exceptions pass through.
 
-    ``functools.wraps`` keeps the name, the docstring and (through
-    ``__wrapped__``) the signature Salt's loader and the docs read.
+    An execution module passes ``error=CommandExecutionError``,
+    ``usage="salt-call sys.doc {name}"`` and ``log_place="the minion's log"``;
+    a wheel function its own usage hint. ``functools.wraps`` keeps the name,
+    the docstring and (through ``__wrapped__``) the signature Salt's loader
+    and the docs read.
     """
-    name = f"edge.{func.__name__}"
-    signature = inspect.signature(func)
+    error = EdgeCommandError if error is None else error
 
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise EdgeCommandError(f"{name}: {exc} (usage: salt-run -d {name})") from None
-        try:
-            return func(*args, **kwargs)
-        except (salt.exceptions.SaltException, ValueError) as exc:
-            log.debug("%s failed", name, exc_info=True)
-            message = " ".join(str(exc).split())
-            if not message.startswith(name):
-                message = f"{name}: {message}"
-            raise EdgeCommandError(message) from None
-        except TypeError as exc:
-            log.error("%s failed with an internal error", name, exc_info=True)
-            raise EdgeCommandError(
-                f"{name}: internal error ({type(exc).__name__}); the traceback is in the master's log"
-            ) from None
+    def decorate(func):
+        name = f"edge.{func.__name__}"
+        signature = inspect.signature(func)
 
-    return wrapper
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            try:
+                signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise error(f"{name}: {exc} (usage: {usage.format(name=name)})") from None
+            try:
+                return func(*args, **kwargs)
+            except USER_ERRORS as exc:
+                log.debug("%s failed", name, exc_info=True)
+                message = " ".join(str(exc).split())
+                if not message.startswith(name):
+                    message = f"{name}: {message}"
+                raise error(message) from None
+            except TypeError as exc:
+                log.error("%s failed with an internal error", name, exc_info=True)
+                raise error(
+                    f"{name}: internal error ({type(exc).__name__}); the traceback is in {log_place}"
+                ) from None
+
+        return wrapper
+
+    return decorate
+
+
+#: :func:`edge_errors` for runner functions: every bad input ends as
+#: :class:`EdgeCommandError`, which ``salt-run`` prints as one line and exits 1 for
+command_errors = edge_errors()

@@ -11,6 +11,7 @@ import os
 import re
 
 from saltext_edge import tokens as _token
+from saltext_edge.errors import EdgeError
 
 #: options the state itself sets; ``extra`` may not set them
 CORE_KEYS = ("master", "master_type", "master_alive_interval", "autosign_grains", "edge")
@@ -18,7 +19,7 @@ CORE_KEYS = ("master", "master_type", "master_alive_interval", "autosign_grains"
 _HOST_LABEL_RE = re.compile(r"\A(?!-)[A-Za-z0-9_-]{1,63}(?<!-)\Z")
 
 
-class MinionConfigError(ValueError):
+class MinionConfigError(EdgeError, ValueError):
     """Bad input to the state. The message never contains secret material."""
 
 

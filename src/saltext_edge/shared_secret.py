@@ -35,6 +35,7 @@ import re
 
 from saltext_edge import config as _config
 from saltext_edge import tokens as _token
+from saltext_edge.errors import EdgeError
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ PLACEHOLDERS = re.compile(
 _WORD = re.compile(r"[a-z]{3,}|[A-Z][a-z]{2,}|[A-Z]{3,}")
 
 
-class SecretError(ValueError):
+class SecretError(EdgeError, ValueError):
     """
     A secret or site key is missing, unreadable or too weak. The message
     names where it was looked for, never the secret itself.

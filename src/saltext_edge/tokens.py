@@ -10,6 +10,8 @@ import hashlib
 import hmac
 import re
 
+from saltext_edge.errors import EdgeError
+
 VERSION = "v1"
 SITE_RE = re.compile(r"\A[A-Za-z0-9._-]{1,64}\Z")
 SITE_KEY_RE = re.compile(r"\A[0-9a-f]{64}\Z")
@@ -19,7 +21,7 @@ MAX_TOKEN_LEN = 3 + 64 + 1 + 64
 MIN_SECRET_LEN = 16
 
 
-class TokenError(ValueError):
+class TokenError(EdgeError, ValueError):
     """
     A token, site name, key or secret is malformed. The message never holds
     the offending secret material.

@@ -1,10 +1,15 @@
-"""saltext_edge.errors.command_errors: every runner error ends as one EdgeCommandError line."""
+"""saltext_edge.errors: one root, one decorator; every runner error ends as one EdgeCommandError line."""
 
 import pytest
 import salt.exceptions
 import salt.utils.args
 
-from saltext_edge.errors import EdgeCommandError, command_errors
+from saltext_edge.config import EdgeConfigError
+from saltext_edge.errors import EdgeCommandError, EdgeError, command_errors, edge_errors
+from saltext_edge.minion_request import MinionConfigError
+from saltext_edge.shared_secret import SecretError
+from saltext_edge.tokens import TokenError
+from saltext_edge.uplink.args import DiagArgumentError, ProbeArgumentError
 
 
 @command_errors
@@ -72,3 +77,58 @@ def test_a_type_error_of_ours_is_an_internal_error_not_a_usage_error(caplog):
     )
     assert "usage" not in str(err.value)
     assert "Traceback" in caplog.text and "len(wait, minion_id)" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [
+        TokenError,
+        EdgeConfigError,
+        SecretError,
+        MinionConfigError,
+        ProbeArgumentError,
+        DiagArgumentError,
+    ],
+)
+def test_one_root_and_still_a_value_error(cls):
+    assert issubclass(cls, EdgeError) and issubclass(cls, ValueError)
+
+
+def test_the_command_error_is_an_edge_error_salt_prints():
+    assert issubclass(EdgeCommandError, EdgeError)
+    assert str(EdgeCommandError("edge.x: bad")) == "edge.x: bad"
+
+
+@edge_errors(
+    error=salt.exceptions.CommandExecutionError,
+    usage="salt-call sys.doc {name}",
+    log_place="the minion's log",
+)
+def probe_it(count=1):
+    """An execution module function."""
+    if count == "bug":
+        return len(count, count)
+    if count == "bad":
+        raise ProbeArgumentError("count must be an integer, not 'bad'")
+    return count
+
+
+def test_an_execution_module_gets_the_same_type_error_rule(caplog):
+    assert probe_it(3) == 3
+    with pytest.raises(salt.exceptions.CommandExecutionError) as err:
+        probe_it(1, 2)
+    assert str(err.value) == (
+        "edge.probe_it: too many positional arguments (usage: salt-call sys.doc edge.probe_it)"
+    )
+    with pytest.raises(salt.exceptions.CommandExecutionError) as err:
+        probe_it("bad")
+    assert str(err.value) == "edge.probe_it: count must be an integer, not 'bad'"
+    with (
+        caplog.at_level("ERROR", logger="saltext_edge.errors"),
+        pytest.raises(salt.exceptions.CommandExecutionError) as err,
+    ):
+        probe_it("bug")
+    assert str(err.value) == (
+        "edge.probe_it: internal error (TypeError); the traceback is in the minion's log"
+    )
+    assert "Traceback" in caplog.text

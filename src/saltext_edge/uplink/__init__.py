@@ -14,7 +14,8 @@ diagnostics:
 * :mod:`.quality` -- statistics, the qualities and their one rank table,
   the verdict over targets and the uplink field list (:data:`~.quality.UPLINK_KEYS`).
 
-Standard library only, nothing at import time: the package is shipped to
-minions through ``_utils/`` and imported on the minion's start-up path.
+The standard library and :mod:`saltext_edge.errors` only, nothing done at
+import time: the package is shipped to minions through ``_utils/`` and
+imported on the minion's start-up path.
 Keep this file free of imports.
 """

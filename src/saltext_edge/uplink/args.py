@@ -9,6 +9,8 @@ library only.
 import ipaddress
 import math
 
+from saltext_edge.errors import EdgeError
+
 DEFAULT_PORTS = (4505, 4506)
 DEFAULT_COUNT = 3
 DEFAULT_TIMEOUT = 1.0
@@ -25,11 +27,11 @@ DEFAULT_THRESHOLDS = {
 }
 
 
-class ProbeArgumentError(ValueError):
+class ProbeArgumentError(EdgeError, ValueError):
     """Bad arguments (not network failures, which are reported as data)."""
 
 
-class DiagArgumentError(ValueError):
+class DiagArgumentError(EdgeError, ValueError):
     """Bad arguments to a diagnostic (network failures are returned as data instead)."""
 
 

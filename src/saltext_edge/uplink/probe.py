@@ -16,7 +16,7 @@ whole probe, resolution included, ends by ``budget`` seconds whatever the
 network does (black-holed targets included), so it is safe on the minion's
 start-up path. Nothing here does any I/O at import time.
 
-Standard library only (see :mod:`saltext_edge.uplink`).
+Imports as little as the rest of :mod:`saltext_edge.uplink`.
 """
 
 import errno
