@@ -7,9 +7,21 @@ on :class:`EdgeConfigError`, a grain logs it and reports nothing. Nothing here
 reads secret files; :mod:`saltext_edge.shared_secret` does that.
 """
 
+import dataclasses
+
 from saltext_edge.errors import EdgeError
 
-__all__ = ["EdgeConfigError", "edge_conf", "edge_section"]
+__all__ = [
+    "ENROLLMENT_KEY_OPTIONS",
+    "EdgeConfigError",
+    "MinionEdge",
+    "edge_conf",
+    "edge_section",
+    "minion_edge",
+]
+
+#: the minion options that name an enrollment key (``docs/enrollment.rst``)
+ENROLLMENT_KEY_OPTIONS = ("enrollment_key", "enrollment_key_file")
 
 
 class EdgeConfigError(EdgeError, ValueError):
@@ -46,3 +58,38 @@ def edge_section(opts, key):
     if not isinstance(section, dict):
         raise EdgeConfigError(f"edge:{key} must be a mapping")
     return section
+
+
+@dataclasses.dataclass(frozen=True)
+class MinionEdge:
+    """
+    The minion's ``edge:`` block as the grains, the beacon and the state read
+    it (built by :func:`minion_edge`, which never raises). Secret options
+    are left to :mod:`saltext_edge.shared_secret`.
+    """
+
+    #: the whole mapping (``{}`` when unset or not a mapping)
+    conf: dict
+
+    @property
+    def site(self):
+        """``edge:site`` as configured (``None`` when unset; not validated)."""
+        return self.conf.get("site")
+
+    @property
+    def enrolling(self):
+        """``True`` when an enrollment key is configured (:data:`ENROLLMENT_KEY_OPTIONS`)."""
+        return any(self.conf.get(name) is not None for name in ENROLLMENT_KEY_OPTIONS)
+
+    @property
+    def admission(self):
+        """``True`` when the node asks to be admitted: a site, or an enrollment key."""
+        return bool(self.site) or self.enrolling
+
+
+def minion_edge(opts):
+    """
+    Return the :class:`MinionEdge` view of ``opts`` (lenient: a malformed
+    ``edge`` option reads as unset, so a grain never fails on it).
+    """
+    return MinionEdge(edge_conf(opts, lenient=True))

@@ -25,6 +25,7 @@ import os
 import pwd
 import stat
 
+from saltext_edge import config as _config
 from saltext_edge.fileio import atomic_write
 
 # the documented owner and mode of the fleet secret file
@@ -266,9 +267,7 @@ def check_master_secrets(opts):
     running as its ``user``. Returns a list of messages (empty: all is well);
     see :func:`secret_file_problems`.
     """
-    conf = ({} if opts is None else opts).get("edge")
-    if not isinstance(conf, dict):
-        return []
+    conf = _config.edge_conf(opts, lenient=True)
     user = master_user(opts)
     problems = []
     for option in ("shared_secret_file", "previous_shared_secret_file"):

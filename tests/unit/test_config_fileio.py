@@ -36,6 +36,42 @@ def _entries(directory):
     return sorted(os.listdir(directory))
 
 
+@pytest.mark.parametrize(
+    ("edge", "site", "enrolling", "admission"),
+    [
+        (None, None, False, False),
+        ("site: x", None, False, False),  # malformed reads as unset: a grain never fails
+        ({"site": "sh-3"}, "sh-3", False, True),
+        ({"site": ""}, "", False, False),
+        ({"enrollment_key_file": "/etc/salt/edge.key"}, None, True, True),
+        ({"enrollment_key": "k", "site": "sh-3"}, "sh-3", True, True),
+        ({"uplink": {"count": 5}}, None, False, False),
+    ],
+)
+def test_minion_edge_view(edge, site, enrolling, admission):
+    view = config.minion_edge({"edge": edge})
+    assert (view.site, view.enrolling, view.admission) == (site, enrolling, admission)
+
+
+def test_edge_token_grain_reads_the_view(tmp_path, monkeypatch):
+    """The grain is absent unless the view asks for admission, and a token otherwise."""
+    from saltext_edge import tokens
+    from saltext_edge.grains import edge_token
+
+    base = {"id": "n1", "pki_dir": str(tmp_path / "pki"), "keysize": 2048}
+    for edge in (None, "site: x", {"uplink": {}}, {"site": ""}):
+        monkeypatch.setattr(edge_token, "__opts__", dict(base, edge=edge), raising=False)
+        assert edge_token.edge_token() == {}
+    assert not (tmp_path / "pki").exists()  # nothing created for an unconfigured minion
+    opts = dict(base, edge={"site": "sh-3", "site_key": "ab" * 32})
+    monkeypatch.setattr(edge_token, "__opts__", opts, raising=False)
+    token = edge_token.edge_token()["edge_token"]
+    assert token.startswith("v1:sh-3:")
+    with open(tmp_path / "pki" / "minion.pub", "rb") as fh_:
+        digest = tokens.pubkey_digest(fh_.read())
+    assert token == tokens.make_token("ab" * 32, "sh-3", "n1", digest)
+
+
 def test_atomic_write_replaces_with_mode(tmp_path):
     path = tmp_path / "f.conf"
     path.write_text("old")

@@ -55,14 +55,9 @@ def __virtual__():
     return True
 
 
-def _edge_conf():
-    return _config.edge_conf(__opts__, lenient=True)
-
-
 def _enrollment_site():
     """The site named by the node's enrollment key (docs/enrollment.rst), or None."""
-    conf = _edge_conf()
-    if conf.get("enrollment_key") is None and conf.get("enrollment_key_file") is None:
+    if not _config.minion_edge(__opts__).enrolling:
         return None
     try:
         from saltext_edge import enrollment as _enr
@@ -79,7 +74,7 @@ def edge_site():
     The site of this edge node, from ``edge: {site: ...}`` in the minion
     config, else from its enrollment key. Returns ``{"edge_site": str}`` or ``{}``.
     """
-    site = _edge_conf().get("site")
+    site = _config.minion_edge(__opts__).site
     if site is None:
         site = _enrollment_site()
     if site is None:

@@ -44,6 +44,16 @@ def _lib():
     return _secrets, _token
 
 
+def _edge(opts):
+    """The minion's ``edge:`` view (:func:`saltext_edge.config.minion_edge`); ``None`` without the library."""
+    try:
+        from saltext_edge import config as _config
+    except ImportError:
+        log.warning("edge_token: the saltext_edge library is not available")
+        return None
+    return _config.minion_edge(opts)
+
+
 def _chown(path, user):
     if not user or os.name != "posix":
         return
@@ -117,14 +127,10 @@ def edge_token():
     is logged without secret material).
     """
     opts = __opts__
-    conf = opts.get("edge")
-    if not isinstance(conf, dict):
+    edge = _edge(opts)
+    if edge is None or not edge.admission:
         return {}
-    enrolling = (
-        conf.get("enrollment_key") is not None or conf.get("enrollment_key_file") is not None
-    )
-    if not conf.get("site") and not enrolling:
-        return {}
+    enrolling = edge.enrolling
     if opts.get("__role") not in (None, "minion"):
         return {}
     try:
