@@ -17,6 +17,7 @@ try:
     from saltext_edge import diag as _diag
     from saltext_edge import http_check as _http_check
     from saltext_edge import masters as _masters
+    from saltext_edge.uplink import args as _args
     from saltext_edge.uplink import probe as _probe
     from saltext_edge.uplink import targets as _targets
 
@@ -129,8 +130,8 @@ def uplink(targets=None, count=None, timeout=None, budget=5.0, thresholds=None, 
     return _call(
         _probe.probe,
         targets,
-        count=count if count is not None else conf.get("count", _probe.DEFAULT_COUNT),
-        timeout=timeout if timeout is not None else conf.get("timeout", _probe.DEFAULT_TIMEOUT),
+        count=count if count is not None else conf.get("count", _args.DEFAULT_COUNT),
+        timeout=timeout if timeout is not None else conf.get("timeout", _args.DEFAULT_TIMEOUT),
         budget=budget,
         thresholds=thresholds if thresholds is not None else conf.get("thresholds"),
         mode=mode,
