@@ -2,8 +2,7 @@
 Arguments of the uplink probe and the diagnostics, validated (pure): targets
 (``host``, ``host:port``, ``[v6]:port``), counts, seconds and quality
 thresholds. Bad arguments raise :class:`ProbeArgumentError`; network
-failures are never raised but reported as data by the probes. Standard
-library only.
+failures are never raised but reported as data by the probes.
 """
 
 import ipaddress

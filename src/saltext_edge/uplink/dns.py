@@ -1,7 +1,7 @@
 """
 Name resolution for the probes, bounded in time: every name is resolved in a
 daemon thread and the caller waits at most ``timeout`` seconds in total;
-names under ``.invalid`` (RFC 6761) are answered locally. Standard library only.
+names under ``.invalid`` (RFC 6761) are answered locally.
 """
 
 import ipaddress

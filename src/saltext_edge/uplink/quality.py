@@ -1,8 +1,7 @@
 """
 Uplink quality from probe samples (pure): statistics of a target's samples,
 the good / fair / poor / down classification against thresholds, the one
-rank of the qualities, and the verdict over several targets. Standard
-library only.
+rank of the qualities, and the verdict over several targets.
 """
 
 import datetime
