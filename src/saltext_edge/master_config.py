@@ -142,8 +142,9 @@ def lists_report(config_dir, opts):
                 f"{main} sets {key}: but {', '.join(dropins)} also set(s) it, and a drop-in's "
                 f"list replaces the main file's: {len(lost)} entr{'y' if len(lost) == 1 else 'ies'}"
                 f" of {main} {'is' if len(lost) == 1 else 'are'} ignored"
-                f" ({', '.join(json.dumps(e) for e in lost)}); move them into a drop-in of their own, e.g. {os.path.join(config_dir, 'master.d')}"
-                f"/{key}.conf (the drop-ins' lists are merged)"
+                f" ({', '.join(json.dumps(e) for e in lost)}); move them into a drop-in of"
+                f" their own, e.g. {os.path.join(config_dir, 'master.d', key + '.conf')}"
+                " (the drop-ins' lists are merged)"
             )
     return lines, problems
 

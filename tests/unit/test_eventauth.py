@@ -1,0 +1,217 @@
+"""
+Sealed events (saltext_edge.eventauth) and liveness proofs
+(saltext_edge.fleet.proof): what verifies, and every way it must not.
+Real files, real RSA keys, real HMAC; no Salt daemons.
+"""
+
+import copy
+import os
+import stat
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from saltext_edge import eventauth
+from saltext_edge.fleet import evidence, proof, signing
+
+TAG = "edge/node/n1/offline"
+DATA = {
+    "id": "n1",
+    "site": "north",
+    "status": "offline",
+    "last_seen": "2026-01-01T00:00:00Z",
+    "reason": "missed 5 heartbeats",
+    "offline": ["n1"],
+    "share": 0.5,
+}
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture
+def opts(tmp_path):
+    return {"pki_dir": str(tmp_path / "pki"), "id": "master-1"}
+
+
+def test_seal_then_verify(opts):
+    sealed = eventauth.seal(opts, TAG, DATA, now=NOW)
+    assert sealed is not DATA and eventauth.FIELD not in DATA
+    assert eventauth.verify(opts, TAG, sealed, now=NOW + 1)
+    # Salt's _stamp is added by the bus after sealing: not covered
+    assert eventauth.verify(opts, TAG, dict(sealed, _stamp="2026-01-01T00:00:00.1"), now=NOW)
+
+
+def test_key_file_is_private_and_shared(opts):
+    eventauth.seal(opts, TAG, DATA)
+    path = eventauth.key_path(opts)
+    st = os.stat(path)
+    assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_size == eventauth.KEY_BYTES
+    assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+    # a second creator gets the same key (masters sharing a key store)
+    assert eventauth.load_key(dict(opts), create=True) == eventauth.load_key(opts)
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda t, d: ("edge/node/n2/offline", d),  # another tag
+        lambda t, d: (t.replace("offline", "online"), d),
+        lambda t, d: (t, dict(d, id="n2")),  # another field value
+        lambda t, d: (t, dict(d, extra=1)),  # a field added
+        lambda t, d: (t, {k: v for k, v in d.items() if k != "reason"}),  # removed
+        lambda t, d: (t, dict(d, share=0.51)),
+        lambda t, d: (t, dict(d, offline=["n1", "n2"])),
+        lambda t, d: (t, dict(d, edge_seal=dict(d["edge_seal"], at=d["edge_seal"]["at"] + 1))),
+        lambda t, d: (t, dict(d, edge_seal=dict(d["edge_seal"], mac="A" * 44))),
+        lambda t, d: (t, dict(d, edge_seal=dict(d["edge_seal"], mac="%%%"))),
+        lambda t, d: (t, dict(d, edge_seal=dict(d["edge_seal"], mac="A" * 5000))),
+        lambda t, d: (t, dict(d, edge_seal=dict(d["edge_seal"], at=str(d["edge_seal"]["at"])))),
+        lambda t, d: (t, dict(d, edge_seal=dict(d["edge_seal"], at=True))),
+        lambda t, d: (t, dict(d, edge_seal="v1")),
+        lambda t, d: (t, {k: v for k, v in d.items() if k != "edge_seal"}),
+        lambda t, d: (t, dict(d, share=float("nan"))),
+        lambda t, d: (None, d),
+        lambda t, d: (t, [d]),
+    ],
+)
+def test_tampered_events_do_not_verify(opts, tamper):
+    sealed = eventauth.seal(opts, TAG, DATA, now=NOW)
+    tag, data = tamper(TAG, copy.deepcopy(sealed))
+    assert eventauth.verify(opts, tag, data, now=NOW) is False
+
+
+def test_age_bound(opts):
+    sealed = eventauth.seal(opts, TAG, DATA, now=NOW)
+    assert eventauth.verify(opts, TAG, sealed, now=NOW + eventauth.MAX_AGE_S - 1)
+    assert not eventauth.verify(opts, TAG, sealed, now=NOW + eventauth.MAX_AGE_S + 1)
+    assert not eventauth.verify(opts, TAG, sealed, now=NOW - eventauth.MAX_AHEAD_S - 1)
+
+
+def test_no_key_or_another_key(opts, tmp_path):
+    sealed = eventauth.seal(opts, TAG, DATA, now=NOW)
+    # a minion: another pki_dir, no key there; verifying does not make one
+    minion = {"pki_dir": str(tmp_path / "minion-pki")}
+    assert eventauth.verify(minion, TAG, sealed, now=NOW) is False
+    assert not os.path.exists(eventauth.key_path(minion))
+    # another master's key
+    other = {"pki_dir": str(tmp_path / "other")}
+    eventauth.seal(other, TAG, DATA)
+    assert eventauth.verify(other, TAG, sealed, now=NOW) is False
+    # a sealer without the key: a minion with a key of its own
+    forged = eventauth.seal_with(b"k" * 32, TAG, DATA, now=NOW)
+    assert eventauth.verify(opts, TAG, forged, now=NOW) is False
+
+
+def test_malformed_key_file_fails_closed(opts):
+    sealed = eventauth.seal(opts, TAG, DATA, now=NOW)
+    path = eventauth.key_path(opts)
+    os.chmod(path, 0o600)
+    with open(path, "wb") as fh_:
+        fh_.write(b"short")
+    assert eventauth.verify(opts, TAG, sealed, now=NOW) is False
+    with pytest.raises(eventauth.EventKeyError) as err:
+        eventauth.seal(opts, TAG, DATA)
+    assert path in str(err.value) and "short" not in str(err.value)
+
+
+# ---- liveness proofs -------------------------------------------------------
+
+
+def _keypair(tmp_path, name):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = tmp_path / f"{name}.pem"
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    pub = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return signing.Signer(str(pem)), pub.decode()
+
+
+@pytest.fixture
+def nodes(tmp_path):
+    """Two nodes' signers and a key ring that holds their accepted keys."""
+    live, live_pub = _keypair(tmp_path, "live")
+    thief, thief_pub = _keypair(tmp_path, "thief")
+    accepted = {"live": live_pub, "dead": _keypair(tmp_path, "dead")[1], "thief": thief_pub}
+    ring = signing.KeyRing({}, fetch=accepted.get)
+    return {"live": live, "thief": thief, "ring": ring}
+
+
+def test_proof_roundtrip_and_forgeries(opts, nodes):
+    challenge = proof.new_challenge(opts, now=NOW)
+    key = eventauth.load_key(opts)
+    assert proof.check_challenge(key, challenge, now=NOW + 5)
+    assert not proof.check_challenge(key, challenge, now=NOW + proof.CHALLENGE_SLACK_S + 1)
+    good = proof.answer({"id": "live"}, challenge, now=NOW, signer=nodes["live"])
+    verify = nodes["ring"].verify
+    assert proof.check_answer(verify, "live", challenge, good)
+    # the thief knows the challenge (it saw the publication) but not the dead node's key
+    forged = proof.answer({"id": "dead"}, challenge, now=NOW, signer=nodes["thief"])
+    assert not proof.check_answer(verify, "dead", challenge, forged)
+    # a valid proof of the thief, returned in the dead node's name
+    own = proof.answer({"id": "thief"}, challenge, now=NOW, signer=nodes["thief"])
+    assert not proof.check_answer(verify, "dead", challenge, own)
+    # the live node's answer to an older challenge, replayed
+    old = proof.new_challenge(opts, now=NOW - 30)
+    replay = proof.answer({"id": "live"}, old, now=NOW - 30, signer=nodes["live"])
+    assert not proof.check_answer(verify, "live", challenge, replay)
+    # a changed field breaks the signature; a plain test.ping return is no proof
+    assert not proof.check_answer(verify, "live", challenge, dict(good, uptime_s=1.0))
+    assert not proof.check_answer(verify, "live", challenge, True)
+    # a challenge the minion did not get from this master's runner
+    with pytest.raises(proof.ProofError):
+        proof.answer({"id": "live"}, "x" * 300, signer=nodes["live"])
+
+
+def test_a_proof_is_no_heartbeat(opts, nodes):
+    challenge = proof.new_challenge(opts, now=NOW)
+    good = proof.answer({"id": "live"}, challenge, now=NOW, signer=nodes["live"])
+    classifier = evidence.Classifier(nodes["ring"].verify, lambda: NOW)
+    assert classifier.classify("edge/heartbeat", {"id": "live", "data": good}) is None
+
+
+def test_prove_counts_only_verified_answers(opts, nodes):
+    fired = []
+
+    def cmd(minions, challenge, timeout):
+        return {
+            "live": proof.answer({"id": "live"}, challenge, signer=nodes["live"]),
+            # forged return for the dead node: signed by another minion
+            "dead": proof.answer({"id": "dead"}, challenge, signer=nodes["thief"]),
+        }
+
+    out = proof.prove(
+        opts,
+        ["live", "dead", "gone"],
+        5,
+        cmd=cmd,
+        keyring=nodes["ring"],
+        fire=lambda o, ids: fired.append(ids),
+    )
+    assert out == {"live": "proven", "dead": "unproven", "gone": "silent"}
+    assert fired == [["live"]]
+
+
+def test_proven_event_is_evidence_only_when_sealed(opts, nodes):
+    classifier = evidence.Classifier(
+        nodes["ring"].verify,
+        lambda: NOW,
+        verify_event=lambda tag, data: eventauth.verify(opts, tag, data, now=NOW),
+    )
+    data = eventauth.seal(opts, proof.PROVEN_TAG, {"ids": ["live", "n2"], "master": "m"}, now=NOW)
+    evs = classifier.classify(proof.PROVEN_TAG, data)
+    assert [(e.kind, e.id, e.trusted) for e in evs] == [
+        ("proof", "live", True),
+        ("proof", "n2", True),
+    ]
+    assert classifier.classify(proof.PROVEN_TAG, dict(data, ids=["dead"])) is None
+    assert classifier.classify(proof.PROVEN_TAG, {"ids": ["dead"]}) is None
+    # an engine built without a verifier trusts none
+    plain = evidence.Classifier(nodes["ring"].verify, lambda: NOW)
+    assert plain.classify(proof.PROVEN_TAG, data) is None
