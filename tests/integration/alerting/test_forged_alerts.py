@@ -1,0 +1,65 @@
+"""
+From the attacker's side (``docs/security-tests.rst``, "Fleet alerts and
+ping answers"): an accepted minion fires the engine's transition tags
+itself -- with ``event.fire_master`` (plain), and over its own channel as a
+``_minion_event`` ``events`` list with and without ``pretag`` -- for a
+node and a site it makes up, with a made-up ``edge_seal`` too. The events
+reach the master's bus (the test sees them), the shipped alert reactor
+renders each of them, and the web hook receives nothing.
+"""
+
+import json
+import time
+
+import pytest
+from tests.integration.alerting.conftest import attacker_opts, send_as
+from tests.integration.fleet.conftest import wait_event
+
+pytestmark = pytest.mark.slow
+
+
+def test_forged_transitions_page_nobody(howto_master, attacker, hook, event_listener):
+    master = howto_master.factory
+    sent_at = time.time()
+    fake_seal = {"at": int(sent_at * 1000), "mac": "A" * 43 + "="}
+
+    def node_event(name, kind):
+        return {
+            "id": name,
+            "site": "forged-site",
+            "status": kind,
+            "last_seen": "2026-01-01T00:00:00Z",
+            "reason": "forged",
+            "master": master.id,
+            "edge_seal": fake_seal,
+        }
+
+    forged = [
+        ("edge/node/forged-a/offline", node_event("forged-a", "offline")),
+        ("edge/node/forged-b/online", node_event("forged-b", "online")),
+        (
+            "edge/site/forged-site/degraded",
+            {"site": "forged-site", "degraded": True, "bad": 1, "total": 1, "master": master.id},
+        ),
+    ]
+    # 1. the how-to's own example of the attack: salt-call event.fire_master
+    cli = master.salt_cli(timeout=60)
+    for tag, data in forged:
+        ret = cli.run("event.fire_master", json.dumps(data), tag, minion_tgt=attacker.id)
+        assert ret.returncode == 0 and ret.data is True, ret
+    # 2. over its own authenticated channel, as an events list, with and without pretag
+    mopts = attacker_opts(attacker)
+    for via, extra in (("events", {}), ("pretag", {"pretag": ""})):
+        events = [{"tag": tag, "data": dict(data, via=via)} for tag, data in forged]
+        send_as(mopts, {"cmd": "_minion_event", "events": events, **extra})
+
+    # they are on the master's bus, each way: the reactor had them to act on
+    for tag, _ in forged:
+        wait_event(event_listener, master, tag, sent_at - 1, 60, lambda d: "data" in d)
+        for via in ("events", "pretag"):
+            wait_event(event_listener, master, tag, sent_at - 1, 60, lambda d: d.get("via") == via)
+    # every event fired before the barrier has been rendered by the reactor
+    howto_master.barrier(hook)
+    howto_master.barrier(hook)
+    posted = hook.bodies(lambda b: "forged" in json.dumps(b))
+    assert posted == [], posted
