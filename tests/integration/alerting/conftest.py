@@ -184,15 +184,18 @@ def howto_master(salt_factories, master_defaults, hook):
         shutil.rmtree(work, ignore_errors=True)
 
 
-def howto_minion(master, site, prefix):
-    """A node configured with the how-to's minion block (its period 2 s instead of 60 s)."""
+def howto_minion(master, site, prefix, beacon=True):
+    """
+    A node configured with the how-to's minion block (its period 2 s instead
+    of 60 s); ``beacon=False``: without the beacon.
+    """
     block = yaml.safe_load(marked_blocks(HOWTO)["minion"])
-    beacon = [
+    items = [
         {"period": PERIOD} if "period" in item else item
         for item in block["beacons"]["edge_heartbeat"]
     ]
     conf = minion_overrides(master, site)
-    conf["beacons"] = {"edge_heartbeat": [*beacon, {"first_after": 0}]}
+    conf["beacons"] = {"edge_heartbeat": [*items, {"first_after": 0}]} if beacon else {}
     factory = master.salt_minion_daemon(random_string(prefix), overrides=conf)
     allow(master, factory.id)
     return factory

@@ -57,7 +57,9 @@ def test_forged_transitions_page_nobody(howto_master, attacker, hook, event_list
     for tag, _ in forged:
         wait_event(event_listener, master, tag, sent_at - 1, 60, lambda d: "data" in d)
         for via in ("events", "pretag"):
-            wait_event(event_listener, master, tag, sent_at - 1, 60, lambda d: d.get("via") == via)
+            wait_event(
+                event_listener, master, tag, sent_at - 1, 60, lambda d, v=via: d.get("via") == v
+            )
     # every event fired before the barrier has been rendered by the reactor
     howto_master.barrier(hook)
     howto_master.barrier(hook)
