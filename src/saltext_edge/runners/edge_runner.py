@@ -68,9 +68,10 @@ def report(ping=False, site=None, timeout=None, details=False, html=None):
     ``edge/report/progress``.
 
     ping : False
-        ``True``: also one ``test.ping`` broadcast as a live check, reported
-        under ``ping`` (``answered``, ``silent``); it does not change the
-        status, which comes from the record.
+        ``True``: also ask every node for a signed liveness proof
+        (``edge.prove``, checked against its accepted key), reported under
+        ``ping`` (``answered``, ``silent``, ``unproven``); the proven nodes
+        are sent to the ``edge_fleet`` engine as signs of life.
 
     site : None
         Only report sites matching this glob (``(no site)`` for nodes without one).
