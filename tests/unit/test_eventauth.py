@@ -181,20 +181,25 @@ def test_prove_counts_only_verified_answers(opts, nodes):
 
     def cmd(minions, challenge, timeout):
         return {
-            "live": proof.answer({"id": "live"}, challenge, signer=nodes["live"]),
+            "live": {"ret": proof.answer({"id": "live"}, challenge, signer=nodes["live"])},
             # forged return for the dead node: signed by another minion
-            "dead": proof.answer({"id": "dead"}, challenge, signer=nodes["thief"]),
+            "dead": {"ret": proof.answer({"id": "dead"}, challenge, signer=nodes["thief"])},
+            # what LocalClient reports for minions that did not return
+            "gone": {"failed": True},
+            "away": {"out": "no_return", "ret": "Minion did not return. [Not connected]"},
+            "lost": False,
         }
 
     out = proof.prove(
         opts,
-        ["live", "dead", "gone"],
+        ["live", "dead", "gone", "away", "lost", "never"],
         5,
         cmd=cmd,
         keyring=nodes["ring"],
         fire=lambda o, ids: fired.append(ids),
     )
-    assert out == {"live": "proven", "dead": "unproven", "gone": "silent"}
+    silent = dict.fromkeys(("gone", "away", "lost", "never"), "silent")
+    assert out == {"live": "proven", "dead": "unproven", **silent}
     assert fired == [["live"]]
 
 

@@ -125,7 +125,8 @@ def prove(opts, minions, timeout, cmd=None, keyring=None, fire=None):
     """
     Ask ``minions`` (ids) for a proof within ``timeout`` seconds and fire
     ``edge/fleet/proven`` for those that gave one. ``cmd``: Salt's
-    ``LocalClient.cmd`` (default: a client of the master ``opts``).
+    ``LocalClient.cmd`` with ``full_return=True`` (default: a client of the
+    master ``opts``), called as ``cmd(ids, challenge, timeout)``.
 
     Returns ``{id: "proven" | "unproven" | "silent"}``: ``unproven`` means
     something came back for the id but it was no valid proof (an old
@@ -146,6 +147,7 @@ def prove(opts, minions, timeout, cmd=None, keyring=None, fire=None):
                 kwarg={"challenge": challenge},
                 tgt_type="list",
                 timeout=timeout,
+                full_return=True,
             )
     else:
         rets = cmd(sorted(minions), challenge, timeout)
@@ -155,9 +157,11 @@ def prove(opts, minions, timeout, cmd=None, keyring=None, fire=None):
     verify = (keyring or _signing.KeyRing(opts)).verify
     out = {}
     for minion_id in minions:
-        if minion_id not in rets:
+        got = rets.get(minion_id)
+        # what LocalClient reports for a minion that did not return
+        if not isinstance(got, dict) or got.get("failed") or got.get("out") == "no_return":
             out[minion_id] = "silent"
-        elif fresh and check_answer(verify, minion_id, challenge, rets[minion_id]):
+        elif fresh and check_answer(verify, minion_id, challenge, got.get("ret")):
             out[minion_id] = "proven"
         else:
             out[minion_id] = "unproven"
