@@ -9,8 +9,7 @@ import os
 import stat
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from tests.unit.test_fleet_logic import _key
 
 from saltext_edge import eventauth
 from saltext_edge.fleet import evidence, proof, signing
@@ -118,19 +117,8 @@ def test_malformed_key_file_fails_closed(opts):
 
 
 def _keypair(tmp_path, name):
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = tmp_path / f"{name}.pem"
-    pem.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
-    pub = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return signing.Signer(str(pem)), pub.decode()
+    path, pub = _key(tmp_path, name)
+    return signing.Signer(path), pub
 
 
 @pytest.fixture
