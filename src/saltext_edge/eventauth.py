@@ -44,8 +44,12 @@ MAX_AGE_S = 600.0
 MAX_AHEAD_S = 60.0
 _MAX_MAC_CHARS = 64
 
+#: an unreadable key is logged at most once in this many seconds
+ERROR_EVERY_S = 300.0
+
 _cache = {}
 _lock = threading.Lock()
+_last_error = [float("-inf")]
 
 
 class EventKeyError(Exception):
@@ -170,9 +174,15 @@ def verify(opts, tag, data, now=None, max_age=MAX_AGE_S):
     is none (a minion, a master that never sealed) nothing verifies. A key
     that cannot be read counts as none (logged without its content).
     """
+    if not hasattr(opts, "get") or not opts.get("pki_dir"):
+        return False  # (a loader's __opts__ is a mapping proxy, not a dict)
     try:
         key = load_key(opts, create=False)
     except EventKeyError as exc:
-        log.error("edge: events cannot be verified: %s", exc)
+        # every event verified would log this: once per ERROR_EVERY_S at most
+        stamp = time.monotonic()
+        if stamp - _last_error[0] >= ERROR_EVERY_S:
+            _last_error[0] = stamp
+            log.error("edge: events cannot be verified: %s", exc)
         return False
     return verify_with(key, tag, data, now=now, max_age=max_age)

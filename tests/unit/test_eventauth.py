@@ -208,3 +208,17 @@ def test_proven_event_is_evidence_only_when_sealed(opts, nodes):
     # an engine built without a verifier trusts none
     plain = evidence.Classifier(nodes["ring"].verify, lambda: NOW)
     assert plain.classify(proof.PROVEN_TAG, data) is None
+
+
+def test_unreadable_key_is_logged_once_per_period(opts, caplog, monkeypatch):
+    sealed = eventauth.seal(opts, TAG, DATA, now=NOW)
+    path = eventauth.key_path(opts)
+    with open(path, "wb") as fh_:
+        fh_.write(b"x" * 100)
+    monkeypatch.setattr(eventauth, "_last_error", [float("-inf")])
+    with caplog.at_level("ERROR", logger="saltext_edge.eventauth"):
+        for _ in range(1000):  # a flood of forged events
+            assert eventauth.verify(opts, TAG, sealed, now=NOW) is False
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and path in errors[0].getMessage()
+    assert eventauth.verify({}, TAG, sealed) is False  # options without a pki_dir

@@ -1,5 +1,8 @@
 """
-Execution module ``edge``: diagnostics on an edge node (``docs/howto/diagnose.rst``).
+Execution module ``edge``: diagnostics on an edge node (``docs/howto/diagnose.rst``),
+the node's answer to a liveness challenge (``edge.prove``) and, on the master
+in a reactor SLS, the check of a sealed event (``edge.event_verified``,
+``docs/howto/site-goes-dark.rst``).
 
 Thin layer: parses arguments, calls :mod:`saltext_edge` library code, shapes
 the return. Library modules are imported at load time (a synced copy finds
