@@ -15,6 +15,12 @@ from tests.integration.as_shipped.test_quickstart import marked_blocks
 pytestmark = pytest.mark.slow
 
 
+def test_every_marked_block_is_used():
+    # conftest.py uses these (minion, engine, alerts-on); this file runs cron
+    assert list(marked_blocks("howto/site-goes-dark.rst")) == ["minion", "engine", "alerts-on"]
+    assert list(marked_blocks("howto/grafana.rst")) == ["cron"]
+
+
 def test_check_prints_the_effective_lists(howto_master):
     out = howto_master.check.stdout
     lines = out.splitlines()
