@@ -17,14 +17,19 @@ try:
     import saltext_edge
     from saltext_edge import config as _config
     from saltext_edge import diag as _diag
-    from saltext_edge import eventauth as _eventauth
     from saltext_edge import (
         masters as _masters,  # noqa: F401 - probe.uplink_targets needs it loaded
     )
     from saltext_edge import probe as _probe
-    from saltext_edge.fleet import proof as _proof
 
     HAS_LIB = True
+except ImportError:  # pragma: no cover - depends on how the module was installed
+    HAS_LIB = False
+
+try:
+    # trust (docs/howto/site-goes-dark.rst): sealed events, liveness proofs
+    from saltext_edge import eventauth as _eventauth
+    from saltext_edge.fleet import proof as _proof
 except ImportError:  # pragma: no cover - depends on how the module was installed
     HAS_LIB = False
 
