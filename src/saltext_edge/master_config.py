@@ -125,18 +125,17 @@ def lists_report(config_dir, opts):
         effective = opts.get(key) or []
         if not isinstance(effective, list):
             effective = [effective]
-        setters = [p for p, o in files if isinstance(o.get(key), list) and o.get(key)]
-        dropins = [p for p in setters if p != main]
+        setters = [(p, o[key]) for p, o in files if isinstance(o.get(key), list) and o[key]]
+        dropins = [p for p, _ in setters if p != main]
+        # Salt uses the drop-ins' lists when there are any, else the main file's
+        used = [(p, v) for p, v in setters if p != main] if dropins else setters
         lines.append(f"{key}: ({len(effective)} effective)")
         for entry in effective:
-            where = [
-                os.path.relpath(p, config_dir)
-                for p, o in files
-                if isinstance(o.get(key), list) and entry in o[key]
-            ]
+            where = [os.path.relpath(p, config_dir) for p, v in used if entry in v]
             text = json.dumps(entry, sort_keys=True)
             lines.append(f"  - {text}    # {', '.join(where) or 'Salt default'}")
-        lost = [e for e in main_opts.get(key) or [] if e not in effective]
+        main_list = main_opts.get(key) if isinstance(main_opts.get(key), list) else []
+        lost = [e for e in main_list if e not in effective]
         if dropins and lost:
             problems.append(
                 f"{main} sets {key}: but {', '.join(dropins)} also set(s) it, and a drop-in's "
