@@ -5,6 +5,7 @@ Real files, real RSA keys, real HMAC; no Salt daemons.
 """
 
 import copy
+import json
 import os
 import stat
 
@@ -222,3 +223,69 @@ def test_unreadable_key_is_logged_once_per_period(opts, caplog, monkeypatch):
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and path in errors[0].getMessage()
     assert eventauth.verify({}, TAG, sealed) is False  # options without a pki_dir
+
+
+# ---- alerts ----------------------------------------------------------------
+
+
+def test_alert_posts_the_documented_body_for_sealed_events_only(opts):
+    from saltext_edge import alerts
+
+    calls = []
+
+    def query(url, **kwargs):
+        calls.append((url, kwargs))
+        return {"status": 200}
+
+    opts = dict(opts, edge={"alerts": {"url": "https://hook.example/x?token=s3cret"}})
+    sealed = eventauth.seal(opts, TAG, DATA)
+    ret = alerts.post(opts, json.dumps({"tag": TAG, "data": sealed}), query=query)
+    assert ret == {"posted": True, "event": TAG, "status": 200}
+    ((url, kwargs),) = calls
+    assert url == "https://hook.example/x?token=s3cret" and kwargs["method"] == "POST"
+    assert json.loads(kwargs["data"]) == {
+        "event": TAG,
+        "kind": "offline",
+        "node": "n1",
+        "site": "north",
+        "last_seen": "2026-01-01T00:00:00Z",
+        "reason": "missed 5 heartbeats",
+        "offline": ["n1"],
+        "master": None,
+    }
+    assert kwargs["header_dict"] == {"Content-Type": "application/json"}
+    # forged or changed: nothing posted
+    for tag, data in (
+        (TAG, dict(sealed, reason="x")),
+        ("edge/node/n2/offline", sealed),
+        (TAG, DATA),
+    ):
+        ret = alerts.post(opts, {"tag": tag, "data": data}, query=query)
+        assert ret["posted"] is False and ret["reason"] == "not sealed by this master"
+    assert len(calls) == 1
+    # no URL: nothing posted, said so
+    ret = alerts.post(dict(opts, edge={}), {"tag": TAG, "data": sealed}, query=query)
+    assert ret["reason"] == "edge:alerts:url is not set" and len(calls) == 1
+
+
+def test_alert_failures_say_why_without_the_url(opts, caplog):
+    from saltext_edge import alerts
+
+    opts = dict(opts, edge={"alerts": {"url": "https://hook.example/s3cret", "timeout": 2}})
+    event = {"tag": TAG, "data": eventauth.seal(opts, TAG, DATA)}
+    with caplog.at_level("ERROR"):
+        ret = alerts.post(opts, event, query=lambda url, **kw: {"status": 503})
+        assert ret["posted"] is False and ret["reason"] == "the web hook answered HTTP 503"
+        ret = alerts.post(opts, event, query=lambda url, **kw: {"error": "refused"})
+        assert ret["reason"] == "the web hook was not reached"
+    assert "s3cret" not in caplog.text + json.dumps(ret)
+    for bad in ("not json", "[1]", {"tag": 1, "data": {}}, {"tag": TAG}):
+        with pytest.raises(alerts.AlertError):
+            alerts.post(opts, bad)
+    for conf, word in (
+        ({"url": "ftp://x"}, "http:// or https://"),
+        ({"url": "https://x", "timeout": 0}, "timeout"),
+        ("https://x", "mapping"),
+    ):
+        with pytest.raises(alerts.AlertError, match=word):
+            alerts.post(dict(opts, edge={"alerts": conf}), event)

@@ -133,11 +133,12 @@ class HowtoMaster:
         """
         Fire a sealed site event and wait until its alert is posted: the
         reactor renders events in their order, so every event fired before
-        has been acted on (or not) by then.
+        has been acted on (or not) by then. Returns the barrier's site name.
         """
         site = random_string("barrier-")
         self.fire_sealed(f"edge/site/{site}/recovered", {"site": site, "degraded": False})
         hook.wait(lambda b: b.get("site") == site, 60)
+        return site
 
 
 @pytest.fixture(scope="package")

@@ -5,7 +5,8 @@ itself -- with ``event.fire_master`` (plain), and over its own channel as a
 ``_minion_event`` ``events`` list with and without ``pretag`` -- for a
 node and a site it makes up, with a made-up ``edge_seal`` too. The events
 reach the master's bus (the test sees them), the shipped alert reactor
-renders each of them, and the web hook receives nothing.
+renders each of them to nothing (no runner job starts), and the web hook
+receives nothing.
 """
 
 import json
@@ -13,7 +14,7 @@ import time
 
 import pytest
 from tests.integration.alerting.conftest import attacker_opts, send_as
-from tests.integration.fleet.conftest import wait_event
+from tests.integration.fleet.conftest import events, wait_event
 
 pytestmark = pytest.mark.slow
 
@@ -50,8 +51,8 @@ def test_forged_transitions_page_nobody(howto_master, attacker, hook, event_list
     # 2. over its own authenticated channel, as an events list, with and without pretag
     mopts = attacker_opts(attacker)
     for via, extra in (("events", {}), ("pretag", {"pretag": ""})):
-        events = [{"tag": tag, "data": dict(data, via=via)} for tag, data in forged]
-        send_as(mopts, {"cmd": "_minion_event", "events": events, **extra})
+        listed = [{"tag": tag, "data": dict(data, via=via)} for tag, data in forged]
+        send_as(mopts, {"cmd": "_minion_event", "events": listed, **extra})
 
     # they are on the master's bus, each way: the reactor had them to act on
     for tag, _ in forged:
@@ -62,6 +63,31 @@ def test_forged_transitions_page_nobody(howto_master, attacker, hook, event_list
             )
     # every event fired before the barrier has been rendered by the reactor
     howto_master.barrier(hook)
-    howto_master.barrier(hook)
+    last = howto_master.barrier(hook)
     posted = hook.bodies(lambda b: "forged" in json.dumps(b))
     assert posted == [], posted
+    # not even a job: the SLS rendered to nothing (edge.alert would refuse them too);
+    # the bus reaches the test in order, so the barrier's job comes after any other
+    wait_event(
+        event_listener,
+        master,
+        "salt/run/*/new",
+        sent_at - 1,
+        60,
+        lambda d: d.get("fun") == "runner.edge.alert" and last in json.dumps(d),
+    )
+    jobs = events(event_listener, master, "salt/run/*/new", sent_at - 1)
+    assert [e.data for e in jobs if "forged" in json.dumps(e.data)] == []
+
+
+def test_the_alert_runner_refuses_an_unsealed_event(howto_master, hook):
+    event = {"tag": "edge/node/by-hand/offline", "data": {"id": "by-hand", "reason": "x"}}
+    ret = howto_master.factory.salt_run_cli(timeout=60).run("edge.alert", json.dumps(event))
+    assert ret.returncode == 0, ret
+    assert ret.data == {
+        "posted": False,
+        "event": "edge/node/by-hand/offline",
+        "status": None,
+        "reason": "not sealed by this master",
+    }
+    assert hook.bodies(lambda b: b.get("node") == "by-hand") == []
