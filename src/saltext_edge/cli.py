@@ -4,11 +4,14 @@ user; it does not drop privileges the way ``salt-run`` does).
 
 ``saltext-edge --version`` prints the installed version.
 
-``saltext-edge master-config [-c CONFIG_DIR] [--write]`` prints (or writes to
-``CONFIG_DIR/master.d/edge.conf``) the master drop-in that turns on admission
-by token, installs the reactor SLS at a path that survives upgrades, and checks
-the fleet secret file: present, owner and mode, readable by the master's
-``user``, strong enough (see ``docs/quickstart.rst``, step 3).
+``saltext-edge master-config [-c CONFIG_DIR] [--write | --check]`` prints (or
+writes to ``CONFIG_DIR/master.d/edge.conf``) the master drop-in that turns on
+admission by token and the fleet alerts, installs the reactor SLS files at a
+path that survives upgrades, and checks the fleet secret file: present, owner
+and mode, readable by the master's ``user``, strong enough (see
+``docs/quickstart.rst``, step 3). ``--check`` prints the effective
+``reactor:`` and ``engines:`` lists instead, with the file that set each entry,
+and fails when a list of the main file is lost to a drop-in's.
 
 ``saltext-edge site-key SITE [-c CONFIG_DIR]`` reads the master configuration
 the way ``salt-master`` does (``CONFIG_DIR/master`` plus ``master.d/``,
@@ -94,10 +97,16 @@ def _parser():
         action="store_false",
         help="only record tokens; admit with 'salt-run edge.accept_pending'",
     )
-    mc.add_argument(
+    mode = mc.add_mutually_exclusive_group()
+    mode.add_argument(
         "--write",
         action="store_true",
-        help="write CONFIG_DIR/master.d/edge.conf and the reactor SLS (default: print)",
+        help="write CONFIG_DIR/master.d/edge.conf and the reactor SLS files (default: print)",
+    )
+    mode.add_argument(
+        "--check",
+        action="store_true",
+        help="print the effective reactor: and engines: lists and which file set each entry",
     )
     mc.add_argument(
         "--force",

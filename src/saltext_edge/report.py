@@ -5,8 +5,9 @@ uplink quality and trend, flapping nodes, pending and refused keys.
 
 It answers from the record the ``edge_fleet`` engine keeps through
 ``salt.cache`` (:mod:`saltext_edge.fleet.store`) and contacts no node; with
-``ping=True`` one ``test.ping`` broadcast is added as an explicit live check
-(it does not change the status). No epoch floats in what it returns.
+``ping=True`` the nodes are asked for a signed liveness proof
+(:mod:`saltext_edge.fleet.proof`); the proven ones count as signs of life.
+No epoch floats in what it returns.
 
 :func:`assemble` is the pure part (unit-tested); :func:`build` reads the
 inputs and calls it. One node's view (``salt-run edge.node``) is
@@ -216,13 +217,15 @@ def _summary_total(totals, sites):
 
 
 def _ping(opts, minions, timeout):
-    import salt.client
+    """
+    Ask ``minions`` for a liveness proof (:func:`saltext_edge.fleet.proof.prove`:
+    a plain ``test.ping`` return can be forged by any accepted minion). Returns
+    ``{id: "proven" | "unproven" | "silent"}``; the proven ids are also sent to
+    the ``edge_fleet`` engine as signs of life (``edge/fleet/proven``).
+    """
+    from saltext_edge.fleet import proof as _proof
 
-    if not minions:
-        return {}
-    with salt.client.get_local_client(mopts=opts) as client:
-        ret = client.cmd(sorted(minions), "test.ping", tgt_type="list", timeout=timeout)
-    return {m: ret.get(m) is True for m in minions}
+    return _proof.prove(opts, minions, timeout)
 
 
 def event_progress(opts):
@@ -274,7 +277,9 @@ def build(
     Read the record, keys and admission index on the master and return
     :func:`assemble`'s report plus ``engines`` (what each master's engine
     last wrote), ``elapsed_s`` and, with ``ping=True``, ``ping``
-    (``{"timeout_s", "answered", "silent": [ids]}``).
+    (``{"timeout_s", "answered", "silent": [ids], "unproven": [ids]}``:
+    ``answered`` counts verified proofs only, ``unproven`` lists ids for
+    which something came back that was no valid proof).
     """
     from saltext_edge.fleet import store as _store
 
@@ -321,8 +326,9 @@ def build(
         answers = _ping(opts, targets, timeout)
         report["ping"] = {
             "timeout_s": timeout,
-            "answered": sum(1 for v in answers.values() if v),
-            "silent": sorted(m for m, v in answers.items() if not v),
+            "answered": sum(1 for v in answers.values() if v == "proven"),
+            "silent": sorted(m for m, v in answers.items() if v == "silent"),
+            "unproven": sorted(m for m, v in answers.items() if v == "unproven"),
         }
     report["elapsed_s"] = round(time.time() - started, 3)
     step("done", elapsed_s_total=report["elapsed_s"])

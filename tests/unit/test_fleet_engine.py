@@ -209,3 +209,21 @@ def test_key_change_is_seen_at_once(opts, keys):
     seq["n1"] += 1
     assert eng.handle("edge/heartbeat", _beat(keys, "n1", seq["n1"], clock)) is None
     assert eng.classifier.rejected == 1
+
+
+def test_sealed_proof_is_a_sign_of_life_forged_is_not(opts, keys, tmp_path):
+    from saltext_edge import eventauth
+    from saltext_edge.fleet import proof
+
+    opts = dict(opts, pki_dir=str(tmp_path / "pki"))
+    clock, fired = Clock(), []
+    eng = _engine(opts, keys, clock, fired)
+    # what the runner fires for the ids that proved themselves (seal at real time)
+    sealed = eventauth.seal(opts, proof.PROVEN_TAG, {"ids": ["n1"], "master": "m1"})
+    forged = dict(sealed, ids=["n2"])
+    assert eng.handle(proof.PROVEN_TAG, forged) is None
+    assert eng.handle(proof.PROVEN_TAG, {"ids": ["n2"], "master": "m1"}) is None
+    (ev,) = eng.handle(proof.PROVEN_TAG, sealed)
+    assert (ev.kind, ev.id, ev.trusted) == ("proof", "n1", True)
+    assert eng.records["n1"]["last_kind"] == "proof"
+    assert "n2" not in eng.records

@@ -14,7 +14,9 @@ Listens on the master event bus for signs of life (signed heartbeats from
 the ``edge_heartbeat`` beacon, job returns, start and ping events, sign-ins),
 keeps the record through ``salt.cache``, and fires ``edge/node/<id>/offline``,
 ``edge/node/<id>/online``, ``edge/site/<site>/degraded`` and
-``edge/site/<site>/recovered`` once per transition. It never contacts a node.
+``edge/site/<site>/recovered`` once per transition, each sealed with the
+master's event key (:mod:`saltext_edge.eventauth`: the alert reactor acts only
+on events that verify). It never contacts a node.
 The logic lives in :mod:`saltext_edge.fleet.engine`.
 """
 
@@ -24,6 +26,7 @@ import threading
 import time
 
 try:
+    from saltext_edge import eventauth as _eventauth
     from saltext_edge.fleet import conf as _conf
     from saltext_edge.fleet import engine as _engine
 
@@ -69,11 +72,18 @@ def _worker(opts, conf, inbox, tick, stopping):
     """The engine's thread: takes events from ``inbox``, ticks, fires, writes."""
     import salt.utils.event
 
+    try:
+        key = _eventauth.load_key(opts, create=True)
+    except _eventauth.EventKeyError as exc:
+        # the events still go out, unsealed: nothing acts on them as ours
+        log.error("edge_fleet: events are fired unsealed, no alert will act on them: %s", exc)
+        key = None
+
     with salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=False) as pusher:
 
         def fire(tag, data):
             try:
-                pusher.fire_event(data, tag)
+                pusher.fire_event(_eventauth.seal_with(key, tag, data) if key else data, tag)
             except Exception as exc:
                 log.error("edge_fleet: cannot fire %s: %s", tag, exc)
 

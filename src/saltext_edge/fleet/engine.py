@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 
+from saltext_edge import eventauth as _eventauth
 from saltext_edge.fleet import conf as _conf
 from saltext_edge.fleet import evidence as _evidence
 from saltext_edge.fleet import record as _record
@@ -65,6 +66,7 @@ class FleetEngine:
             clock,
             max_skew=self.conf["max_skew"],
             trust_unsigned=self.conf["trust_unsigned"],
+            verify_event=lambda tag, data: _eventauth.verify(opts, tag, data),
         )
         now = clock()
         self.started_at = now
@@ -113,6 +115,15 @@ class FleetEngine:
         ev = self.classifier.classify(tag, data)
         if ev is None:
             return None
+        if isinstance(ev, list):
+            # edge/fleet/proven: one trusted sign of life per proven id
+            for one in ev:
+                self.take(one, data)
+            return ev
+        return self.take(ev, data)
+
+    def take(self, ev, data):
+        """Apply one :class:`~saltext_edge.fleet.evidence.Evidence` of event ``data``; return it."""
         now = self.clock()
         self.events_seen += 1
         stamp = stamp_epoch(data.get("_stamp")) if isinstance(data, dict) else None

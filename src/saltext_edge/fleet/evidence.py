@@ -26,6 +26,8 @@ What the installed Salt (3008) guarantees, read from its source:
 import collections
 import re
 
+from saltext_edge.fleet.proof import PROVEN_TAG
+
 HEARTBEAT_TAG = "edge/heartbeat"
 _JOB_NEW = re.compile(r"\Asalt/job/(\d+)/new\Z")
 _JOB_RET = re.compile(r"\Asalt/job/(\d+)/ret/(.+)\Z")
@@ -57,10 +59,13 @@ class Classifier:
     ``verify(payload)`` checks a heartbeat signature (a
     :class:`saltext_edge.fleet.signing.KeyRing`'s ``verify``);
     ``clock()`` gives the master's time for the skew check.
+    ``verify_event(tag, data)`` checks the seal of an event fired by the
+    master's own processes (:func:`saltext_edge.eventauth.verify`).
     """
 
-    def __init__(self, verify, clock, max_skew=300.0, trust_unsigned=False):
+    def __init__(self, verify, clock, max_skew=300.0, trust_unsigned=False, verify_event=None):
         self.verify = verify
+        self.verify_event = verify_event
         self.clock = clock
         self.max_skew = max_skew
         self.trust_unsigned = trust_unsigned
@@ -89,12 +94,27 @@ class Classifier:
             return None
         return Evidence("heartbeat", payload["id"], True, payload=payload, source="heartbeat")
 
+    def _proven(self, tag, data):
+        # edge/fleet/proven: ids the runner proved alive (saltext_edge.fleet.proof),
+        # sealed by a master process; a list of evidence, one per id
+        ids = data.get("ids")
+        if self.verify_event is None or not isinstance(ids, list):
+            return None
+        if not self.verify_event(tag, data):
+            return None
+        return [Evidence("proof", m, True, source="ping proof") for m in ids if isinstance(m, str)]
+
     def classify(self, tag, data):
-        """Return the :class:`Evidence` in event ``(tag, data)`` or ``None`` when it is no sign of life."""
+        """
+        Return the :class:`Evidence` in event ``(tag, data)`` or ``None`` when
+        it is no sign of life (a list of them for ``edge/fleet/proven``).
+        """
         if not isinstance(tag, str) or not isinstance(data, dict):
             return None
         if tag == HEARTBEAT_TAG:
             return self._heartbeat(data)
+        if tag == PROVEN_TAG:
+            return self._proven(tag, data)
         if tag.startswith("salt/job/"):
             match = _JOB_NEW.match(tag)
             if match:

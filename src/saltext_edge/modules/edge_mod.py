@@ -1,5 +1,8 @@
 """
-Execution module ``edge``: diagnostics on an edge node (``docs/howto/diagnose.rst``).
+Execution module ``edge``: diagnostics on an edge node (``docs/howto/diagnose.rst``),
+the node's answer to a liveness challenge (``edge.prove``) and, on the master
+in a reactor SLS, the check of a sealed event (``edge.event_verified``,
+``docs/howto/site-goes-dark.rst``).
 
 Thin layer: parses arguments, calls :mod:`saltext_edge` library code, shapes
 the return. Library modules are imported at load time (a synced copy finds
@@ -22,6 +25,13 @@ try:
     from saltext_edge.uplink import targets as _targets
 
     HAS_LIB = True
+except ImportError:  # pragma: no cover - depends on how the module was installed
+    HAS_LIB = False
+
+try:
+    # trust (docs/howto/site-goes-dark.rst): sealed events, liveness proofs
+    from saltext_edge import eventauth as _eventauth
+    from saltext_edge.fleet import proof as _proof
 except ImportError:  # pragma: no cover - depends on how the module was installed
     HAS_LIB = False
 
@@ -318,3 +328,62 @@ def diagnose(
         verify=verify,
         ca_bundle=ca_bundle,
     )
+
+
+# --------------------------------------------------------------------------
+# trust: events sealed by the master, liveness proofs (docs/howto/site-goes-dark.rst)
+# --------------------------------------------------------------------------
+
+
+def event_verified(tag, data):
+    """
+    Return ``True`` when the event ``tag`` with ``data`` was fired by a
+    process of this master (the ``edge_fleet`` engine, ``edge.report
+    ping=True``): its ``edge_seal`` is a valid MAC under the master's event
+    key and at most 10 minutes old. ``False`` for anything else, on a minion
+    (no key there) included. Meant for reactor SLS files, which render on the
+    master with ``salt[...]`` (the shipped ``edge_alert.sls`` does this).
+
+    tag
+        The event's tag (``tag`` in a reactor SLS).
+
+    data
+        The event's data (``data`` in a reactor SLS).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        # in a reactor SLS: {% if salt['edge.event_verified'](tag, data) %}
+        salt-call edge.event_verified edge/node/n1/offline '{"id": "n1"}'   # False
+    """
+    return _eventauth.verify(__opts__, tag, data)
+
+
+def prove(challenge):
+    """
+    Answer a liveness challenge of ``salt-run edge.report ping=True``: return
+    this minion's answer signed with its own key (``pki_dir/minion.pem``),
+    which the master checks against the key it accepted for this id.
+
+    challenge
+        The challenge string the runner publishes (``v1.<nonce>.<time>.<MAC>``).
+
+    Returns a dict: ``proof``, ``id``, ``challenge``, ``uptime_s``,
+    ``answered_at`` and ``sig`` (base64). Nothing secret is in it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        # published by the runner; by hand only to see the shape:
+        salt node7 edge.prove challenge=v1.AAAAAAAAAAAAAAAAAAAAAAAA.0.AAAA
+    """
+    try:
+        return _proof.answer(__opts__, challenge)
+    except _proof.ProofError as err:
+        raise CommandExecutionError(f"edge: {err}") from err
+    except (OSError, ValueError) as err:
+        raise CommandExecutionError(
+            f"edge: cannot sign with this minion's key: {err.__class__.__name__}"
+        ) from err

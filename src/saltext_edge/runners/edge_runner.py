@@ -25,6 +25,13 @@ except ImportError:  # pragma: no cover
         return func
 
 
+try:
+    # fleet alerts (docs/howto/site-goes-dark.rst)
+    from saltext_edge import alerts as _alerts
+except ImportError:  # pragma: no cover
+    HAS_LIB = False
+
+
 log = logging.getLogger(__name__)
 
 __virtualname__ = "edge"
@@ -68,9 +75,10 @@ def report(ping=False, site=None, timeout=None, details=False, html=None):
     ``edge/report/progress``.
 
     ping : False
-        ``True``: also one ``test.ping`` broadcast as a live check, reported
-        under ``ping`` (``answered``, ``silent``); it does not change the
-        status, which comes from the record.
+        ``True``: also ask every node for a signed liveness proof
+        (``edge.prove``, checked against its accepted key), reported under
+        ``ping`` (``answered``, ``silent``, ``unproven``); the proven nodes
+        are sent to the ``edge_fleet`` engine as signs of life.
 
     site : None
         Only report sites matching this glob (``(no site)`` for nodes without one).
@@ -359,3 +367,29 @@ def revoke_enrollment(enrollment_id):
         "edge: enrollment %s of site %s revoked by %s", ret["id"], ret["site"], _enr_admin.creator()
     )
     return ret
+
+
+@_command_errors
+def alert(event):
+    """
+    Post one fleet alert: what the shipped reactor ``edge_alert.sls`` runs for
+    each transition of the ``edge_fleet`` engine (docs/howto/site-goes-dark.rst).
+    The event must be sealed by this master (``edge_seal``): anything else is
+    not posted. The JSON document goes to ``edge:alerts:url`` from the master
+    config (never an argument, so the URL stays out of the job cache and the
+    event bus), with ``edge:alerts:timeout`` (default 10 s).
+
+    event
+        The event as JSON text or a dict: ``{"tag": ..., "data": {...}}``.
+
+    Returns a dict: ``posted`` (bool), ``event`` (the tag), ``status`` (the
+    web hook's HTTP status) and, when nothing was posted, ``reason``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        # run by the reactor; by hand an unsealed event is refused:
+        salt-run edge.alert '{"tag": "edge/node/n1/offline", "data": {"id": "n1"}}'
+    """
+    return _alerts.post(__opts__, event)

@@ -68,6 +68,7 @@ def test_wheel_carries_licence_reactor_and_entry_point(built_wheel):
         meta = whl.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
     assert any(n.endswith(".dist-info/LICENSE") for n in names)
     assert "saltext_edge/reactor/edge_auth.sls" in names
+    assert "saltext_edge/reactor/edge_alert.sls" in names
     assert "saltext.edge = saltext_edge" in entry_points
     assert "saltext-edge = saltext_edge.cli:main" in entry_points
     import saltext_edge

@@ -60,7 +60,14 @@ def test_master_config_prints_and_writes_the_dropin(etc, tmp_path):
     assert proc.returncode == 0, proc.stderr
     conf = yaml.safe_load(proc.stdout)
     assert conf["auth_events_autosign_grains"] == ["pend", "denied"]
-    assert conf["reactor"] == [{"salt/auth": [str(tmp_path / "reactor" / "edge_auth.sls")]}]
+    alert_sls = [str(tmp_path / "reactor" / "edge_alert.sls")]
+    assert conf["reactor"] == [
+        {"salt/auth": [str(tmp_path / "reactor" / "edge_auth.sls")]},
+        {"edge/node/*/offline": alert_sls},
+        {"edge/node/*/online": alert_sls},
+        {"edge/site/*/degraded": alert_sls},
+        {"edge/site/*/recovered": alert_sls},
+    ]
     assert conf["edge"]["shared_secret_file"] == str(etc / "edge-secret")
     assert conf["edge"]["auto_admit"] is True
     assert SECRET not in proc.stdout + proc.stderr
@@ -73,8 +80,9 @@ def test_master_config_prints_and_writes_the_dropin(etc, tmp_path):
     assert yaml.safe_load(written) == conf
     import saltext_edge
 
-    shipped = pathlib.Path(saltext_edge.__file__).parent / "reactor" / "edge_auth.sls"
-    assert (tmp_path / "reactor" / "edge_auth.sls").read_text() == shipped.read_text()
+    for name in ("edge_auth.sls", "edge_alert.sls"):
+        shipped = pathlib.Path(saltext_edge.__file__).parent / "reactor" / name
+        assert (tmp_path / "reactor" / name).read_text() == shipped.read_text()
     # a different existing drop-in is not replaced without --force, and kept with it
     (etc / "master.d" / "edge.conf").write_text("# mine\n")
     proc = _cli(
@@ -103,6 +111,47 @@ def test_master_config_prints_and_writes_the_dropin(etc, tmp_path):
     assert (
         yaml.safe_load((etc / "master.d" / "edge.conf").read_text())["edge"]["auto_admit"] is False
     )
+
+
+def test_write_refuses_to_shadow_a_main_file_reactor_list(etc, tmp_path):
+    main = etc / "master"
+    main.write_text(main.read_text() + "reactor:\n  - 'my/tag':\n    - /srv/reactor/mine.sls\n")
+    proc = _cli(
+        "master-config", "-c", str(etc), "--reactor-dir", str(tmp_path / "reactor"), "--write"
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert f"{main} sets reactor:" in proc.stderr and "master.d/reactor.conf" in proc.stderr
+    assert not (etc / "master.d" / "edge.conf").exists()
+    # moved into a drop-in of its own, as the message says: merged with ours
+    (etc / "master.d").mkdir()
+    (etc / "master.d" / "reactor.conf").write_text(
+        "reactor:\n  - 'my/tag':\n    - /srv/reactor/mine.sls\n"
+    )
+    main.write_text(main.read_text().split("reactor:")[0])
+    reactor = str(tmp_path / "reactor")
+    proc = _cli("master-config", "-c", str(etc), "--reactor-dir", reactor, "--write")
+    assert proc.returncode == 0, proc.stderr
+    proc = _cli("master-config", "-c", str(etc), "--reactor-dir", reactor, "--check")
+    assert proc.returncode == 0, proc.stderr
+    assert '{"my/tag": ["/srv/reactor/mine.sls"]}    # master.d/reactor.conf' in proc.stdout
+    assert "edge_alert.sls" in proc.stdout and "reactor: (6 effective)" in proc.stdout
+    # nothing turned on yet: no engine, no URL
+    assert "edge_fleet engine is not in the effective engines" in proc.stderr
+    assert "edge:alerts:url is not set" in proc.stderr
+
+
+def test_check_fails_when_a_main_file_engines_list_is_lost(etc, tmp_path):
+    main = etc / "master"
+    main.write_text(main.read_text() + "engines:\n  - webhook: {port: 8080}\n")
+    (etc / "master.d").mkdir()
+    (etc / "master.d" / "edge-fleet.conf").write_text(
+        "engines:\n  - edge_fleet: {}\nedge:\n  alerts: {url: 'https://hook.example'}\n"
+    )
+    proc = _cli("master-config", "-c", str(etc), "--reactor-dir", str(tmp_path), "--check")
+    assert proc.returncode == 1
+    assert '{"edge_fleet": {}}    # master.d/edge-fleet.conf' in proc.stdout
+    assert "webhook" not in proc.stdout  # not effective ...
+    assert f"{main} sets engines:" in proc.stderr and '"webhook"' in proc.stderr  # ... and said
 
 
 @pytest.mark.parametrize(

@@ -120,8 +120,9 @@ def heartbeat_of(minion_id):
     return pred
 
 
-# the reactor of docs/howto/site-goes-dark.rst, alerting through an event
-# instead of a web hook (tests reach nothing outside this machine)
+# a stand-in alert reactor that turns each transition into an event (the
+# how-to's own reactor, edge_alert.sls with its seal check and a web hook, is
+# tested as written in tests/integration/alerting)
 ALERT_SLS = """
 edge-alert:
   runner.event.send:
