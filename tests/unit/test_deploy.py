@@ -310,6 +310,13 @@ def test_master_config_and_secret_paths_agree():
     assert reactor.endswith("edge_auth.sls")
     assert "site-packages" not in reactor
     assert (REPO / "src/saltext_edge/reactor/edge_auth.sls").is_file()
+    # the alert reactor is wired for every transition the engine seals, beside it
+    from saltext_edge.master_config import ALERT_REACTOR_NAME, ALERT_TAGS
+
+    alert_sls = os.path.join(os.path.dirname(reactor), ALERT_REACTOR_NAME)
+    wired = {tag for entry in conf["reactor"] for tag, sls in entry.items() if alert_sls in sls}
+    assert wired == set(ALERT_TAGS)
+    assert (REPO / "src/saltext_edge/reactor" / ALERT_REACTOR_NAME).is_file()
     secret_file = conf["edge"]["shared_secret_file"]
     secret_vol = next(v["name"] for v in spec["volumes"] if "secret" in v)
     mount = next(m for m in container["volumeMounts"] if m["name"] == secret_vol)
