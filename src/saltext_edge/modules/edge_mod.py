@@ -18,6 +18,7 @@ try:
     from saltext_edge import audit as _audit
     from saltext_edge import config as _config
     from saltext_edge import diag as _diag
+    from saltext_edge import errors as _errors
     from saltext_edge import http_check as _http_check
     from saltext_edge import masters as _masters
     from saltext_edge.uplink import args as _args
@@ -67,24 +68,19 @@ def version():
 # diagnostics: thin wrappers over saltext_edge.uplink / .diag
 # --------------------------------------------------------------------------
 
-# argument errors of the library (all ValueError subclasses, EdgeConfigError too)
-_ARG_ERRORS = (ValueError, TypeError)
+def _edge_errors(func):
+    # one error rule for runner, wheel and this module (errors.edge_errors):
+    # bad input is one CommandExecutionError line, our own TypeError an internal error
+    return _errors.edge_errors(
+        error=CommandExecutionError, usage="salt-call sys.doc {name}", log_place="the minion's log"
+    )(func)
 
 
 def _uplink_conf():
-    try:
-        return _config.edge_section(__opts__, "uplink")
-    except _config.EdgeConfigError as err:
-        raise CommandExecutionError(f"edge: {err}") from err
+    return _config.edge_section(__opts__, "uplink")
 
 
-def _call(func, *args, **kwargs):
-    try:
-        return func(*args, **kwargs)
-    except _ARG_ERRORS as err:
-        raise CommandExecutionError(f"edge: {err}") from err
-
-
+@_edge_errors
 def uplink(targets=None, count=None, timeout=None, budget=5.0, thresholds=None, mode="zmtp"):
     """
     Probe the uplink now and classify it: every target is timed from TCP
@@ -133,12 +129,9 @@ def uplink(targets=None, count=None, timeout=None, budget=5.0, thresholds=None, 
     if targets is None:
         try:
             targets = _targets.targets(__opts__, conf)
-        except _ARG_ERRORS as err:
-            raise CommandExecutionError(
-                f"edge: bad uplink target or master in the minion config: {err}"
-            ) from err
-    return _call(
-        _probe.probe,
+        except ValueError as err:
+            raise ValueError(f"bad uplink target or master in the minion config: {err}") from err
+    return _probe.probe(
         targets,
         count=count if count is not None else conf.get("count", _args.DEFAULT_COUNT),
         timeout=timeout if timeout is not None else conf.get("timeout", _args.DEFAULT_TIMEOUT),
@@ -148,6 +141,7 @@ def uplink(targets=None, count=None, timeout=None, budget=5.0, thresholds=None, 
     )
 
 
+@_edge_errors
 def check_master(masters=None, count=1, timeout=1.0, budget=3.0):
     """
     Check each configured master: DNS answer and time, reachability and
@@ -182,8 +176,7 @@ def check_master(masters=None, count=1, timeout=1.0, budget=3.0):
         salt node7 edge.check_master
         salt-call edge.check_master masters='[salt-a.example.net, salt-b.example.net]'
     """
-    return _call(
-        _masters.check_master,
+    return _masters.check_master(
         __opts__,
         masters=masters,
         count=count,
@@ -193,6 +186,7 @@ def check_master(masters=None, count=1, timeout=1.0, budget=3.0):
     )
 
 
+@_edge_errors
 def http_probe(
     url, timeout=5.0, verify=True, ca_bundle=None, proxy=None, method="GET", budget=None
 ):
@@ -237,8 +231,7 @@ def http_probe(
         salt node7 edge.http_probe https://repo.saltproject.io/
         salt node7 edge.http_probe https://10.0.0.5:8443/ ca_bundle=/etc/ssl/edge-ca.pem
     """
-    return _call(
-        _http_check.http_probe,
+    return _http_check.http_probe(
         url,
         timeout=timeout,
         verify=verify,
@@ -249,6 +242,7 @@ def http_probe(
     )
 
 
+@_edge_errors
 def config_audit():
     """
     Audit this minion's settings against edge best practice: failover with a
@@ -270,6 +264,7 @@ def config_audit():
     return _audit.config_audit(__opts__)
 
 
+@_edge_errors
 def diagnose(
     masters=None,
     targets=None,
@@ -315,8 +310,7 @@ def diagnose(
         salt node7 edge.diagnose
         salt node7 edge.diagnose urls='[https://registry.example.net/v2/]' budget=8
     """
-    return _call(
-        _diag.diagnose,
+    return _diag.diagnose(
         __opts__,
         masters=masters,
         targets=targets,
@@ -360,6 +354,7 @@ def event_verified(tag, data):
     return _eventauth.verify(__opts__, tag, data)
 
 
+@_edge_errors
 def prove(challenge):
     """
     Answer a liveness challenge of ``salt-run edge.report ping=True``: return
@@ -381,9 +376,7 @@ def prove(challenge):
     """
     try:
         return _proof.answer(__opts__, challenge)
-    except _proof.ProofError as err:
-        raise CommandExecutionError(f"edge: {err}") from err
-    except (OSError, ValueError) as err:
+    except OSError as err:
         raise CommandExecutionError(
             f"edge: cannot sign with this minion's key: {err.__class__.__name__}"
         ) from err
