@@ -3,8 +3,10 @@ The fleet report (see ``docs/howto/fleet-report.rst``): per site, how many
 nodes are online / late / offline / never seen, last seen as ISO 8601 UTC,
 uplink quality and trend, flapping nodes, pending and refused keys.
 
-It answers from the record the ``edge_fleet`` engine keeps through
-``salt.cache`` (:mod:`saltext_edge.fleet.store`) and contacts no node; with
+It answers from the running ``edge_fleet`` engine's memory (the state the
+metrics are served from; :mod:`saltext_edge.fleet.live`), from the record
+the engine keeps through ``salt.cache`` (:mod:`saltext_edge.fleet.store`)
+only when no engine answers, and contacts no node; with
 ``ping=True`` one ``test.ping`` broadcast is added as an explicit live check
 (it does not change the status). No epoch floats in what it returns.
 
@@ -56,12 +58,17 @@ def _site_rows_trend(rows, now, extra_samples):
     return _record.hours_trend(hourly)
 
 
-def _admission(minion_id, keys_state):
-    return keys_state.get(minion_id, "revoked")
-
-
 def assemble(
-    records, keys, index, conf, site_meta=None, now=None, site=None, details=False, progress=None
+    records,
+    keys,
+    index,
+    conf,
+    site_meta=None,
+    now=None,
+    site=None,
+    details=False,
+    progress=None,
+    live=False,
 ):
     """
     Build the report (pure: no Salt, no I/O).
@@ -72,19 +79,15 @@ def assemble(
     :param conf: :func:`saltext_edge.fleet.conf.parse` settings.
     :param site_meta: the engine's ``sites`` meta entry (hourly site rows).
     :param site: only sites matching this glob. ``details``: list every node.
+    :param live: the records are the running engine's (their ``status`` is
+        the engine's, the one the metrics serve); else each node is
+        classified at ``now`` from its last sign of life.
 
     Returns the report dict documented in ``docs/howto/fleet-report.rst``.
     """
     now = now if now is not None else time.time()
     site_meta = site_meta or {}
-    keys_state = {}
-    for mid in keys.get("minions", []):
-        keys_state[mid] = "accepted"
-    for mid in keys.get("minions_pre", []):
-        keys_state[mid] = "pending"
-    for state in ("minions_rejected", "minions_denied"):
-        for mid in keys.get(state, []):
-            keys_state[mid] = "refused"
+    keys_state = _sites.admission_states(keys)
 
     def wanted(name):
         return site is None or fnmatch.fnmatchcase(name, site)
@@ -98,7 +101,7 @@ def assemble(
         if progress and done % PROGRESS_EVERY == 0:
             progress("nodes", done=done, total=len(ids))
         rec = records.get(mid)
-        admission = _admission(mid, keys_state)
+        admission = _sites.admission_of(mid, keys_state)
         if rec is None and admission != "accepted":
             continue
         name = _sites.site_of(mid, index, rec)
@@ -106,13 +109,13 @@ def assemble(
         if not wanted(label):
             continue
         site_conf = _conf.for_site(conf, name)
-        status = _status.classify(rec, site_conf, now) if rec else "never_seen"
+        status = _status_of(rec, site_conf, now, live)
         if rec is not None:
             rec = dict(rec, status=status)
         data = sites.setdefault(label, _empty_site())
         data[status] += 1
-        quality = _status.uplink_quality(rec) if rec else "unknown"
-        data["quality"][quality] += 1
+        uplink = uplink_view(rec, status)
+        data["quality"][uplink["quality"] if uplink else "unknown"] += 1
         flaps = bool(rec) and _status.flapping(rec, conf, now)
         if flaps:
             flapping.append(mid)
@@ -124,7 +127,7 @@ def assemble(
                 "status": status,
                 "last_seen": iso(rec.get("last_seen")) if rec else None,
                 "last_seen_kind": rec.get("last_kind") if rec else None,
-                "uplink": uplink_view(rec),
+                "uplink": uplink,
                 "flapping": flaps,
                 "admission": admission,
                 "admitted_by": (index.get(mid) or {}).get("admitted_by"),
@@ -166,6 +169,7 @@ def assemble(
                 reason = entry.get("reason") if entry.get("decision") == "refused" else None
                 refused[mid] = reason or default
 
+    all_samples = [x for samples in samples_by_site.values() for x in samples if x[0] >= now - 3600]
     totals = {k: sum(s[k] for s in sites.values()) for k in _COUNTS}
     totals.update({"pending": len(pending), "refused": len(refused), "sites": len(sites)})
     ordered = dict(sorted(sites.items(), key=lambda kv: (kv[0] == NO_SITE, kv[0])))
@@ -174,12 +178,20 @@ def assemble(
         "site_filter": site,
         "totals": totals,
         "summary": [_summary_row(n, d) for n, d in ordered.items()]
-        + [_summary_total(totals, ordered)],
+        + [_summary_total(totals, ordered, _record.trend(all_samples))],
         "sites": ordered,
         "pending": pending,
         "refused": dict(sorted(refused.items())),
         "flapping": sorted(flapping),
     }
+
+
+def _status_of(rec, site_conf, now, live):
+    if rec is None:
+        return "never_seen"
+    if live and rec.get("status") in _status.STATUSES:
+        return rec["status"]
+    return _status.classify(rec, site_conf, now)
 
 
 def _label_of(mid, index, records):
@@ -198,7 +210,7 @@ def _summary_row(name, data):
     }
 
 
-def _summary_total(totals, sites):
+def _summary_total(totals, sites, trend_1h):
     row = {
         "site": TOTAL,
         **{k: totals[k] for k in _COUNTS},
@@ -206,7 +218,13 @@ def _summary_total(totals, sites):
     }
     for q in QUALITIES:
         row[f"uplink_{q}"] = sum(d["quality"][q] for d in sites.values())
-    row.update({"rtt_ms_median_1h": None, "rtt_ms_p95_1h": None, "loss_pct_1h": None})
+    row.update(
+        {
+            "rtt_ms_median_1h": trend_1h["rtt_ms_median"],
+            "rtt_ms_p95_1h": trend_1h["rtt_ms_p95"],
+            "loss_pct_1h": trend_1h["loss_pct"],
+        }
+    )
     return row
 
 
@@ -271,12 +289,15 @@ def build(
     opts, ping=False, site=None, timeout=None, details=False, progress=None, store=None, now=None
 ):
     """
-    Read the record, keys and admission index on the master and return
-    :func:`assemble`'s report plus ``engines`` (what each master's engine
-    last wrote), ``elapsed_s`` and, with ``ping=True``, ``ping``
-    (``{"timeout_s", "answered", "silent": [ids]}``).
+    Ask the running ``edge_fleet`` engine for its state (the stored record
+    when none answers: :func:`saltext_edge.fleet.live.read`), read the keys
+    and admission index on the master and return :func:`assemble`'s report
+    plus ``source`` (``engine <master id>`` or ``record``), ``engines``
+    (each master's engine: when it started and last wrote the record),
+    ``elapsed_s``, ``warning`` (one line) when no engine answered and, with
+    ``ping=True``, ``ping`` (``{"timeout_s", "answered", "silent": [ids]}``).
     """
-    from saltext_edge.fleet import store as _store
+    from saltext_edge.fleet import live as _live
 
     started = time.time()
     now = now if now is not None else started
@@ -285,11 +306,11 @@ def build(
         if progress:
             progress(stage, elapsed_s=round(time.time() - started, 3), **data)
 
-    store = store or _store.Store(opts)
+    source, store, note = _live.read(opts, store=store, now=now)
     keys = _sites.keys(opts)
     step("keys", accepted=len(keys["minions"]), pending=len(keys["minions_pre"]))
     records = store.load_all()
-    step("record", nodes=len(records))
+    step("record", nodes=len(records), source=source)
     index = _sites.node_index(opts)
     conf = _conf.parse(opts.get("edge"))
     report = assemble(
@@ -302,13 +323,12 @@ def build(
         site=site,
         details=details,
         progress=step,
+        live=getattr(store, "live", False),
     )
+    report["source"] = source
     report["engines"] = _engines_view(store, now)
-    if not report["engines"]:
-        report["warning"] = (
-            "no edge_fleet engine has written a record: enable it in the master config "
-            "(engines: [{edge_fleet: {}}]) and the edge_heartbeat beacon on the minions"
-        )
+    if note:
+        report["warning"] = note
     if ping:
         scoped = (
             [m for d in report["sites"].values() for m in d["nodes"]]

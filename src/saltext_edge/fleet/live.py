@@ -1,0 +1,353 @@
+"""
+One truth: ``salt-run edge.report`` and ``edge.node`` ask the running
+``edge_fleet`` engine for its state (the same memory the metrics are served
+from), and read the stored record only when no engine answers (see
+``docs/ref/engine.rst``, "Asking the engine").
+
+The engine owns a Unix socket ``<sock_dir>/edge_fleet.ipc`` (mode 0600, the
+master's user; a peer of another uid is refused). One request per
+connection: a JSON line of at most :data:`MAX_REQUEST` bytes, ``{"want":
+"fleet"}`` or ``{"want": "node", "id": ID}``; the answer is a 4-byte
+big-endian length and that many bytes of msgpack (``salt.payload``), at
+most :data:`MAX_RESPONSE`. The request is handed to the engine's worker
+thread through its event queue (:data:`REQUEST` is never a bus tag, those
+are strings), so the answer is taken between two events, consistent, and
+without a lock on the record.
+"""
+
+import json
+import logging
+import os
+import queue
+import socket
+import socketserver
+import stat
+import struct
+import threading
+import time
+
+from saltext_edge.fleet import nodeview as _nodeview
+
+log = logging.getLogger(__name__)
+
+SOCKET_NAME = "edge_fleet.ipc"
+MAX_REQUEST = 4096
+MAX_RESPONSE = 256 * 1024 * 1024
+#: seconds the engine's worker has to take a request (then: "busy")
+ANSWER_TIMEOUT_S = 10.0
+#: seconds the runner waits for the engine (connect, send, each read)
+ASK_TIMEOUT_S = 15.0
+#: the inbox tag of a request (an object: no bus event can carry it)
+REQUEST = object()
+_HEADER = struct.Struct(">I")
+
+
+class Unavailable(Exception):
+    """No engine answered; the message (one line) says why."""
+
+
+def socket_path(opts):
+    """Return the path of the engine's socket: ``<sock_dir>/edge_fleet.ipc``."""
+    return os.path.join(opts["sock_dir"], SOCKET_NAME)
+
+
+# --------------------------------------------------------------------------
+# the engine's side
+# --------------------------------------------------------------------------
+
+
+def state_of(fleet, want="fleet", minion_id=None):
+    """
+    Return what the engine ``fleet`` (:class:`saltext_edge.fleet.engine.FleetEngine`)
+    knows, from its memory: ``{"master", "at", "started_at", "flushed_at",
+    "records": {id: record}, "sites": the site meta, "hours": {id: hourly
+    rows not yet written}, "engine": counters}``; for ``want="node"`` only
+    ``minion_id``'s record and rows. Call it in the engine's worker thread.
+    """
+    if want == "node":
+        rec = fleet.records.get(minion_id)
+        records = {} if rec is None else {minion_id: rec}
+        hours = {minion_id: fleet.pending_hours.get(minion_id) or []}
+        sites = {}
+    else:
+        records = fleet.records
+        hours = {}
+        sites = fleet.sites_meta
+    return {
+        "master": fleet.master_id,
+        "at": fleet.clock(),
+        "started_at": fleet.started_at,
+        "flushed_at": fleet.last_flush,
+        "records": records,
+        "sites": sites,
+        "hours": hours,
+        "engine": {"events_seen": fleet.events_seen, "nodes": len(fleet.records)},
+    }
+
+
+class _Job:
+    """One request on its way through the engine's worker thread."""
+
+    def __init__(self, want, minion_id):
+        self.want = want
+        self.minion_id = minion_id
+        self.done = threading.Event()
+        self.payload = None
+
+    def run(self, fleet):
+        """Answer from ``fleet`` (in the worker thread): the packed state, or an error."""
+        import salt.payload
+
+        try:
+            self.payload = salt.payload.dumps(state_of(fleet, self.want, self.minion_id))
+        except Exception as exc:
+            log.error("edge_fleet: cannot answer a state request: %s", exc.__class__.__name__)
+            self.payload = salt.payload.dumps({"error": "the engine could not pack its state"})
+        finally:
+            self.done.set()
+
+
+def _peer_uid(sock):
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    timeout = 5.0  # seconds to read the request
+
+    def _answer(self, payload):
+        self.wfile.write(_HEADER.pack(len(payload)) + payload)
+
+    def _refuse(self, message):
+        import salt.payload
+
+        self._answer(salt.payload.dumps({"error": message}))
+
+    def handle(self):
+        if _peer_uid(self.request) not in (os.geteuid(), 0):
+            return  # the socket is 0600: only a peer of another uid that got past it lands here
+        line = self.rfile.readline(MAX_REQUEST + 1)
+        if len(line) > MAX_REQUEST or not line.endswith(b"\n"):
+            self._refuse(f"the request must be one JSON line of at most {MAX_REQUEST} bytes")
+            return
+        try:
+            req = json.loads(line)
+            want = req["want"]
+            minion_id = req.get("id")
+        except (ValueError, TypeError, KeyError):
+            self._refuse('the request must be {"want": "fleet"} or {"want": "node", "id": ID}')
+            return
+        if want not in ("fleet", "node") or (want == "node" and not isinstance(minion_id, str)):
+            self._refuse('the request must be {"want": "fleet"} or {"want": "node", "id": ID}')
+            return
+        job = _Job(want, minion_id)
+        try:
+            self.server.inbox.put((REQUEST, job), timeout=ANSWER_TIMEOUT_S)
+        except queue.Full:
+            self._refuse("the engine is busy (its event queue is full)")
+            return
+        if not job.done.wait(ANSWER_TIMEOUT_S):
+            self._refuse(f"the engine did not take the request within {ANSWER_TIMEOUT_S:g} s")
+            return
+        self._answer(job.payload)
+
+
+class _Server(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+
+
+class StateServer:
+    """Handle of the engine's socket: ``.path``, ``.close()``."""
+
+    def __init__(self, server, thread, path):
+        self._server = server
+        self._thread = thread
+        self.path = path
+
+    def close(self):
+        """Stop answering and remove the socket (idempotent)."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        self._thread.join(5)
+        try:
+            if stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                os.unlink(self.path)
+        except OSError:
+            pass
+
+
+def serve(opts, inbox):
+    """
+    Answer state requests on ``<sock_dir>/edge_fleet.ipc`` from a daemon
+    thread; each request is put on ``inbox`` as ``(REQUEST, job)`` for the
+    engine's worker thread to ``job.run(fleet)``. A socket left by an engine
+    that died is replaced. Returns a :class:`StateServer`. Raises ``OSError``
+    when the socket cannot be made.
+    """
+    path = socket_path(opts)
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    server = _Server(path, _Handler, bind_and_activate=False)
+    try:
+        server.server_bind()
+        os.chmod(path, 0o600)
+        server.server_activate()
+    except OSError:
+        server.server_close()
+        raise
+    server.inbox = inbox
+    thread = threading.Thread(target=server.serve_forever, name="edge-fleet-state", daemon=True)
+    thread.start()
+    return StateServer(server, thread, path)
+
+
+# --------------------------------------------------------------------------
+# the runner's side
+# --------------------------------------------------------------------------
+
+
+def _recv_exact(sock, size):
+    chunks = []
+    while size:
+        chunk = sock.recv(min(size, 1 << 20))
+        if not chunk:
+            raise Unavailable("the engine closed the connection before answering")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def ask(opts, want="fleet", minion_id=None, timeout=ASK_TIMEOUT_S):
+    """
+    Ask the running engine for its state (:func:`state_of`). Returns the
+    answer dict; raises :class:`Unavailable` (one line) when no engine
+    answers.
+    """
+    import salt.payload
+
+    if not opts.get("sock_dir"):
+        raise Unavailable("the master's sock_dir is not set")
+    path = socket_path(opts)
+    request = {"want": want} if want == "fleet" else {"want": want, "id": minion_id}
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(path)
+            sock.sendall(json.dumps(request).encode("utf-8") + b"\n")
+            (size,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size))
+            if size > MAX_RESPONSE:
+                raise Unavailable(f"the engine's answer is too large ({size} bytes)")
+            answer = salt.payload.loads(_recv_exact(sock, size))
+    except (FileNotFoundError, ConnectionRefusedError):
+        raise Unavailable(f"no edge_fleet engine is listening on {path}") from None
+    except PermissionError:
+        raise Unavailable(
+            f"{path} belongs to the master's user; run salt-run as that user or root"
+        ) from None
+    except socket.timeout:
+        raise Unavailable(f"the edge_fleet engine did not answer within {timeout:g} s") from None
+    except OSError as exc:
+        raise Unavailable(f"cannot reach the edge_fleet engine: {exc.strerror or exc}") from None
+    if not isinstance(answer, dict) or not isinstance(answer.get("records"), dict):
+        message = answer.get("error") if isinstance(answer, dict) else None
+        raise Unavailable(str(message or "the engine's answer is not a state"))
+    return answer
+
+
+class EngineView:
+    """
+    The engine's answer with the read methods of
+    :class:`saltext_edge.fleet.store.Store` the report reads (``load_all``,
+    ``load``, ``meta``, ``engines``, ``hours``); hourly rows already written
+    come from ``store``. ``live`` is true: statuses are the engine's own.
+    """
+
+    live = True
+
+    def __init__(self, answer, store):
+        self.answer = answer
+        self.store = store
+        self.master = answer.get("master")
+
+    def load_all(self):
+        """Return ``{id: record}`` as the engine holds it."""
+        return self.answer["records"]
+
+    def load(self, minion_id):
+        """Return ``minion_id``'s record as the engine holds it, or ``None``."""
+        return self.answer["records"].get(minion_id)
+
+    def meta(self, key):
+        """Return the site meta as the engine holds it (other entries: the stored ones)."""
+        if key == "sites" and self.answer.get("sites"):
+            return self.answer["sites"]
+        return self.store.meta(key)
+
+    def engines(self):
+        """Return the stored engine entries, this master's with the answering engine's figures."""
+        engines = dict(self.store.engines())
+        mine = dict(engines.get(self.master) or {})
+        mine.update(
+            started_at=self.answer.get("started_at"),
+            flushed_at=self.answer.get("flushed_at"),
+            nodes=(self.answer.get("engine") or {}).get("nodes"),
+            answered_at=self.answer.get("at"),
+        )
+        engines[self.master] = mine
+        return engines
+
+    def hours(self, minion_id):
+        """Return the hourly rows: those written, then those the engine has not written yet."""
+        rows = {r[0]: r for r in self.store.hours(minion_id)}
+        rows.update((r[0], r) for r in (self.answer.get("hours") or {}).get(minion_id) or ())
+        return [rows[k] for k in sorted(rows)]
+
+
+def _age(seconds):
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def read(opts, want="fleet", minion_id=None, store=None, now=None):
+    """
+    Return ``(source, store, note)``: the running engine's state as an
+    :class:`EngineView` (``source`` ``"engine <master id>"``, ``note``
+    ``None``), else the stored record (``source`` ``"record"``) with
+    ``note``, one line saying that no engine answered, why, and how old
+    the record is.
+    """
+    from saltext_edge.fleet import store as _store
+
+    store = store if store is not None else _store.Store(opts)
+    try:
+        answer = ask(opts, want, minion_id)
+    except Unavailable as exc:
+        now = now if now is not None else time.time()
+        flushed = [
+            e.get("flushed_at")
+            for e in store.engines().values()
+            if isinstance(e.get("flushed_at"), (int, float))
+        ]
+        if flushed:
+            last = max(flushed)
+            age = (
+                f"the stored record, last written {_age(now - last)} ago "
+                f"({_nodeview.iso(last)})"
+            )
+        else:
+            age = (
+                "the stored record, which no engine has written yet: enable the engine "
+                "(engines: [{edge_fleet: {}}]) and the edge_heartbeat beacon"
+            )
+        return "record", store, f"no edge_fleet engine answered ({exc}); this is from {age}"
+    return f"engine {answer.get('master')}", EngineView(answer, store), None
