@@ -18,8 +18,8 @@ def node(opts, minion_id, store=None, now=None):
     """
     Return one node's record and history (``salt-run edge.node``), times as
     ISO 8601 UTC, or ``None`` when the master knows nothing of ``minion_id``.
-    The record is the running engine's (``source``: ``engine <master id>``),
-    else the stored one (``source``: ``record``, and ``warning``: one line
+    The record is the running engine's (``answered_by``: ``engine <master
+    id>``), else the stored one (``answered_by``: ``stored record``, and ``warning``: one line
     saying so, with the record's age; :func:`saltext_edge.fleet.live.read`).
     """
     from saltext_edge.fleet import live as _live
@@ -95,7 +95,7 @@ def node(opts, minion_id, store=None, now=None):
             for h in hours
         ],
     }
-    ret["source"] = source
+    ret["answered_by"] = source
     if note:
         ret["warning"] = note
     return ret

@@ -292,7 +292,7 @@ def build(
     Ask the running ``edge_fleet`` engine for its state (the stored record
     when none answers: :func:`saltext_edge.fleet.live.read`), read the keys
     and admission index on the master and return :func:`assemble`'s report
-    plus ``source`` (``engine <master id>`` or ``record``), ``engines``
+    plus ``answered_by`` (``engine <master id>`` or ``stored record``), ``engines``
     (each master's engine: when it started and last wrote the record),
     ``elapsed_s``, ``warning`` (one line) when no engine answered and, with
     ``ping=True``, ``ping`` (``{"timeout_s", "answered", "silent": [ids]}``).
@@ -325,7 +325,7 @@ def build(
         progress=step,
         live=getattr(store, "live", False),
     )
-    report["source"] = source
+    report["answered_by"] = source
     report["engines"] = _engines_view(store, now)
     if note:
         report["warning"] = note

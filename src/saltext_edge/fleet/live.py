@@ -322,7 +322,7 @@ def read(opts, want="fleet", minion_id=None, store=None, now=None):
     """
     Return ``(source, store, note)``: the running engine's state as an
     :class:`EngineView` (``source`` ``"engine <master id>"``, ``note``
-    ``None``), else the stored record (``source`` ``"record"``) with
+    ``None``), else the stored record (``source`` ``"stored record"``) with
     ``note``, one line saying that no engine answered, why, and how old
     the record is.
     """
@@ -349,5 +349,5 @@ def read(opts, want="fleet", minion_id=None, store=None, now=None):
                 "the stored record, which no engine has written yet: enable the engine "
                 "(engines: [{edge_fleet: {}}]) and the edge_heartbeat beacon"
             )
-        return "record", store, f"no edge_fleet engine answered ({exc}); this is from {age}"
+        return "stored record", store, f"no edge_fleet engine answered ({exc}); this is from {age}"
     return f"engine {answer.get('master')}", EngineView(answer, store), None
