@@ -172,7 +172,7 @@ def report_text(report):
     if nodes:
         lines += ["", "Nodes not online:", *nodes]
     elif "sites" in report:
-        lines += ["", "Every node listed is online."]
+        lines += ["", "Nodes not online: none."]
     for key, title in (("pending", "Keys pending"), ("flapping", "Flapping")):
         ids = report.get(key) or []
         if ids:
