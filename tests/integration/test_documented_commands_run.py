@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from tests.doc_commands import RUN, documented_commands
 
 pytestmark = pytest.mark.slow
@@ -43,4 +42,6 @@ def test_runnable_documented_commands_run(salt_master, salt_run_cli):
     assert not failed, failed
     edge = {" ".join(w): out for w, _, out in results if "--out=edge" in w}
     report = edge["salt-run edge.report --out=edge"]
-    assert report.startswith("Edge fleet at ") and "WARNING: no edge_fleet engine answered" in report
+    assert (
+        report.startswith("Edge fleet at ") and "WARNING: no edge_fleet engine answered" in report
+    )

@@ -362,7 +362,10 @@ def test_report_out_edge_reads_as_an_operator_reads(report_master, fleet_with_on
     ret = _report(report_master, "--out=edge")
     lines = ret.stdout.splitlines()
     assert len(lines) > 6, ret
-    assert lines[0].startswith("Edge fleet at ") and f"(from the engine {report_master.id})" in lines[0]
+    assert (
+        lines[0].startswith("Edge fleet at ")
+        and f"(from the engine {report_master.id})" in lines[0]
+    )
     assert "2 online, 0 late, 1 offline" in lines[0], lines[0]
     assert lines[2].split()[:4] == ["SITE", "NODES", "ONLINE", "LATE"], lines
     rows = [line.split() for line in lines[3 : lines.index("", 3)]]

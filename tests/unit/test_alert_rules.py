@@ -10,12 +10,12 @@ import subprocess
 
 import pytest
 import yaml
+from tests.unit.test_fleet_metrics import REPO
 
 from saltext_edge.fleet import conf as fconf
 from saltext_edge.fleet import status as fstatus
 from saltext_edge.fleet.nodeview import node_view
 from saltext_edge.view.metrics_collector import FleetCollector
-from tests.unit.test_fleet_metrics import REPO
 
 RULES = REPO / "deploy" / "grafana" / "edge-alert-rules.yml"
 NOW = 1_800_000_000.0

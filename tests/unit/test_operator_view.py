@@ -14,6 +14,7 @@ import threading
 import pytest
 import salt.cache
 import salt.config
+from tests.unit.test_report_logic import _keys
 
 from saltext_edge import report
 from saltext_edge.fleet import conf as fconf
@@ -24,15 +25,6 @@ from saltext_edge.view import metrics_collector, text
 
 NOW = 1_800_000_000.0
 CONF = fconf.parse({"fleet": {"interval": 60}})
-
-
-def _keys(acc=(), pre=(), rej=(), den=()):
-    return {
-        "minions": list(acc),
-        "minions_pre": list(pre),
-        "minions_rejected": list(rej),
-        "minions_denied": list(den),
-    }
 
 
 def _rec(mid, site, age, quality="good", rtt=20.0):
@@ -58,7 +50,12 @@ def _rec(mid, site, age, quality="good", rtt=20.0):
 def test_denied_squatter_does_not_hide_the_accepted_node():
     keys = _keys(acc=["gw-1", "gw-2"], pre=["new-1"], den=["gw-1"], rej=["old-1"])
     states = sites.admission_states(keys)
-    assert states == {"gw-1": "accepted", "gw-2": "accepted", "new-1": "pending", "old-1": "refused"}
+    assert states == {
+        "gw-1": "accepted",
+        "gw-2": "accepted",
+        "new-1": "pending",
+        "old-1": "refused",
+    }
     assert sites.admission_of("gone-1", states) == "revoked"
     records = {"gw-1": _rec("gw-1", "sh-1", 10), "gw-2": _rec("gw-2", "sh-1", 10)}
     rep = report.assemble(records, keys, {}, CONF, now=NOW, details=True)
@@ -219,7 +216,9 @@ def _report():
 def test_report_text_sites_worst_first_then_nodes_not_online():
     out = text.render(_report())
     lines = out.splitlines()
-    assert lines[0].startswith(f"Edge fleet at {iso(NOW)} (from the engine m1): 3 site(s), 3 online")
+    assert lines[0].startswith(
+        f"Edge fleet at {iso(NOW)} (from the engine m1): 3 site(s), 3 online"
+    )
     header = lines[2].split()
     assert header[:3] == ["SITE", "NODES", "ONLINE"] and header[-1] == "LOSS_%"
     rows = [line.split()[0] for line in lines[3:7]]

@@ -250,7 +250,7 @@ def ask(opts, want="fleet", minion_id=None, timeout=ASK_TIMEOUT_S):
         raise Unavailable(
             f"{path} belongs to the master's user; run salt-run as that user or root"
         ) from None
-    except socket.timeout:
+    except TimeoutError:
         raise Unavailable(f"the edge_fleet engine did not answer within {timeout:g} s") from None
     except OSError as exc:
         raise Unavailable(f"cannot reach the edge_fleet engine: {exc.strerror or exc}") from None
@@ -340,10 +340,7 @@ def read(opts, want="fleet", minion_id=None, store=None, now=None):
         ]
         if flushed:
             last = max(flushed)
-            age = (
-                f"the stored record, last written {_age(now - last)} ago "
-                f"({_nodeview.iso(last)})"
-            )
+            age = f"the stored record, last written {_age(now - last)} ago ({_nodeview.iso(last)})"
         else:
             age = (
                 "the stored record, which no engine has written yet: enable the engine "

@@ -59,8 +59,7 @@ def table(header, rows, right=()):
     lines = []
     for row in [list(header), *rows]:
         cells = [
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(row, widths))
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))
         ]
         lines.append("  ".join(cells).rstrip())
     return lines
@@ -106,9 +105,7 @@ def site_rows(summary):
 
     ordered = sorted(sites, key=severity) + total
     cells = [[_site_cell(r, key) for _, key in SITE_COLUMNS] for r in ordered]
-    return table(
-        [h for h, _ in SITE_COLUMNS], cells, right=set(range(1, len(SITE_COLUMNS))) - {6}
-    )
+    return table([h for h, _ in SITE_COLUMNS], cells, right=set(range(1, len(SITE_COLUMNS))) - {6})
 
 
 def _uplink(uplink):
@@ -187,7 +184,8 @@ def report_text(report):
         lines += [
             "",
             f"test.ping ({as_int(ping.get('timeout_s'))} s): {as_int(ping.get('answered'))} answered, "
-            f"{len(silent)} silent" + (": " + ", ".join(clean(i) for i in silent) if silent else ""),
+            f"{len(silent)} silent"
+            + (": " + ", ".join(clean(i) for i in silent) if silent else ""),
         ]
     return "\n".join(lines)
 
