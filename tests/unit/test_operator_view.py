@@ -270,3 +270,19 @@ def test_report_text_html_quiet_node_enrollments_and_fallback():
         "3f9c", "sh-3", "active", "2", "1"
     ]  # fmt: skip
     assert text.render({"something": "else"}) is None and text.render([1, 2]) is None
+
+
+def test_an_unwritable_page_names_the_runners_user():
+    import errno
+    import pwd
+
+    from saltext_edge import report_request
+
+    err = report_request._write_error(
+        "/srv/www/fleet.html", PermissionError(errno.EACCES, "Permission denied")
+    )
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    assert str(err).startswith("cannot write the fleet page /srv/www/fleet.html: Permission denied")
+    assert f"salt-run runs as the master's user {user!r}" in str(err) and "\n" not in str(err)
+    other = report_request._write_error("/x/y.html", OSError(errno.ENOSPC, "No space left"))
+    assert "master's user" not in str(other)
