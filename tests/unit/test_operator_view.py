@@ -129,6 +129,7 @@ def running(engine_opts):
         keys_fn=lambda o: [],
     )
     rec = _rec("n1", "sh-1", 5)
+    rec["samples"].append([NOW - 7000, 30.0, 1.0, 0.0, "good"])
     rec["status"] = "online"
     fleet.records["n1"] = rec
     fleet.pending_hours["n1"] = [[NOW - 3600, 3, 20.0, 22.0, 0.0, 3, "good"]]
@@ -158,6 +159,9 @@ def test_state_socket_answers_from_the_engine(engine_opts, running):
     assert stat.S_IMODE(os.stat(server.path).st_mode) == 0o600
     answer = live.ask(engine_opts)
     assert answer["master"] == "m1" and answer["records"]["n1"]["status"] == "online"
+    # the fleet answer carries the last hour of raw samples, a copy of the engine's
+    assert len(answer["records"]["n1"]["samples"]) == 10
+    assert len(fleet.records["n1"]["samples"]) == 11
     source, view, note = live.read(engine_opts)
     assert (source, note) == ("engine m1", None)
     rep = report.assemble(view.load_all(), _keys(acc=["n1"]), {}, CONF, now=NOW, live=view.live)
@@ -175,8 +179,7 @@ def test_state_socket_bounds_and_refusals(engine_opts, running):
             sock.settimeout(5)
             sock.connect(server.path)
             sock.sendall(request)
-            size = live._HEADER.unpack(live._recv_exact(sock, 4))[0]
-            answer = salt.payload.loads(live._recv_exact(sock, size))
+            (answer,) = list(live._objects(sock))
         assert "error" in answer and "records" not in answer, answer
 
 

@@ -7,12 +7,15 @@ from), and read the stored record only when no engine answers (see
 The engine owns a Unix socket ``<sock_dir>/edge_fleet.ipc`` (mode 0600, the
 master's user; a peer of another uid is refused). One request per
 connection: a JSON line of at most :data:`MAX_REQUEST` bytes, ``{"want":
-"fleet"}`` or ``{"want": "node", "id": ID}``; the answer is a 4-byte
-big-endian length and that many bytes of msgpack (``salt.payload``), at
-most :data:`MAX_RESPONSE`. The request is handed to the engine's worker
-thread through its event queue (:data:`REQUEST` is never a bus tag, those
-are strings), so the answer is taken between two events, consistent, and
-without a lock on the record.
+"fleet"}`` or ``{"want": "node", "id": ID}``; the answer is a stream of
+msgpack objects, at most :data:`MAX_RESPONSE` bytes: the head (a dict, with
+``count``, or ``{"error": ...}``), then ``count`` ``[id, record]`` pairs.
+The request is handed to the engine's worker thread through its event
+queue (:data:`REQUEST` is never a bus tag, those are strings), which copies
+the records between two events (consistent, without a lock on the record;
+about 10 ms for 5,000 nodes); they are packed one by one in the socket's
+thread, so the worker is never held up by a whole fleet's packing. A fleet
+answer carries the last hour of raw samples (what the report reads).
 """
 
 import json
@@ -25,6 +28,8 @@ import stat
 import struct
 import threading
 import time
+
+import msgpack
 
 from saltext_edge.fleet import nodeview as _nodeview
 
@@ -39,7 +44,9 @@ ANSWER_TIMEOUT_S = 10.0
 ASK_TIMEOUT_S = 15.0
 #: the inbox tag of a request (an object: no bus event can carry it)
 REQUEST = object()
-_HEADER = struct.Struct(">I")
+#: raw samples a fleet answer carries (the report's 1 h trend)
+SAMPLES_S = 3600
+_SEND_CHUNK = 256 * 1024
 
 
 class Unavailable(Exception):
@@ -56,23 +63,33 @@ def socket_path(opts):
 # --------------------------------------------------------------------------
 
 
+def _copy(rec):
+    # the lists the engine appends to are copied; their rows are never changed in place
+    return dict(
+        rec, samples=list(rec.get("samples") or ()), transitions=list(rec.get("transitions") or ())
+    )
+
+
 def state_of(fleet, want="fleet", minion_id=None):
     """
-    Return what the engine ``fleet`` (:class:`saltext_edge.fleet.engine.FleetEngine`)
-    knows, from its memory: ``{"master", "at", "started_at", "flushed_at",
-    "records": {id: record}, "sites": the site meta, "hours": {id: hourly
-    rows not yet written}, "engine": counters}``; for ``want="node"`` only
-    ``minion_id``'s record and rows. Call it in the engine's worker thread.
+    Return a copy of what the engine ``fleet``
+    (:class:`saltext_edge.fleet.engine.FleetEngine`) knows, from its memory:
+    ``{"master", "at", "started_at", "flushed_at", "records": {id: record},
+    "sites": the site meta, "hours": {id: hourly rows not yet written},
+    "engine": counters}``; for ``want="node"`` only ``minion_id``'s record
+    and rows. Call it in the engine's worker thread.
     """
+    import copy
+
     if want == "node":
         rec = fleet.records.get(minion_id)
-        records = {} if rec is None else {minion_id: rec}
-        hours = {minion_id: fleet.pending_hours.get(minion_id) or []}
+        records = {} if rec is None else {minion_id: _copy(rec)}
+        hours = {minion_id: list(fleet.pending_hours.get(minion_id) or ())}
         sites = {}
     else:
-        records = fleet.records
+        records = {mid: _copy(rec) for mid, rec in fleet.records.items()}
         hours = {}
-        sites = fleet.sites_meta
+        sites = copy.deepcopy(fleet.sites_meta)
     return {
         "master": fleet.master_id,
         "at": fleet.clock(),
@@ -92,17 +109,14 @@ class _Job:
         self.want = want
         self.minion_id = minion_id
         self.done = threading.Event()
-        self.payload = None
+        self.state = None
 
     def run(self, fleet):
-        """Answer from ``fleet`` (in the worker thread): the packed state, or an error."""
-        import salt.payload
-
+        """Take the state of ``fleet`` (in the worker thread; :func:`state_of`)."""
         try:
-            self.payload = salt.payload.dumps(state_of(fleet, self.want, self.minion_id))
+            self.state = state_of(fleet, self.want, self.minion_id)
         except Exception as exc:
             log.error("edge_fleet: cannot answer a state request: %s", exc.__class__.__name__)
-            self.payload = salt.payload.dumps({"error": "the engine could not pack its state"})
         finally:
             self.done.set()
 
@@ -115,13 +129,25 @@ def _peer_uid(sock):
 class _Handler(socketserver.StreamRequestHandler):
     timeout = 5.0  # seconds to read the request
 
-    def _answer(self, payload):
-        self.wfile.write(_HEADER.pack(len(payload)) + payload)
-
     def _refuse(self, message):
-        import salt.payload
+        self.wfile.write(msgpack.packb({"error": message}, use_bin_type=True))
 
-        self._answer(salt.payload.dumps({"error": message}))
+    def _answer(self, state):
+        records = state.pop("records")
+        cut = state["at"] - SAMPLES_S if self.want == "fleet" else None
+        packer = msgpack.Packer(use_bin_type=True)
+        buf = [packer.pack(dict(state, count=len(records)))]
+        size = len(buf[0])
+        # one record at a time: the engine's worker gets the GIL in between
+        for minion_id, rec in records.items():
+            if cut is not None:
+                rec["samples"] = [s for s in rec["samples"] if s[0] >= cut]
+            buf.append(packer.pack([minion_id, rec]))
+            size += len(buf[-1])
+            if size >= _SEND_CHUNK:
+                self.wfile.write(b"".join(buf))
+                buf, size = [], 0
+        self.wfile.write(b"".join(buf))
 
     def handle(self):
         if _peer_uid(self.request) not in (os.geteuid(), 0):
@@ -140,6 +166,7 @@ class _Handler(socketserver.StreamRequestHandler):
         if want not in ("fleet", "node") or (want == "node" and not isinstance(minion_id, str)):
             self._refuse('the request must be {"want": "fleet"} or {"want": "node", "id": ID}')
             return
+        self.want = want
         job = _Job(want, minion_id)
         try:
             self.server.inbox.put((REQUEST, job), timeout=ANSWER_TIMEOUT_S)
@@ -149,7 +176,10 @@ class _Handler(socketserver.StreamRequestHandler):
         if not job.done.wait(ANSWER_TIMEOUT_S):
             self._refuse(f"the engine did not take the request within {ANSWER_TIMEOUT_S:g} s")
             return
-        self._answer(job.payload)
+        if job.state is None:
+            self._refuse("the engine could not copy its state (see the master's log)")
+            return
+        self._answer(job.state)
 
 
 class _Server(socketserver.ThreadingUnixStreamServer):
@@ -212,15 +242,35 @@ def serve(opts, inbox):
 # --------------------------------------------------------------------------
 
 
-def _recv_exact(sock, size):
-    chunks = []
-    while size:
-        chunk = sock.recv(min(size, 1 << 20))
+def _objects(sock):
+    """Yield the msgpack objects the engine sends, at most :data:`MAX_RESPONSE` bytes."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=MAX_RESPONSE)
+    received = 0
+    while True:
+        chunk = sock.recv(1 << 20)
         if not chunk:
-            raise Unavailable("the engine closed the connection before answering")
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
+            return
+        received += len(chunk)
+        if received > MAX_RESPONSE:
+            raise Unavailable(f"the engine's answer is larger than {MAX_RESPONSE} bytes")
+        unpacker.feed(chunk)
+        yield from unpacker
+
+
+def _read_answer(sock):
+    objects = _objects(sock)
+    head = next(objects, None)
+    if not isinstance(head, dict) or "error" in head or not isinstance(head.get("count"), int):
+        message = head.get("error") if isinstance(head, dict) else None
+        raise Unavailable(str(message or "the engine's answer is not a state"))
+    records = {}
+    for _ in range(head.pop("count")):
+        pair = next(objects, None)
+        if not isinstance(pair, list) or len(pair) != 2 or not isinstance(pair[1], dict):
+            raise Unavailable("the engine's answer ended early")
+        records[pair[0]] = pair[1]
+    head["records"] = records
+    return head
 
 
 def ask(opts, want="fleet", minion_id=None, timeout=ASK_TIMEOUT_S):
@@ -229,8 +279,6 @@ def ask(opts, want="fleet", minion_id=None, timeout=ASK_TIMEOUT_S):
     answer dict; raises :class:`Unavailable` (one line) when no engine
     answers.
     """
-    import salt.payload
-
     if not opts.get("sock_dir"):
         raise Unavailable("the master's sock_dir is not set")
     path = socket_path(opts)
@@ -240,10 +288,7 @@ def ask(opts, want="fleet", minion_id=None, timeout=ASK_TIMEOUT_S):
             sock.settimeout(timeout)
             sock.connect(path)
             sock.sendall(json.dumps(request).encode("utf-8") + b"\n")
-            (size,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size))
-            if size > MAX_RESPONSE:
-                raise Unavailable(f"the engine's answer is too large ({size} bytes)")
-            answer = salt.payload.loads(_recv_exact(sock, size))
+            return _read_answer(sock)
     except (FileNotFoundError, ConnectionRefusedError):
         raise Unavailable(f"no edge_fleet engine is listening on {path}") from None
     except PermissionError:
@@ -254,10 +299,8 @@ def ask(opts, want="fleet", minion_id=None, timeout=ASK_TIMEOUT_S):
         raise Unavailable(f"the edge_fleet engine did not answer within {timeout:g} s") from None
     except OSError as exc:
         raise Unavailable(f"cannot reach the edge_fleet engine: {exc.strerror or exc}") from None
-    if not isinstance(answer, dict) or not isinstance(answer.get("records"), dict):
-        message = answer.get("error") if isinstance(answer, dict) else None
-        raise Unavailable(str(message or "the engine's answer is not a state"))
-    return answer
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise Unavailable(f"the engine's answer is malformed ({exc.__class__.__name__})") from None
 
 
 class EngineView:
