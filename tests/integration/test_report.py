@@ -329,6 +329,28 @@ def test_node_record(report_master, fleet_with_one_down):
     assert "edge.node: no key and no record" in ret.stdout + ret.stderr, ret
 
 
+def test_a_denied_squatter_leaves_the_accepted_node_alone(report_master, fleet_with_one_down):
+    """A second key for an accepted id is denied by Salt; the accepted node stays accepted."""
+    import salt.cache
+    import salt.config
+
+    victim = fleet_with_one_down["a-up"].id
+    opts = salt.config.master_config(report_master.config_file)
+    cache = salt.cache.Cache(opts, driver=opts["keys.cache_driver"])
+    # what the master keeps when a squatter signs in with the id (salt/master.py)
+    cache.store("denied_keys", victim, [_new_pub()])
+    try:
+        ret = report_master.salt_run_cli(timeout=120).run("edge.node", victim)
+        assert ret.returncode == 0, ret
+        assert ret.data["admission"] == "accepted" and ret.data["status"] == "online", ret.data
+        report = _report(report_master, "details=True", "--out=json").data
+        node = report["sites"]["site-a"]["nodes"][victim]
+        assert node["admission"] == "accepted" and node["status"] == "online", node
+        assert report["refused"][victim].startswith("key denied"), report["refused"]
+    finally:
+        cache.flush("denied_keys", victim)
+
+
 def test_report_site_filter_yaml_and_table(report_master, fleet_with_one_down):
     ret = _report(report_master, "site=site-b", "details=True", "--out=yaml")
     assert "site-b" in ret.stdout and "site-a:" not in ret.stdout

@@ -172,6 +172,24 @@ def test_state_socket_answers_from_the_engine(engine_opts, running):
     assert view.engines()["m1"]["answered_at"] == NOW
 
 
+def test_a_shared_record_adds_what_other_masters_saw(engine_opts, running):
+    """Two masters on one store: a node only the other master heard of is in this one's answer."""
+    fleet, _ = running
+    other = _rec("n2", "sh-2", 5)
+    other["status"] = "offline"  # the other engine's word, as of its last write
+    other["seen_by"] = "m2"
+    fleet.store.write_records({"n2": other}, record.merge)
+    fleet.store.set_meta("engine.m2", {"started_at": NOW - 60, "flushed_at": NOW - 1})
+    source, view, note = live.read(engine_opts)
+    assert (source, note) == ("engine m1", None)
+    records = view.load_all()
+    assert set(records) == {"n1", "n2"} and records["n1"]["status"] == "online"
+    # classified from its last sign of life, not the stored status
+    assert records["n2"]["status"] is None and view.load("n2")["seen_by"] == "m2"
+    rep = report.assemble(records, _keys(acc=["n1"]), {}, CONF, now=NOW, live=True)
+    assert rep["sites"]["sh-2"]["online"] == 1 and rep["totals"]["online"] == 2
+
+
 def test_state_socket_bounds_and_refusals(engine_opts, running):
     _, server = running
     for request in (b"x" * (live.MAX_REQUEST + 10) + b"\n", b"not json\n", b'{"want": "keys"}\n'):

@@ -308,7 +308,14 @@ class EngineView:
     The engine's answer with the read methods of
     :class:`saltext_edge.fleet.store.Store` the report reads (``load_all``,
     ``load``, ``meta``, ``engines``, ``hours``); hourly rows already written
-    come from ``store``. ``live`` is true: statuses are the engine's own.
+    come from ``store``. ``live`` is true: a record's ``status`` is the
+    engine's own.
+
+    When other masters' engines write to the same store (a shared record,
+    ``docs/ref/engine.rst``, "Several masters"), a node this engine has not
+    heard of, or heard of last, is taken from the store with no status (the
+    report classifies it from its last sign of life), so every master
+    answers for the whole fleet.
     """
 
     live = True
@@ -317,14 +324,41 @@ class EngineView:
         self.answer = answer
         self.store = store
         self.master = answer.get("master")
+        self._engines = None
+
+    def _shared(self):
+        return any(master != self.master for master in self._stored_engines())
+
+    def _stored_engines(self):
+        if self._engines is None:
+            self._engines = self.store.engines()
+        return self._engines
+
+    @staticmethod
+    def _newer(mine, theirs):
+        if theirs is None:
+            return mine
+        if mine is None or (theirs.get("last_seen") or 0) > (mine.get("last_seen") or 0):
+            return dict(theirs, status=None)
+        return mine
 
     def load_all(self):
-        """Return ``{id: record}`` as the engine holds it."""
-        return self.answer["records"]
+        """Return ``{id: record}`` as the engine holds it (with a shared store's newer records)."""
+        records = self.answer["records"]
+        if not self._shared():
+            return records
+        stored = self.store.load_all()
+        return {
+            mid: self._newer(records.get(mid), stored.get(mid))
+            for mid in stored.keys() | records.keys()
+        }
 
     def load(self, minion_id):
-        """Return ``minion_id``'s record as the engine holds it, or ``None``."""
-        return self.answer["records"].get(minion_id)
+        """Return ``minion_id``'s record as the engine holds it (or a shared store's newer one), or ``None``."""
+        mine = self.answer["records"].get(minion_id)
+        if mine is not None and not self._shared():
+            return mine
+        return self._newer(mine, self.store.load(minion_id))
 
     def meta(self, key):
         """Return the site meta as the engine holds it (other entries: the stored ones)."""
@@ -334,7 +368,7 @@ class EngineView:
 
     def engines(self):
         """Return the stored engine entries, this master's with the answering engine's figures."""
-        engines = dict(self.store.engines())
+        engines = dict(self._stored_engines())
         mine = dict(engines.get(self.master) or {})
         mine.update(
             started_at=self.answer.get("started_at"),
