@@ -13,8 +13,9 @@ msgpack objects, at most :data:`MAX_RESPONSE` bytes: the head (a dict, with
 The request is handed to the engine's worker thread through its event
 queue (:data:`REQUEST` is never a bus tag, those are strings), which copies
 the records between two events (consistent, without a lock on the record;
-about 10 ms for 5,000 nodes); they are packed one by one in the socket's
-thread, so the worker is never held up by a whole fleet's packing. A fleet
+70-90 ms for 5,000 nodes of 120 samples, measured at a load average of 16
+on 2 CPUs); they are packed one by one in the socket's thread, so the worker
+is never held up by a whole fleet's packing (600 ms in one piece). A fleet
 answer carries the last hour of raw samples (what the report reads).
 """
 
