@@ -307,3 +307,14 @@ def test_an_unwritable_page_names_the_runners_user():
     assert f"salt-run runs as the master's user {user!r}" in str(err) and "\n" not in str(err)
     other = report_request._write_error("/x/y.html", OSError(errno.ENOSPC, "No space left"))
     assert "master's user" not in str(other)
+
+
+def test_the_edge_outputter_through_salts_loader():
+    """Salt's loader finds ``edge`` (the salt.loader entry point's output dir); unknown shapes go to nested."""
+    import salt.loader
+
+    opts = salt.config.master_config(None)
+    outputters = salt.loader.outputters(opts)
+    data = {"minion": {"key": [1, 2]}}
+    assert outputters["edge"](data) == outputters["nested"](data)
+    assert outputters["edge"](_report()).startswith("Edge fleet at ")
