@@ -223,9 +223,11 @@ def _report():
         "b-up": _rec("b-up", "bravo", 10, quality="poor", rtt=300.0),
         "c-up": _rec("c-up", "charlie\x1b[2J", 10),
     }
+    keys = _keys(acc=list(records), pre=["new-1"], den=["a-up"])
+    records["ghost"] = _rec("ghost", "charlie\x1b[2J", 10)  # a record, no key: revoked
     rep = report.assemble(
         records,
-        _keys(acc=list(records), pre=["new-1"], den=["a-up"]),
+        keys,
         {},
         CONF,
         now=NOW,
@@ -238,7 +240,7 @@ def test_report_text_sites_worst_first_then_nodes_not_online():
     out = text.render(_report())
     lines = out.splitlines()
     assert lines[0].startswith(
-        f"Edge fleet at {iso(NOW)} (from the engine m1): 3 site(s), 3 online"
+        f"Edge fleet at {iso(NOW)} (from the engine m1): 3 site(s), 4 online"
     )
     header = lines[2].split()
     assert header[:3] == ["SITE", "NODES", "ONLINE"] and header[-1] == "LOSS_%"
@@ -246,7 +248,7 @@ def test_report_text_sites_worst_first_then_nodes_not_online():
     # degraded alpha (1 of 2 offline), bravo (poor uplink), then charlie, TOTAL last
     assert rows == ["alpha", "bravo", "charlie\\x1b[2J", "TOTAL"], lines
     total = lines[6].split()
-    assert total[1:6] == ["4", "3", "0", "1", "0"] and total[-3] != "-", total
+    assert total[1:6] == ["5", "4", "0", "1", "0"] and total[-3] != "-", total
     assert "DEGRADED" in lines[3]
     # the nodes that are not online, then keys
     idx = lines.index("Nodes not online:")
@@ -254,6 +256,7 @@ def test_report_text_sites_worst_first_then_nodes_not_online():
     assert "unknown (stale) 20 ms" in lines[idx + 2]
     assert "b-up" not in out.split("Nodes not online:")[1]
     assert "Keys pending (1): new-1" in out and "a-up: key denied" in out
+    assert "Online without an accepted key (1): ghost" in out
     assert "\x1b" not in out
 
 

@@ -124,7 +124,7 @@ def _uplink(uplink):
 
 
 def node_rows(report):
-    """Return the lines of the nodes the report lists that are not online (worst first)."""
+    """Return the table of the nodes the report lists that are not online (worst first)."""
     rows = []
     for site, data in (report.get("sites") or {}).items():
         if not isinstance(data, dict):
@@ -132,8 +132,7 @@ def node_rows(report):
         for node_id, node in (data.get("nodes") or {}).items():
             if not isinstance(node, dict):
                 continue
-            flagged = node.get("flapping") or node.get("admission") not in (None, "accepted")
-            if node.get("status") == "online" and not flagged:
+            if node.get("status") == "online":
                 continue
             status = clean(node.get("status"))
             if node.get("flapping"):
@@ -170,6 +169,20 @@ def report_text(report):
         lines += ["", "Nodes not online:", *nodes]
     elif "sites" in report:
         lines += ["", "Nodes not online: none."]
+    unkeyed = sorted(
+        str(node_id)
+        for data in (report.get("sites") or {}).values()
+        if isinstance(data, dict)
+        for node_id, node in (data.get("nodes") or {}).items()
+        if isinstance(node, dict)
+        and node.get("status") == "online"
+        and node.get("admission") not in (None, "accepted")
+    )
+    if unkeyed:
+        lines += [
+            "",
+            f"Online without an accepted key ({len(unkeyed)}): " + ", ".join(map(clean, unkeyed)),
+        ]
     for key, title in (("pending", "Keys pending"), ("flapping", "Flapping")):
         ids = report.get(key) or []
         if ids:
