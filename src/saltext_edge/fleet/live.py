@@ -186,6 +186,10 @@ class _Handler(socketserver.StreamRequestHandler):
 class _Server(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
 
+    def handle_error(self, request, client_address):
+        """A requester that went away mid-answer is not an error of the engine's: debug log only."""
+        log.debug("edge_fleet: a state request ended early", exc_info=True)
+
 
 class StateServer:
     """Handle of the engine's socket: ``.path``, ``.close()``."""
