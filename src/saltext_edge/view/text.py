@@ -9,11 +9,9 @@ names and reasons come from the fleet: control characters are escaped so a
 name cannot move the cursor or fake a line.
 """
 
+from saltext_edge.fleet.status import STATUSES as COUNTS
 from saltext_edge.view.numbers import as_float
-from saltext_edge.view.page_parts import as_int, site_severity
-
-COUNTS = ("online", "late", "offline", "never_seen")
-QUALITIES = ("good", "fair", "poor", "down", "unknown")
+from saltext_edge.view.page_parts import QUALITIES, as_int, site_severity
 #: the site table's columns, in this order: (header, summary row key)
 SITE_COLUMNS = (
     ("SITE", "site"),
