@@ -185,6 +185,11 @@ NOT_RUNNABLE = (
     ),
     (r"^salt-run state\.event ", "follows the event bus until interrupted"),
     (
+        r"^salt-call event\.fire_master",
+        "a minion forging an event; the engine's refusal of forged events runs in "
+        "tests/adversarial",
+    ),
+    (
         r"^salt-run edge\.(node|revoke_node|revoke_enrollment|site_key)$",
         "the function named in prose, without its required argument",
     ),
