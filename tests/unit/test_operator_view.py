@@ -294,6 +294,10 @@ def test_report_text_html_quiet_node_enrollments_and_fallback():
         "3f9c", "sh-3", "active", "2", "1"
     ]  # fmt: skip
     assert text.render({"something": "else"}) is None and text.render([1, 2]) is None
+    rep["ping"] = {"timeout_s": 5, "answered": 3, "silent": ["a-down"], "unproven": []}
+    assert (
+        text.render(rep).splitlines()[-1] == "Ping (5 s): 3 answered, 1 silent: a-down, 0 unproven"
+    )
 
 
 def test_an_unwritable_page_names_the_runners_user():

@@ -12,6 +12,7 @@ name cannot move the cursor or fake a line.
 from saltext_edge.fleet.status import STATUSES as COUNTS
 from saltext_edge.view.numbers import as_float
 from saltext_edge.view.page_parts import QUALITIES, as_int, site_severity
+
 #: the site table's columns, in this order: (header, summary row key)
 SITE_COLUMNS = (
     ("SITE", "site"),
@@ -191,13 +192,14 @@ def report_text(report):
         lines += [f"  {clean(i)}: {clean(r)}" for i, r in sorted(refused.items())]
     ping = report.get("ping")
     if isinstance(ping, dict):
-        silent = ping.get("silent") or []
-        lines += [
-            "",
-            f"test.ping ({as_int(ping.get('timeout_s'))} s): {as_int(ping.get('answered'))} answered, "
-            f"{len(silent)} silent"
-            + (": " + ", ".join(clean(i) for i in silent) if silent else ""),
-        ]
+        line = f"Ping ({as_int(ping.get('timeout_s'))} s): {as_int(ping.get('answered'))} answered"
+        for key in ("silent", "unproven"):
+            ids = ping.get(key) or []
+            if key in ping:
+                line += f", {len(ids)} {key}" + (
+                    ": " + ", ".join(clean(i) for i in ids) if ids else ""
+                )
+        lines += ["", line]
     return "\n".join(lines)
 
 
