@@ -48,6 +48,7 @@ SYNC_DIRS = (
     "_utils",
     "_beacons",
     "_engines",
+    "_output",
 )
 
 

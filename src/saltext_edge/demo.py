@@ -258,8 +258,6 @@ class Demo:
             "--out=yaml",
         )
 
-        self.say("salt-run edge.report  (the page an operator opens first)")
-        self.salt_run("edge.report", "ping=True", "--out=yaml")
         self.fleet_view()
         self.say("Demo finished; stopping every daemon and removing " + self.root)
 
@@ -282,10 +280,13 @@ class Demo:
         for line in self.metrics().splitlines():
             if line.startswith(("edge_nodes{", "edge_node_up{", "edge_node_uplink_rtt_ms{")):
                 print(line)
+        # the report and the page answer from the engine's memory, as the metrics do
+        self.say("salt-run edge.report --out=edge  (what an operator opens first)")
+        self.salt_run("edge.report", "--out=edge")
         self.say(
-            f"salt-run edge.report html={self.page}  (the fleet page, one self-contained file)"
+            f"salt-run edge.report html={self.page} --out=edge  (the fleet page, one self-contained file)"
         )
-        self.salt_run("edge.report", f"html={self.page}", "--out=yaml")
+        self.salt_run("edge.report", f"html={self.page}", "--out=edge")
         print(f"\nFleet page: {self.page}  (open it in a browser; it stays after the demo)")
         print(f"Metrics:    {url}  (while the demo runs)")
 

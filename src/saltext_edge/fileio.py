@@ -7,6 +7,12 @@ then renamed over the target (or, with ``exclusive``, linked to it so an
 existing file is never replaced); the directory is fsync'd afterwards.
 Readers see the old file or the new one, never a partial one, and a secret
 is never readable by others in between.
+
+Not ``salt.utils.atomicfile.atomic_open``: it has no mode of its own (it
+copies the replaced file's mode and owner, else ``0666 & ~umask``), no
+exclusive create (site and enrollment keys are never overwritten), no hook
+to hand the file to the master's user before anything is written, ignores a
+failed fsync and does not fsync the directory.
 """
 
 import contextlib

@@ -18,18 +18,15 @@ def node(opts, minion_id, store=None, now=None):
     """
     Return one node's record and history (``salt-run edge.node``), times as
     ISO 8601 UTC, or ``None`` when the master knows nothing of ``minion_id``.
+    The record is the running engine's (``answered_by``: ``engine <master
+    id>``), else the stored one (``answered_by``: ``stored record``, and ``warning``: one line
+    saying so, with the record's age; :func:`saltext_edge.fleet.live.read`).
     """
-    from saltext_edge.fleet import store as _store
+    from saltext_edge.fleet import live as _live
 
     now = now if now is not None else time.time()
-    store = store or _store.Store(opts)
-    keys = _sites.keys(opts)
-    states = {
-        m: s
-        for s, ms in (("accepted", keys["minions"]), ("pending", keys["minions_pre"]))
-        for m in ms
-    }
-    states.update({m: "refused" for k in ("minions_rejected", "minions_denied") for m in keys[k]})
+    source, store, note = _live.read(opts, "node", minion_id, store=store, now=now)
+    states = _sites.admission_states(_sites.keys(opts))
     rec = store.load(minion_id)
     if rec is None and minion_id not in states:
         return None
@@ -37,16 +34,17 @@ def node(opts, minion_id, store=None, now=None):
     conf = _conf.parse(opts.get("edge"))
     name = _sites.site_of(minion_id, index, rec)
     rec = rec or {}
-    status = (
-        _status.classify(rec, _conf.for_site(conf, name), now)
-        if rec.get("last_seen")
-        else "never_seen"
-    )
+    if not rec.get("last_seen"):
+        status = "never_seen"
+    elif getattr(store, "live", False) and rec.get("status") in _status.STATUSES:
+        status = rec["status"]
+    else:
+        status = _status.classify(rec, _conf.for_site(conf, name), now)
     hours = store.hours(minion_id) if rec else []
     samples = rec.get("samples") or []
     late_s, offline_s = _status.limits(rec, _conf.for_site(conf, name))
     claim = rec.get("claim")
-    return {
+    ret = {
         "id": minion_id,
         "site": name,
         "site_from_heartbeat": rec.get("site"),
@@ -62,8 +60,8 @@ def node(opts, minion_id, store=None, now=None):
         "period_s": rec.get("period"),
         "seq": rec.get("seq"),
         "uptime_s": rec.get("uptime_s"),
-        "uplink": uplink_view(rec),
-        "admission": states.get(minion_id, "revoked"),
+        "uplink": uplink_view(rec, status),
+        "admission": _sites.admission_of(minion_id, states),
         "admitted_by": (index.get(minion_id) or {}).get("admitted_by"),
         "flapping": bool(rec) and _status.flapping(rec, conf, now),
         "unverified_claim": {"at": iso(claim["ts"]), "kind": claim["kind"]} if claim else None,
@@ -97,3 +95,7 @@ def node(opts, minion_id, store=None, now=None):
             for h in hours
         ],
     }
+    ret["answered_by"] = source
+    if note:
+        ret["warning"] = note
+    return ret

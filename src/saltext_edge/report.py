@@ -3,11 +3,13 @@ The fleet report (see ``docs/howto/fleet-report.rst``): per site, how many
 nodes are online / late / offline / never seen, last seen as ISO 8601 UTC,
 uplink quality and trend, flapping nodes, pending and refused keys.
 
-It answers from the record the ``edge_fleet`` engine keeps through
-``salt.cache`` (:mod:`saltext_edge.fleet.store`) and contacts no node; with
-``ping=True`` the nodes are asked for a signed liveness proof
-(:mod:`saltext_edge.fleet.proof`); the proven ones count as signs of life.
-No epoch floats in what it returns.
+It answers from the running ``edge_fleet`` engine's memory (the state the
+metrics are served from; :mod:`saltext_edge.fleet.live`), from the record
+the engine keeps through ``salt.cache`` (:mod:`saltext_edge.fleet.store`)
+only when no engine answers, and contacts no node; with ``ping=True`` the
+nodes are asked for a signed liveness proof (:mod:`saltext_edge.fleet.proof`)
+first; the proven ones count as signs of life. No epoch floats in what it
+returns.
 
 :func:`assemble` is the pure part (unit-tested); :func:`build` reads the
 inputs and calls it. One node's view (``salt-run edge.node``) is
@@ -57,12 +59,17 @@ def _site_rows_trend(rows, now, extra_samples):
     return _record.hours_trend(hourly)
 
 
-def _admission(minion_id, keys_state):
-    return keys_state.get(minion_id, "revoked")
-
-
 def assemble(
-    records, keys, index, conf, site_meta=None, now=None, site=None, details=False, progress=None
+    records,
+    keys,
+    index,
+    conf,
+    site_meta=None,
+    now=None,
+    site=None,
+    details=False,
+    progress=None,
+    live=False,
 ):
     """
     Build the report (pure: no Salt, no I/O).
@@ -73,19 +80,15 @@ def assemble(
     :param conf: :func:`saltext_edge.fleet.conf.parse` settings.
     :param site_meta: the engine's ``sites`` meta entry (hourly site rows).
     :param site: only sites matching this glob. ``details``: list every node.
+    :param live: the records are the running engine's (their ``status`` is
+        the engine's, the one the metrics serve); else each node is
+        classified at ``now`` from its last sign of life.
 
     Returns the report dict documented in ``docs/howto/fleet-report.rst``.
     """
     now = now if now is not None else time.time()
     site_meta = site_meta or {}
-    keys_state = {}
-    for mid in keys.get("minions", []):
-        keys_state[mid] = "accepted"
-    for mid in keys.get("minions_pre", []):
-        keys_state[mid] = "pending"
-    for state in ("minions_rejected", "minions_denied"):
-        for mid in keys.get(state, []):
-            keys_state[mid] = "refused"
+    keys_state = _sites.admission_states(keys)
 
     def wanted(name):
         return site is None or fnmatch.fnmatchcase(name, site)
@@ -99,7 +102,7 @@ def assemble(
         if progress and done % PROGRESS_EVERY == 0:
             progress("nodes", done=done, total=len(ids))
         rec = records.get(mid)
-        admission = _admission(mid, keys_state)
+        admission = _sites.admission_of(mid, keys_state)
         if rec is None and admission != "accepted":
             continue
         name = _sites.site_of(mid, index, rec)
@@ -107,13 +110,13 @@ def assemble(
         if not wanted(label):
             continue
         site_conf = _conf.for_site(conf, name)
-        status = _status.classify(rec, site_conf, now) if rec else "never_seen"
+        status = _status_of(rec, site_conf, now, live)
         if rec is not None:
             rec = dict(rec, status=status)
         data = sites.setdefault(label, _empty_site())
         data[status] += 1
-        quality = _status.uplink_quality(rec) if rec else "unknown"
-        data["quality"][quality] += 1
+        uplink = uplink_view(rec, status)
+        data["quality"][uplink["quality"] if uplink else "unknown"] += 1
         flaps = bool(rec) and _status.flapping(rec, conf, now)
         if flaps:
             flapping.append(mid)
@@ -125,7 +128,7 @@ def assemble(
                 "status": status,
                 "last_seen": iso(rec.get("last_seen")) if rec else None,
                 "last_seen_kind": rec.get("last_kind") if rec else None,
-                "uplink": uplink_view(rec),
+                "uplink": uplink,
                 "flapping": flaps,
                 "admission": admission,
                 "admitted_by": (index.get(mid) or {}).get("admitted_by"),
@@ -167,6 +170,7 @@ def assemble(
                 reason = entry.get("reason") if entry.get("decision") == "refused" else None
                 refused[mid] = reason or default
 
+    all_samples = [x for samples in samples_by_site.values() for x in samples if x[0] >= now - 3600]
     totals = {k: sum(s[k] for s in sites.values()) for k in _COUNTS}
     totals.update({"pending": len(pending), "refused": len(refused), "sites": len(sites)})
     ordered = dict(sorted(sites.items(), key=lambda kv: (kv[0] == NO_SITE, kv[0])))
@@ -175,12 +179,20 @@ def assemble(
         "site_filter": site,
         "totals": totals,
         "summary": [_summary_row(n, d) for n, d in ordered.items()]
-        + [_summary_total(totals, ordered)],
+        + [_summary_total(totals, ordered, _record.trend(all_samples))],
         "sites": ordered,
         "pending": pending,
         "refused": dict(sorted(refused.items())),
         "flapping": sorted(flapping),
     }
+
+
+def _status_of(rec, site_conf, now, live):
+    if rec is None:
+        return "never_seen"
+    if live and rec.get("status") in _status.STATUSES:
+        return rec["status"]
+    return _status.classify(rec, site_conf, now)
 
 
 def _label_of(mid, index, records):
@@ -199,7 +211,7 @@ def _summary_row(name, data):
     }
 
 
-def _summary_total(totals, sites):
+def _summary_total(totals, sites, trend_1h):
     row = {
         "site": TOTAL,
         **{k: totals[k] for k in _COUNTS},
@@ -207,13 +219,26 @@ def _summary_total(totals, sites):
     }
     for q in QUALITIES:
         row[f"uplink_{q}"] = sum(d["quality"][q] for d in sites.values())
-    row.update({"rtt_ms_median_1h": None, "rtt_ms_p95_1h": None, "loss_pct_1h": None})
+    row.update(
+        {
+            "rtt_ms_median_1h": trend_1h["rtt_ms_median"],
+            "rtt_ms_p95_1h": trend_1h["rtt_ms_p95"],
+            "loss_pct_1h": trend_1h["loss_pct"],
+        }
+    )
     return row
 
 
 # --------------------------------------------------------------------------
 # gathering on the master
 # --------------------------------------------------------------------------
+
+
+def _ping_targets(accepted, index, site):
+    """The accepted ids to ask for a proof: all, or those whose site matches the ``site`` glob."""
+    if site is None:
+        return list(accepted)
+    return [m for m in accepted if fnmatch.fnmatchcase(_sites.site_of(m, index, None) or "", site)]
 
 
 def _ping(opts, minions, timeout):
@@ -274,14 +299,18 @@ def build(
     opts, ping=False, site=None, timeout=None, details=False, progress=None, store=None, now=None
 ):
     """
-    Read the record, keys and admission index on the master and return
-    :func:`assemble`'s report plus ``engines`` (what each master's engine
-    last wrote), ``elapsed_s`` and, with ``ping=True``, ``ping``
-    (``{"timeout_s", "answered", "silent": [ids], "unproven": [ids]}``:
-    ``answered`` counts verified proofs only, ``unproven`` lists ids for
-    which something came back that was no valid proof).
+    Ask the running ``edge_fleet`` engine for its state (the stored record
+    when none answers: :func:`saltext_edge.fleet.live.read`), read the keys
+    and admission index on the master and return :func:`assemble`'s report
+    plus ``answered_by`` (``engine <master id>`` or ``stored record``), ``engines``
+    (each master's engine: when it started and last wrote the record),
+    ``elapsed_s``, ``warning`` (one line) when no engine answered and, with
+    ``ping=True``, ``ping`` (``{"timeout_s", "answered", "silent": [ids],
+    "unproven": [ids]}``: ``answered`` counts verified proofs only,
+    ``unproven`` lists ids for which something came back that was no valid
+    proof).
     """
-    from saltext_edge.fleet import store as _store
+    from saltext_edge.fleet import live as _live
 
     started = time.time()
     now = now if now is not None else started
@@ -290,13 +319,28 @@ def build(
         if progress:
             progress(stage, elapsed_s=round(time.time() - started, 3), **data)
 
-    store = store or _store.Store(opts)
     keys = _sites.keys(opts)
     step("keys", accepted=len(keys["minions"]), pending=len(keys["minions_pre"]))
-    records = store.load_all()
-    step("record", nodes=len(records))
     index = _sites.node_index(opts)
     conf = _conf.parse(opts.get("edge"))
+    answers = None
+    if ping:
+        # first, so that the proven nodes count as signs of life in this report
+        targets = _ping_targets(keys["minions"], index, site)
+        timeout = int(timeout or opts.get("timeout", 5) or 5)
+        step("ping", minions=len(targets), timeout_s=timeout)
+        answers = _ping(opts, targets, timeout)
+        now = max(now, time.time())
+    source, store, note = _live.read(opts, store=store, now=now)
+    records = store.load_all()
+    step("record", nodes=len(records), source=source)
+    live = getattr(store, "live", False)
+    if answers:
+        for mid in (m for m, v in answers.items() if v == "proven"):
+            rec = records.get(mid) or _record.new(mid, now)
+            _record.seen(rec, "proof", now, source="edge.report ping=True")
+            # classified here from the proof, not taken from the engine's status
+            records[mid] = {k: v for k, v in rec.items() if k != "status"}
     report = assemble(
         records,
         keys,
@@ -307,23 +351,13 @@ def build(
         site=site,
         details=details,
         progress=step,
+        live=live,
     )
+    report["answered_by"] = source
     report["engines"] = _engines_view(store, now)
-    if not report["engines"]:
-        report["warning"] = (
-            "no edge_fleet engine has written a record: enable it in the master config "
-            "(engines: [{edge_fleet: {}}]) and the edge_heartbeat beacon on the minions"
-        )
-    if ping:
-        scoped = (
-            [m for d in report["sites"].values() for m in d["nodes"]]
-            if site is not None and not details
-            else None
-        )
-        targets = scoped if scoped is not None else keys["minions"]
-        timeout = int(timeout or opts.get("timeout", 5) or 5)
-        step("ping", minions=len(targets), timeout_s=timeout)
-        answers = _ping(opts, targets, timeout)
+    if note:
+        report["warning"] = note
+    if answers is not None:
         report["ping"] = {
             "timeout_s": timeout,
             "answered": sum(1 for v in answers.values() if v == "proven"),

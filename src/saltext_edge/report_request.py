@@ -9,6 +9,7 @@ A bad argument or an unwritable page raises :class:`ReportError`, a bad
 both one-line messages.
 """
 
+import errno
 import os
 
 from saltext_edge import node_report as _node_report
@@ -49,15 +50,43 @@ def check_timeout(timeout):
     return timeout
 
 
-def run(opts, ping=False, site=None, timeout=None, details=False, html=None):
+def _who():
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"
+
+
+def _write_error(html, exc):
+    message = f"cannot write the fleet page {html}: {exc.strerror or exc}"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        # salt-run started as root switches to the master's user (salt/cli/run.py,
+        # check_user(opts["user"])) before the runner runs
+        message += (
+            f" (salt-run runs as the master's user {_who()!r}: give {_who()!r} write access"
+            f" to {os.path.dirname(html)}, or write the page elsewhere)"
+        )
+    return ReportError(message)
+
+
+def run(opts, ping=False, site=None, timeout=None, details=False, html=None, quiet=False):
     """
     ``salt-run edge.report``: check the arguments, build the report (progress
     events on the master bus) and return it; with ``html`` write the page
     (every node listed, atomically: nothing half-written) and return only
-    ``html``, ``generated_at``, ``totals`` and ``summary``.
+    ``html``, ``generated_at``, ``answered_by``, ``totals`` and ``summary``
+    (and ``warning``).
+
+    ``quiet`` (for cron): return ``""`` (nothing is printed, exit 0) when the
+    report was made from the running engine (and the page written); raise
+    :class:`ReportError` (one line, exit 1) when it was not, or when no
+    engine answered (then the page is still written, from the stored record).
     """
     html = check_html(html)
     timeout = check_timeout(timeout)
+    quiet = _is_true(quiet)
     progress = _report.event_progress(opts)
     try:
         ret = _report.build(
@@ -70,20 +99,27 @@ def run(opts, ping=False, site=None, timeout=None, details=False, html=None):
         )
     finally:
         progress.close()
-    if html is None:
-        return ret
-    from saltext_edge.view import page as _page
+    if html is not None:
+        from saltext_edge.view import page as _page
 
-    try:
-        path = _page.write(ret, html)
-    except OSError as exc:
-        raise ReportError(f"cannot write the fleet page {html}: {exc.strerror or exc}") from None
-    return {
-        "html": path,
-        "generated_at": ret.get("generated_at"),
-        "totals": ret.get("totals"),
-        "summary": ret.get("summary"),
-    }
+        try:
+            path = _page.write(ret, html)
+        except OSError as exc:
+            raise _write_error(html, exc) from None
+        ret = {
+            "html": path,
+            **{
+                k: ret[k]
+                for k in ("generated_at", "answered_by", "warning", "totals", "summary")
+                if k in ret
+            },
+        }
+    if not quiet:
+        return ret
+    if ret.get("warning"):
+        done = f"page {html} written, but " if html else ""
+        raise ReportError(done + ret["warning"])
+    return ""
 
 
 def node(opts, minion_id):

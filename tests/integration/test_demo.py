@@ -16,6 +16,8 @@ ADMIT = "salt-run edge.accept_pending  (admit by token"
 DRY_RUN = "salt-run edge.accept_pending dry_run=True"
 CONFIG = "salt edge-sh3-a state.single edge.minion_config"
 AGAIN = "... and again: nothing to change"
+REPORT = "salt-run edge.report --out=edge"
+PAGE = "salt-run edge.report html="
 
 
 def _demo_dirs():
@@ -77,12 +79,24 @@ def check_story(out):
     assert second["result"] is True and second["changes"] == {}, second
     assert "already in the desired state" in second["comment"], second
     assert "demo failed" not in out
+    # the report and the page say what the metrics say: the node is online
+    # (the engine answers; no fallback to a record not written yet)
+    for prefix in (REPORT, PAGE):
+        (body,) = [b for t, b in _raw_sections(out).items() if t.startswith(prefix)]
+        first = body.splitlines()[0]
+        assert "(from the engine " in first and " 1 online, " in first, body
+        assert "WARNING" not in body, body
 
 
-def test_demo_end_to_end():
+def _raw_sections(out):
+    return dict(chunk.partition("\n")[::2] for chunk in out.split("\n=== ")[1:])
+
+
+def test_demo_end_to_end(tmp_path):
     before = _demo_dirs()
+    page = tmp_path / "fleet.html"
     proc = subprocess.run(
-        [sys.executable, "-m", "saltext_edge.demo"],
+        [sys.executable, "-m", "saltext_edge.demo", "--page", str(page)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -91,6 +105,7 @@ def test_demo_end_to_end():
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     check_story(out)
+    assert '<div class="tot" data-total="online"><b class="on">1</b>' in page.read_text()
     # every file removed, every daemon gone
     assert _demo_dirs() == before
     left = [

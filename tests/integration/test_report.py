@@ -282,11 +282,17 @@ def _check(report, fleet, pending_id, refused_id):
     assert report["generated_at"].endswith("Z")
 
 
-def test_report_from_the_record(report_master, fleet_with_one_down, pending_key, refused_key):
+def test_report_from_the_running_engine(
+    report_master, fleet_with_one_down, pending_key, refused_key
+):
     fleet = fleet_with_one_down
     ret = _report(report_master, "--out=json")
     report = ret.data if isinstance(ret.data, dict) else json.loads(ret.stdout)
     _check(report, fleet, pending_key, refused_key)
+    # the engine answered (its memory, what the metrics serve), not the record
+    assert report["answered_by"] == f"engine {report_master.id}", report
+    assert "warning" not in report
+    assert report["engines"][report_master.id]["stale"] is False
     # details=False lists only the nodes that are not online
     assert fleet["a-up"].id not in report["sites"]["site-a"]["nodes"]
     assert "ping" not in report
@@ -311,10 +317,38 @@ def test_node_record(report_master, fleet_with_one_down):
     assert node["uplink"]["quality"] == "poor"
     assert node["samples"] and all(s["at"].endswith("Z") for s in node["samples"])
     assert node["trend"]["1h"]["rtt_ms_p95"] >= DELAY_S * 1000
+    assert node["answered_by"] == f"engine {report_master.id}"
+    ret = cli.run("edge.node", fleet["a-down"].id, "--out=edge")
+    assert ret.returncode == 0, ret
+    first, *rest = ret.stdout.splitlines()
+    assert first.startswith(f"{fleet['a-down'].id} (site site-a): offline since"), ret.stdout
+    assert "uplink        unknown (stale)" in ret.stdout, ret.stdout
     ret = cli.run("edge.node", "no-such-node-anywhere")
     # one line and a non-zero exit code (saltext_edge.errors.command_errors)
     assert ret.returncode != 0, ret
     assert "edge.node: no key and no record" in ret.stdout + ret.stderr, ret
+
+
+def test_a_denied_squatter_leaves_the_accepted_node_alone(report_master, fleet_with_one_down):
+    """A second key for an accepted id is denied by Salt; the accepted node stays accepted."""
+    import salt.cache
+    import salt.config
+
+    victim = fleet_with_one_down["a-up"].id
+    opts = salt.config.master_config(report_master.config_file)
+    cache = salt.cache.Cache(opts, driver=opts["keys.cache_driver"])
+    # what the master keeps when a squatter signs in with the id (salt/master.py)
+    cache.store("denied_keys", victim, [_new_pub()])
+    try:
+        ret = report_master.salt_run_cli(timeout=120).run("edge.node", victim)
+        assert ret.returncode == 0, ret
+        assert ret.data["admission"] == "accepted" and ret.data["status"] == "online", ret.data
+        report = _report(report_master, "details=True", "--out=json").data
+        node = report["sites"]["site-a"]["nodes"][victim]
+        assert node["admission"] == "accepted" and node["status"] == "online", node
+        assert report["refused"][victim].startswith("key denied"), report["refused"]
+    finally:
+        cache.flush("denied_keys", victim)
 
 
 def test_report_site_filter_yaml_and_table(report_master, fleet_with_one_down):
@@ -343,3 +377,48 @@ def test_report_fires_progress_events(report_master, fleet_with_one_down, event_
         time.sleep(0.2)
     # the event forwarder does not keep the order: check the set
     assert {"keys", "record", "done"} <= found, found
+
+
+def test_report_out_edge_reads_as_an_operator_reads(report_master, fleet_with_one_down):
+    fleet = fleet_with_one_down
+    ret = _report(report_master, "--out=edge")
+    lines = ret.stdout.splitlines()
+    assert len(lines) > 6, ret
+    assert (
+        lines[0].startswith("Edge fleet at ")
+        and f"(from the engine {report_master.id})" in lines[0]
+    )
+    assert "2 online, 0 late, 1 offline" in lines[0], lines[0]
+    assert lines[2].split()[:4] == ["SITE", "NODES", "ONLINE", "LATE"], lines
+    rows = [line.split() for line in lines[3 : lines.index("", 3)]]
+    names = [row[0] for row in rows]
+    # worst first: site-a has a node offline, site-b only a poor uplink
+    assert names[:2] == ["site-a", "site-b"] and names[-1] == "TOTAL", lines
+    total = rows[-1]
+    assert total[1:5] == ["3", "2", "0", "1"] and total[-3] != "-", total
+    down = [line for line in lines if line.startswith(fleet["a-down"].id)]
+    assert len(down) == 1 and " offline " in down[0] and "unknown (stale)" in down[0], lines
+
+
+def test_report_quiet_for_cron(report_master, fleet_with_one_down, tmp_path):
+    page = tmp_path / "fleet.html"
+    ret = report_master.salt_run_cli(timeout=120).run(
+        "edge.report", f"html={page}", "quiet=True", "--out=edge"
+    )
+    assert ret.returncode == 0 and ret.stdout.strip() == "", ret
+    assert "site-a" in page.read_text()
+
+
+def test_no_engine_says_so_in_one_line(salt_run_cli, tmp_path):
+    """The shared master runs no edge_fleet engine: the stored record, said in one line."""
+    ret = salt_run_cli.run("edge.report", "--out=edge")
+    assert ret.returncode == 0, ret
+    warnings = [line for line in ret.stdout.splitlines() if line.startswith("WARNING: ")]
+    assert len(warnings) == 1 and "no edge_fleet engine answered" in warnings[0], ret.stdout
+    page = tmp_path / "fleet.html"
+    ret = salt_run_cli.run("edge.report", f"html={page}", "quiet=True")
+    # cron hears of it: one line, exit 1; the page is written all the same
+    assert ret.returncode == 1, ret
+    out = (ret.stdout + ret.stderr).strip().splitlines()
+    assert len(out) == 1 and "no edge_fleet engine answered" in out[0], out
+    assert page.exists()

@@ -80,7 +80,7 @@ def test_sync_all_ships_modules_grains_states(bare_salt_cli, bare_minion):
 
 
 def test_master_gets_runner_and_wheel(bare_master, bare_run_cli, python_without_ext):
-    for kind in ("utils", "runners", "wheel", "engines"):
+    for kind in ("utils", "runners", "wheel", "engines", "output"):
         ret = bare_run_cli.run(f"saltutil.sync_{kind}")
         assert ret.returncode == 0, ret
         if kind == "engines":
@@ -90,6 +90,10 @@ def test_master_gets_runner_and_wheel(bare_master, bare_run_cli, python_without_
     # this interpreter's salt-run prints a bare string return unquoted even
     # with --out=json, so read stdout rather than the parsed data
     assert ret.stdout.strip().strip('"') == "0.1.0", ret
+    # the synced outputter prints the report as an operator reads it
+    ret = bare_run_cli.run("edge.report", "--out=edge")
+    assert ret.returncode == 0, ret
+    assert ret.stdout.startswith("Edge fleet at "), ret
 
     # wheel functions run in the caller's process: call one through Salt's
     # WheelClient with the extension-free interpreter

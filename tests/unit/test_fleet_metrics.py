@@ -293,8 +293,25 @@ def test_dashboard_queries_only_served_metrics():
         "edge_engine_events_total",
     ):
         assert name in used, name
-    # panels use the dashboard's datasource variable, not a fixed instance
-    assert '"uid": "${datasource}"' in DASHBOARD.read_text()
+    # every query reads the data source chosen in Grafana's import dialog
+    # (__inputs), never a fixed instance, and every input is used
+    sources = []
+
+    def walk(panels):
+        for panel in panels:
+            if panel.get("type") != "row":
+                sources.append(panel.get("datasource"))
+            sources.extend(t.get("datasource") for t in panel.get("targets", []))
+            walk(panel.get("panels", []))
+
+    walk(dash["panels"])
+    sources += [v.get("datasource") for v in dash["templating"]["list"] if v["type"] == "query"]
+    assert sources and all(
+        s == {"type": "prometheus", "uid": "${DS_PROMETHEUS}"} for s in sources
+    ), sources
+    text = DASHBOARD.read_text()
+    assert [i["name"] for i in dash["__inputs"]] == ["DS_PROMETHEUS"]
+    assert all(f"${{{i['name']}}}" in text for i in dash["__inputs"])
 
 
 @pytest.mark.skipif(

@@ -29,6 +29,7 @@ try:
     from saltext_edge import eventauth as _eventauth
     from saltext_edge.fleet import conf as _conf
     from saltext_edge.fleet import engine as _engine
+    from saltext_edge.fleet import live as _live
 
     HAS_LIB = True
 except ImportError:  # pragma: no cover
@@ -68,6 +69,16 @@ def _metrics(opts, snapshot_fn):
     # --- end view ---------------------------------------------------------
 
 
+def _state_server(opts, inbox):
+    # the runner asks the engine for its state over <sock_dir>/edge_fleet.ipc
+    # (saltext_edge.fleet.live; docs/ref/engine.rst, "Asking the engine")
+    try:
+        return _live.serve(opts, inbox)
+    except OSError as exc:
+        log.error("edge_fleet: edge.report will read the stored record only: %s", exc)
+        return None
+
+
 def _worker(opts, conf, inbox, tick, stopping):
     """The engine's thread: takes events from ``inbox``, ticks, fires, writes."""
     import salt.utils.event
@@ -95,12 +106,16 @@ def _worker(opts, conf, inbox, tick, stopping):
         )
         fire("edge/fleet/started", {"master": fleet.master_id, "nodes": len(fleet.records)})
         server = _metrics(opts, fleet.snapshot)
+        state_server = _state_server(opts, inbox)
         next_tick = time.monotonic()
         try:
             while not stopping.is_set():
                 try:
                     tag, data = inbox.get(timeout=max(0.01, next_tick - time.monotonic()))
                 except queue.Empty:
+                    tag = None
+                if tag is _live.REQUEST:
+                    data.run(fleet)
                     tag = None
                 if tag is not None:
                     try:
@@ -117,6 +132,8 @@ def _worker(opts, conf, inbox, tick, stopping):
             try:
                 fleet.flush()
             finally:
+                if state_server is not None:
+                    state_server.close()
                 if server is not None:
                     server.close()
 

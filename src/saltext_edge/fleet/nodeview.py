@@ -6,7 +6,7 @@ The node snapshot shared with the metrics collector and the fleet page
      "store_errors", "started_at"}, "admissions": {(decision, reason): count}}
 
     NODE = {"id", "site", "status", "last_seen_ts", "last_seen_kind",
-            "uplink": {"quality", "rtt_ms", "jitter_ms", "loss_pct"} | None,
+            "uplink": {"quality", "rtt_ms", "jitter_ms", "loss_pct"[, "stale"]} | None,
             "admitted_by"}
 
 Epoch floats are fine here; runner returns use :func:`iso` instead.
@@ -50,24 +50,37 @@ def admission_counts(index):
     return counts
 
 
-def uplink_view(rec):
-    """Return ``{quality, rtt_ms, jitter_ms, loss_pct}`` of the record's last uplink, or ``None``."""
+#: statuses whose last uplink measurement still describes the uplink
+FRESH = ("online", "late")
+
+
+def uplink_view(rec, status=None):
+    """
+    Return ``{quality, rtt_ms, jitter_ms, loss_pct}`` of the record's last
+    uplink, or ``None``. For a node whose ``status`` is not online or late
+    the last figures are kept but marked ``"stale": True`` and the quality
+    is ``unknown``: an offline node's uplink is not known to be good.
+    """
     uplink = (rec or {}).get("uplink")
     if not isinstance(uplink, dict):
         return None
-    return {k: uplink.get(k) for k in ("quality", "rtt_ms", "jitter_ms", "loss_pct")}
+    view = {k: uplink.get(k) for k in ("quality", "rtt_ms", "jitter_ms", "loss_pct")}
+    if status is not None and status not in FRESH:
+        view.update(quality="unknown", stale=True)
+    return view
 
 
 def node_view(minion_id, rec, site, status, index):
     """Return the snapshot's NODE dict for ``minion_id``."""
     rec = rec or {}
+    status = status if status in _status.STATUSES else "never_seen"
     return {
         "id": minion_id,
         "site": site,
-        "status": status if status in _status.STATUSES else "never_seen",
+        "status": status,
         "last_seen_ts": rec.get("last_seen"),
         "last_seen_kind": rec.get("last_kind"),
-        "uplink": uplink_view(rec),
+        "uplink": uplink_view(rec, status),
         "admitted_by": (index.get(minion_id) or {}).get("admitted_by"),
     }
 

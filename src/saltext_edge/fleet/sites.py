@@ -113,3 +113,29 @@ def keys(opts):
         log.warning("edge_fleet: cannot list keys: %s", exc.__class__.__name__)
         found = {}
     return {k: list(found.get(k) or []) for k in _KEY_DIRS}
+
+
+def admission_states(keys):
+    """
+    Return ``{minion_id: "accepted"|"pending"|"refused"}`` from a
+    :func:`keys` listing: the ONE mapping of key state to the admission word
+    the report, ``edge.node`` and the page show. An accepted key wins: the
+    same id also listed as rejected or denied is another key claiming it
+    (Salt denies a second key for an accepted id), which says nothing
+    against the accepted node. An id with a record but no key is
+    ``revoked`` (:func:`admission_of`).
+    """
+    states = {}
+    for state in ("minions_rejected", "minions_denied"):
+        for mid in keys.get(state) or ():
+            states[mid] = "refused"
+    for mid in keys.get("minions_pre") or ():
+        states[mid] = "pending"
+    for mid in keys.get("minions") or ():
+        states[mid] = "accepted"
+    return states
+
+
+def admission_of(minion_id, states):
+    """Return the admission word of ``minion_id`` in :func:`admission_states`; ``revoked`` without a key."""
+    return states.get(minion_id, "revoked")

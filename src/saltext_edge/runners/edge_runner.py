@@ -62,10 +62,12 @@ def version():
 
 
 @_command_errors
-def report(ping=False, site=None, timeout=None, details=False, html=None):
+def report(ping=False, site=None, timeout=None, details=False, html=None, quiet=False):
     """
-    The fleet report, from the record the ``edge_fleet`` engine keeps (no
-    node is contacted unless ``ping=True``): per site how many nodes are
+    The fleet report, from the running ``edge_fleet`` engine's memory (the
+    state its metrics are served from; the stored record only when no engine
+    answers, said in ``warning``; no node is contacted unless
+    ``ping=True``): per site how many nodes are
     online / late / offline / never seen, whether the site is degraded, the
     uplink quality counts and trend (median and p95 RTT, loss over the last
     hour and day), hourly history; the nodes that are not online (all of
@@ -93,11 +95,19 @@ def report(ping=False, site=None, timeout=None, details=False, html=None):
         An absolute file path: write the report as one self-contained HTML
         page there (every node listed; atomically, mode 0644; see
         docs/howto/grafana.rst) and return only ``html`` (the path),
-        ``generated_at``, ``totals`` and ``summary``.
+        ``generated_at``, ``answered_by``, ``totals`` and ``summary``.
 
-    Returns a dict: ``generated_at`` (ISO), ``totals`` (``online``, ``late``,
+    quiet : False
+        For cron: print nothing and exit 0 when the report came from the
+        running engine (and the page was written); print one line and exit
+        1 when it did not, or when no engine answered (the page is still
+        written, from the stored record).
+
+    Returns a dict: ``generated_at`` (ISO), ``answered_by`` (``engine
+    <master id>`` or ``stored record``), ``warning`` (one line, only when
+    no engine answered), ``totals`` (``online``, ``late``,
     ``offline``, ``never_seen``, ``pending``, ``refused``, ``sites``),
-    ``summary`` (one flat row per site plus ``TOTAL``, for ``--out=table``),
+    ``summary`` (one flat row per site plus ``TOTAL``),
     ``sites`` (per site: the counts, ``degraded``, ``quality``, ``trend``
     ``{"1h", "24h"}``, ``history``, ``nodes``), ``pending`` (ids),
     ``refused`` (id: reason), ``flapping`` (ids), ``engines`` (per master:
@@ -108,21 +118,22 @@ def report(ping=False, site=None, timeout=None, details=False, html=None):
 
     .. code-block:: bash
 
-        salt-run edge.report
-        salt-run edge.report --out=table
+        salt-run edge.report --out=edge
         salt-run edge.report site='sh-*' details=True --out=json
-        salt-run edge.report ping=True
-        salt-run edge.report html=/srv/www/edge/fleet.html
+        salt-run edge.report ping=True --out=edge
+        salt-run edge.report html=/srv/www/edge/fleet.html quiet=True
     """
     return _report_request.run(
-        __opts__, ping=ping, site=site, timeout=timeout, details=details, html=html
+        __opts__, ping=ping, site=site, timeout=timeout, details=details, html=html, quiet=quiet
     )
 
 
 @_command_errors
 def node(minion_id):
     """
-    One node's record and history from the ``edge_fleet`` engine's record:
+    One node's record and history as the running ``edge_fleet`` engine
+    holds it (the stored record when no engine answers, said in
+    ``warning``):
     status, last seen (ISO 8601 UTC) and through what, the thresholds that
     apply to it, its last uplink figures, the trend over the last hour and
     day, the raw samples of the last hour, the hourly rows (30 days), its
@@ -135,7 +146,7 @@ def node(minion_id):
 
     .. code-block:: bash
 
-        salt-run edge.node sh-3-gw-01
+        salt-run edge.node sh-3-gw-01 --out=edge
         salt-run edge.node sh-3-gw-01 --out=json
     """
     return _report_request.node(__opts__, minion_id)
@@ -341,7 +352,7 @@ def enrollment_keys(site=None, status=None):
 
     .. code-block:: bash
 
-        salt-run edge.enrollment_keys
+        salt-run edge.enrollment_keys --out=edge
         salt-run edge.enrollment_keys site=sh-3 status=active --out=yaml
     """
     return _enr_admin.listing(__opts__, site=site, status=status)

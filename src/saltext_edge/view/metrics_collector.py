@@ -8,7 +8,7 @@ engine's in-memory snapshot into the families of
 Snapshot (what ``saltext_edge.fleet.snapshot`` returns)::
 
     {"nodes": {ID: {"id", "site", "status", "last_seen_ts", "last_seen_kind",
-                    "uplink": {"quality", "rtt_ms", "jitter_ms", "loss_pct"} | None,
+                    "uplink": {"quality", "rtt_ms", "jitter_ms", "loss_pct"[, "stale"]} | None,
                     "admitted_by"}},
      "engine": {"events_seen", "lag_seconds", "store_errors", "started_at"},
      "admissions": {(decision, reason): count}}
@@ -130,7 +130,8 @@ class FleetCollector:
             agg["status"][status] += 1
             agg["quality"][quality] += 1
             rtt = jitter = loss = None
-            if uplink:
+            # a node that is not online or late: its last figures are stale
+            if uplink and not uplink.get("stale"):
                 rtt = as_float(uplink.get("rtt_ms"))
                 jitter = as_float(uplink.get("jitter_ms"))
                 loss = as_float(uplink.get("loss_pct"))

@@ -14,7 +14,7 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 SRC = REPO / "src" / "saltext_edge"
-KINDS = ("modules", "states", "grains", "runners", "wheel")
+KINDS = ("modules", "states", "grains", "runners", "wheel", "output")
 
 pytestmark = pytest.mark.slow
 
@@ -37,6 +37,7 @@ maopts = salt.config.master_config(None)
 maopts.update(cachedir=tmp, pki_dir=tmp, extension_modules=tmp + "/ext")
 found["runners"] = salt.loader.runner(maopts, utils=utils)
 found["wheel"] = salt.loader.wheels(maopts)
+found["output"] = salt.loader.outputters(maopts)
 out = {"package": os.path.dirname(saltext_edge.__file__)}
 for kind, loader in found.items():
     per = {}
@@ -130,4 +131,5 @@ def test_loader_finds_every_module(packaged_python):
         assert not missing, f"{kind}: the loader did not find {missing} (found {found[kind]})"
     assert "edge.version" in found["modules"]["edge_mod"]
     assert "edge.version" in found["runners"]["edge_runner"]
+    assert found["output"]["edge_out"] == ["edge"]
     assert found["grain_names"], "no edge_* grain"

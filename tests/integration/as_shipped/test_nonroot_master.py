@@ -195,6 +195,16 @@ def test_admission_with_operator_commands_as_root_and_salt(
         assert minion.id in ret.data["minions"]
 
 
+def test_unwritable_page_names_the_masters_user(master, packaged_python, salt_user):
+    """As root, salt-run drops to salt: a page in /root (0700) is refused, naming that user."""
+    proc = _run_cli(master, packaged_python)("edge.report", "html=/root/edge-fleet-page.html")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Permission denied" in proc.stdout and f"master's user '{salt_user}'" in proc.stdout, (
+        proc.stdout
+    )
+    assert not os.path.exists("/root/edge-fleet-page.html")
+
+
 def test_files_are_the_masters_and_secrets_unreadable_to_others(master, salt_user, layout):
     # run after the admission test (same module, in order)
     made = []

@@ -1,0 +1,1 @@
+../src/saltext_edge/output/edge_out.py

@@ -1,0 +1,1 @@
+"""Salt output loader modules of saltext-edge (found through the ``salt.loader`` entry point)."""
