@@ -68,6 +68,7 @@ def version():
 # diagnostics: thin wrappers over saltext_edge.uplink / .diag
 # --------------------------------------------------------------------------
 
+
 def _edge_errors(func):
     # one error rule for runner, wheel and this module (errors.edge_errors):
     # bad input is one CommandExecutionError line, our own TypeError an internal error
