@@ -214,7 +214,7 @@ def sign_in(opts, minion_id, pub, token, act="pend", source="reactor"):
     if act == "denied":
         if verdict.decision != "accepted":
             return Outcome("unproven")
-        if not _claim(keyobj, minion_id, pub, digest, pol):
+        if not _claim(opts, keyobj, minion_id, pub, digest, pol):
             return Outcome("not_pending")
     else:
         stored = keyobj.cache.fetch("keys", minion_id) or {}
@@ -252,13 +252,17 @@ def _same_key(stored_pub, pub, digest):
         return False
 
 
-def _claim(keyobj, minion_id, pub, digest, pol):
+def _claim(opts, keyobj, minion_id, pub, digest, pol):
     """
     Under the key-store lock, let a key that proved itself take an id held
     by another *pending* key (or by none). Returns False when an accepted or
-    rejected key holds the id.
+    rejected key holds the id, or when the operator revoked the presented
+    key for this id (read again under the lock, which ``revoke_node``
+    takes too: a revocation made since the key was judged still holds).
     """
     with _ks.lock(keyobj, pol["lock_timeout"], what="edge admission claim"):
+        if _nodes.key_revoked(_nodes.get(opts, minion_id), digest):
+            return False
         stored = keyobj.cache.fetch("keys", minion_id) or {}
         if stored and stored.get("state") != "pending":
             return False

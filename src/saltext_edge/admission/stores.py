@@ -146,6 +146,16 @@ def mark_refused(store, minion_id, rec, reason, fprint):
     store.store(TOKENS_BANK, rec_key(minion_id), dict(rec, refused=reason, refused_fp=fprint))
 
 
+def clear_refused(store, minion_id):
+    """Forget the refusal remembered on ``minion_id``'s token record (so it is decided again); True if there was one."""
+    rec = fetch_record(store, minion_id)
+    if not rec or not rec.get("refused"):
+        return False
+    rec = {k: v for k, v in rec.items() if k not in ("refused", "refused_fp")}
+    store.store(TOKENS_BANK, rec_key(minion_id), rec)
+    return True
+
+
 def store_decisions(store, decisions):
     """Store one batch ``{id: {"decision", "reason", "site", "time"}}``; compact when due."""
     if not decisions:
