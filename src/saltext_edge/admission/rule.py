@@ -147,17 +147,22 @@ def verdict_for_record(
     """:func:`judge` the token record ``rec`` against the key pending now (``key_changed`` if not its key)."""
     if not rec or not isinstance(rec.get("token"), str) or not rec.get("token"):
         return Verdict("no_token", "no_token_seen", None)
+    if not same_key(pending_pub, rec, pending_digest):
+        return Verdict("refused", "key_changed", None)
+    return judge(minion_id, rec.get("pub_digest"), rec["token"], secrets, pol, node, enrollments)
+
+
+def same_key(pending_pub, rec, pending_digest=None):
+    """True when the token record ``rec`` was presented with the key ``pending_pub`` (any PEM wrapping)."""
     pending_pub = _stores.clean_pub(pending_pub)
-    rec_digest = rec.get("pub_digest")
-    if _stores.clean_pub(rec.get("pub")) != pending_pub:
-        # not byte-identical: the same key in another PEM wrapping still counts
-        try:
-            pending_digest = pending_digest or _token.pubkey_digest(pending_pub)
-        except _token.TokenError:
-            return Verdict("refused", "key_changed", None)
-        if pending_digest != rec_digest:
-            return Verdict("refused", "key_changed", None)
-    return judge(minion_id, rec_digest, rec["token"], secrets, pol, node, enrollments)
+    if _stores.clean_pub(rec.get("pub")) == pending_pub:
+        return True
+    # not byte-identical: the same key in another PEM wrapping still counts
+    try:
+        pending_digest = pending_digest or _token.pubkey_digest(pending_pub)
+    except _token.TokenError:
+        return False
+    return pending_digest == rec.get("pub_digest")
 
 
 def verify(

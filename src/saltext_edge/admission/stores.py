@@ -82,9 +82,9 @@ def fetch_record(store, minion_id):
     return rec
 
 
-def store_record(opts, store, minion_id, pub, digest, token, source, rank=None):
-    """Write a token record (the caller checked every field); returns it."""
-    rec = {
+def new_record(minion_id, pub, digest, token, source, rank=None):
+    """A token record (the caller checked every field), not stored yet."""
+    return {
         "id": minion_id,
         "pub": clean_pub(pub),
         "pub_digest": digest,
@@ -93,6 +93,11 @@ def store_record(opts, store, minion_id, pub, digest, token, source, rank=None):
         "source": source,
         "rank": rank,
     }
+
+
+def store_record(opts, store, minion_id, pub, digest, token, source, rank=None):
+    """Write a token record (the caller checked every field); returns it."""
+    rec = new_record(minion_id, pub, digest, token, source, rank)
     store.store(TOKENS_BANK, rec_key(minion_id), rec)
     with _prune_lock:
         _stores_since_prune[0] += 1

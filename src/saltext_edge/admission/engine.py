@@ -1,0 +1,179 @@
+"""
+The admission engine (``engines: [edge_admission]``, docs/concepts.rst,
+"The admission engine"): admission at the speed of a storm of new nodes.
+
+It reads ``salt/auth`` from the master's event bus in its own process (no
+reactor, no SLS rendered per event), lets a burst gather for
+:data:`WINDOW` seconds and handles it as one batch (:func:`handle_batch`):
+every sign-in goes through the one entry for hostile sign-in data
+(:func:`saltext_edge.admission.signin.sign_in`) and the batch is decided by
+the one decision run (:func:`saltext_edge.admission.decision.decide_and_act`):
+one key-store lock per batch, each key read once under it and judged with
+the one rule (every token checked in constant time against the key the
+store holds), every decision journalled, stored and evented as on every
+other path. Nothing here decides anything itself.
+
+Several engine processes can share the work (``workers``/``worker``: each
+takes the ids whose CRC-32 falls to it, they share the key-store lock);
+docs/benchmarks.rst says what that buys on two cores.
+"""
+
+import collections
+import logging
+import time
+import zlib
+
+from saltext_edge import shared_secret as _secrets
+from saltext_edge.admission import decision as _decision
+from saltext_edge.admission import signin as _signin
+from saltext_edge.admission.policy import AdmissionError
+
+log = logging.getLogger(__name__)
+
+#: seconds a burst of sign-ins is left to gather before it is handled
+WINDOW = 0.05
+#: at most this many sign-ins per batch: one decision chunk, one lock
+MAX_BATCH = _decision.CHUNK
+#: the engine's name in the master's ``engines`` list
+NAME = "edge_admission"
+
+
+def engine_configured(opts):
+    """True when the master options ``opts`` start the admission engine (by name or ``engine_module``)."""
+    for entry in (opts or {}).get("engines") or ():
+        if entry == NAME:
+            return True
+        if isinstance(entry, dict):
+            for name, conf in entry.items():
+                module = conf.get("engine_module") if isinstance(conf, dict) else None
+                if (module or name) == NAME:
+                    return True
+    return False
+
+
+def check_options(worker=0, workers=1, window=WINDOW):
+    """
+    Return ``(worker, workers, window)`` checked (``0 <= worker < workers
+    <= 8``, ``0 < window <= 1``), else raise :class:`AdmissionError` with a
+    one-line message.
+    """
+    for name, value in (("worker", worker), ("workers", workers)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise AdmissionError(f"edge_admission: {name} must be a whole number")
+    if not 1 <= workers <= 8 or not 0 <= worker < workers:
+        raise AdmissionError("edge_admission: need 1 <= workers <= 8 and 0 <= worker < workers")
+    if isinstance(window, bool) or not isinstance(window, (int, float)) or not 0 < window <= 1:
+        raise AdmissionError("edge_admission: window must be more than 0 and at most 1 second")
+    return worker, workers, float(window)
+
+
+def takes(minion_id, worker, workers):
+    """True when engine process ``worker`` of ``workers`` handles sign-ins of ``minion_id``."""
+    return workers == 1 or zlib.crc32(minion_id.encode("utf-8", "replace")) % workers == worker
+
+
+def _sign_ins(events, worker=0, workers=1):
+    """
+    ``{id: [(pub, token, act), ...]}`` from ``salt/auth`` event data: only
+    ``pend``/``denied`` with string id, key and token, exact repeats
+    dropped, in arrival order. (Values are unchecked: :func:`sign_in` checks
+    them.)
+    """
+    seen = set()
+    by_id = collections.defaultdict(list)
+    for data in events:
+        minion_id, pub, token, act = _signin.token_from_auth_event(data)
+        if act not in ("pend", "denied") or not all(
+            isinstance(v, str) and v for v in (minion_id, pub, token)
+        ):
+            continue
+        if not takes(minion_id, worker, workers):
+            continue
+        key = (minion_id, pub, token, act)
+        if key in seen:
+            continue
+        seen.add(key)
+        by_id[minion_id].append((pub, token, act))
+    return by_id
+
+
+def handle_batch(opts, events, worker=0, workers=1):
+    """
+    Handle a batch of ``salt/auth`` event data (hostile, unchecked). An id
+    with one sign-in in the batch is signed in with ``defer`` (its key is
+    read once, under the lock, by the decision run, which decides only when
+    it is the very key presented); an id with several different sign-ins
+    in the batch (one of them perhaps forged) is signed in the ordinary way,
+    each against the key store, so a forged one cannot hide the real one.
+    Then every id left to decide is decided in one
+    :func:`~saltext_edge.admission.decision.decide_and_act` run.
+
+    Returns ``{"statuses": {sign_in status: count}, "decided": {id:
+    result}}`` (no token); on a bad policy or no usable secret nothing is
+    decided (fail closed) and ``statuses`` says ``bad_policy`` /
+    ``no_secret``.
+    """
+    statuses = collections.Counter()
+    extra, ids = {}, []
+    try:
+        for minion_id, sign_ins in _sign_ins(events, worker, workers).items():
+            single = len(sign_ins) == 1
+            for pub, token, act in sign_ins:
+                try:
+                    outcome = _signin.sign_in(
+                        opts, minion_id, pub, token, act=act, source="engine", defer=single
+                    )
+                except (AdmissionError, _secrets.SecretError):
+                    raise
+                except Exception as exc:  # the cache failed; the node signs in again soon
+                    statuses["error"] += 1
+                    log.error("edge admission: cannot handle a sign-in (%s)", type(exc).__name__)
+                    log.debug("edge admission: the sign-in failed here", exc_info=True)
+                    continue
+                statuses[outcome.status] += 1
+                if outcome.status == "decide":
+                    if minion_id not in ids:
+                        ids.append(minion_id)
+                    if single and act == "pend":
+                        extra[minion_id] = outcome.rec
+        decided = {}
+        if ids:
+            decided = _decision.decide_and_act(
+                opts, ids=ids, extra_records=extra, only_matching=True
+            )
+    except AdmissionError as exc:
+        log.error("edge admission: not admitting %d sign-in(s): %s", len(events), exc)
+        return {"statuses": {"bad_policy": len(events)}, "decided": {}}
+    except _secrets.SecretError as exc:
+        log.error("edge admission: not admitting %d sign-in(s): %s", len(events), exc)
+        return {"statuses": {"no_secret": len(events)}, "decided": {}}
+    return {"statuses": dict(statuses), "decided": decided}
+
+
+def run(opts, worker=0, workers=1, window=WINDOW, stop=None):
+    """
+    The engine's loop: listen to ``salt/auth`` on the master bus, gather a
+    burst for ``window`` seconds (at most :data:`MAX_BATCH` sign-ins) and
+    :func:`handle_batch` it; until ``stop()`` returns true (checked at
+    least once a second; never, for Salt's engine process). Returns None.
+    """
+    import salt.utils.event
+
+    from saltext_edge import fsperm
+
+    worker, workers, window = check_options(worker, workers, window)
+    for problem in fsperm.check_master_secrets(opts):
+        log.error("edge admission: %s", problem)
+    with salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=True) as bus:
+        bus.subscribe("salt/auth")
+        batch, due = [], None
+        while stop is None or not stop():
+            wait = 1.0 if due is None else max(0.001, due - time.monotonic())
+            ev = bus.get_event(wait=wait, tag="salt/auth", full=True)
+            if ev and ev.get("tag") == "salt/auth" and isinstance(ev.get("data"), dict):
+                batch.append(ev["data"])
+                if due is None:
+                    due = time.monotonic() + window
+            if batch and (len(batch) >= MAX_BATCH or time.monotonic() >= due):
+                handle_batch(opts, batch, worker, workers)
+                batch, due = [], None
