@@ -1,0 +1,61 @@
+"""Pure parts of the admission engine (saltext_edge.admission.engine); the engine itself runs in tests/adversarial/test_admission_engine.py."""
+
+import pytest
+
+from saltext_edge.admission import engine
+from saltext_edge.admission.policy import AdmissionError
+
+
+def test_engine_configured_by_name_or_module():
+    assert engine.engine_configured({"engines": [{"edge_admission": {}}]})
+    assert engine.engine_configured({"engines": ["edge_admission"]})
+    assert engine.engine_configured(
+        {"engines": [{"adm_1": {"engine_module": "edge_admission", "worker": 1, "workers": 2}}]}
+    )
+    assert not engine.engine_configured({"engines": [{"edge_fleet": {}}]})
+    assert not engine.engine_configured({})
+    assert not engine.engine_configured(None)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"workers": 0},
+        {"workers": 9},
+        {"worker": 2, "workers": 2},
+        {"worker": -1},
+        {"workers": "2"},
+        {"workers": True},
+        {"window": 0},
+        {"window": 5},
+        {"window": "0.1"},
+    ],
+)
+def test_bad_options_are_refused(kwargs):
+    with pytest.raises(AdmissionError, match="edge_admission"):
+        engine.check_options(**kwargs)
+
+
+def test_ids_are_shared_out_between_workers():
+    ids = [f"edge-{i}" for i in range(200)]
+    shares = [{m for m in ids if engine.takes(m, w, 2)} for w in (0, 1)]
+    assert shares[0].isdisjoint(shares[1]) and shares[0] | shares[1] == set(ids)
+    assert 60 < len(shares[0]) < 140
+    assert all(engine.takes(m, 0, 1) for m in ids)
+
+
+def test_sign_ins_keep_only_what_admission_reads_and_drop_exact_repeats():
+    good = {"act": "pend", "id": "a", "pub": "P", "autosign_grains": {"edge_token": "T"}}
+    events = [
+        good,
+        dict(good),  # a retry within the window
+        dict(good, pub="Q"),  # another key under the same id (perhaps forged)
+        dict(good, act="accept"),
+        dict(good, id=None),
+        dict(good, autosign_grains={"edge_token": ["T"]}),
+        dict(good, autosign_grains=None),
+        "junk",
+        dict(good, id="b", act="denied"),
+    ]
+    got = engine._sign_ins(events)
+    assert dict(got) == {"a": [("P", "T", "pend"), ("Q", "T", "pend")], "b": [("P", "T", "denied")]}
