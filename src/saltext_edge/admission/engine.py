@@ -147,6 +147,15 @@ def handle_batch(opts, events, worker=0, workers=1):
     except _secrets.SecretError as exc:
         log.error("edge admission: not admitting %d sign-in(s): %s", len(events), exc)
         return {"statuses": {"no_secret": len(events)}, "decided": {}}
+    except Exception as exc:  # the key store failed; the nodes sign in again soon
+        log.error(
+            "edge admission: deciding %d sign-in(s) failed (%s); they are decided again at "
+            "their next sign-in",
+            len(events),
+            type(exc).__name__,
+        )
+        log.debug("edge admission: the decision failed here", exc_info=True)
+        return {"statuses": {"error": len(events)}, "decided": {}}
     return {"statuses": dict(statuses), "decided": decided}
 
 
