@@ -59,3 +59,45 @@ def test_sign_ins_keep_only_what_admission_reads_and_drop_exact_repeats():
     ]
     got = engine._sign_ins(events)
     assert dict(got) == {"a": [("P", "T", "pend"), ("Q", "T", "pend")], "b": [("P", "T", "denied")]}
+
+
+@pytest.mark.parametrize(
+    "edge, status",
+    [
+        (
+            {
+                "shared_secret": "unit-fleet-9f2c4e7a1b8d3f6e0a5c9b2d7e4f1a8c3b6d9e2f",
+                "auto_admit": "yes",
+            },
+            "bad_policy",
+        ),
+        ({"auto_admit": True}, "no_secret"),
+    ],
+)
+def test_a_bad_policy_or_no_secret_decides_nothing(tmp_path, edge, status, monkeypatch):
+    """Fail closed: the batch is refused as a whole, one line logged, nothing stored."""
+    import salt.config
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    monkeypatch.delenv("SALT_SHARED_SECRET", raising=False)
+    opts = salt.config.master_config(None)
+    opts.update(
+        {
+            "root_dir": str(tmp_path),
+            "cachedir": str(tmp_path / "cache"),
+            "pki_dir": str(tmp_path / "pki"),
+            "sock_dir": str(tmp_path / "sock"),
+            "edge": edge,
+            "__role": "master",
+        }
+    )
+    pub = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    event = {"act": "pend", "id": "edge-1", "pub": pub, "autosign_grains": {"edge_token": "v1:x:y"}}
+    assert engine.handle_batch(opts, [event]) == {"statuses": {status: 1}, "decided": {}}
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.p"))
