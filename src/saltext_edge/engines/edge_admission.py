@@ -39,7 +39,7 @@ def __virtual__():
     if not HAS_LIB:
         return (
             False,
-            "edge_admission: the saltext_edge library is missing (pip install saltext-edge)",
+            "edge_admission: the saltext_edge library is missing (salt-run saltutil.sync_utils)",
         )
     return __virtualname__
 
