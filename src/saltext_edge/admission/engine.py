@@ -32,8 +32,10 @@ log = logging.getLogger(__name__)
 
 #: seconds a burst of sign-ins is left to gather before it is handled
 WINDOW = 0.05
-#: at most this many sign-ins per batch: one decision chunk, one lock
+#: at most this many ids per decision run: one decision chunk, one lock
 MAX_BATCH = _decision.CHUNK
+#: at most this many events are taken off the bus for one round of batches
+MAX_DRAIN = 20000
 #: the engine's name in the master's ``engines`` list
 NAME = "edge_admission"
 
@@ -99,24 +101,41 @@ def _sign_ins(events, worker=0, workers=1):
 
 def handle_batch(opts, events, worker=0, workers=1):
     """
-    Handle a batch of ``salt/auth`` event data (hostile, unchecked). An id
+    Handle a batch of ``salt/auth`` event data (hostile, unchecked): exact
+    repeats dropped (a pending minion signs in again every
+    ``acceptance_wait_time``; under a storm its repeats pile up behind the
+    batch being decided), the ids taken :data:`MAX_BATCH` at a time. An id
     with one sign-in in the batch is signed in with ``defer`` (its key is
     read once, under the lock, by the decision run, which decides only when
     it is the very key presented); an id with several different sign-ins
     in the batch (one of them perhaps forged) is signed in the ordinary way,
     each against the key store, so a forged one cannot hide the real one.
-    Then every id left to decide is decided in one
-    :func:`~saltext_edge.admission.decision.decide_and_act` run.
+    Then the ids left to decide are decided in one
+    :func:`~saltext_edge.admission.decision.decide_and_act` run per
+    :data:`MAX_BATCH` ids (one key-store lock each).
 
     Returns ``{"statuses": {sign_in status: count}, "decided": {id:
-    result}}`` (no token); on a bad policy or no usable secret nothing is
-    decided (fail closed) and ``statuses`` says ``bad_policy`` /
+    result}}`` (no token); on a bad policy or no usable secret nothing more
+    is decided (fail closed) and ``statuses`` says ``bad_policy`` /
     ``no_secret``.
     """
     statuses = collections.Counter()
+    decided = {}
+    by_id = list(_sign_ins(events, worker, workers).items())
+    for start in range(0, len(by_id), MAX_BATCH):
+        part = _handle_ids(opts, by_id[start : start + MAX_BATCH], statuses)
+        if part is None:
+            return {"statuses": dict(statuses), "decided": {}}
+        decided.update(part)
+    return {"statuses": dict(statuses), "decided": decided}
+
+
+def _handle_ids(opts, sign_ins_by_id, statuses):
+    """Sign in and decide at most :data:`MAX_BATCH` ids (one decision run); None when it failed as a whole."""
     extra, ids = {}, []
+    count = sum(len(v) for _, v in sign_ins_by_id)
     try:
-        for minion_id, sign_ins in _sign_ins(events, worker, workers).items():
+        for minion_id, sign_ins in sign_ins_by_id:
             single = len(sign_ins) == 1
             for pub, token, act in sign_ins:
                 try:
@@ -142,29 +161,35 @@ def handle_batch(opts, events, worker=0, workers=1):
                 opts, ids=ids, extra_records=extra, only_matching=True
             )
     except AdmissionError as exc:
-        log.error("edge admission: not admitting %d sign-in(s): %s", len(events), exc)
-        return {"statuses": {"bad_policy": len(events)}, "decided": {}}
+        log.error("edge admission: not admitting %d sign-in(s): %s", count, exc)
+        statuses.clear()
+        statuses["bad_policy"] = count
+        return None
     except _secrets.SecretError as exc:
-        log.error("edge admission: not admitting %d sign-in(s): %s", len(events), exc)
-        return {"statuses": {"no_secret": len(events)}, "decided": {}}
+        log.error("edge admission: not admitting %d sign-in(s): %s", count, exc)
+        statuses.clear()
+        statuses["no_secret"] = count
+        return None
     except Exception as exc:  # the key store failed; the nodes sign in again soon
         log.error(
             "edge admission: deciding %d sign-in(s) failed (%s); they are decided again at "
             "their next sign-in",
-            len(events),
+            count,
             type(exc).__name__,
         )
         log.debug("edge admission: the decision failed here", exc_info=True)
-        return {"statuses": {"error": len(events)}, "decided": {}}
-    return {"statuses": dict(statuses), "decided": decided}
+        statuses["error"] += count
+        return {}
+    return decided
 
 
 def run(opts, worker=0, workers=1, window=WINDOW, stop=None):
     """
     The engine's loop: listen to ``salt/auth`` on the master bus, gather a
-    burst for ``window`` seconds (at most :data:`MAX_BATCH` sign-ins) and
-    :func:`handle_batch` it; until ``stop()`` returns true (checked at
-    least once a second; never, for Salt's engine process). Returns None.
+    burst for ``window`` seconds, then take everything else already queued
+    on the bus (at most :data:`MAX_DRAIN` events) and :func:`handle_batch`
+    it; until ``stop()`` returns true (checked at least once a second;
+    never, for Salt's engine process). Returns None.
     """
     import salt.utils.event
 
@@ -183,6 +208,12 @@ def run(opts, worker=0, workers=1, window=WINDOW, stop=None):
                 batch.append(ev["data"])
                 if due is None:
                     due = time.monotonic() + window
-            if batch and (len(batch) >= MAX_BATCH or time.monotonic() >= due):
+            if batch and time.monotonic() >= due:
+                while len(batch) < MAX_DRAIN:
+                    ev = bus.get_event(no_block=True, tag="salt/auth", full=True)
+                    if not ev:
+                        break
+                    if ev.get("tag") == "salt/auth" and isinstance(ev.get("data"), dict):
+                        batch.append(ev["data"])
                 handle_batch(opts, batch, worker, workers)
                 batch, due = [], None
