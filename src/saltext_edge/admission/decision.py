@@ -127,7 +127,9 @@ def _act_chunk(opts, keyobj, store, ids, extra_records, secrets, pol, enrollment
             if targets[item.minion_id] in ("accepted", "rejected")
         }
         entry = _ks.journal(store, intents)
-        with _ks.inflight_marker(keyobj) as marker:
+        # Salt's salt/key events of the chunk go out together once its keys
+        # are written (events.batched_events), not one loop turn each
+        with _ks.inflight_marker(keyobj) as marker, _events.batched_events(keyobj):
             for item in chunk:
                 target = targets[item.minion_id]
                 if target is None:
