@@ -74,30 +74,10 @@ def test_sign_ins_keep_only_what_admission_reads_and_drop_exact_repeats():
         ({"auto_admit": True}, "no_secret"),
     ],
 )
-def test_a_bad_policy_or_no_secret_decides_nothing(tmp_path, edge, status, monkeypatch):
+def test_a_bad_policy_or_no_secret_decides_nothing(opts, pub, tmp_path, edge, status, monkeypatch):
     """Fail closed: the batch is refused as a whole, one line logged, nothing stored."""
-    import salt.config
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
     monkeypatch.delenv("SALT_SHARED_SECRET", raising=False)
-    opts = salt.config.master_config(None)
-    opts.update(
-        {
-            "root_dir": str(tmp_path),
-            "cachedir": str(tmp_path / "cache"),
-            "pki_dir": str(tmp_path / "pki"),
-            "sock_dir": str(tmp_path / "sock"),
-            "edge": edge,
-            "__role": "master",
-        }
-    )
-    pub = (
-        rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        .public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
+    opts["edge"] = edge
     event = {"act": "pend", "id": "edge-1", "pub": pub, "autosign_grains": {"edge_token": "v1:x:y"}}
     assert engine.handle_batch(opts, [event]) == {"statuses": {status: 1}, "decided": {}}
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.p"))

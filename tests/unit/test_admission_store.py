@@ -16,32 +16,6 @@ from saltext_edge import tokens as token
 SECRET = "unit-fleet-9f2c4e7a1b8d3f6e0a5c9b2d7e4f1a8c3b6d9e2f"
 
 
-@pytest.fixture
-def opts(tmp_path):
-    opts = salt.config.master_config(None)
-    opts.update(
-        {
-            "root_dir": str(tmp_path),
-            "cachedir": str(tmp_path / "cache"),
-            "pki_dir": str(tmp_path / "pki"),
-            "sock_dir": str(tmp_path / "sock"),
-            "edge": {"shared_secret": SECRET},
-            "__role": "master",
-        }
-    )
-    return opts
-
-
-@pytest.fixture(scope="module")
-def pub():
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-
-
 def _pending(opts, mid, pub):
     salt.cache.Cache(opts, driver=opts["keys.cache_driver"]).store(
         "keys", mid, {"pub": pub, "state": "pending"}
