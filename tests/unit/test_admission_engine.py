@@ -81,3 +81,34 @@ def test_a_bad_policy_or_no_secret_decides_nothing(opts, pub, tmp_path, edge, st
     event = {"act": "pend", "id": "edge-1", "pub": pub, "autosign_grains": {"edge_token": "v1:x:y"}}
     assert engine.handle_batch(opts, [event]) == {"statuses": {status: 1}, "decided": {}}
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.p"))
+
+
+def test_retries_fired_before_the_acceptance_are_dropped():
+    """A sign-in the master fired before this engine accepted the id is dropped; a later one (the key pending again) is not."""
+    import datetime
+
+    def stamp(epoch):
+        return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).isoformat()
+
+    accepted = engine.Accepted()
+    accepted.note(["a"], now=1000.0)
+    ev = {"act": "pend", "id": "a", "pub": "P", "autosign_grains": {"edge_token": "T"}}
+    assert accepted.stale("a", dict(ev, _stamp=stamp(999.5)))
+    assert not accepted.stale("a", dict(ev, _stamp=stamp(1000.5)))
+    assert not accepted.stale("b", dict(ev, id="b", _stamp=stamp(999.5)))
+    # no stamp or a malformed one: handled (dropping is only for what is known stale)
+    assert not accepted.stale("a", ev)
+    assert not accepted.stale("a", dict(ev, _stamp="yesterday"))
+    got = engine._sign_ins(
+        [dict(ev, _stamp=stamp(999.0)), dict(ev, id="b", _stamp=stamp(999.0))], accepted=accepted
+    )
+    assert list(got) == ["b"]
+
+
+def test_accepted_ids_are_bounded(monkeypatch):
+    monkeypatch.setattr(engine, "ACCEPTED_MAX", 10)
+    accepted = engine.Accepted()
+    accepted.note([f"n{i}" for i in range(25)], now=1000.0)
+    assert len(accepted.when) == 10
+    accepted.note(["late"], now=1000.0 + engine.ACCEPTED_TTL + 1)
+    assert list(accepted.when) == ["late"]

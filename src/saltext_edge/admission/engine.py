@@ -19,6 +19,7 @@ docs/benchmarks.rst says what that buys on two cores.
 """
 
 import collections
+import datetime
 import logging
 import time
 import zlib
@@ -38,6 +39,50 @@ MAX_BATCH = _decision.CHUNK
 MAX_DRAIN = 20000
 #: the engine's name in the master's ``engines`` list
 NAME = "edge_admission"
+
+
+class Accepted:
+    """
+    The ids this engine accepted and when (epoch seconds), kept
+    :data:`ACCEPTED_TTL` seconds and at most :data:`ACCEPTED_MAX` ids: a
+    ``salt/auth`` event the master fired *before* that moment (its
+    ``_stamp``, which Salt's ``fire_event`` sets itself, also on an event a
+    minion forwards) is a retry that piled up while the key was pending, and
+    is dropped unread. A later one (the key deleted and pending again) is
+    handled as any other. Dropping an event never admits anything.
+    """
+
+    def __init__(self):
+        self.when = {}
+
+    def note(self, ids, now=None):
+        """Remember that ``ids`` were accepted at ``now``."""
+        now = time.time() if now is None else now
+        for minion_id in ids:
+            self.when.pop(minion_id, None)
+            self.when[minion_id] = now
+        if len(self.when) > ACCEPTED_MAX or (
+            self.when and now - next(iter(self.when.values())) > ACCEPTED_TTL
+        ):
+            self.when = {m: t for m, t in self.when.items() if now - t <= ACCEPTED_TTL}
+            while len(self.when) > ACCEPTED_MAX:
+                self.when.pop(next(iter(self.when)))
+
+    def stale(self, minion_id, data):
+        """True when ``data`` (a ``salt/auth`` event) was fired before this engine accepted ``minion_id``."""
+        accepted = self.when.get(minion_id)
+        if accepted is None:
+            return False
+        try:
+            fired = datetime.datetime.fromisoformat(data["_stamp"]).timestamp()
+        except (KeyError, TypeError, ValueError):
+            return False
+        return fired < accepted
+
+
+#: how long (seconds) and how many ids :class:`Accepted` keeps
+ACCEPTED_TTL = 300
+ACCEPTED_MAX = 50000
 
 
 def engine_configured(opts):
@@ -74,7 +119,7 @@ def takes(minion_id, worker, workers):
     return workers == 1 or zlib.crc32(minion_id.encode("utf-8", "replace")) % workers == worker
 
 
-def _sign_ins(events, worker=0, workers=1):
+def _sign_ins(events, worker=0, workers=1, accepted=None):
     """
     ``{id: [(pub, token, act), ...]}`` from ``salt/auth`` event data: only
     ``pend``/``denied`` with string id, key and token, exact repeats
@@ -91,6 +136,8 @@ def _sign_ins(events, worker=0, workers=1):
             continue
         if not takes(minion_id, worker, workers):
             continue
+        if accepted is not None and accepted.stale(minion_id, data):
+            continue
         key = (minion_id, pub, token, act)
         if key in seen:
             continue
@@ -99,7 +146,7 @@ def _sign_ins(events, worker=0, workers=1):
     return by_id
 
 
-def handle_batch(opts, events, worker=0, workers=1):
+def handle_batch(opts, events, worker=0, workers=1, accepted=None):
     """
     Handle a batch of ``salt/auth`` event data (hostile, unchecked): exact
     repeats dropped (a pending minion signs in again every
@@ -114,6 +161,10 @@ def handle_batch(opts, events, worker=0, workers=1):
     :func:`~saltext_edge.admission.decision.decide_and_act` run per
     :data:`MAX_BATCH` ids (one key-store lock each).
 
+    ``accepted``: an :class:`Accepted` (the engine's), to drop sign-ins
+    fired before this engine accepted their id and to note the ids it
+    accepts now.
+
     Returns ``{"statuses": {sign_in status: count}, "decided": {id:
     result}}`` (no token); on a bad policy or no usable secret nothing more
     is decided (fail closed) and ``statuses`` says ``bad_policy`` /
@@ -121,12 +172,14 @@ def handle_batch(opts, events, worker=0, workers=1):
     """
     statuses = collections.Counter()
     decided = {}
-    by_id = list(_sign_ins(events, worker, workers).items())
+    by_id = list(_sign_ins(events, worker, workers, accepted).items())
     for start in range(0, len(by_id), MAX_BATCH):
         part = _handle_ids(opts, by_id[start : start + MAX_BATCH], statuses)
         if part is None:
             return {"statuses": dict(statuses), "decided": {}}
         decided.update(part)
+        if accepted is not None:
+            accepted.note(m for m, r in part.items() if r.get("action") == "accepted")
     return {"statuses": dict(statuses), "decided": decided}
 
 
@@ -198,6 +251,7 @@ def run(opts, worker=0, workers=1, window=WINDOW, stop=None):
     worker, workers, window = check_options(worker, workers, window)
     for problem in fsperm.check_master_secrets(opts):
         log.error("edge admission: %s", problem)
+    accepted = Accepted()
     with salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=True) as bus:
         bus.subscribe("salt/auth")
         batch, due = [], None
@@ -215,5 +269,5 @@ def run(opts, worker=0, workers=1, window=WINDOW, stop=None):
                         break
                     if ev.get("tag") == "salt/auth" and isinstance(ev.get("data"), dict):
                         batch.append(ev["data"])
-                handle_batch(opts, batch, worker, workers)
+                handle_batch(opts, batch, worker, workers, accepted)
                 batch, due = [], None
