@@ -406,7 +406,11 @@ class Master:
             ok = ok and os.path.exists(os.path.join(sock_dir, "master_event_pub.ipc"))
             workers = self._count_processes("MWorker-")
             ok = ok and workers >= int(self.opts.get("worker_threads", 5))
-            if ok and (not self.conf.get("reactor") or self._count_processes("Reactor")):
+            if (
+                ok
+                and (not self.conf.get("reactor") or self._count_processes("Reactor"))
+                and (not self.conf.get("engines") or self._count_processes("Engine"))
+            ):
                 time.sleep(1.0)
                 return
             time.sleep(0.25)

@@ -54,6 +54,8 @@ RETRY = {
     "salt-default": (ACCEPTANCE_WAIT, 0),
     "edge-settings": (1, 10),
     "every-second": (1, 1),
+    # issue 25: a shorter first retry, doubling to 10 s
+    "short-first": (0.25, 10),
 }
 # a simulated minion gives up after this many seconds (then counted as lost)
 DEADLINE = os.environ.get("EDGE_BENCH_STORM_DEADLINE")
@@ -65,9 +67,37 @@ WITH_RECIPE = os.environ.get("EDGE_BENCH_RECIPE") == "1"
 # --------------------------------------------------------------------------
 
 
-def _client(spec_path):
-    import asyncio
+def _holds_aes(reply):
+    """True when a sign-in reply hands the minion the master's AES key (its key is accepted)."""
+    import salt.payload
 
+    if not isinstance(reply, dict):
+        return False
+    load = reply.get("load")
+    if isinstance(load, (bytes, str)):
+        try:
+            load = salt.payload.loads(load)
+        except Exception:  # noqa: BLE001  (not a signed sign-in reply)
+            return False
+    return isinstance(load, dict) and ("aes" in load or "pub_key" in load)
+
+
+def _client(spec_path):
+    """
+    One generator process: its share of the simulated minions, each signing
+    in through Salt's own request channel (``AsyncReqChannel``, clear, the
+    payload ``salt.crypt.AsyncAuth.minion_sign_in_payload`` builds) and
+    retrying like ``AsyncAuth.authenticate`` until the reply hands it the
+    master's AES key. Lean on purpose: one channel per minion for the run,
+    and none of the minion's own RSA work on the reply (decrypting the AES
+    and session keys, checking the master's signature), which costs the
+    master nothing; so the generator is not the bottleneck (docs/benchmarks.rst
+    shows its ceiling).
+    """
+    import asyncio
+    import uuid
+
+    import salt.channel.client
     import salt.config
     import salt.crypt
     import salt.exceptions
@@ -76,66 +106,68 @@ def _client(spec_path):
     with open(spec_path, encoding="utf-8") as fh_:
         spec = json.load(fh_)
     base = salt.config.minion_config(spec["config"])
-    master_uri = f"tcp://127.0.0.1:{spec['ret_port']}"
+    base.update(
+        {
+            "master_uri": f"tcp://127.0.0.1:{spec['ret_port']}",
+            "master_ip": "127.0.0.1",
+            "master_port": spec["ret_port"],
+        }
+    )
 
     async def main():
         io_loop = tornado.ioloop.IOLoop.current()
-        auths = []
+        loads = []
         for minion in spec["minions"]:
-            opts = dict(base)
-            opts.update(
+            with open(os.path.join(minion["pki_dir"], "minion.pub"), encoding="utf-8") as fh_:
+                pub = salt.crypt.clean_key(fh_.read())
+            loads.append(
                 {
+                    "cmd": "_auth",
                     "id": minion["id"],
-                    "pki_dir": minion["pki_dir"],
-                    "grains": {"id": minion["id"], "edge_token": minion["grain"]},
-                    "autosign_grains": ["edge_token"],
-                    "master_uri": master_uri,
-                    "master_ip": "127.0.0.1",
-                    "master_port": spec["ret_port"],
-                    "acceptance_wait_time": spec["acceptance_wait"],
-                    "acceptance_wait_time_max": spec["acceptance_wait_max"],
+                    "enc_algo": base["encryption_algorithm"],
+                    "sig_algo": base["signing_algorithm"],
+                    "pub": pub,
+                    "autosign_grains": {"edge_token": minion["grain"]},
                 }
             )
-            auths.append(salt.crypt.AsyncAuth(opts, io_loop=io_loop))
         print("READY", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         t0 = time.time()
         deadline = t0 + spec["deadline_s"]
         results = {}
 
-        async def one(auth):
-            tries = 0
-            errors = []
+        def channel():
+            return salt.channel.client.AsyncReqChannel.factory(base, crypt="clear", io_loop=io_loop)
+
+        async def one(load):
+            tries, errors = 0, []
             wait = spec["acceptance_wait"]
             wait_max = spec["acceptance_wait_max"] or wait
+            chan = channel()
+            done = None
             while time.time() < deadline:
                 tries += 1
                 try:
-                    ret = await auth.sign_in(timeout=30, safe=True, tries=1)
+                    reply = await chan.send(dict(load, nonce=uuid.uuid4().hex), timeout=30, tries=1)
                 except (
                     salt.exceptions.SaltClientError,
                     salt.exceptions.SaltReqTimeoutError,
                 ) as exc:
-                    ret = "error"
+                    reply = None
                     errors.append(str(exc)[:80])
-                if isinstance(ret, dict):
-                    results[auth.opts["id"]] = {
-                        "authenticated_at": time.time() - t0,
-                        "tries": tries,
-                        "errors": errors[-3:],
-                    }
-                    return
+                    await chan.close_async()
+                    chan = channel()
+                if _holds_aes(reply):
+                    done = time.time() - t0
+                    break
                 # as Salt's minion: sleep, then double while below the cap
                 await asyncio.sleep(wait)
                 if wait < wait_max:
                     wait += wait
-            results[auth.opts["id"]] = {
-                "authenticated_at": None,
-                "tries": tries,
-                "errors": errors[-3:],
-            }
+            await chan.close_async()
+            results[load["id"]] = {"authenticated_at": done, "tries": tries, "errors": errors[-3:]}
 
-        await asyncio.gather(*(one(a) for a in auths))
+        await asyncio.gather(*(one(load) for load in loads))
         with open(spec["out"], "w", encoding="utf-8") as fh_:
             json.dump({"t0": t0, "results": results}, fh_)
 
@@ -158,13 +190,74 @@ def _prepare_minions(root, pool, ids, grains):
     return minions
 
 
-def storm(kind, count, pool, log=print, keep=False, retry="salt-default", profile=None):
+def _start_clients(root, client_conf, ret_port, minions, retry, procs):
+    """Start ``procs`` generator processes, each with its share of ``minions``; ``[(Popen, out path)]`` once all are READY."""
+    clients = []
+    for index in range(procs):
+        out_path = os.path.join(root, f"client-result-{index}.json")
+        spec = {
+            "config": client_conf,
+            "ret_port": ret_port,
+            "minions": minions[index::procs],
+            "acceptance_wait": RETRY[retry][0],
+            "acceptance_wait_max": RETRY[retry][1],
+            "deadline_s": int(DEADLINE) if DEADLINE else max(180, int(len(minions) * 0.8)),
+            "out": out_path,
+        }
+        spec_path = os.path.join(root, f"spec-{index}.json")
+        with open(spec_path, "w", encoding="utf-8") as fh_:
+            json.dump(spec, fh_)
+        client = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--client", spec_path],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=open(os.path.join(root, f"client-{index}.err"), "wb"),  # noqa: SIM115  (the client's for its life)
+            text=True,
+        )
+        clients.append((client, out_path))
+    for index, (client, _) in enumerate(clients):
+        line = client.stdout.readline()
+        if line.strip() != "READY":
+            raise RuntimeError(
+                f"storm client failed to start: {line!r}; see {root}/client-{index}.err"
+            )
+    return clients
+
+
+#: generator processes (EDGE_BENCH_STORM_PROCS); docs/benchmarks.rst shows
+#: that twice as many do not make the static storm faster
+PROCS = max(1, int(os.environ.get("EDGE_BENCH_STORM_PROCS", "2")))
+
+
+def _edge_conf(admission):
+    """The master configuration of our storms: ``reactor`` (the shipped SLS) or ``engine``/``engine2`` (one or two engine processes)."""
+    conf = {
+        "auth_events": True,
+        "auth_events_autosign_grains": ["pend", "denied"],
+        "edge": {"shared_secret": C.BENCH_SECRET, "auto_admit": True},
+    }
+    if admission == "reactor":
+        conf["reactor"] = [{"salt/auth": [C.REACTOR_SLS]}]
+    elif admission == "engine":
+        conf["engines"] = [{"edge_admission": {}}]
+    else:
+        conf["engines"] = [
+            {f"edge_admission_{w}": {"engine_module": "edge_admission", "worker": w, "workers": 2}}
+            for w in range(2)
+        ]
+    return conf
+
+
+def storm(kind, count, pool, log=print, keep=False, retry="salt-default", profile=None, procs=None):
     """
-    Run one storm (``kind``: ``edge``, ``enroll``, ``autosign`` or ``reactor``) with the
-    sign-in ``retry`` of :data:`RETRY`; return measurements. ``profile``: a
-    path to write a py-spy profile (collapsed stacks) of the master's
-    reactor process to, for the length of the storm.
+    Run one storm (``kind``: ``edge`` (the reactor), ``engine``, ``engine2``,
+    ``enroll``, ``autosign`` or ``reactor`` (Salt's recipe)) with the
+    sign-in ``retry`` of :data:`RETRY` and ``procs`` generator processes
+    (default :data:`PROCS`); return measurements. ``profile``: a path to
+    write a py-spy profile (collapsed stacks) of the master's reactor or
+    engine process to, for the length of the storm.
     """
+    procs = procs or PROCS
     root = C.mkroot(f"storm-{kind}")
     ids = [f"edge-{C.site_of(i)}-{i:05d}" for i in range(count)]
     records = []
@@ -186,23 +279,13 @@ def storm(kind, count, pool, log=print, keep=False, retry="salt-default", profil
             )
             for i, (rec, minion_id) in enumerate(zip(records, ids))
         ]
-        conf = {
-            "auth_events": True,
-            "auth_events_autosign_grains": ["pend", "denied"],
-            "reactor": [{"salt/auth": [C.REACTOR_SLS]}],
-            "edge": {"shared_secret": C.BENCH_SECRET, "auto_admit": True},
-        }
-    elif kind == "edge":
+        conf = _edge_conf("engine")
+    elif kind in ("edge", "engine", "engine2"):
         grains = [
             C.make_token(C.BENCH_SECRET, C.site_of(i), minion_id, pool[i][2])
             for i, minion_id in enumerate(ids)
         ]
-        conf = {
-            "auth_events": True,
-            "auth_events_autosign_grains": ["pend", "denied"],
-            "reactor": [{"salt/auth": [C.REACTOR_SLS]}],
-            "edge": {"shared_secret": C.BENCH_SECRET, "auto_admit": True},
-        }
+        conf = _edge_conf("reactor" if kind == "edge" else kind)
     elif kind == "reactor":
         # Salt's documented reactor recipe for auto-accepting pending keys
         # (wheel.key.accept on salt/auth act=pend), with no proof at all: how
@@ -240,9 +323,8 @@ def storm(kind, count, pool, log=print, keep=False, retry="salt-default", profil
             "enable_fqdns_grains": False,
         },
     )
-    out_path = os.path.join(root, "client-result.json")
     master = C.Master(os.path.join(root, "master"), conf, name=f"bench-{kind}")
-    result = {"kind": kind, "count": count}
+    result = {"kind": kind, "count": count, "generator_processes": procs}
     try:
         master.start()
         if records:
@@ -250,37 +332,17 @@ def storm(kind, count, pool, log=print, keep=False, retry="salt-default", profil
             for rec in records:
                 store.put(rec)
         idle_rss = master.rss()
-        spec = {
-            "config": client_conf,
-            "ret_port": master.ret_port,
-            "minions": minions,
-            "acceptance_wait": RETRY[retry][0],
-            "acceptance_wait_max": RETRY[retry][1],
-            "deadline_s": int(DEADLINE) if DEADLINE else max(180, int(count * 0.8)),
-            "out": out_path,
-        }
-        spec_path = os.path.join(root, "spec.json")
-        with open(spec_path, "w", encoding="utf-8") as fh_:
-            json.dump(spec, fh_)
-        client = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--client", spec_path],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=open(os.path.join(root, "client.err"), "wb"),  # noqa: SIM115  (the client's for its life)
-            text=True,
-        )
-        line = client.stdout.readline()
-        if line.strip() != "READY":
-            raise RuntimeError(f"storm client failed to start: {line!r}; see {root}/client.err")
+        clients = _start_clients(root, client_conf, master.ret_port, minions, retry, procs)
         pki_dir = master.opts["pki_dir"]
         spy = _start_profile(master, profile) if profile else None
         with C.RssSampler(master.proc.pid, interval=0.2) as sampler:
             t0 = time.time()
-            client.stdin.write("GO\n")
-            client.stdin.flush()
+            for client, _ in clients:
+                client.stdin.write("GO\n")
+                client.stdin.flush()
             all_accepted = None
             timeline = []
-            while client.poll() is None:
+            while any(client.poll() is None for client, _ in clients):
                 n = _accepted_only(pki_dir)
                 now = time.time() - t0
                 if not timeline or timeline[-1][1] != n:
@@ -288,11 +350,24 @@ def storm(kind, count, pool, log=print, keep=False, retry="salt-default", profil
                 if n >= count and all_accepted is None:
                     all_accepted = now
                 time.sleep(0.05)
-            client.wait()
+            for client, _ in clients:
+                client.wait()
         if spy is not None:
             _stop_profile(spy, log)
-        with open(out_path, encoding="utf-8") as fh_:
-            client_out = json.load(fh_)
+        client_out = {"t0": None, "results": {}}
+        for _, out_path in clients:
+            with open(out_path, encoding="utf-8") as fh_:
+                part = json.load(fh_)
+            # each result is made relative to the earliest client's start
+            first = part["t0"] if client_out["t0"] is None else min(client_out["t0"], part["t0"])
+            for res in client_out["results"].values():
+                if res["authenticated_at"] is not None and client_out["t0"] is not None:
+                    res["authenticated_at"] += client_out["t0"] - first
+            for mid, res in part["results"].items():
+                if res["authenticated_at"] is not None:
+                    res["authenticated_at"] += part["t0"] - first
+                client_out["results"][mid] = res
+            client_out["t0"] = first
         auth_times = [
             r["authenticated_at"]
             for r in client_out["results"].values()
@@ -344,7 +419,8 @@ def _reactor_pid(master):
 
     for proc in C._tree(master.proc.pid):
         try:
-            if "Reactor" in " ".join(proc.cmdline()):
+            cmdline = " ".join(proc.cmdline())
+            if "Reactor" in cmdline or "edge_admission" in cmdline:
                 return proc.pid
         except psutil.Error:
             pass
@@ -491,8 +567,8 @@ def _rows(count, base, recipe, ours, retry="salt-default", loads=()):
             ours["all_accepted_s"],
             base["all_accepted_s"],
             "s",
-            "ratio <= 1.5",
-            (ratio is not None and ratio <= 1.5),
+            "ratio <= 1.3",
+            (ratio is not None and ratio <= 1.3),
             "key store polled every 50 ms from the first sign-in" + lnote,
         )
     )
@@ -514,11 +590,11 @@ def _rows(count, base, recipe, ours, retry="salt-default", loads=()):
             ours["all_authenticated_s"],
             base["all_authenticated_s"],
             "s",
-            "ratio <= 1.2",
+            "ratio <= 1.5",
             (
                 ours["all_authenticated_s"] is not None
                 and base["all_authenticated_s"]
-                and ours["all_authenticated_s"] / base["all_authenticated_s"] <= 1.2
+                and ours["all_authenticated_s"] / base["all_authenticated_s"] <= 1.5
             ),
             f"pending minions retry after acceptance_wait_time={wait}s, doubling up to "
             f"acceptance_wait_time_max={wait_max}" + lnote,
@@ -550,6 +626,10 @@ def _rows(count, base, recipe, ours, retry="salt-default", loads=()):
     return rows
 
 
+#: what a full run compares with Salt's autosign (EDGE_BENCH_STORM_OURS):
+#: ``engine`` (the default set-up), ``engine2`` or ``edge`` (the reactor)
+OURS = os.environ.get("EDGE_BENCH_STORM_OURS", "engine")
+
 #: retry settings of a full run (EDGE_BENCH_STORM_RETRY: comma-separated names of RETRY)
 RETRIES = tuple(
     r
@@ -578,7 +658,7 @@ def run(quick=False, log=print, keep=False):
                     if WITH_RECIPE and count == sizes[0]
                     else None
                 )
-                ours = storm("edge", count, pool, log=log, keep=keep, retry=retry)
+                ours = storm(OURS, count, pool, log=log, keep=keep, retry=retry)
                 return base, recipe, ours
 
             pairs, loads = [], []
@@ -613,7 +693,10 @@ if __name__ == "__main__":
     )
     parser.add_argument("--retry", default="salt-default", choices=sorted(RETRY))
     parser.add_argument("--kinds", default="autosign,edge")
-    parser.add_argument("--profile", help="write a py-spy profile of the reactor (edge storm) here")
+    parser.add_argument(
+        "--profile", help="write a py-spy profile of the reactor or engine (our storm) here"
+    )
+    parser.add_argument("--procs", type=int, default=None, help="generator processes")
     args = parser.parse_args()
     if args.client:
         _client(args.client)
@@ -653,7 +736,8 @@ if __name__ == "__main__":
                     pool_,
                     keep=args.keep,
                     retry=args.retry,
-                    profile=args.profile if kind_ == "edge" else None,
+                    profile=args.profile if kind_ != "autosign" else None,
+                    procs=args.procs,
                 )
                 for kind_ in args.kinds.split(",")
             ]

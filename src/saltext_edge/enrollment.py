@@ -245,10 +245,12 @@ def check(record, minion_id, now, pub_digest=None):
     seconds), else the refusal reason (one of :data:`REASONS`).
 
     An id the enrollment already admitted is admitted again without a new use
-    only with the same public key (``pub_digest``; a record without the
-    digest of that id, or a call without ``pub_digest``, accepts any): so a
-    crash between counting the use and accepting the key costs nothing, but
-    the key holder cannot re-enroll a deleted node with a new key for free.
+    only with the same public key (``pub_digest``; a call without
+    ``pub_digest`` accepts any, a record that holds no digest for that id
+    none): so a crash between counting the use and accepting the key costs
+    nothing, but the key holder cannot re-enroll a deleted node with a new
+    key for free. (A key the operator revoked is refused before this, by
+    :func:`saltext_edge.admission.rule.judge`.)
     """
     if record is None:
         return "enrollment_unknown"
@@ -258,7 +260,9 @@ def check(record, minion_id, now, pub_digest=None):
         return "expired"
     if minion_id in record.get("admitted", ()):
         known = (record.get("digests") or {}).get(minion_id)
-        if pub_digest is None or known is None or hmac.compare_digest(str(known), str(pub_digest)):
+        if pub_digest is None or (
+            known is not None and hmac.compare_digest(str(known), str(pub_digest))
+        ):
             return None  # the same node again (its key was re-accepted): no new use
     if record.get("used", 0) >= record.get("uses", 0):
         return "exhausted"

@@ -16,32 +16,6 @@ from saltext_edge import tokens as token
 SECRET = "unit-fleet-9f2c4e7a1b8d3f6e0a5c9b2d7e4f1a8c3b6d9e2f"
 
 
-@pytest.fixture
-def opts(tmp_path):
-    opts = salt.config.master_config(None)
-    opts.update(
-        {
-            "root_dir": str(tmp_path),
-            "cachedir": str(tmp_path / "cache"),
-            "pki_dir": str(tmp_path / "pki"),
-            "sock_dir": str(tmp_path / "sock"),
-            "edge": {"shared_secret": SECRET},
-            "__role": "master",
-        }
-    )
-    return opts
-
-
-@pytest.fixture(scope="module")
-def pub():
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-
-
 def _pending(opts, mid, pub):
     salt.cache.Cache(opts, driver=opts["keys.cache_driver"]).store(
         "keys", mid, {"pub": pub, "state": "pending"}
@@ -265,3 +239,44 @@ def test_sign_in_settings_reused_but_every_change_seen_at_once(opts, pub, tmp_pa
     # another opts object is never served from the memo
     other = dict(opts, edge={"shared_secret": SECRET, "auto_admit": True})
     assert signin.settings(other)[0]["auto_admit"] is True
+
+
+def test_revoke_bars_the_key_and_unrevoke_names_the_next_one(opts, pub):
+    """
+    ``revoke_node`` bars the key it removes for the id; once lifted, that key
+    is refused whatever path it takes (``pend``, ``denied``), and the return
+    names the key pending now that a valid token admits.
+    """
+    other = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    _pending(opts, "edge-r", pub)
+    assert admission.record(opts, "edge-r", pub, _tok("edge-r", pub))["recorded"]
+    ret = admission.revoke_node(opts, "edge-r")
+    assert ret["key_removed"] == "pending"
+    assert ret["revoked_keys"] == [token.pubkey_digest(pub)]
+    _pending(opts, "edge-r", other)
+    ret = admission.revoke_node(opts, "edge-r", revoked=False)
+    assert ret["revoked_keys"] == [token.pubkey_digest(pub)]
+    assert ret["will_admit"]["sha256"] == token.pubkey_digest(other)
+    # the barred key with its valid token: not recorded, not claimed
+    assert admitter.submit(opts, "edge-r", pub, _tok("edge-r", pub), act="denied") == "unproven"
+    keys = salt.cache.Cache(opts, driver=opts["keys.cache_driver"])
+    assert keys.fetch("keys", "edge-r")["pub"] == other
+    auto = dict(opts, edge=dict(opts["edge"], auto_admit=True))
+    res = admission.decide_and_act(auto, ids=["edge-r"])
+    assert res["edge-r"]["decision"] == "no_token"
+    # the key pending now, with its own token: admitted
+    assert admission.record(opts, "edge-r", other, _tok("edge-r", other))["recorded"]
+    assert admission.decide_and_act(auto, ids=["edge-r"])["edge-r"]["decision"] == "accepted"
+    assert admission.node_index(opts)["edge-r"]["revoked_keys"] == [token.pubkey_digest(pub)]
+    # the stolen key, pending again after a fresh revocation cycle: refused
+    admission.revoke_node(opts, "edge-r")
+    admission.revoke_node(opts, "edge-r", revoked=False)
+    _pending(opts, "edge-r", pub)
+    assert admission.record(opts, "edge-r", pub, _tok("edge-r", pub))["recorded"]
+    res = admission.decide_and_act(auto, ids=["edge-r"])["edge-r"]
+    assert (res["decision"], res["reason"]) == ("refused", "revoked_key")

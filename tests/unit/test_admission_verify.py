@@ -229,3 +229,26 @@ def test_grain_first_start_generates_salt_layout(tmp_path):
         assert grain.edge_token() == {}
     finally:
         del grain.__opts__
+
+
+def test_revoked_key_is_refused_for_its_id_only(pubs):
+    """A key revoked for an id stays barred once the id is no longer revoked; another key is not."""
+    stolen, rebuilt = pubs
+    node = {
+        "id": "edge-1",
+        "site": "sh-3",
+        "revoked": False,
+        "revoked_keys": [token.pubkey_digest(stolen)],
+    }
+    assert admission.verify("edge-1", stolen, _rec("edge-1", stolen), [SECRET], POL, node=node) == (
+        "refused",
+        "revoked_key",
+        "sh-3",
+    )
+    assert (
+        admission.verify("edge-1", rebuilt, _rec("edge-1", rebuilt), [SECRET], POL, node=node)[0]
+        == "accepted"
+    )
+    # a token that does not verify is refused for that first
+    bad = _rec("edge-1", stolen, tok="v1:sh-3:" + "0" * 64)
+    assert admission.verify("edge-1", stolen, bad, [SECRET], POL, node=node)[1] == "bad_token"

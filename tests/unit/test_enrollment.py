@@ -178,6 +178,10 @@ def test_readmission_needs_the_same_key(tmp_path):
     assert store.consume(rec["id"], "a", NOW, pub_digest="1" * 64) is None
     assert store.consume(rec["id"], "a", NOW, pub_digest="2" * 64) == "exhausted"
     assert store.get(rec["id"])["used"] == 1
+    # a record that names the id without its key's digest (written before
+    # digests were kept) re-admits no key for free
+    legacy = dict(store.get(rec["id"]), digests={})
+    assert enr.check(legacy, "a", NOW, pub_digest="1" * 64) == "exhausted"
 
 
 def test_new_key_file_is_private_and_never_overwritten(tmp_path):

@@ -25,6 +25,7 @@ import time
 
 from saltext_edge.admission import keystore as _ks
 from saltext_edge.admission import nodes as _nodes
+from saltext_edge.admission import stores as _stores
 from saltext_edge.admission.decision import (  # noqa: F401
     CHUNK,
     EVENT_PREFIX,
@@ -90,19 +91,41 @@ def node_index(opts):
     return _nodes.node_index(opts, accepted)
 
 
+def _digest_or_none(pub):
+    from saltext_edge import tokens as _token
+
+    try:
+        return _stores.pub_digest(pub)
+    except _token.TokenError:
+        return None
+
+
 def revoke_node(opts, minion_id, revoked=True):
     """
     Revoke ``minion_id`` for good (``revoked=False`` lifts it): record the
     revocation in the node index (shared by masters on one key store,
-    survives restarts), remove its key from the key store whatever its state,
-    drop its recorded token, and fire ``edge/admission/revoked``. A revoked
-    id is refused (``revoked_node``) at every later sign-in, valid token or
-    not.
+    survives restarts) together with the SPKI SHA-256 digest of every public
+    key known for the id (the key in the key store, whatever its state, the
+    key it was admitted with, the key its recorded token was presented
+    with); remove its key from the key store; drop its recorded token; fire
+    ``edge/admission/revoked``. A revoked id is refused (``revoked_node``)
+    at every later sign-in, valid token or not; a revoked key is refused
+    (``revoked_key``) for that id for good, also once the revocation is
+    lifted.
 
-    Returns ``{"id": str, "revoked": bool, "key_removed": str|None}`` with the
-    state of the key removed.
+    Lifting it (``revoked=False``) keeps the revoked keys barred, forgets
+    the refusal remembered for the key pending now (so its next sign-in is
+    decided again) and names that key.
+
+    Returns ``{"id": str, "revoked": bool, "key_removed": str|None (the
+    state of the key removed), "revoked_keys": [SPKI SHA-256 hex] (every
+    key barred for the id), "will_admit": {"sha256": str,
+    "salt_key_finger": str}|None}``: ``will_admit`` (lifting only) is the
+    key pending now if it is not barred (``salt_key_finger`` as ``salt-key
+    -f ID`` prints it), the one key a valid token can get admitted next.
     """
     import salt.crypt
+    import salt.utils.crypt
 
     if not valid_id(opts, minion_id):
         raise AdmissionError("not a valid minion id")
@@ -113,24 +136,55 @@ def revoke_node(opts, minion_id, revoked=True):
         timeout = DEFAULT_LOCK_TIMEOUT
     store, keyobj = _ks.objects(opts)
     removed = None
+    will_admit = None
     with _ks.lock(keyobj, timeout, what="edge.revoke_node"):
-        _nodes.set_revoked(opts, minion_id, revoked)
+        key = keyobj.cache.fetch("keys", minion_id) or {}
+        digests = []
         if revoked:
-            key = keyobj.cache.fetch("keys", minion_id) or {}
-            if key:
-                removed = key.get("state")
-                _ks.delete(keyobj, minion_id)
+            entry = _nodes.get(opts, minion_id) or {}
+            rec = _stores.fetch_record(store, minion_id) or {}
+            digests = [
+                _digest_or_none(key.get("pub")),
+                entry.get("pub_digest"),
+                rec.get("pub_digest"),
+            ]
+        entry = _nodes.set_revoked(
+            opts, minion_id, revoked, keys=[d for d in digests if isinstance(d, str)]
+        )
+        if revoked and key:
+            removed = key.get("state")
+            _ks.delete(keyobj, minion_id)
+        elif key.get("state") == "pending":
+            digest = _digest_or_none(key.get("pub"))
+            if digest and not _nodes.key_revoked(entry, digest):
+                will_admit = {
+                    "sha256": digest,
+                    "salt_key_finger": salt.utils.crypt.pem_finger(key=key["pub"].encode("utf-8")),
+                }
+    barred = list(entry.get("revoked_keys") or ())
     if revoked:
         forget(opts, [minion_id], store=store)
         if removed == "accepted":
             keyobj.check_minion_cache()
         if removed == "accepted" and opts.get("rotate_aes_key", True):
             salt.crypt.dropfile(opts["cachedir"], opts["user"], opts["id"])
-    log.warning(
-        "edge admission: %s %s by the operator",
-        minion_id,
-        "revoked" if revoked else "no longer revoked",
-    )
+        log.warning(
+            "edge admission: %s revoked by the operator; %d key(s) barred for it for good",
+            minion_id,
+            len(barred),
+        )
+    else:
+        _stores.clear_refused(store, minion_id)
+        log.warning(
+            "edge admission: %s no longer revoked by the operator; its %d revoked key(s) stay "
+            "barred; %s",
+            minion_id,
+            len(barred),
+            f"the key pending now (SPKI sha256 {will_admit['sha256']}) is admitted by a valid "
+            "token at its next sign-in"
+            if will_admit
+            else "no admissible key is pending for it now",
+        )
     announce(
         keyobj.event,
         minion_id,
@@ -142,7 +196,13 @@ def revoke_node(opts, minion_id, revoked=True):
         },
         time.time(),
     )
-    return {"id": minion_id, "revoked": bool(revoked), "key_removed": removed}
+    return {
+        "id": minion_id,
+        "revoked": bool(revoked),
+        "key_removed": removed,
+        "revoked_keys": barred,
+        "will_admit": will_admit,
+    }
 
 
 def accept_pending(opts, match="*", dry_run=False, wait=0):

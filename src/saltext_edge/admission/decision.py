@@ -17,7 +17,7 @@ from saltext_edge.admission import keystore as _ks
 from saltext_edge.admission import nodes as _nodes
 from saltext_edge.admission import stores as _stores
 from saltext_edge.admission.policy import fingerprint, policy
-from saltext_edge.admission.rule import Verdict, verdict_for_record
+from saltext_edge.admission.rule import Verdict, same_key, verdict_for_record
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +48,15 @@ def _pending_ids(keyobj, match, ids=None):
     return sorted(m for m in pending if any(fnmatch.fnmatch(m, p) for p in patterns))
 
 
-def _plan(opts, keyobj, store, pending, extra_records, secrets, pol, enrollments=None):
+def _plan(
+    opts, keyobj, store, pending, extra_records, secrets, pol, enrollments=None, only_matching=False
+):
     """
     Read each id's key from the key store (once) and judge the token recorded
-    for it against that very public key. Ids no longer pending are left out.
+    for it against that very public key. Ids no longer pending are left out;
+    with ``only_matching``, so are ids whose ``extra_records`` entry was
+    presented with another key than the one pending (a stale or forged
+    sign-in: nothing to decide, see :func:`saltext_edge.admission.signin.sign_in`).
     """
     plan = []
     if enrollments is None:
@@ -64,7 +69,10 @@ def _plan(opts, keyobj, store, pending, extra_records, secrets, pol, enrollments
             continue
         if key.get("state") != "pending" or not key.get("pub"):
             continue  # accepted/deleted meanwhile
-        rec = extra_records.get(minion_id) or _stores.fetch_record(store, minion_id)
+        rec = extra_records.get(minion_id)
+        if only_matching and rec is not None and not same_key(key["pub"], rec):
+            continue
+        rec = rec or _stores.fetch_record(store, minion_id)
         node = _nodes.get(opts, minion_id)
         verdict = verdict_for_record(
             minion_id, key["pub"], rec, secrets, pol, node, enrollments=enrollments
@@ -84,7 +92,7 @@ def _target(verdict, on_invalid):
     return None
 
 
-def _act_chunk(opts, keyobj, store, ids, extra_records, secrets, pol, enrollments):
+def _act_chunk(opts, keyobj, store, ids, extra_records, secrets, pol, enrollments, only_matching):
     """
     Decide and apply one chunk of pending ``ids`` under the key-store lock.
     Each key is read inside the lock and judged on the public key read there
@@ -101,7 +109,9 @@ def _act_chunk(opts, keyobj, store, ids, extra_records, secrets, pol, enrollment
     actions = {}
     admitted = {}
     with _ks.lock(keyobj, pol["lock_timeout"], what="edge admission decision"):
-        chunk = _plan(opts, keyobj, store, ids, extra_records, secrets, pol, enrollments)
+        chunk = _plan(
+            opts, keyobj, store, ids, extra_records, secrets, pol, enrollments, only_matching
+        )
         chunk, counted = _count_uses(opts, chunk)
         targets = {item.minion_id: _target(item.verdict, pol["on_invalid"]) for item in chunk}
         intents = {
@@ -117,7 +127,9 @@ def _act_chunk(opts, keyobj, store, ids, extra_records, secrets, pol, enrollment
             if targets[item.minion_id] in ("accepted", "rejected")
         }
         entry = _ks.journal(store, intents)
-        with _ks.inflight_marker(keyobj) as marker:
+        # Salt's salt/key events of the chunk go out together once its keys
+        # are written (events.batched_events), not one loop turn each
+        with _ks.inflight_marker(keyobj) as marker, _events.batched_events(keyobj):
             for item in chunk:
                 target = targets[item.minion_id]
                 if target is None:
@@ -179,14 +191,24 @@ def _count_uses(opts, chunk):
     return out, counted
 
 
-def decide_and_act(opts, match="*", dry_run=False, secrets=None, extra_records=None, ids=None):
+def decide_and_act(
+    opts,
+    match="*",
+    dry_run=False,
+    secrets=None,
+    extra_records=None,
+    ids=None,
+    only_matching=False,
+):
     """
     Verify every pending key matching ``match`` (glob, or comma-separated
     globs; or exactly ``ids``) against its recorded token with :func:`judge`
     and act: accept the valid ones, apply ``edge:on_invalid`` to refused
     ones, leave ``no_token`` keys alone. With ``dry_run`` nothing is changed,
     stored or fired. ``extra_records`` (``{id: record}``) are used in
-    preference to the stored ones.
+    preference to the stored ones; with ``only_matching`` an id whose extra
+    record was presented with another key than the one pending is left out
+    (not decided, not in the return).
 
     Returns ``{minion_id: {"decision": "accepted"|"refused"|"no_token",
     "reason": str|None, "site": str|None, "admitted_by":
@@ -228,6 +250,7 @@ def decide_and_act(opts, match="*", dry_run=False, secrets=None, extra_records=N
             secrets,
             pol,
             enrollments,
+            only_matching,
         )
         for item in chunk:
             results[item.minion_id] = _result(item)

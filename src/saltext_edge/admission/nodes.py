@@ -17,6 +17,10 @@ import os
 
 from saltext_edge.admission import files as _files
 
+#: revoked public keys kept per id (the newest); a revocation removes one
+#: key at a time, so this is far more than an id ever collects
+MAX_REVOKED_KEYS = 64
+
 
 def _dir(opts):
     return os.path.join(opts["pki_dir"], "edge", "nodes")
@@ -78,8 +82,13 @@ def note_admitted(opts, admitted):
     return len(admitted)
 
 
-def set_revoked(opts, minion_id, revoked, by="operator"):
-    """Mark ``minion_id`` revoked (or no longer revoked); return the entry."""
+def set_revoked(opts, minion_id, revoked, by="operator", keys=()):
+    """
+    Mark ``minion_id`` revoked (or no longer revoked) and add the SPKI
+    digests ``keys`` to its revoked keys, which no later admission of the
+    id accepts, revoked or not (lifting a revocation keeps them). Returns
+    the entry.
+    """
     _files.private_dir(_dir(opts), opts)
     entry = get(opts, minion_id) or {
         "id": minion_id,
@@ -88,10 +97,20 @@ def set_revoked(opts, minion_id, revoked, by="operator"):
         "admitted_at": None,
     }
     entry["revoked"] = bool(revoked)
+    barred = [d for d in entry.get("revoked_keys") or () if isinstance(d, str)]
+    for digest in keys:
+        if digest and digest not in barred:
+            barred.append(digest)
+    entry["revoked_keys"] = barred[-MAX_REVOKED_KEYS:]
     entry["revoked_at" if revoked else "unrevoked_at"] = _now_iso()
     entry["revoked_by"] = by
     _files.write_private_file(_path(opts, minion_id), entry, opts)
     return entry
+
+
+def key_revoked(entry, pub_digest):
+    """True when ``entry`` (a node-index entry or None) bars the key whose SPKI digest is ``pub_digest``."""
+    return bool(entry) and pub_digest in (entry.get("revoked_keys") or ())
 
 
 def revoked_ids(opts):
@@ -107,8 +126,8 @@ def bound_site(entry):
 def node_index(opts, accepted_ids):
     """
     Return ``{id: {"site": str|None, "admitted_by": str|None, "revoked":
-    bool, "admitted_at": ISO 8601 str|None}}`` for every id in
-    ``accepted_ids`` and every revoked id.
+    bool, "admitted_at": ISO 8601 str|None, "revoked_keys": [SPKI SHA-256
+    hex]}}`` for every id in ``accepted_ids`` and every revoked id.
     """
     entries = all_entries(opts)
     out = {}
@@ -120,5 +139,6 @@ def node_index(opts, accepted_ids):
             or ("outside" if minion_id in accepted_ids else None),
             "revoked": bool(entry.get("revoked")),
             "admitted_at": entry.get("admitted_at"),
+            "revoked_keys": list(entry.get("revoked_keys") or ()),
         }
     return out

@@ -21,6 +21,7 @@ REFUSAL_REASONS = (
     "id_not_allowed",
     "site_mismatch",
     "revoked_node",
+    "revoked_key",
     "malformed_token",
     "enrollment_required",
 ) + tuple(r for r in _enr.REASONS if r != "id_not_allowed")
@@ -30,6 +31,7 @@ _PROVEN_REFUSALS = (
     "id_not_allowed",
     "site_mismatch",
     "revoked_node",
+    "revoked_key",
     "enrollment_required",
 ) + _enr.REASONS
 
@@ -62,7 +64,9 @@ def judge(minion_id, pub_digest, token, secrets, pol, node=None, enrollments=Non
     under the key-store lock when the key is accepted), ``now`` epoch seconds.
 
     Returns a :class:`Verdict`. Refusal reasons, in the order checked:
-    ``malformed_token``, ``bad_token``, ``revoked_node``, ``revoked_site``,
+    ``malformed_token``, ``bad_token``, ``revoked_node``, ``revoked_key``
+    (the key was removed by ``salt-run edge.revoke_node``: barred for this id
+    for good, even once the id is no longer revoked), ``revoked_site``,
     ``id_not_allowed`` (the site's ``site_ids`` globs do not match, or with
     ``bind_ids`` the id matches another site's globs), ``site_mismatch``
     (with ``bind_ids``, the id was admitted before for another site), then
@@ -89,7 +93,7 @@ def judge(minion_id, pub_digest, token, secrets, pol, node=None, enrollments=Non
                 pass
         reason = exc.reason if exc.reason in REFUSAL_REASONS else "bad_token"
         return Verdict("refused", reason, site)
-    verdict = _judge_site(minion_id, site, index, pol, node)
+    verdict = _judge_site(minion_id, site, index, pol, node, pub_digest)
     if verdict.decision != "accepted":
         return verdict._replace(enrollment=enr_id)
     if not v2:
@@ -106,10 +110,12 @@ def judge(minion_id, pub_digest, token, secrets, pol, node=None, enrollments=Non
     return Verdict("accepted", None, site, index, enr_id)
 
 
-def _judge_site(minion_id, site, index, pol, node):
-    """The site rules of :func:`judge` for a token verified for ``site``."""
+def _judge_site(minion_id, site, index, pol, node, pub_digest):
+    """The node and site rules of :func:`judge` for a token verified for ``site``."""
     if node and node.get("revoked"):
         return Verdict("refused", "revoked_node", site, index)
+    if _nodes.key_revoked(node, pub_digest):
+        return Verdict("refused", "revoked_key", site, index)
     if site in pol["revoked_sites"]:
         return Verdict("refused", "revoked_site", site, index)
     globs = pol["site_ids"].get(site)
@@ -141,17 +147,22 @@ def verdict_for_record(
     """:func:`judge` the token record ``rec`` against the key pending now (``key_changed`` if not its key)."""
     if not rec or not isinstance(rec.get("token"), str) or not rec.get("token"):
         return Verdict("no_token", "no_token_seen", None)
+    if not same_key(pending_pub, rec, pending_digest):
+        return Verdict("refused", "key_changed", None)
+    return judge(minion_id, rec.get("pub_digest"), rec["token"], secrets, pol, node, enrollments)
+
+
+def same_key(pending_pub, rec, pending_digest=None):
+    """True when the token record ``rec`` was presented with the key ``pending_pub`` (any PEM wrapping)."""
     pending_pub = _stores.clean_pub(pending_pub)
-    rec_digest = rec.get("pub_digest")
-    if _stores.clean_pub(rec.get("pub")) != pending_pub:
-        # not byte-identical: the same key in another PEM wrapping still counts
-        try:
-            pending_digest = pending_digest or _token.pubkey_digest(pending_pub)
-        except _token.TokenError:
-            return Verdict("refused", "key_changed", None)
-        if pending_digest != rec_digest:
-            return Verdict("refused", "key_changed", None)
-    return judge(minion_id, rec_digest, rec["token"], secrets, pol, node, enrollments)
+    if _stores.clean_pub(rec.get("pub")) == pending_pub:
+        return True
+    # not byte-identical: the same key in another PEM wrapping still counts
+    try:
+        pending_digest = pending_digest or _token.pubkey_digest(pending_pub)
+    except _token.TokenError:
+        return False
+    return pending_digest == rec.get("pub_digest")
 
 
 def verify(

@@ -170,7 +170,7 @@ def record(opts, minion_id, pub, token, source="event", cache=None):
     return ret
 
 
-def sign_in(opts, minion_id, pub, token, act="pend", source="reactor"):
+def sign_in(opts, minion_id, pub, token, act="pend", source="reactor", defer=False):
     """
     Take one sign-in's data and say what is left to do. Returns an
     :class:`Outcome` whose ``status`` is:
@@ -191,6 +191,15 @@ def sign_in(opts, minion_id, pub, token, act="pend", source="reactor"):
     presented key, so the node that proved itself wins the id
     (docs/concepts.rst, "Squatters"). Accepted and rejected keys are never
     touched.
+
+    ``defer`` (the admission engine, auto mode, ``act: pend``): the key
+    store is not read here and a new token record is not stored; the
+    ``decide`` outcome's record must then be decided with
+    ``decide_and_act(..., extra_records=..., only_matching=True)``, which
+    reads the key under the key-store lock, decides only when it is the
+    very key presented (else nothing: a stale or forged event) and stores
+    the record of every refusal. One read of the key store per key instead
+    of two; the same checks.
 
     Raises :class:`~saltext_edge.admission.policy.AdmissionError` (policy)
     and :class:`saltext_edge.shared_secret.SecretError` (no usable secret).
@@ -214,9 +223,10 @@ def sign_in(opts, minion_id, pub, token, act="pend", source="reactor"):
     if act == "denied":
         if verdict.decision != "accepted":
             return Outcome("unproven")
-        if not _claim(keyobj, minion_id, pub, digest, pol):
+        if not _claim(opts, keyobj, minion_id, pub, digest, pol):
             return Outcome("not_pending")
-    else:
+    defer = defer and act == "pend" and pol["auto_admit"]
+    if act != "denied" and not defer:
         stored = keyobj.cache.fetch("keys", minion_id) or {}
         if stored.get("state") != "pending" or not _same_key(stored.get("pub"), pub, digest):
             return Outcome("not_pending")
@@ -227,6 +237,8 @@ def sign_in(opts, minion_id, pub, token, act="pend", source="reactor"):
         rec = old
     elif old and old.get("pub_digest") == digest and (old.get("rank") or 1) > new_rank:
         return Outcome("kept_better", old)
+    elif defer:
+        rec = _stores.new_record(minion_id, pub, digest, token, source, rank=new_rank)
     else:
         rec = _stores.store_record(
             opts, store, minion_id, pub, digest, token, source, rank=new_rank
@@ -252,13 +264,17 @@ def _same_key(stored_pub, pub, digest):
         return False
 
 
-def _claim(keyobj, minion_id, pub, digest, pol):
+def _claim(opts, keyobj, minion_id, pub, digest, pol):
     """
     Under the key-store lock, let a key that proved itself take an id held
     by another *pending* key (or by none). Returns False when an accepted or
-    rejected key holds the id.
+    rejected key holds the id, or when the operator revoked the presented
+    key for this id (read again under the lock, which ``revoke_node``
+    takes too: a revocation made since the key was judged still holds).
     """
     with _ks.lock(keyobj, pol["lock_timeout"], what="edge admission claim"):
+        if _nodes.key_revoked(_nodes.get(opts, minion_id), digest):
+            return False
         stored = keyobj.cache.fetch("keys", minion_id) or {}
         if stored and stored.get("state") != "pending":
             return False

@@ -82,9 +82,9 @@ def fetch_record(store, minion_id):
     return rec
 
 
-def store_record(opts, store, minion_id, pub, digest, token, source, rank=None):
-    """Write a token record (the caller checked every field); returns it."""
-    rec = {
+def new_record(minion_id, pub, digest, token, source, rank=None):
+    """A token record (the caller checked every field), not stored yet."""
+    return {
         "id": minion_id,
         "pub": clean_pub(pub),
         "pub_digest": digest,
@@ -93,6 +93,11 @@ def store_record(opts, store, minion_id, pub, digest, token, source, rank=None):
         "source": source,
         "rank": rank,
     }
+
+
+def store_record(opts, store, minion_id, pub, digest, token, source, rank=None):
+    """Write a token record (the caller checked every field); returns it."""
+    rec = new_record(minion_id, pub, digest, token, source, rank)
     store.store(TOKENS_BANK, rec_key(minion_id), rec)
     with _prune_lock:
         _stores_since_prune[0] += 1
@@ -144,6 +149,16 @@ def mark_refused(store, minion_id, rec, reason, fprint):
     if rec.get("refused") == reason and rec.get("refused_fp") == fprint:
         return
     store.store(TOKENS_BANK, rec_key(minion_id), dict(rec, refused=reason, refused_fp=fprint))
+
+
+def clear_refused(store, minion_id):
+    """Forget the refusal remembered on ``minion_id``'s token record (so it is decided again); True if there was one."""
+    rec = fetch_record(store, minion_id)
+    if not rec or not rec.get("refused"):
+        return False
+    rec = {k: v for k, v in rec.items() if k not in ("refused", "refused_fp")}
+    store.store(TOKENS_BANK, rec_key(minion_id), rec)
+    return True
 
 
 def store_decisions(store, decisions):

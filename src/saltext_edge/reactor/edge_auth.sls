@@ -33,7 +33,9 @@ Salt's wheel client (about 120 ms a job) was what limited admission. If the
 library cannot be imported here, the event goes to the wheel function
 ``edge.auth_event`` instead (same outcome, one job per event). Decisions fire
 ``salt/key`` and ``edge/admission/...`` events, none of which matches
-``salt/auth``, so there is no reactor loop.
+``salt/auth``, so there is no reactor loop. When the master also runs the
+``edge_admission`` engine (what ``saltext-edge master-config --write`` sets
+up), this SLS does nothing: the engine handles every sign-in.
 """
 
 
@@ -51,6 +53,7 @@ def run():
         return {}
     try:
         from saltext_edge import admitter
+        from saltext_edge.admission.engine import engine_configured
     except ImportError:
         # package not installed here: the synced wheel module decides
         return {
@@ -60,5 +63,7 @@ def run():
                 ]
             }
         }
+    if engine_configured(opts):  # noqa: F821
+        return {}  # the edge_admission engine handles sign-ins: not twice
     admitter.submit(opts, minion_id, pub, token, act=act)  # noqa: F821
     return {}

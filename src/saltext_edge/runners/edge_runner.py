@@ -172,7 +172,8 @@ def accept_pending(match="*", dry_run=False, wait=0):
 
     Returns ``{minion_id: {"decision": "accepted"|"refused"|"no_token",
     "reason": None|"bad_token"|"key_changed"|"revoked_site"|"id_not_allowed"|
-    "site_mismatch"|"revoked_node"|"malformed_token"|"no_token_seen", "site": str|None, "action":
+    "site_mismatch"|"revoked_node"|"revoked_key"|"malformed_token"|"no_token_seen",
+    "site": str|None, "action":
     "accepted"|"kept"|"rejected"|"deleted"|"none"}}`` (``{}`` when nothing is
     pending). Never returns a token, site key or secret.
 
@@ -227,13 +228,18 @@ def revoke_node(minion_id):
     """
     Remove one node for good: its key is deleted from the key store whatever
     its state, its recorded token dropped, and the id is refused
-    (``revoked_node``) at every later sign-in, even with a valid token. The
-    revocation is kept beside the key store (``<pki_dir>/edge/nodes``), so it
-    survives restarts and is shared by masters on one key store; it shows in
-    ``salt-run edge.node_index``. Undo with ``salt-run edge.unrevoke_node ID``.
+    (``revoked_node``) at every later sign-in, even with a valid token. Every
+    public key known for the id (the one in the key store, the one it was
+    admitted with, the one its token was presented with) is barred for that
+    id for good (``revoked_key``), also after ``edge.unrevoke_node``: a
+    stolen key pair never gets back in. The revocation is kept beside the
+    key store (``<pki_dir>/edge/nodes``), so it survives restarts and is
+    shared by masters on one key store; it shows in ``salt-run
+    edge.node_index``. Undo with ``salt-run edge.unrevoke_node ID``.
 
     Returns ``{"id": str, "revoked": True, "key_removed": "accepted"|
-    "pending"|"rejected"|None}``.
+    "pending"|"rejected"|None, "revoked_keys": [SPKI SHA-256 hex],
+    "will_admit": None}``.
 
     CLI Example:
 
@@ -247,9 +253,15 @@ def revoke_node(minion_id):
 @_command_errors
 def unrevoke_node(minion_id):
     """
-    Lift the revocation of ``minion_id`` (it is admitted again at its next
-    sign-in with a valid token). Returns ``{"id": str, "revoked": False,
-    "key_removed": None}``.
+    Lift the revocation of ``minion_id``: a node with a *new* key pair is
+    admitted at its next sign-in with a valid token; the keys revoked before
+    stay barred for the id (``revoked_key``), whatever token they bring.
+    Returns ``{"id": str, "revoked": False, "key_removed": None,
+    "revoked_keys": [SPKI SHA-256 hex] (still barred), "will_admit":
+    {"sha256": str, "salt_key_finger": str}|None}``: ``will_admit`` is the
+    key pending for the id now, if any and not barred (``salt_key_finger``
+    as ``salt-key -f ID`` prints it): compare it with the rebuilt node's
+    before it signs in again.
 
     CLI Example:
 

@@ -1,0 +1,1 @@
+../src/saltext_edge/engines/edge_admission.py

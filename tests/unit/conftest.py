@@ -1,0 +1,39 @@
+"""
+Fixtures of the admission unit tests: master options on a real Salt cache
+(localfs, in a temporary directory) and a public key.
+"""
+
+import pytest
+import salt.config
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+SECRET = "unit-fleet-9f2c4e7a1b8d3f6e0a5c9b2d7e4f1a8c3b6d9e2f"
+
+
+@pytest.fixture
+def opts(tmp_path):
+    """Master options in ``tmp_path`` with the fleet secret :data:`SECRET`."""
+    opts = salt.config.master_config(None)
+    opts.update(
+        {
+            "root_dir": str(tmp_path),
+            "cachedir": str(tmp_path / "cache"),
+            "pki_dir": str(tmp_path / "pki"),
+            "sock_dir": str(tmp_path / "sock"),
+            "edge": {"shared_secret": SECRET},
+            "__role": "master",
+        }
+    )
+    return opts
+
+
+@pytest.fixture(scope="module")
+def pub():
+    """A fresh RSA-2048 public key (PEM)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
