@@ -20,6 +20,7 @@ from saltfactories.daemons.minion import SaltMinion
 from saltfactories.utils import random_string
 from tests.field import lab as _lab
 from tests.integration.fleet.conftest import FLEET_CONF, PERIOD
+from tests.integration.view.conftest import free_port
 
 from adversarial.conftest import edge_conf, reactor_sls, salt_run, start_master
 from saltext_edge import minion_config
@@ -64,7 +65,7 @@ def lab():
         net.close()
 
 
-def lab_master_config(address, fleet=None):
+def lab_master_config(address, fleet=None, metrics_port=None):
     """Overrides of a lab master: bound to ``address``, the engine, admission by enrollment key."""
     return {
         "interface": address,
@@ -77,14 +78,21 @@ def lab_master_config(address, fleet=None):
             require_enrollment=True,
             on_invalid="keep",
             fleet=dict(FLEET_CONF, **(fleet or {})),
-            metrics=False,
+            metrics={"address": "127.0.0.1", "port": metrics_port} if metrics_port else False,
         ),
     }
 
 
 @pytest.fixture(scope="package")
-def lab_master(lab, salt_factories):
-    factory = start_master(salt_factories, "lab-master-", lab_master_config(_lab.MASTER_A))
+def metrics_port():
+    return free_port()
+
+
+@pytest.fixture(scope="package")
+def lab_master(lab, salt_factories, metrics_port):
+    """Master A on 198.18.0.1, its metrics server on a free loopback port."""
+    conf = lab_master_config(_lab.MASTER_A, metrics_port=metrics_port)
+    factory = start_master(salt_factories, "lab-master-", conf)
     with factory.started(start_timeout=120):
         yield factory
 
@@ -166,8 +174,16 @@ def lab_node(lab, lab_master, enroll, node_index):
         else:
             options = default_options(_lab.MASTER_A, site, key)
         options["edge"] = dict(options["edge"], uplink=UPLINK)
-        # Salt's loop (salt-factories sets 0.05 s); the master's publish port
-        options.update(loop_interval=1, publish_port=master.config["publish_port"])
+        # Salt's loop (salt-factories sets 0.05 s); the master's publish
+        # port; salt-factories' log server and event listener (they listen
+        # on every address) reached through the NAT, not on the node's own
+        # loopback
+        via_nat = {"host": _lab.MASTER_A}
+        options.update(
+            loop_interval=1,
+            publish_port=master.config["publish_port"],
+            **{"pytest-minion": {"returner_address": via_nat, "log": via_nat}},
+        )
         environ = {}
         if clock is not None:
             environ = {
