@@ -29,7 +29,12 @@ LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 # the heartbeat every 2 s; a quick probe of the master's ports (3 tries, so
 # loss shows) that stays within its budget on a lossy link
 BEACON = {"edge_heartbeat": [{"period": PERIOD}, {"jitter": 0.1}, {"first_after": 0}]}
-UPLINK = {"budget": 1.5, "count": 5, "timeout": 0.25}
+UPLINK = {"budget": 1.0, "count": 3, "timeout": 0.25}
+# offline after 3 missed heartbeats (a lab minute is short)
+LAB_FLEET = dict(FLEET_CONF, offline_after=3)
+#: seconds of silence after which the engine reports a lab node offline:
+#: missed heartbeats x period + slack (jitter, probe budget, 1 s)
+OFFLINE_S = LAB_FLEET["offline_after"] * PERIOD + PERIOD * 0.1 + UPLINK["budget"] + 1.0
 
 
 @attr.s(kw_only=True, slots=True)
@@ -77,7 +82,7 @@ def lab_master_config(address, fleet=None, metrics_port=None):
             auto_admit=True,
             require_enrollment=True,
             on_invalid="keep",
-            fleet=dict(FLEET_CONF, **(fleet or {})),
+            fleet=dict(LAB_FLEET, **(fleet or {})),
             metrics={"address": "127.0.0.1", "port": metrics_port} if metrics_port else False,
         ),
     }
