@@ -13,13 +13,14 @@ settings (2 s heartbeats, offline after 5 missed) keep each test to seconds.
 
 import itertools
 import pathlib
+import time
 
 import attr
 import pytest
 from saltfactories.daemons.minion import SaltMinion
 from saltfactories.utils import random_string
 from tests.field import lab as _lab
-from tests.integration.fleet.conftest import FLEET_CONF, PERIOD
+from tests.integration.fleet.conftest import FLEET_CONF, PERIOD, events
 from tests.integration.view.conftest import free_port
 
 from adversarial.conftest import edge_conf, reactor_sls, salt_run, start_master
@@ -209,6 +210,48 @@ def lab_node(lab, lab_master, enroll, node_index):
         return factory
 
     return make
+
+
+@pytest.fixture(scope="package")
+def pair(lab_node):
+    """Two nodes of site ``pair-1``: ``enforced`` (edge.minion_config's settings) and ``default`` (Salt's)."""
+    nodes = {
+        "enforced": lab_node("pair-1", settings="enforced", prefix="lab-pair-e-"),
+        "default": lab_node("pair-1", settings="default", prefix="lab-pair-d-"),
+    }
+    for factory in nodes.values():
+        factory.start(start_timeout=120)
+    try:
+        yield nodes
+    finally:
+        for factory in nodes.values():
+            factory.terminate()
+
+
+def first_answers(master, listener, nodes, since, bound):
+    """
+    Send ``test.ping`` to each of ``nodes`` (``{name: factory}``) every
+    second (asynchronously, as an operator's retries) until each has
+    answered one; return ``{name: seconds from since to its first answer}``
+    (None for a node that did not answer within ``bound``).
+    """
+    import salt.client  # noqa: PLC0415
+    import salt.config  # noqa: PLC0415
+
+    opts = salt.config.client_config(master.config["conf_file"])
+    found = {}
+    with salt.client.get_local_client(mopts=opts) as client:
+        while len(found) < len(nodes) and time.time() < since + bound:
+            for name, factory in nodes.items():
+                if name in found:
+                    continue
+                ret = events(listener, master, f"salt/job/*/ret/{factory.id}", since)
+                if ret:
+                    found[name] = ret[0].stamp.timestamp() - since
+                else:
+                    client.cmd_async(factory.id, "test.ping")
+            time.sleep(1)  # the retry cadence
+    return {name: found.get(name) for name in nodes}
 
 
 def have_faketime():

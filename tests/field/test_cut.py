@@ -17,7 +17,6 @@ from tests.integration.fleet.conftest import events, heartbeat_of, wait_event
 
 pytestmark = pytest.mark.slow
 
-SITE = "cut-1"
 OFFLINE_S = _fc.OFFLINE_S
 CUT_S = 3 * OFFLINE_S
 #: the bound stated in docs/howto/field-lab.rst: a node answers a job within
@@ -25,49 +24,8 @@ CUT_S = 3 * OFFLINE_S
 ANSWER_BOUND_S = 30
 
 
-@pytest.fixture(scope="module")
-def cut_nodes(lab_node):
-    nodes = {
-        "enforced": lab_node(SITE, settings="enforced", prefix="lab-cut-e-"),
-        "default": lab_node(SITE, settings="default", prefix="lab-cut-d-"),
-    }
-    for factory in nodes.values():
-        factory.start(start_timeout=120)
-    try:
-        yield nodes
-    finally:
-        for factory in nodes.values():
-            factory.terminate()
-
-
-def first_answers(master, listener, nodes, since, bound):
-    """
-    Send ``test.ping`` to each of ``nodes`` (``{name: factory}``) every
-    second (asynchronously, as an operator's retries) until each has
-    answered one; return ``{name: seconds from since to its first answer}``
-    (None for a node that did not answer within ``bound``).
-    """
-    import salt.client  # noqa: PLC0415
-    import salt.config  # noqa: PLC0415
-
-    opts = salt.config.client_config(master.config["conf_file"])
-    found = {}
-    with salt.client.get_local_client(mopts=opts) as client:
-        while len(found) < len(nodes) and time.time() < since + bound:
-            for name, factory in nodes.items():
-                if name in found:
-                    continue
-                ret = events(listener, master, f"salt/job/*/ret/{factory.id}", since)
-                if ret:
-                    found[name] = ret[0].stamp.timestamp() - since
-                else:
-                    client.cmd_async(factory.id, "test.ping")
-            time.sleep(1)  # the retry cadence
-    return {name: found.get(name) for name in nodes}
-
-
-def test_cut_for_three_offline_thresholds_then_restored(lab, lab_master, cut_nodes, event_listener):
-    for factory in cut_nodes.values():
+def test_cut_for_three_offline_thresholds_then_restored(lab, lab_master, pair, event_listener):
+    for factory in pair.values():
         wait_event(
             event_listener,
             lab_master,
@@ -78,11 +36,11 @@ def test_cut_for_three_offline_thresholds_then_restored(lab, lab_master, cut_nod
         )
         assert answers_ping(lab_master, factory.id, within=60)
     cut_at = time.time()
-    for factory in cut_nodes.values():
+    for factory in pair.values():
         lab.blackhole(factory.netns)
     # the operator tries during the cut: the job goes nowhere
-    lab_master.salt_cli(timeout=5).run("test.ping", minion_tgt="lab-cut-*")
-    for factory in cut_nodes.values():
+    lab_master.salt_cli(timeout=5).run("test.ping", minion_tgt="lab-pair-*")
+    for factory in pair.values():
         wait_event(
             event_listener, lab_master, f"edge/node/{factory.id}/offline", cut_at, OFFLINE_S + 15
         )
@@ -90,11 +48,11 @@ def test_cut_for_three_offline_thresholds_then_restored(lab, lab_master, cut_nod
     # would not tell the time here: nothing happens until the restore)
     time.sleep(max(0.0, cut_at + CUT_S - time.time()))
     restored_at = time.time()
-    for factory in cut_nodes.values():
+    for factory in pair.values():
         lab.clear(factory.netns)
 
-    figures = first_answers(lab_master, event_listener, cut_nodes, restored_at, ANSWER_BOUND_S + 30)
-    for name, factory in cut_nodes.items():
+    figures = _fc.first_answers(lab_master, event_listener, pair, restored_at, ANSWER_BOUND_S + 30)
+    for name, factory in pair.items():
         online = wait_event(
             event_listener, lab_master, f"edge/node/{factory.id}/online", restored_at, 60
         )
