@@ -97,7 +97,7 @@ def metrics_port():
 @pytest.fixture(scope="package")
 def lab_master(lab, salt_factories, metrics_port):
     """Master A on 198.18.0.1, its metrics server on a free loopback port."""
-    conf = lab_master_config(_lab.MASTER_A, metrics_port=metrics_port)
+    conf = lab_master_config(lab.master_a, metrics_port=metrics_port)
     factory = start_master(salt_factories, "lab-master-", conf)
     with factory.started(start_timeout=120):
         yield factory
@@ -174,17 +174,15 @@ def lab_node(lab, lab_master, enroll, node_index):
         ns = lab.node(next(node_index))
         key = enroll(site)
         if settings == "enforced":
-            options = enforced_options(
-                masters or [_lab.MASTER_A], site, key, failover=bool(masters)
-            )
+            options = enforced_options(masters or [lab.master_a], site, key, failover=bool(masters))
         else:
-            options = default_options(_lab.MASTER_A, site, key)
+            options = default_options(lab.master_a, site, key)
         options["edge"] = dict(options["edge"], uplink=UPLINK)
         # Salt's loop (salt-factories sets 0.05 s); the master's publish
         # port; salt-factories' log server and event listener (they listen
         # on every address) reached through the NAT, not on the node's own
         # loopback
-        via_nat = {"host": _lab.MASTER_A}
+        via_nat = {"host": lab.master_a}
         options.update(
             loop_interval=1,
             publish_port=master.config["publish_port"],

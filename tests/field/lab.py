@@ -1,9 +1,10 @@
 """
 The field lab's network (docs/howto/field-lab.rst): real kernel networking,
-no mocks. The master stays in the root namespace on ``198.18.0.1`` (and
-``198.18.0.3`` for a second master), the master's side of one veth pair;
-the other side is the uplink of a NAT namespace (``198.18.0.2``) that
-masquerades everything its nodes send. Each node is a namespace of its own
+no mocks. The master stays in the root namespace on ``198.18.K.1`` (and
+``198.18.K.3`` for a second master), the master's side of one veth pair;
+the other side is the uplink of a NAT namespace (``198.18.K.2``) that
+masquerades everything its nodes send. ``K`` is the first /29 no interface
+of the root namespace uses yet, so two runs at once do not collide. Each node is a namespace of its own
 behind the NAT (``198.19.N.2``, its gateway ``198.19.N.1``); the root
 namespace has no route to the nodes, so the master sees every node as the
 NAT's address, exactly as across a customer's NAT.
@@ -27,9 +28,6 @@ import re
 import shutil
 import subprocess
 
-MASTER_A = "198.18.0.1"
-MASTER_B = "198.18.0.3"
-NAT_UPLINK = "198.18.0.2"
 _PREFIX_RE = re.compile(r"^fl([0-9a-f]+)-")
 _CT_TIMEOUT = "net.netfilter.nf_conntrack_tcp_timeout_established"
 
@@ -66,6 +64,12 @@ def sweep():
         if not match or _alive(int(match.group(1), 16)):
             continue
         if name in names:
+            # what that run left running in there (its minions) goes too
+            for pid in run("ip", "netns", "pids", name, check=False).split():
+                try:
+                    os.kill(int(pid), 9)
+                except ProcessLookupError:
+                    pass
             run("ip", "netns", "delete", name, check=False)
         else:
             run("ip", "link", "delete", name, check=False)
@@ -93,10 +97,20 @@ class Lab:
         self.master_if = self.prefix + "m"
         self.nodes = {}
         self._handles = {}
+        self.master_a = self.master_b = self.nat_uplink = None
+
+    @staticmethod
+    def _free_subnet():
+        """The first 198.18.K.0/29 (K 1-254) that no root-namespace interface uses; returns K."""
+        used = set(re.findall(r"inet 198\.18\.(\d+)\.", run("ip", "-4", "-o", "addr", "show")))
+        for k in range(1, 255):
+            if str(k) not in used:
+                return k
+        raise LabUnavailable("no free 198.18.K.0/29 left in the root namespace")
 
     # ------------------------------------------------------------------ build
     def build(self):
-        """Make the NAT namespace and the master's veth (198.18.0.1 and .3). Raises :class:`LabUnavailable`."""
+        """Make the NAT namespace and the master's veth (198.18.K.1 and .3). Raises :class:`LabUnavailable`."""
         try:
             run("ip", "netns", "add", self.nat)
         except RuntimeError as exc:
@@ -115,10 +129,12 @@ class Lab:
             "netns",
             self.nat,
         )
-        run("ip", "addr", "add", f"{MASTER_A}/29", "dev", self.master_if)
-        run("ip", "addr", "add", f"{MASTER_B}/29", "dev", self.master_if)
+        k = self._free_subnet()
+        self.master_a, self.nat_uplink, self.master_b = (f"198.18.{k}.{i}" for i in (1, 2, 3))
+        run("ip", "addr", "add", f"{self.master_a}/29", "dev", self.master_if)
+        run("ip", "addr", "add", f"{self.master_b}/29", "dev", self.master_if)
         run("ip", "link", "set", self.master_if, "up")
-        run("ip", "-n", self.nat, "addr", "add", f"{NAT_UPLINK}/29", "dev", "uplink")
+        run("ip", "-n", self.nat, "addr", "add", f"{self.nat_uplink}/29", "dev", "uplink")
         run("ip", "-n", self.nat, "link", "set", "uplink", "up")
         self.nsexec(self.nat, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         self.nsexec(

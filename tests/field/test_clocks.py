@@ -18,7 +18,6 @@ import pytest
 import salt.config
 from tests.daemons import answers_ping
 from tests.field import conftest as _fc
-from tests.field import lab as _lab
 from tests.integration.fleet.conftest import heartbeat_of, wait_event, wait_record
 
 from adversarial.conftest import forge_events, wait_until
@@ -172,8 +171,8 @@ def test_replayed_heartbeat_is_refused_and_counted(
 
     # re-fired with the node's own key, from the root namespace
     mopts = salt.config.minion_config(factory.config["conf_file"])
-    mopts["master_ip"] = _lab.MASTER_A
-    mopts["master_uri"] = f"tcp://{_lab.MASTER_A}:{mopts['master_port']}"
+    mopts["master_ip"] = lab.master_a
+    mopts["master_uri"] = f"tcp://{lab.master_a}:{mopts['master_port']}"
     forge_events(mopts, [("edge/heartbeat", captured)])
 
     assert wait_until(

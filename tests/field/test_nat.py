@@ -11,7 +11,6 @@ import time
 import psutil
 import pytest
 from tests.daemons import answers_ping
-from tests.field import lab as _lab
 from tests.integration.fleet.conftest import heartbeat_of, wait_event, wait_record
 
 pytestmark = pytest.mark.slow
@@ -48,17 +47,17 @@ def test_admitted_through_nat_by_enrollment_key(lab, lab_master, lab_run, nat_no
         if c.laddr and c.laddr.port in ports and c.raddr and c.status == "ESTABLISHED"
     }
     node_address = lab.nodes[nat_node.netns]["address"]
-    assert _lab.NAT_UPLINK in peers, peers
+    assert lab.nat_uplink in peers, peers
     assert node_address not in peers, peers
     # its grains: the node's own address, its site, its uplink to the master
     cli = lab_master.salt_cli(timeout=60)
     ret = cli.run("grains.item", "ipv4", "edge_site", "edge_uplink", minion_tgt=nat_node.id)
     assert ret.returncode == 0, ret
     grains = ret.data
-    assert node_address in grains["ipv4"] and _lab.NAT_UPLINK not in grains["ipv4"], grains
+    assert node_address in grains["ipv4"] and lab.nat_uplink not in grains["ipv4"], grains
     assert grains["edge_site"] == SITE
     assert grains["edge_uplink"]["quality"] in ("good", "fair"), grains["edge_uplink"]
-    assert grains["edge_uplink"]["target"].startswith(_lab.MASTER_A), grains["edge_uplink"]
+    assert grains["edge_uplink"]["target"].startswith(lab.master_a), grains["edge_uplink"]
 
 
 def test_presence_from_heartbeats_beside_salt_presence(
