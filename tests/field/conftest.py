@@ -226,20 +226,21 @@ def pair(lab_node):
             factory.terminate()
 
 
-def first_answers(master, listener, nodes, since, bound):
+def first_answers(master, listener, nodes, since, bound, need=None):
     """
     Send ``test.ping`` to each of ``nodes`` (``{name: factory}``) every
-    second (asynchronously, as an operator's retries) until each has
-    answered one; return ``{name: seconds from since to its first answer}``
-    (None for a node that did not answer within ``bound``).
+    second (asynchronously, as an operator's retries) until each (or each of
+    the names in ``need``) has answered one; return ``{name: seconds from
+    since to its first answer}`` (None for a node that had not answered).
     """
+    need = set(nodes if need is None else need)
     import salt.client  # noqa: PLC0415
     import salt.config  # noqa: PLC0415
 
     opts = salt.config.client_config(master.config["conf_file"])
     found = {}
     with salt.client.get_local_client(mopts=opts) as client:
-        while len(found) < len(nodes) and time.time() < since + bound:
+        while not need <= set(found) and time.time() < since + bound:
             for name, factory in nodes.items():
                 if name in found:
                     continue
