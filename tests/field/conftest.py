@@ -11,6 +11,8 @@ plus only what an edge node needs to enrol and to heartbeat. Short engine
 settings (2 s heartbeats, offline after 5 missed) keep each test to seconds.
 """
 
+import concurrent.futures
+import contextlib
 import itertools
 import pathlib
 import time
@@ -19,8 +21,9 @@ import attr
 import pytest
 from saltfactories.daemons.minion import SaltMinion
 from saltfactories.utils import random_string
+from tests.daemons import answers_ping
 from tests.field import lab as _lab
-from tests.integration.fleet.conftest import FLEET_CONF, PERIOD, events
+from tests.integration.fleet.conftest import FLEET_CONF, PERIOD, events, heartbeat_of, wait_event
 from tests.integration.view.conftest import free_port
 
 from adversarial.conftest import edge_conf, reactor_sls, salt_run, start_master
@@ -210,20 +213,51 @@ def lab_node(lab, lab_master, enroll, node_index):
     return make
 
 
+#: figures measured by fixtures, printed by the tests that use them
+FIGURES = {}
+
+
+@contextlib.contextmanager
+def running(nodes):
+    """Start every factory of ``nodes`` (``{name: factory}``) at once; stop them all at once at the end."""
+    factories = list(nodes.values())
+    with concurrent.futures.ThreadPoolExecutor(len(factories)) as pool:
+        try:
+            for future in [pool.submit(f.start, start_timeout=120) for f in factories]:
+                future.result()
+            yield nodes
+        finally:
+            for future in [pool.submit(f.terminate) for f in factories]:
+                future.result()
+
+
 @pytest.fixture(scope="package")
-def pair(lab_node):
+def pair(lab_node, lab_master):
     """Two nodes of site ``pair-1``: ``enforced`` (edge.minion_config's settings) and ``default`` (Salt's)."""
     nodes = {
         "enforced": lab_node("pair-1", settings="enforced", prefix="lab-pair-e-"),
         "default": lab_node("pair-1", settings="default", prefix="lab-pair-d-"),
     }
-    for factory in nodes.values():
-        factory.start(start_timeout=120)
-    try:
+    started = time.monotonic()
+    with running(nodes):
+        # the quickstart's "within about ten seconds": from the start to
+        # admitted by enrollment key and answering a job, through the NAT
+        assert answers_ping(lab_master, nodes["enforced"].id, within=60)
+        FIGURES["start_to_ping_s"] = time.monotonic() - started
         yield nodes
-    finally:
-        for factory in nodes.values():
-            factory.terminate()
+
+
+def heard(listener, master, factory, since=None, timeout=60, pred=None):
+    """Wait for a heartbeat of ``factory`` on ``master`` (after ``since``, default 2 min ago) matching ``pred``; return it."""
+    mine = heartbeat_of(factory.id)
+    return wait_event(
+        listener,
+        master,
+        "edge/heartbeat",
+        time.time() - 120 if since is None else since,
+        timeout,
+        lambda data: mine(data) and (pred is None or pred(data.get("data") or data)),
+    )
 
 
 def first_answers(master, listener, nodes, since, bound, need=None):

@@ -28,6 +28,8 @@ import re
 import shutil
 import subprocess
 
+from saltext_edge.minion_restart import alive
+
 _PREFIX_RE = re.compile(r"^fl([0-9a-f]+)-")
 _CT_TIMEOUT = "net.netfilter.nf_conntrack_tcp_timeout_established"
 
@@ -44,16 +46,6 @@ def run(*argv, check=True, stdin=None):
     return proc.stdout
 
 
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep():
     """Delete namespaces and root links of earlier lab runs whose process is gone; return their names."""
     gone = []
@@ -61,7 +53,7 @@ def sweep():
     links = re.findall(r"^\d+: (fl[0-9a-f]+-[^:@]+)", run("ip", "-o", "link", "show"), re.M)
     for name in names + links:
         match = _PREFIX_RE.match(name)
-        if not match or _alive(int(match.group(1), 16)):
+        if not match or alive(int(match.group(1), 16)):
             continue
         if name in names:
             # what that run left running in there (its minions) goes too

@@ -18,7 +18,7 @@ import pytest
 import salt.config
 from tests.daemons import answers_ping
 from tests.field import conftest as _fc
-from tests.integration.fleet.conftest import heartbeat_of, wait_event, wait_record
+from tests.integration.fleet.conftest import wait_record
 
 from adversarial.conftest import forge_events, wait_until
 
@@ -45,13 +45,8 @@ def clock_nodes(lab_node):
         name: lab_node(SITE, clock=fake, prefix=f"lab-{name}-")
         for name, (fake, _) in CLOCKS.items()
     }
-    for factory in nodes.values():
-        factory.start(start_timeout=120)
-    try:
+    with _fc.running(nodes):
         yield nodes
-    finally:
-        for factory in nodes.values():
-            factory.terminate()
 
 
 def scrape(port):
@@ -101,14 +96,7 @@ def test_wrong_clocks_answer_jobs(lab_master, clock_nodes):
 def test_wrong_clocks_online_with_offset(lab_master, clock_nodes, metrics_port, event_listener):
     run = lab_master.salt_run_cli(timeout=120)
     for name, factory in clock_nodes.items():
-        wait_event(
-            event_listener,
-            lab_master,
-            "edge/heartbeat",
-            time.time() - 120,
-            60,
-            heartbeat_of(factory.id),
-        )
+        _fc.heard(event_listener, lab_master, factory)
         # online from heartbeats (a job return counts too: not enough)
         wait_record(
             lab_master,
@@ -147,25 +135,11 @@ def test_replayed_heartbeat_is_refused_and_counted(
     lab, lab_master, clock_nodes, metrics_port, event_listener
 ):
     factory = clock_nodes["behind-2h"]
-    beat = wait_event(
-        event_listener,
-        lab_master,
-        "edge/heartbeat",
-        time.time() - 120,
-        60,
-        heartbeat_of(factory.id),
-    )
+    beat = _fc.heard(event_listener, lab_master, factory)
     captured = beat.data.get("data", beat.data)
     # a later heartbeat is accepted first, so the captured one is old news
     later = time.time()
-    wait_event(
-        event_listener,
-        lab_master,
-        "edge/heartbeat",
-        later,
-        30,
-        lambda d: heartbeat_of(factory.id)(d) and (d.get("data") or d)["seq"] > captured["seq"],
-    )
+    _fc.heard(event_listener, lab_master, factory, later, 30, lambda p: p["seq"] > captured["seq"])
     wait_record(lab_master, factory.id, lambda r: (r.get("seq") or 0) > captured["seq"], 30)
     before = metric(scrape(metrics_port), "edge_heartbeats_refused_total", reason="replay") or 0
 

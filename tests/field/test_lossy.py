@@ -11,6 +11,7 @@ follows once the link is clean again.
 import time
 
 import pytest
+from tests.field import conftest as _fc
 from tests.integration.fleet.conftest import events, heartbeat_of, wait_event
 
 pytestmark = pytest.mark.slow
@@ -26,9 +27,7 @@ def _uplink(event):
 
 def test_lossy_link_poor_uplink_site_degraded_once(lab, lab_master, lab_run, pair, event_listener):
     node = pair["enforced"]
-    wait_event(
-        event_listener, lab_master, "edge/heartbeat", time.time() - 120, 60, heartbeat_of(node.id)
-    )
+    _fc.heard(event_listener, lab_master, node)
     start = time.time()
     lab.loss(node.netns, LOSS_PCT)
     try:
@@ -40,13 +39,8 @@ def test_lossy_link_poor_uplink_site_degraded_once(lab, lab_master, lab_run, pai
         assert site["degraded"] is True, site
         assert site["quality"]["poor"] + site["quality"]["down"] >= 1, site
         # the loss goes on: no second degraded, no recovered meanwhile
-        wait_event(
-            event_listener,
-            lab_master,
-            "edge/heartbeat",
-            degraded.stamp.timestamp() + OBSERVE_S,
-            OBSERVE_S + 30,
-            heartbeat_of(node.id),
+        _fc.heard(
+            event_listener, lab_master, node, degraded.stamp.timestamp() + OBSERVE_S, OBSERVE_S + 30
         )
     finally:
         lab.clear(node.netns)

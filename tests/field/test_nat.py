@@ -8,28 +8,20 @@ sees it as the NAT's address, its grains are right, and ``edge.report``
 
 import time
 
-import psutil
 import pytest
-from tests.daemons import answers_ping
-from tests.integration.fleet.conftest import heartbeat_of, wait_event, wait_record
+from tests.daemons import answers_ping, peers
+from tests.field import conftest as _fc
+from tests.integration.fleet.conftest import wait_event, wait_record
 
 pytestmark = pytest.mark.slow
 
-SITE = "nat-1"
-
-
-FIGURES = {}
+SITE = "pair-1"
 
 
 @pytest.fixture(scope="module")
-def nat_node(lab_master, lab_node):
-    factory = lab_node(SITE, prefix="lab-nat-")
-    started = time.monotonic()
-    with factory.started(start_timeout=120):
-        # the quickstart's "within about ten seconds": start to admitted and answering
-        assert answers_ping(lab_master, factory.id, within=60)
-        FIGURES["start_to_ping_s"] = time.monotonic() - started
-        yield factory
+def nat_node(pair):
+    """The node with the enforced settings (started by ``pair``)."""
+    return pair["enforced"]
 
 
 def test_admitted_through_nat_by_enrollment_key(lab, lab_master, lab_run, nat_node):
@@ -40,15 +32,10 @@ def test_admitted_through_nat_by_enrollment_key(lab, lab_master, lab_run, nat_no
     assert ret.data["admitted_by"].startswith("enrollment:"), ret.data
     assert ret.data["site"] == SITE
     # the master sees the NAT's address on its ports, never the node's own
-    ports = {lab_master.config["ret_port"], lab_master.config["publish_port"]}
-    peers = {
-        c.raddr.ip
-        for c in psutil.net_connections("tcp")
-        if c.laddr and c.laddr.port in ports and c.raddr and c.status == "ESTABLISHED"
-    }
+    seen = peers(lab_master)
     node_address = lab.nodes[nat_node.netns]["address"]
-    assert lab.nat_uplink in peers, peers
-    assert node_address not in peers, peers
+    assert lab.nat_uplink in seen, seen
+    assert node_address not in seen, seen
     # its grains: the node's own address, its site, its uplink to the master
     cli = lab_master.salt_cli(timeout=60)
     ret = cli.run("grains.item", "ipv4", "edge_site", "edge_uplink", minion_tgt=nat_node.id)
@@ -64,14 +51,7 @@ def test_presence_from_heartbeats_beside_salt_presence(
     lab_master, lab_run, nat_node, event_listener
 ):
     """``edge.report`` asks nobody; Salt's ``manage.present`` reads the master's connections."""
-    wait_event(
-        event_listener,
-        lab_master,
-        "edge/heartbeat",
-        time.time() - 120,
-        60,
-        heartbeat_of(nat_node.id),
-    )
+    _fc.heard(event_listener, lab_master, nat_node)
     wait_record(lab_master, nat_node.id, lambda r: r.get("status") == "online", 30)
     started = time.monotonic()
     ret = lab_run.run("edge.report", "details=True")
@@ -94,6 +74,6 @@ def test_presence_from_heartbeats_beside_salt_presence(
     # ... while it answers jobs, through the same NAT
     assert answers_ping(lab_master, nat_node.id, within=30)
     print(
-        f"field-lab: start to first answered ping {FIGURES['start_to_ping_s']:.1f} s; "
+        f"field-lab: start to first answered ping {_fc.FIGURES['start_to_ping_s']:.1f} s; "
         f"edge.report {report_s:.2f} s (online), manage.present {present_s:.2f} s (absent)"
     )
