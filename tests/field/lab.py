@@ -33,6 +33,10 @@ from saltext_edge.minion_restart import alive
 _PREFIX_RE = re.compile(r"^fl([0-9a-f]+)-")
 _CT_TIMEOUT = "net.netfilter.nf_conntrack_tcp_timeout_established"
 
+#: figures measured by the lab's fixtures, printed by the tests that use them
+#: (here, not in conftest.py: pytest imports that under another name too)
+FIGURES = {}
+
 
 class LabUnavailable(Exception):
     """The lab cannot be built here (not root, no ``ip``/``nft``, no namespaces): one line why."""

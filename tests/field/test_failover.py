@@ -63,6 +63,14 @@ def test_failover_from_a_blackholed_master(lab, lab_master, master_b, lab_node):
         lab.blackhole(node.netns, to=lab.master_a)
         reached = answers_ping(master_b, node.id, within=FAILOVER_BOUND_S + 30, each=5)
         took = time.monotonic() - cut
+        shutil.copy(
+            pathlib.Path(node.config["root_dir"]) / "logs" / "minion.log",
+            "/tmp/fieldlab-fo3-minion.log",
+        )
+        shutil.copy(
+            pathlib.Path(master_b.config["root_dir"]) / "logs" / "master.log",
+            "/tmp/fieldlab-fo3-master.log",
+        )
         print(f"field-lab: master A black-holed -> node answers through B after {took:.0f} s")
         assert reached, f"no answer through master B within {FAILOVER_BOUND_S + 30} s"
         assert took <= FAILOVER_BOUND_S, (took, FAILOVER_BOUND_S)

@@ -11,6 +11,7 @@ import time
 import pytest
 from tests.daemons import answers_ping, peers
 from tests.field import conftest as _fc
+from tests.field import lab as _lab
 from tests.integration.fleet.conftest import wait_event, wait_record
 
 pytestmark = pytest.mark.slow
@@ -74,6 +75,6 @@ def test_presence_from_heartbeats_beside_salt_presence(
     # ... while it answers jobs, through the same NAT
     assert answers_ping(lab_master, nat_node.id, within=30)
     print(
-        f"field-lab: start to first answered ping {_fc.FIGURES['start_to_ping_s']:.1f} s; "
+        f"field-lab: start to first answered ping {_lab.FIGURES['start_to_ping_s']:.1f} s; "
         f"edge.report {report_s:.2f} s (online), manage.present {present_s:.2f} s (absent)"
     )
