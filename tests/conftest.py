@@ -180,8 +180,9 @@ def python_without_ext(tmp_path_factory):
 
 #: packages whose tests share package-scoped daemons or a machine-wide
 #: resource (as_shipped: the wheel it builds, the ``salt`` user it creates and
-#: removes), so one pytest-xdist worker runs all of each
-ONE_WORKER_PACKAGES = ("as_shipped", "fleet", "view", "enrollment", "alerting")
+#: removes; field: the lab network of tests/field/lab.py), so one pytest-xdist
+#: worker runs all of each
+ONE_WORKER_PACKAGES = ("as_shipped", "fleet", "view", "enrollment", "alerting", "field")
 
 
 def worker_group(nodeid):

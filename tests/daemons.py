@@ -112,3 +112,13 @@ def answers_ping(master, minion_id, within=0, each=5):
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.5)
+
+
+def peers(master):
+    """The remote addresses of the established connections on ``master``'s ret and publish ports."""
+    ports = {master.config["ret_port"], master.config["publish_port"]}
+    return {
+        c.raddr.ip
+        for c in psutil.net_connections("tcp")
+        if c.laddr and c.laddr.port in ports and c.raddr and c.status == "ESTABLISHED"
+    }

@@ -19,7 +19,7 @@ import json
 import time
 
 import pytest
-from tests.daemons import sigkill
+from tests.daemons import peers, sigkill
 from tests.integration.fleet.conftest import (
     PERIOD,
     events,
@@ -116,15 +116,8 @@ def test_nat_node_source_address_differs_from_grains(fleet_master, node_nat, sal
     assert ret.returncode == 0, ret
     assert "127.0.0.7" not in ret.data, ret.data
     # the master does see it from 127.0.0.7 (its established connection on the ret port)
-    import psutil
-
-    ports = {fleet_master.config["ret_port"], fleet_master.config["publish_port"]}
-    peers = {
-        c.raddr.ip
-        for c in psutil.net_connections("tcp")
-        if c.laddr and c.laddr.port in ports and c.raddr and c.status == "ESTABLISHED"
-    }
-    assert "127.0.0.7" in peers, peers
+    seen = peers(fleet_master)
+    assert "127.0.0.7" in seen, seen
     # the grains.get return above counts too; then its heartbeats go on
     wait_record(
         fleet_master,
