@@ -159,7 +159,7 @@ NOT_RUNNABLE = (
         "runs on an edge node; salt-call --local edge.diagnose runs in tests/functional/diag",
     ),
     (
-        r"^salt-run edge\.enrollment_key ",
+        r"^salt-run edge\.enrollment_key\b",
         "writes a key file under /srv/provision or /etc/salt of the master host; run with "
         "test paths in tests/integration/enrollment",
     ),
