@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _common as C  # noqa: E402  pylint: disable=wrong-import-position
 
-BENCHES = ("admission", "storm", "single", "report", "diagnose", "grains", "fleet", "view")
+BENCHES = ("admission", "storm", "single", "report", "diagnose", "grains", "fleet", "view", "soak")
 
 
 # --------------------------------------------------------------------------

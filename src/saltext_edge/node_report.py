@@ -44,6 +44,8 @@ def node(opts, minion_id, store=None, now=None):
     samples = rec.get("samples") or []
     late_s, offline_s = _status.limits(rec, _conf.for_site(conf, name))
     claim = rec.get("claim")
+    refusal = rec.get("refusal")
+    offset = rec.get("clock_offset_s")
     ret = {
         "id": minion_id,
         "site": name,
@@ -65,6 +67,14 @@ def node(opts, minion_id, store=None, now=None):
         "admitted_by": (index.get(minion_id) or {}).get("admitted_by"),
         "flapping": bool(rec) and _status.flapping(rec, conf, now),
         "unverified_claim": {"at": iso(claim["ts"]), "kind": claim["kind"]} if claim else None,
+        # master receive time - the node's send time (positive: its clock is behind)
+        "clock_offset_s": offset,
+        "clock_warning": offset is not None and abs(offset) > conf["clock_warn"],
+        "last_refusal": (
+            {"at": iso(refusal.get("ts")), "reason": refusal.get("reason")}
+            if isinstance(refusal, dict)
+            else None
+        ),
         "transitions": [{"at": iso(t[0]), "status": t[1]} for t in rec.get("transitions") or []],
         "trend": {
             "1h": _record.trend([s for s in samples if s[0] >= now - 3600]),

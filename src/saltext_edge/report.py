@@ -132,6 +132,7 @@ def assemble(
                 "flapping": flaps,
                 "admission": admission,
                 "admitted_by": (index.get(mid) or {}).get("admitted_by"),
+                "clock_offset_s": rec.get("clock_offset_s") if rec else None,
             }
 
     hours_meta = site_meta.get("hours") or {}
@@ -290,6 +291,7 @@ def _engines_view(store, now):
             "started_at": iso(info.get("started_at")),
             "flushed_at": iso(flushed),
             "nodes": info.get("nodes"),
+            "refused_heartbeats": info.get("refused_heartbeats") or {},
             "stale": flushed is None or now - flushed > 300,
         }
     return out

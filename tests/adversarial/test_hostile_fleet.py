@@ -698,3 +698,314 @@ def test_lock_held_elsewhere_fails_the_run_clearly(manual_master, mopts, key_poo
     assert key_states(mopts)[mid][0] == "pending"
     rc, data, out, err = salt_run(manual_master, "edge.accept_pending", f"match={mid}")
     assert per_minion(data)[mid]["decision"] == "accepted", (out, err)
+
+
+# ==========================================================================
+# Issue 26 (fleet health) and 24.3/24.4: a master running the edge_fleet
+# engine; the attacker is an accepted minion talking over its own request
+# channel (docs/ref/engine.rst, "Signs of life and trust"; docs/security-tests.rst)
+# ==========================================================================
+FLEET_PERIOD = 1.0
+
+
+def _fleet_record(opts, mid):
+    from saltext_edge.fleet import store as _store
+
+    return _store.Store(opts).load(mid)
+
+
+def _fleet_meta(opts, key):
+    from saltext_edge.fleet import store as _store
+
+    return _store.Store(opts).meta(key)
+
+
+def _refused(opts, master_id, reason):
+    return int(
+        (_fleet_meta(opts, f"engine.{master_id}").get("refused_heartbeats") or {}).get(reason) or 0
+    )
+
+
+def _send_load(mopts, load):
+    """One request over the accepted minion ``mopts``'s own (AES) channel, as its salt-minion would send it."""
+    import salt.channel.client
+
+    with salt.channel.client.ReqChannel.factory(mopts) as channel:
+        return channel.send(dict(load, id=mopts["id"]), timeout=60, tries=2)
+
+
+def _signed_beat(mopts, seq, boot, sent_at=None, period=FLEET_PERIOD):
+    """A heartbeat of the node ``mopts`` signed with its key, as the beacon makes it."""
+    from saltext_edge.fleet import heartbeat as _hb
+    from saltext_edge.fleet import signing
+
+    payload = _hb.payload(
+        {"id": mopts["id"], "edge": {"site": SITE}},
+        {"quality": "good", "rtt_ms": 1.0, "jitter_ms": 0.1, "loss_pct": 0.0, "checked_at": None},
+        seq,
+        boot,
+        period,
+        0.1,
+        now=sent_at,
+    )
+    return signing.Signer(os.path.join(mopts["pki_dir"], "minion.pem")).sign(payload)
+
+
+def _beat(mopts, payload):
+    """Send a heartbeat the way ``event.fire_master`` does (a single-event ``_minion_event``)."""
+    return _send_load(mopts, {"cmd": "_minion_event", "tag": "edge/heartbeat", "data": payload})
+
+
+def _log_text(factory):
+    log_file = pathlib.Path(factory.config["log_file"])
+    if not log_file.is_absolute():
+        log_file = pathlib.Path(factory.config["root_dir"]) / log_file
+    return log_file.read_text(errors="replace") if log_file.exists() else ""
+
+
+@pytest.fixture(scope="module")
+def fleet(salt_factories, key_pool):
+    """
+    ``(master, its opts, an accepted attacker's opts)``: the engine with 1 s
+    heartbeats (late after 1 missed, offline after 2), logging at Salt's
+    default level.
+    """
+    conf = {
+        "interval": FLEET_PERIOD,
+        "late_after": 1,
+        "offline_after": 2,
+        "grace": 0,
+        "flush_interval": 1,
+    }
+    with start_master(
+        salt_factories,
+        "adv-fleet-",
+        overrides={
+            "engines": [{"edge_fleet": {}}],
+            "edge": edge_conf(fleet=conf, metrics=False),
+            "log_level_logfile": "warning",
+        },
+    ).started(start_timeout=120) as factory:
+        opts = master_opts(factory)
+        yield factory, opts, accepted_attacker(factory, opts, key_pool[11])
+
+
+def _engine_ready(fopts, fleet_master):
+    assert wait_until(lambda: _fleet_meta(fopts, f"engine.{fleet_master.id}"), 60), (
+        "the edge_fleet engine never wrote its meta"
+    )
+
+
+def _dead_node(fleet_master, fopts, key_pool, index, prefix):
+    """An accepted node that heartbeats three times (seq 1..3), then dies; returns (opts, payloads)."""
+    victim = accepted_attacker(fleet_master, fopts, key_pool[index], prefix=prefix)
+    boot = os.urandom(8).hex() + ":1"
+    payloads = [_signed_beat(victim, seq, boot, sent_at=time.time()) for seq in (1, 2, 3)]
+    bus = BusRecorder(fopts).start()
+    for payload in payloads:
+        _beat(victim, payload)
+    assert wait_until(lambda: (_fleet_record(fopts, victim["id"]) or {}).get("seq") == 3, 30), (
+        "the node's own heartbeats were not taken"
+    )
+    assert wait_until(lambda: bus.tagged(f"edge/node/{victim['id']}/offline"), 30), (
+        "the silent node never went offline"
+    )
+    bus.stop()
+    return victim, payloads
+
+
+def test_forged_job_and_replay_do_not_revive_a_dead_node(fleet, key_pool):
+    """
+    Issue 26 item 2/3 and 24.3's replay: a node dies. An accepted minion then
+    (a) forges ``salt/job/<jid>/new`` targeting it through ``pretag: ""`` and
+    returns in its name, (b) sends returns for it through Salt's own
+    ``_syndic_return`` (the master fires genuine-looking
+    ``salt/job/<jid>/ret/<id>`` events and writes its job cache), (c)
+    re-fires the node's captured signed heartbeat. The bus shows every
+    forged event; the node stays offline, no ``online`` fires, the returns
+    are only an unverified claim and the replay is refused and counted.
+    """
+    fleet_master, fopts, fleet_attacker = fleet
+    _engine_ready(fopts, fleet_master)
+    victim, payloads = _dead_node(fleet_master, fopts, key_pool, 12, "dead-")
+    vid = victim["id"]
+    before = _fleet_record(fopts, vid)
+    replays = _refused(fopts, fleet_master.id, "replay")
+    bus = BusRecorder(fopts).start()
+    forged_at = time.time()
+    # the operator pings the dead node (edge.report ping=True): every minion sees the jid
+    import salt.client
+
+    with salt.client.LocalClient(mopts=fopts) as local:
+        jid = local.run_job(vid, "test.ping", tgt_type="list")["jid"]
+    forged_jid = time.strftime("%Y%m%d%H%M%S", time.gmtime()) + "123456"
+    ret = {"id": vid, "jid": jid, "fun": "test.ping", "return": True, "success": True, "retcode": 0}
+    for _ in range(5):
+        # (a) pretag "" fires each tag unchanged, before the blacklist check
+        _send_load(
+            fleet_attacker,
+            {
+                "cmd": "_minion_event",
+                "pretag": "",
+                "events": [
+                    {
+                        "tag": f"salt/job/{forged_jid}/new",
+                        "data": {"jid": forged_jid, "minions": [vid], "fun": "test.ping"},
+                    },
+                    {"tag": f"salt/job/{forged_jid}/ret/{vid}", "data": dict(ret, jid=forged_jid)},
+                ],
+            },
+        )
+        # (b) Salt's syndic return path: any accepted minion, any inner id
+        _send_load(
+            fleet_attacker,
+            {
+                "cmd": "_syndic_return",
+                "load": [
+                    {
+                        "jid": jid,
+                        "id": fleet_attacker["id"],
+                        "fun": "test.ping",
+                        "return": {vid: {"return": True, "success": True, "retcode": 0}},
+                    }
+                ],
+            },
+        )
+        # (c) the node's own heartbeat, captured, re-fired as it was
+        _beat(fleet_attacker, payloads[-1])
+        _send_load(
+            fleet_attacker,
+            {"cmd": "_minion_event", "events": [{"tag": "edge/heartbeat", "data": payloads[-1]}]},
+        )
+        time.sleep(FLEET_PERIOD)
+    # the attack is real: Salt fired the forged job and the returns as the master's own,
+    # and its job cache holds the syndic-path return for the real jid
+    assert wait_until(lambda: bus.tagged(f"salt/job/{forged_jid}/new"), 30)
+    for each in (jid, forged_jid):
+        assert wait_until(
+            lambda j=each: [
+                1 for t, d in bus.tagged(f"salt/job/{j}/ret/{vid}") if d.get("id") == vid
+            ],
+            30,
+        ), f"the forged returns for {each} did not reach the bus"
+    with salt.client.LocalClient(mopts=fopts) as local:
+        assert vid in (local.get_cache_returns(jid) or {}), "the job cache has no forged return"
+    assert wait_until(lambda: _refused(fopts, fleet_master.id, "replay") >= replays + 10, 30), (
+        "the replayed heartbeats were not counted as replays: "
+        f"{_fleet_meta(fopts, f'engine.{fleet_master.id}')} {_fleet_record(fopts, vid)}"
+    )
+    rec = wait_until(
+        lambda: (
+            (r := _fleet_record(fopts, vid))
+            and (r.get("claim") or {}).get("ts", 0) >= forged_at - 1
+            and r
+        ),
+        30,
+    )
+    bus.stop()
+    assert rec, "the forged returns were not even noted as a claim"
+    assert rec["claim"]["kind"] == "job_return"
+    assert rec["status"] == "offline", rec["status"]
+    assert rec["last_seen"] == before["last_seen"]
+    assert (rec.get("refusal") or {}).get("reason") == "replay"
+    assert not bus.tagged(f"edge/node/{vid}/online")
+
+
+def test_heartbeat_flood_forges_no_log_record_and_is_rate_limited(fleet, key_pool):
+    """
+    Issue 26 item 4/5: an accepted minion floods ``edge/heartbeat`` with ids
+    holding a newline and a forged log line, and with 0.9 MB ids. No line
+    of the master's log starts with the injected text, the engine's lines
+    about them stay within the stated rate (10 a minute plus a summary),
+    every one is counted by reason, and a real node's heartbeat sent after
+    the flood is still taken.
+    """
+    fleet_master, fopts, fleet_attacker = fleet
+    _engine_ready(fopts, fleet_master)
+    honest = accepted_attacker(fleet_master, fopts, key_pool[13], prefix="honest-")
+    injected = "INJECTED edge_fleet: node victim-1 online"
+    template = _signed_beat(fleet_attacker, 1, "00112233aabbccdd:1")
+    before_bad = _refused(fopts, fleet_master.id, "bad_id")
+    before_big = _refused(fopts, fleet_master.id, "oversize")
+    log_before = len(_log_text(fleet_master))
+    started = time.time()
+    for batch in range(10):
+        events = [
+            {
+                "tag": "edge/heartbeat",
+                "data": dict(template, id=f"ghost-{batch}-{i}\n{injected}\r{injected}"),
+            }
+            for i in range(100)
+        ]
+        _send_load(fleet_attacker, {"cmd": "_minion_event", "events": events})
+    for i in range(5):
+        _beat(fleet_attacker, dict(template, id=f"big-{i}-" + "x" * 900_000))
+    boot = os.urandom(8).hex() + ":1"
+    _beat(honest, _signed_beat(honest, 1, boot, sent_at=time.time()))
+    assert wait_until(lambda: (_fleet_record(fopts, honest["id"]) or {}).get("seq") == 1, 60), (
+        "a real node's heartbeat after the flood was not taken"
+    )
+    assert wait_until(lambda: _refused(fopts, fleet_master.id, "bad_id") >= before_bad + 1000, 30)
+    assert wait_until(lambda: _refused(fopts, fleet_master.id, "oversize") >= before_big + 5, 30)
+    minutes = (time.time() - started) / 60.0
+    text = _log_text(fleet_master)[log_before:]
+    for line in text.splitlines():
+        assert not line.startswith("INJECTED"), line
+    ours = [line for line in text.splitlines() if "edge_fleet" in line and "refused" in line]
+    # at most 10 lines a minute and one summary line, over the minutes the flood spanned
+    assert len(ours) <= (int(minutes) + 2) * 11, len(ours)
+    assert len(text) < 64 * 1024, f"the log grew by {len(text)} bytes"
+
+
+LIBFAKETIME = pathlib.Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+
+
+@pytest.mark.skipif(
+    not LIBFAKETIME.exists(), reason="libfaketime not installed (apt-get install faketime)"
+)
+def test_node_with_a_clock_two_hours_behind_is_online(fleet, key_pool):
+    """
+    Issue 24.3: a real salt-minion whose whole process tree runs 2 hours
+    behind (libfaketime) sends its beacon's heartbeats: the node is online,
+    its clock offset (about +7200 s) is on its record and in ``edge.node``
+    with a warning, and the master logs that warning once.
+    """
+    fleet_master, fopts, _ = fleet
+    mid = f"late-clock-{_uid()}"
+    priv, pub = key_pool[14]
+    key_cache(fopts).store("keys", mid, {"pub": pub, "state": "accepted"})
+    node = pending_minion_factory(
+        fleet_master,
+        mid,
+        priv,
+        pub,
+        overrides={
+            "beacons": {
+                "edge_heartbeat": [{"period": FLEET_PERIOD}, {"jitter": 0.1}, {"first_after": 0}]
+            },
+            "edge": {"site": SITE, "uplink": {"budget": 0.5, "count": 1, "timeout": 0.4}},
+            "publish_port": fleet_master.config["publish_port"],
+        },
+    )
+    node.environ.update(
+        LD_PRELOAD=str(LIBFAKETIME), FAKETIME="-2h", FAKETIME_DONT_FAKE_MONOTONIC="1"
+    )
+    with node.started(start_timeout=120):
+        rec = wait_until(
+            lambda: (
+                (r := _fleet_record(fopts, mid))
+                and r.get("status") == "online"
+                and len(r.get("clock") or ()) >= 3
+                and r
+            ),
+            60,
+        )
+        assert rec, f"the node with a wrong clock is not online: {_fleet_record(fopts, mid)}"
+        assert 7200 - 60 < rec["clock_offset_s"] < 7200 + 60, rec["clock_offset_s"]
+        assert rec["last_kind"] == "heartbeat" and rec.get("refusal") is None
+        rc, data, out, err = salt_run(fleet_master, "edge.node", mid)
+        assert rc == 0, (out, err)
+        assert data["status"] == "online" and data["clock_warning"] is True, data
+        assert 7200 - 60 < data["clock_offset_s"] < 7200 + 60
+    warned = [line for line in _log_text(fleet_master).splitlines() if f"clock of {mid!r}" in line]
+    assert len(warned) == 1, warned

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from saltext_edge.fleet import engine as fengine
-from saltext_edge.fleet import heartbeat, signing, store
+from saltext_edge.fleet import evidence, heartbeat, signing, store
 
 T0 = 1_800_000_000.0
 
@@ -168,7 +168,14 @@ def test_snapshot_shape(opts, keys):
         "loss_pct": 0.0,
     }
     assert snap["nodes"]["n2"]["status"] == "never_seen"
-    assert set(snap["engine"]) == {"events_seen", "lag_seconds", "store_errors", "started_at"}
+    assert set(snap["engine"]) == {
+        "events_seen",
+        "lag_seconds",
+        "store_errors",
+        "started_at",
+        "heartbeats_refused",
+    }
+    assert snap["nodes"]["n1"]["clock_offset_s"] is not None
 
 
 def test_measurement_file_fresh_then_stale(tmp_path):
@@ -207,7 +214,8 @@ def test_key_change_is_seen_at_once(opts, keys):
     del current["n1"]
     eng.handle("salt/key", {"id": "n1", "act": "delete", "result": True})
     seq["n1"] += 1
-    assert eng.handle("edge/heartbeat", _beat(keys, "n1", seq["n1"], clock)) is None
+    refused = eng.handle("edge/heartbeat", _beat(keys, "n1", seq["n1"], clock))
+    assert isinstance(refused, evidence.Refusal) and refused.reason == "unknown_key"
     assert eng.classifier.rejected == 1
 
 

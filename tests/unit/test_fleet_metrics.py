@@ -43,7 +43,7 @@ def node(node_id, site, status, seen=NOW - 10, uplink="good", rtt=20.0):
 
 def snapshot():
     nodes = [
-        node("a1", "alpha", "online", rtt=10.0),
+        dict(node("a1", "alpha", "online", rtt=10.0), clock_offset_s=7200.5),
         node("a2", "alpha", "online", rtt=30.0, uplink="fair"),
         node("a3", "alpha", "late", rtt=50.0, uplink="poor"),
         node("a4", "alpha", "offline", seen=NOW - 9000, uplink="down", rtt=None),
@@ -58,6 +58,7 @@ def snapshot():
             "lag_seconds": 0.25,
             "store_errors": 2,
             "started_at": NOW - 3600,
+            "heartbeats_refused": {"replay": 3, "bad_id": 7, "unknown_key": 0},
         },
         "admissions": {
             ("accepted", None): 40,
@@ -120,6 +121,15 @@ def test_values_per_node_site_admission_engine():
     assert val(found, "edge_engine_store_errors_total") == 2
     assert val(found, "edge_engine_start_time_seconds") == NOW - 3600
     assert val(found, "edge_metrics_snapshot_ok") == 1
+    # refused heartbeats by reason; a node's clock offset (absent before a heartbeat)
+    assert val(found, "edge_heartbeats_refused_total", reason="replay") == 3
+    assert val(found, "edge_heartbeats_refused_total", reason="bad_id") == 7
+    assert val(found, "edge_heartbeats_refused_total", reason="unknown_key") == 0
+    assert val(found, "edge_node_clock_offset_seconds", id="a1", site="alpha") == 7200.5
+    assert (
+        "edge_node_clock_offset_seconds",
+        frozenset({("id", "b1"), ("site", "beta")}),
+    ) not in found
 
 
 def test_per_node_false_keeps_only_aggregates():

@@ -20,7 +20,6 @@ itself returns no events.
 """
 
 import logging
-import os
 import random
 import threading
 import time
@@ -89,11 +88,13 @@ def validate(config):
     return True, "valid"
 
 
-def _state():
+def _state(opts):
     if not _STATE:
         _STATE.update(
             {
-                "boot": f"{os.getpid()}-{int(time.time())}",
+                # <generation>:<boot number>, growing at every start: the
+                # master orders heartbeats by it, not by this node's clock
+                "boot": _hb.next_boot(opts),
                 "seq": 0,
                 "due": None,
                 "thread": None,
@@ -146,7 +147,7 @@ def beacon(config):
     opts = __opts__
     conf = dict(DEFAULTS)
     conf.update({k: float(v) for k, v in _conf(config).items() if k in DEFAULTS})
-    state = _state()
+    state = _state(opts)
     now = time.time()
     if state["due"] is None:
         state["due"] = now + conf["first_after"] + random.random() * conf["jitter"] * conf["period"]

@@ -121,7 +121,7 @@ def _worker(opts, conf, inbox, tick, stopping):
                     try:
                         fleet.handle(tag, data)
                     except Exception:
-                        log.exception("edge_fleet: event %s not handled", tag)
+                        log.exception("edge_fleet: event %s not handled", _engine.shown(tag))
                 if time.monotonic() >= next_tick:
                     try:
                         fleet.tick()
@@ -167,7 +167,8 @@ def start(interval=None):
     except ValueError as exc:
         log.error("edge_fleet: not started, bad configuration: %s", exc)
         return
-    inbox = queue.Queue(maxsize=100000)
+    # bounded in bytes; only the tags the engine reads (docs/ref/engine.rst, "Memory and log bounds")
+    inbox = _engine.Inbox()
     stopping = threading.Event()
     worker = threading.Thread(
         target=_worker, args=(opts, conf, inbox, tick, stopping), name="edge-fleet", daemon=True
@@ -178,13 +179,18 @@ def start(interval=None):
     dropped = [0]
 
     async def on_event(raw):
+        tag = _engine.peek_tag(raw)
+        if not _engine.wanted(tag):
+            return
+        if len(raw) > inbox.max_event:
+            # too big to be ours: counted (a heartbeat is refused "oversize"), never unpacked
+            inbox.offer(tag, _engine.OVERSIZE_COST, _engine.oversize(tag, len(raw)))
+            return
         try:
             tag, data = salt.utils.event.SaltEvent.unpack(raw)
         except Exception:
             return
-        try:
-            inbox.put_nowait((tag, data))
-        except queue.Full:
+        if not inbox.offer(tag, len(raw), (tag, data)):
             dropped[0] += 1
             if dropped[0] % 1000 == 1:
                 log.error("edge_fleet: falling behind, %d event(s) dropped", dropped[0])

@@ -32,10 +32,12 @@ DEFAULTS = {
     "flap_count": 3,
     "flap_window": 86400,
     # count minion_start / minion_ping / salt/auth as signs of life although
-    # any accepted minion can forge them (docs/ref/engine.rst, "Trust")
+    # any accepted minion can forge them (docs/ref/engine.rst, "Signs of life and trust")
     "trust_unsigned": False,
-    # accept a heartbeat whose sent_at is at most this far from the master clock
-    "max_skew": 300.0,
+    # warn (log once per node per hour, ``clock_warning`` in edge.node) when a
+    # node's clock is further than this from the master's; heartbeats are
+    # taken whatever the node's clock says (docs/ref/engine.rst, "Replay and clocks")
+    "clock_warn": 300.0,
     # per-site overrides of interval / late_after / offline_after / degraded_*
     "sites": {},
 }
@@ -78,6 +80,11 @@ def parse(edge_conf):
     if not isinstance(user, dict):
         raise ValueError("edge:fleet must be a mapping")
     conf = dict(DEFAULTS)
+    if "max_skew" in user:
+        # the old name of clock_warn (it used to refuse heartbeats)
+        if "clock_warn" in user:
+            raise ValueError("edge:fleet: set clock_warn only (max_skew is its old name)")
+        user = {("clock_warn" if k == "max_skew" else k): v for k, v in user.items()}
     for key, value in user.items():
         if key not in DEFAULTS:
             raise ValueError(f"edge:fleet: unknown setting {key!r}")
@@ -85,7 +92,7 @@ def parse(edge_conf):
             conf[key] = _check(key, value)
         elif key == "grace":
             conf[key] = None if value is None else _number(key, value, 0, 86400)
-        elif key in ("flush_interval", "max_skew"):
+        elif key in ("flush_interval", "clock_warn"):
             conf[key] = _number(key, value, 0.1, 86400)
         elif key == "raw_seconds":
             conf[key] = _number(key, value, 3600, 7 * 86400, integer=True)

@@ -6,8 +6,10 @@ snapshot the metrics server reads. No thread of its own: the Salt engine
 module (``engines/edge_fleet.py``) feeds it events and calls :meth:`tick`.
 """
 
+import collections
 import heapq
 import logging
+import queue
 import threading
 import time
 
@@ -19,6 +21,7 @@ from saltext_edge.fleet import signing as _signing
 from saltext_edge.fleet import sites as _sites
 from saltext_edge.fleet import status as _status
 from saltext_edge.fleet import store as _store
+from saltext_edge.fleet.evidence import shown  # noqa: F401  (for the engine module's log lines)
 from saltext_edge.fleet.nodeview import assemble, iso, stamp_epoch
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,155 @@ SWEEP_EVERY_S = 60.0
 #: hourly-row writes per flush at most (the rest wait for the next flush)
 HOUR_WRITES_PER_FLUSH = 500
 MAX_SITE_ROWS = 30 * 24
+#: what each refusal reason means, in the log line
+REFUSAL_HELP = {
+    "malformed": "seq, boot, sent_at or sig missing or of the wrong type",
+    "unknown_key": "no accepted key for this id",
+    "bad_signature": "not signed by the accepted key of this id",
+    "replay": "not newer than a heartbeat already taken from this boot",
+}
+#: log lines about one node and one reason: at most one per this many seconds
+LOG_NODE_EVERY_S = 3600.0
+#: (node, reason) pairs remembered for that at most
+LOG_KEYS_MAX = 40000
+#: log lines per minute at most about heartbeats that name no known node
+LOG_UNKNOWN_PER_MIN = 10
+#: per-site settings cached at most (sites come from heartbeats)
+MAX_SITE_CONFS = 4096
+#: tags the engine reads (everything else on the bus is skipped unread)
+WANTED = (
+    "edge/heartbeat",
+    "salt/job/",
+    "salt/minion/",
+    "minion_start",
+    "minion_ping",
+    "salt/auth",
+    "salt/key",
+    "edge/fleet/",
+)
+#: the largest event queued (a heartbeat is about 1 kB) and the queue's total
+MAX_EVENT_BYTES = 64 * 1024
+INBOX_BYTES = 16 * 1024 * 1024
+#: what the marker queued for an oversize event counts against the inbox
+OVERSIZE_COST = 256
+
+
+def wanted(tag):
+    """Return ``True`` when events tagged ``tag`` may matter to the engine (of jobs, only returns)."""
+    if not isinstance(tag, str) or not tag.startswith(WANTED):
+        return False
+    return not tag.startswith("salt/job/") or "/ret/" in tag
+
+
+def peek_tag(raw):
+    """Return the tag of a raw Salt event (``tag\\n\\n<msgpack>``) without unpacking its data."""
+    head = raw[:1024].partition(b"\n\n")[0] if isinstance(raw, bytes) else b""
+    return head.decode("utf-8", "replace")
+
+
+def oversize(tag, size):
+    """Return the small item queued instead of an event bigger than :data:`MAX_EVENT_BYTES`."""
+    return (tag, {"_oversize": int(size)})
+
+
+class Inbox:
+    """
+    The queue between the bus handler and the engine's thread, bounded in
+    bytes: :meth:`offer` skips events not :func:`wanted` or larger than
+    :data:`MAX_EVENT_BYTES`, and at most :data:`INBOX_BYTES` of raw events
+    wait. :meth:`put` (the ``queue.Queue`` call) queues the engine's own
+    requests (``saltext_edge.fleet.live``), which count nothing.
+    """
+
+    def __init__(self, max_bytes=INBOX_BYTES, max_event=MAX_EVENT_BYTES):
+        self.max_bytes = max_bytes
+        self.max_event = max_event
+        self._queue = queue.Queue()
+        self._lock = threading.Lock()
+        self.bytes = 0
+        self.skipped = 0
+        self.dropped = 0
+
+    def offer(self, tag, size, item):
+        """Queue the bus event ``item`` (``size`` raw bytes); ``False`` when it was skipped or the inbox is full."""
+        if not wanted(tag) or size > self.max_event:
+            self.skipped += 1
+            return False
+        with self._lock:
+            if self.bytes + size > self.max_bytes:
+                self.dropped += 1
+                return False
+            self.bytes += size
+        self._queue.put((size, item))
+        return True
+
+    def put(self, item, block=True, timeout=None):
+        """Queue one of the engine's own items (``queue.Queue.put``; never full)."""
+        self._queue.put((0, item), block, timeout)
+
+    def get(self, block=True, timeout=None):
+        """Return the next item; raises ``queue.Empty`` after ``timeout`` seconds."""
+        size, item = self._queue.get(block, timeout)
+        if size:
+            with self._lock:
+                self.bytes -= size
+        return item
+
+
+class LogLimiter:
+    """
+    Rate limits for log lines about minion-controlled input: one line per
+    ``(node, reason)`` per :data:`LOG_NODE_EVERY_S` (at most
+    :data:`LOG_KEYS_MAX` pairs remembered), and at most
+    :data:`LOG_UNKNOWN_PER_MIN` lines a minute about unknown ids, whatever
+    their number (the rest are counted and summed up in one line).
+    """
+
+    def __init__(self, every=LOG_NODE_EVERY_S, max_keys=LOG_KEYS_MAX, per_min=LOG_UNKNOWN_PER_MIN):
+        self.every = every
+        self.max_keys = max_keys
+        self.per_min = per_min
+        self._last = collections.OrderedDict()
+        self._minute = None
+        self._count = 0
+        self.suppressed = 0
+
+    def node(self, key, now):
+        """Return ``True`` when a line about ``key`` (``(id, reason)``) may be logged now."""
+        last = self._last.get(key)
+        if last is not None and now - last < self.every:
+            return False
+        self._last[key] = now
+        self._last.move_to_end(key)
+        while len(self._last) > self.max_keys:
+            self._last.popitem(last=False)
+        while self._last:
+            first = next(iter(self._last.values()))
+            if now - first < self.every:
+                break
+            self._last.popitem(last=False)
+        return True
+
+    def unknown(self, now):
+        """
+        Return ``(may_log, suppressed_before)``: whether a line about an
+        unknown id may be logged now, and how many were held back in the
+        previous minute (to be said once).
+        """
+        minute = int(now // 60)
+        held = 0
+        if minute != self._minute:
+            held, self.suppressed = self.suppressed, 0
+            self._minute, self._count = minute, 0
+        if self._count >= self.per_min:
+            self.suppressed += 1
+            return False, held
+        self._count += 1
+        return True, held
+
+    def size(self):
+        """Return the number of ``(node, reason)`` pairs remembered."""
+        return len(self._last)
 
 
 class FleetEngine:
@@ -62,12 +214,11 @@ class FleetEngine:
         self.accepted = set()
         self.master_id = str(opts.get("id") or "master")
         self.classifier = _evidence.Classifier(
-            self.keyring.verify,
-            clock,
-            max_skew=self.conf["max_skew"],
+            self.keyring,
             trust_unsigned=self.conf["trust_unsigned"],
             verify_event=lambda tag, data: _eventauth.verify(opts, tag, data),
         )
+        self.limiter = LogLimiter()
         now = clock()
         self.started_at = now
         self.grace_until = now + _conf.grace(self.conf)
@@ -107,7 +258,11 @@ class FleetEngine:
         )
 
     def handle(self, tag, data):
-        """Take one bus event; return the :class:`~saltext_edge.fleet.evidence.Evidence` it held or ``None``."""
+        """
+        Take one bus event; return the :class:`~saltext_edge.fleet.evidence.Evidence`
+        it held, a :class:`~saltext_edge.fleet.evidence.Refusal` (a refused
+        heartbeat) or ``None``.
+        """
         if tag == "salt/key" and isinstance(data, dict) and isinstance(data.get("id"), str):
             # a key was accepted, rejected or deleted: read it again next time
             self.keyring.forget(data["id"])
@@ -123,31 +278,91 @@ class FleetEngine:
         return self.take(ev, data)
 
     def take(self, ev, data):
-        """Apply one :class:`~saltext_edge.fleet.evidence.Evidence` of event ``data``; return it."""
+        """
+        Apply one :class:`~saltext_edge.fleet.evidence.Evidence` (or
+        :class:`~saltext_edge.fleet.evidence.Refusal`) of event ``data``;
+        return it (a replayed heartbeat: its refusal).
+        """
         now = self.clock()
         self.events_seen += 1
         stamp = stamp_epoch(data.get("_stamp")) if isinstance(data, dict) else None
         if stamp is not None:
             self.lag = max(0.0, now - stamp)
+        if isinstance(ev, _evidence.Refusal):
+            self._refused(ev, now)
+            return ev
         rec = self.records.get(ev.id)
+        if rec is None:
+            if ev.kind != "heartbeat" and self.keyring.get(ev.id) is None:
+                # a claim makes a record only for an accepted key (bounded by the key store)
+                return None
+            rec = self.records[ev.id] = _record.new(ev.id, now)
         if not ev.trusted:
             self.claims += 1
-            if rec is not None:
-                _record.claim(rec, ev.kind, now)
-                self.dirty.add(ev.id)
+            _record.claim(rec, ev.kind, now)
+            self.dirty.add(ev.id)
             return ev
-        if rec is None:
-            rec = self.records[ev.id] = _record.new(ev.id, now)
         if ev.kind == "heartbeat":
             if _record.heartbeat(
                 rec, ev.payload, now, self.conf["raw_seconds"], master=self.master_id
             ):
-                return ev
+                self.classifier.refused["replay"] += 1
+                ref = _evidence.Refusal("replay", ev.id, True)
+                self._refused(ref, now)
+                return ref
+            self._check_clock(ev.id, rec, now)
         else:
             _record.seen(rec, ev.kind, now, source=ev.source, master=self.master_id)
         self.dirty.add(ev.id)
         self._step(ev.id, rec, now)
         return ev
+
+    def _refused(self, ref, now):
+        """Note a refused heartbeat: on the record of a known node, and in the log (rate-limited)."""
+        if ref.known and ref.id is not None:
+            rec = self.records.get(ref.id)
+            if rec is None:
+                # an accepted key whose heartbeats are all refused: show it
+                rec = self.records[ref.id] = _record.new(ref.id, now)
+            _record.refused(rec, ref.reason, now)
+            self.dirty.add(ref.id)
+            if self.limiter.node((ref.id, ref.reason), now):
+                log.warning(
+                    "edge_fleet: heartbeat of %s refused: %s (%s; logged once an hour per node and reason)",
+                    _evidence.shown(ref.id),
+                    ref.reason,
+                    REFUSAL_HELP.get(ref.reason, ""),
+                )
+            return
+        may, held = self.limiter.unknown(now)
+        if held:
+            log.warning(
+                "edge_fleet: %d more heartbeat(s) naming no accepted key were refused in the last minute (not logged one by one)",
+                held,
+            )
+        if may:
+            log.warning(
+                "edge_fleet: heartbeat refused: %s for %s (at most %d such lines a minute)",
+                ref.reason,
+                "an invalid id" if ref.id is None else _evidence.shown(ref.id),
+                self.limiter.per_min,
+            )
+
+    def _check_clock(self, minion_id, rec, now):
+        offset = rec.get("clock_offset_s")
+        if (
+            offset is not None
+            and abs(offset) > self.conf["clock_warn"]
+            and self.limiter.node((minion_id, "clock"), now)
+        ):
+            log.warning(
+                "edge_fleet: the clock of %s is %.0f s %s the master's (more than clock_warn, "
+                "%.0f s); its heartbeats are taken all the same (logged once an hour)",
+                _evidence.shown(minion_id),
+                abs(offset),
+                "behind" if offset > 0 else "ahead of",
+                self.conf["clock_warn"],
+            )
 
     # ---- classification and events -------------------------------------
 
@@ -160,6 +375,8 @@ class FleetEngine:
         site = self.site(minion_id, rec)
         site_conf = self._site_confs.get(site)
         if site_conf is None:
+            if len(self._site_confs) >= MAX_SITE_CONFS:
+                self._site_confs.clear()
             site_conf = self._site_confs[site] = _conf.for_site(self.conf, site)
         quality = _status.uplink_quality(rec)
         fired = _status.step(
@@ -198,6 +415,10 @@ class FleetEngine:
         if self._due_at.get(minion_id) != due:
             self._due_at[minion_id] = due
             heapq.heappush(self._due, (due, minion_id))
+            if len(self._due) > 2 * len(self._due_at) + 1024:
+                # superseded entries (a node heartbeating fast): keep one per node
+                self._due = [(at, mid) for mid, at in self._due_at.items()]
+                heapq.heapify(self._due)
 
     def _sites_step(self, now, everything=False):
         if not self._sites_dirty and not everything:
@@ -329,8 +550,17 @@ class FleetEngine:
         self.dirty = set()
         for minion_id in ids:
             _record.trim(self.records[minion_id], now, self.conf["raw_seconds"])
+        raw_seconds = self.conf["raw_seconds"]
+
+        def merge(mine, theirs):
+            # what the store holds may have rows this engine trimmed since:
+            # trim the union too, or the stored record grows to MAX_SAMPLES
+            out = _record.merge(mine, theirs)
+            _record.trim(out, now, raw_seconds)
+            return out
+
         merged, errors = self.store.write_records(
-            {i: self.records[i] for i in ids if i in self.records}, _record.merge
+            {i: self.records[i] for i in ids if i in self.records}, merge
         )
         self.store_errors += errors
         for minion_id, rec in merged.items():
@@ -367,6 +597,7 @@ class FleetEngine:
                     "events_seen": self.events_seen,
                     "nodes": len(self.records),
                     "rejected_heartbeats": self.classifier.rejected,
+                    "refused_heartbeats": dict(self.classifier.refused),
                     "unverified_claims": self.claims,
                 },
             )
@@ -391,6 +622,7 @@ class FleetEngine:
                 "lag_seconds": round(self.lag, 3),
                 "store_errors": self.store_errors,
                 "started_at": self.started_at,
+                "heartbeats_refused": dict(self.classifier.refused),
             },
         )
         with self._lock:

@@ -26,9 +26,11 @@ log = logging.getLogger(__name__)
 
 CACHE_DIR = "edge"
 CACHE_FILE = "uplink.json"
+#: the beacon's boot generation and boot number (the master's replay rule)
+BOOT_FILE = "heartbeat-boot.json"
 DEFAULT_TTL = 180.0
 
-PAYLOAD_VERSION = 1
+PAYLOAD_VERSION = 2
 
 
 def edge_conf(opts):
@@ -178,6 +180,43 @@ def payload(opts, uplink, seq, boot, period, jitter, now=None):
             k: uplink.get(k) for k in ("quality", "rtt_ms", "jitter_ms", "loss_pct", "checked_at")
         },
     }
+
+
+def next_boot(opts):
+    """
+    Return this start's ``boot``: ``<generation>:<n>``. The generation (16
+    hex digits, random) and the boot number ``n`` are kept in
+    ``<cachedir>/edge/heartbeat-boot.json``; ``n`` grows by one at each
+    start, so the master can order this node's heartbeats across restarts
+    without trusting its clock (``docs/ref/engine.rst``, "Replay and
+    clocks"). A missing or unreadable file starts a new generation; when it
+    cannot be written each start is a generation of its own (still safe,
+    see the docs' limits).
+    """
+    path = os.path.join(os.path.dirname(cache_path(opts)), BOOT_FILE)
+    try:
+        with open(path, encoding="utf-8") as fh_:
+            state = json.load(fh_)
+        gen, number = state["gen"], state["n"]
+        if (
+            not isinstance(gen, str)
+            or len(gen) != 16
+            or not all(c in "0123456789abcdef" for c in gen)
+            or isinstance(number, bool)
+            or not isinstance(number, int)
+            or not 0 <= number < 10**17
+        ):
+            raise ValueError("bad heartbeat boot state")
+    except (OSError, ValueError, KeyError, TypeError):
+        gen, number = os.urandom(8).hex(), 0
+    number += 1
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        atomic_write(path, json.dumps({"gen": gen, "n": number}).encode("utf-8"), 0o600)
+    except OSError as exc:
+        log.warning("edge_heartbeat: cannot keep the boot number in %s: %s", path, exc)
+        gen, number = os.urandom(8).hex(), 1
+    return f"{gen}:{number}"
 
 
 def next_due(due, period, jitter, rand=random.random):

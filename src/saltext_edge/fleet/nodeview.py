@@ -3,11 +3,17 @@ The node snapshot shared with the metrics collector and the fleet page
 (see ``docs/ref/engine.rst``, "Snapshot")::
 
     {"nodes": {ID: NODE}, "engine": {"events_seen", "lag_seconds",
-     "store_errors", "started_at"}, "admissions": {(decision, reason): count}}
+     "store_errors", "started_at", "heartbeats_refused"},
+     "admissions": {(decision, reason): count}}
 
     NODE = {"id", "site", "status", "last_seen_ts", "last_seen_kind",
             "uplink": {"quality", "rtt_ms", "jitter_ms", "loss_pct"[, "stale"]} | None,
-            "admitted_by"}
+            "admitted_by", "clock_offset_s"}
+
+``clock_offset_s``: the master's receive time minus the node's ``sent_at``
+(median of its last heartbeats; positive when the node's clock is behind),
+``None`` before its first heartbeat. ``engine`` also holds
+``heartbeats_refused``: ``{reason: count}`` since the engine started.
 
 Epoch floats are fine here; runner returns use :func:`iso` instead.
 """
@@ -82,6 +88,7 @@ def node_view(minion_id, rec, site, status, index):
         "last_seen_kind": rec.get("last_kind"),
         "uplink": uplink_view(rec, status),
         "admitted_by": (index.get(minion_id) or {}).get("admitted_by"),
+        "clock_offset_s": rec.get("clock_offset_s"),
     }
 
 
@@ -103,6 +110,15 @@ def assemble(records, accepted, index, site_of, status_of, engine):
                 minion_id, None, site_of(minion_id, None), "never_seen", index
             )
     return {"nodes": nodes, "engine": engine, "admissions": admission_counts(index)}
+
+
+def _sum_refused(engines):
+    total = {}
+    for info in engines:
+        for reason, count in (info.get("refused_heartbeats") or {}).items():
+            if isinstance(count, int) and isinstance(reason, str):
+                total[reason] = total.get(reason, 0) + count
+    return total
 
 
 def snapshot(opts_or_cache, now=None, store=None):
@@ -143,6 +159,7 @@ def snapshot(opts_or_cache, now=None, store=None):
             "events_seen": sum(int(e.get("events_seen") or 0) for e in engines.values()),
             "lag_seconds": 0.0,
             "store_errors": 0,
+            "heartbeats_refused": _sum_refused(engines.values()),
             "started_at": min((e.get("started_at") or now for e in engines.values()), default=None),
         },
     )

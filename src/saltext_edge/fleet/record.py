@@ -9,7 +9,15 @@ A record is a plain dict (it goes through ``salt.cache`` as msgpack)::
      "samples": [[ts, rtt_ms, jitter_ms, loss_pct, quality], ...],  # raw, last raw_seconds
      "hours_last": hour_ts of the last hourly row made,
      "status", "status_since", "alerted", "transitions": [[ts, status], ...],
-     "claim": {"ts", "kind"}, "seen_by"}
+     "claim": {"ts", "kind"}, "seen_by",
+     "boots": [[generation, boot_n, seq, ts], ...],   # replay rule, at most MAX_GENERATIONS
+     "clock": [offset_s, ...], "clock_offset_s",       # master time - sent_at, last CLOCK_SAMPLES
+     "refusal": {"ts", "reason"}}                      # last refused heartbeat
+
+Replay rule (see ``docs/ref/engine.rst``, "Replay and clocks"): a signed
+heartbeat is taken iff its ``(boot_n, seq)`` is greater than the highest
+recorded for its boot generation, or its generation is not among the
+node's last :data:`MAX_GENERATIONS`. No wall clock is involved.
 
 History: every heartbeat's figures are kept raw for ``raw_seconds`` (2 h by
 default: the 1 h trend needs the full last hour, and an hour is closed into
@@ -21,16 +29,25 @@ are stored apart from the live record (they change once an hour).
 """
 
 import math
+import re
 
 from saltext_edge.tokens import SITE_RE  # noqa: E402
 from saltext_edge.uplink.quality import QUALITIES  # noqa: E402  (one definition)
 
+_QUALITY = {q: q for q in QUALITIES}
 _RANK = {"good": 0, "fair": 1, "poor": 2, "down": 3, "unknown": -1}
 KINDS = ("heartbeat", "job_return", "minion_start", "minion_ping", "auth")
 #: raw sample rows kept at most, whatever the period (bounds memory at 1 s periods)
 MAX_SAMPLES = 1000
 MAX_TRANSITIONS = 50
 HOUR = 3600
+#: boot generations remembered per node (the replay rule); a generation
+#: changes only when the node loses its heartbeat state file
+MAX_GENERATIONS = 8
+#: clock offsets kept per node (the shown offset is their median)
+CLOCK_SAMPLES = 5
+#: ``boot`` of a current beacon: ``<generation>:<boot number>``
+_BOOT_RE = re.compile(r"\A([0-9a-f]{8,32}):(\d{1,18})\Z")
 
 
 def new(minion_id, now=None):
@@ -57,6 +74,10 @@ def new(minion_id, now=None):
         "transitions": [],
         "claim": None,
         "seen_by": None,
+        "boots": [],
+        "clock": [],
+        "clock_offset_s": None,
+        "refusal": None,
     }
 
 
@@ -76,7 +97,8 @@ def clean_uplink(uplink):
     quality = uplink.get("quality")
     checked = uplink.get("checked_at")
     return {
-        "quality": quality if quality in QUALITIES else "unknown",
+        # the shared constant, not the node's string: one object for all rows
+        "quality": _QUALITY.get(quality, "unknown") if isinstance(quality, str) else "unknown",
         "rtt_ms": _num(uplink.get("rtt_ms")),
         "jitter_ms": _num(uplink.get("jitter_ms")),
         "loss_pct": _num(uplink.get("loss_pct"), 0.0, 100.0),
@@ -100,23 +122,90 @@ def claim(rec, kind, now):
     rec["claim"] = {"ts": now, "kind": kind}
 
 
+def boot_key(boot):
+    """
+    Return ``(generation, boot_n)`` of a heartbeat's ``boot``: a current
+    beacon sends ``<generation>:<n>`` (``n`` grows at every start of the
+    minion); any other string (older beacons: one per start) is its own
+    generation with ``n = 0``.
+    """
+    match = _BOOT_RE.match(boot) if isinstance(boot, str) else None
+    if match:
+        return match.group(1), int(match.group(2))
+    return str(boot)[:64], 0
+
+
+def _boot_rows(rec):
+    rows = rec.get("boots")
+    if rows:
+        return rows
+    # a record written before the replay rule: its last boot and seq
+    if isinstance(rec.get("boot"), str) and isinstance(rec.get("seq"), int):
+        gen, boot_n = boot_key(rec["boot"])
+        return [[gen, boot_n, rec["seq"], rec.get("last_seen") or 0]]
+    return []
+
+
+def replayed(rec, payload):
+    """
+    Return ``True`` when the (signed, well-formed) heartbeat ``payload`` is
+    not newer than what ``rec`` holds for its boot generation: its
+    ``(boot_n, seq)`` is not greater than the highest recorded. A
+    generation the record does not hold is new.
+    """
+    gen, boot_n = boot_key(payload.get("boot"))
+    seq = payload.get("seq")
+    for row in _boot_rows(rec):
+        if row[0] == gen:
+            return (boot_n, seq) <= (row[1], row[2])
+    return False
+
+
+def note_boot(rec, payload, now):
+    """Record ``payload``'s ``(boot_n, seq)`` as the highest of its generation (at most :data:`MAX_GENERATIONS` kept)."""
+    gen, boot_n = boot_key(payload.get("boot"))
+    rows = [list(r) for r in _boot_rows(rec) if r[0] != gen]
+    rows.append([gen, boot_n, payload.get("seq"), round(now, 3)])
+    rec["boots"] = sorted(rows, key=lambda r: r[3])[-MAX_GENERATIONS:]
+
+
+def merge_boots(rows_a, rows_b):
+    """Return the union of two ``boots`` lists: per generation the highest ``(boot_n, seq)``, the latest kept."""
+    best = {}
+    for row in (rows_a or []) + (rows_b or []):
+        have = best.get(row[0])
+        if have is None or (row[1], row[2]) > (have[1], have[2]):
+            best[row[0]] = [row[0], row[1], row[2], max(row[3], have[3] if have else 0)]
+        else:
+            have[3] = max(have[3], row[3])
+    return sorted(best.values(), key=lambda r: r[3])[-MAX_GENERATIONS:]
+
+
+def note_clock(rec, sent_at, now):
+    """Record the clock offset ``now - sent_at`` (master receive time minus the node's send time); return the median shown."""
+    offsets = (list(rec.get("clock") or []) + [round(now - sent_at, 3)])[-CLOCK_SAMPLES:]
+    rec["clock"] = offsets
+    rec["clock_offset_s"] = median(offsets)
+    return rec["clock_offset_s"]
+
+
+def refused(rec, reason, now):
+    """Note the node's last refused heartbeat (time and reason)."""
+    rec["refusal"] = {"ts": round(now, 3), "reason": reason}
+
+
 def heartbeat(rec, payload, now, raw_seconds=7200, master=None):
     """
-    Apply a verified heartbeat ``payload`` received at ``now``: last seen,
-    site, period, sequence, uplink and one raw sample. Returns ``True``
-    when the payload is older than what the record holds (a replay or
-    reordering: nothing is changed then).
+    Apply a verified, well-formed heartbeat ``payload`` received at ``now``:
+    last seen, site, period, sequence, boot generation, clock offset, uplink
+    and one raw sample. Returns ``True`` when the payload is a replay (see
+    :func:`replayed`: nothing is changed then).
     """
-    boot, seq = _boot(payload.get("boot")), payload.get("seq")
-    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 2**63:
-        seq = None
-    if (
-        rec.get("boot") == boot
-        and isinstance(seq, int)
-        and isinstance(rec.get("seq"), int)
-        and seq <= rec["seq"]
-    ):
+    if replayed(rec, payload):
         return True
+    boot, seq = _boot(payload.get("boot")), payload.get("seq")
+    note_boot(rec, payload, now)
+    note_clock(rec, payload["sent_at"], now)
     seen(rec, "heartbeat", now, source=f"heartbeat seq {seq}", master=master)
     site = payload.get("site")
     if isinstance(site, str) and SITE_RE.match(site):
@@ -285,11 +374,16 @@ def merge(mine, theirs):
     ]
     firsts = [r.get("first_seen") for r in (mine, theirs) if r.get("first_seen") is not None]
     out["first_seen"] = min(firsts) if firsts else None
+    out["boots"] = merge_boots(_boot_rows(mine), _boot_rows(theirs))
+    refusals = [r.get("refusal") for r in (mine, theirs) if isinstance(r.get("refusal"), dict)]
+    out["refusal"] = max(refusals, key=lambda r: r.get("ts") or 0) if refusals else None
     return out
 
 
 def _union(rows_a, rows_b):
+    # rows_a's copy of a row both hold is kept: the engine passes its own
+    # record first, whose rows share their strings (memory, see the docs)
     seen_rows = {}
-    for row in (rows_a or []) + (rows_b or []):
+    for row in (rows_b or []) + (rows_a or []):
         seen_rows[(row[0], row[1] if len(row) > 1 else None)] = row
     return [seen_rows[k] for k in sorted(seen_rows, key=lambda k: (k[0], str(k[1])))]

@@ -1,5 +1,5 @@
 """
-Signed heartbeats (see ``docs/ref/engine.rst``, "Trust").
+Signed heartbeats (see ``docs/ref/engine.rst``, "Signs of life and trust").
 
 Any accepted minion can put any event with any data on the master's bus
 (``_minion_event`` with an ``events`` list is forwarded as is, for every tag
@@ -18,6 +18,7 @@ dependency). Nothing here logs key material or signatures.
 
 import base64
 import binascii
+import collections
 import hmac
 import json
 import logging
@@ -25,17 +26,33 @@ import os
 import threading
 import time
 
+from saltext_edge.fleet.evidence import shown
+
 log = logging.getLogger(__name__)
 
 DOMAIN = b"saltext-edge heartbeat v1\n"
 #: how long a fetched public key is trusted before it is read again (seconds);
 #: the engine also forgets a key at once on a ``salt/key`` event for its id
 KEY_TTL = 3600.0
+#: ids whose accepted key is kept at most: twice the largest fleet the
+#: docs promise (20,000 nodes in the report)
+MAX_KEYS = 40000
+#: ids without an accepted key remembered at most, and for how long (seconds)
+MAX_ABSENT = 1024
+ABSENT_TTL = 30.0
+#: longest public key read (an RSA-4096 PEM is about 800 characters)
+MAX_PEM = 16384
+
+
+#: fields the signature does not cover: the signature itself, and the time
+#: stamp Salt's event bus adds to an event's data (a heartbeat sent in a
+#: ``_minion_event`` list is its data)
+UNSIGNED = ("sig", "_stamp")
 
 
 def canonical(payload):
-    """Return the bytes the signature covers: :data:`DOMAIN` + canonical JSON of ``payload`` minus ``sig``."""
-    body = {k: v for k, v in payload.items() if k != "sig"}
+    """Return the bytes the signature covers: :data:`DOMAIN` + canonical JSON of ``payload`` minus :data:`UNSIGNED`."""
+    body = {k: v for k, v in payload.items() if k not in UNSIGNED}
     return (
         DOMAIN + json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
     )
@@ -113,22 +130,45 @@ def verify_with_pem(pub_pem, payload):
 class KeyRing:
     """
     The master's accepted public keys, read through Salt's key cache
-    (``keys.cache_driver``, bank ``keys``) and kept :data:`KEY_TTL` seconds.
-    ``fetch(id)`` returns the PEM of the accepted key or ``None``.
+    (``keys.cache_driver``, bank ``keys``). ``fetch(id)`` returns the PEM
+    of the accepted key or ``None``.
+
+    Bounded (see ``docs/ref/engine.rst``, "Memory and log bounds"): at most
+    ``max_keys`` ids with a key (:data:`MAX_KEYS`, least recently used
+    dropped first), each kept ``ttl`` seconds (:data:`KEY_TTL`) with its
+    parsed key; at most ``max_absent`` ids without one
+    (:data:`MAX_ABSENT`), each kept ``absent_ttl`` seconds
+    (:data:`ABSENT_TTL`). Callers check the id first
+    (:func:`saltext_edge.fleet.evidence.valid_id`).
     """
 
-    def __init__(self, opts, fetch=None, ttl=KEY_TTL, clock=time.monotonic):
+    def __init__(
+        self,
+        opts,
+        fetch=None,
+        ttl=KEY_TTL,
+        clock=time.monotonic,
+        max_keys=None,
+        max_absent=None,
+        absent_ttl=None,
+    ):
         self.opts = opts
         self._fetch = fetch
         self.ttl = ttl
         self.clock = clock
-        self._keys = {}
-        # parsed key objects, by PEM (parsing costs more than verifying)
-        self._objs = {}
+        self.max_keys = max_keys or MAX_KEYS
+        self.max_absent = max_absent or MAX_ABSENT
+        self.absent_ttl = ABSENT_TTL if absent_ttl is None else absent_ttl
+        # id -> (pem, parsed key or None, fetched at); most recently used last
+        self._keys = collections.OrderedDict()
+        # id -> fetched at, for ids with no accepted key
+        self._absent = collections.OrderedDict()
         self._lock = threading.Lock()
         self._cache = None
+        self.reads = 0
 
     def _read(self, minion_id):
+        self.reads += 1
         if self._fetch is not None:
             return self._fetch(minion_id)
         driver = self.opts.get("keys.cache_driver") or "localfs_key"
@@ -144,7 +184,7 @@ class KeyRing:
                 return None
             try:
                 with open(path, encoding="utf-8") as fh_:
-                    return fh_.read() or None
+                    return fh_.read(MAX_PEM + 1)[:MAX_PEM] or None
             except (FileNotFoundError, NotADirectoryError):
                 return None
         if self._cache is None:
@@ -158,31 +198,78 @@ class KeyRing:
             return entry["pub"]
         return None
 
-    def get(self, minion_id, refresh=False):
-        """Return the accepted public key PEM for ``minion_id`` or ``None``."""
+    def _entry(self, minion_id, refresh=False):
+        """Return ``(pem, key object or None)`` of ``minion_id`` (``(None, None)`` when it has no accepted key)."""
         now = self.clock()
         with self._lock:
-            hit = self._keys.get(minion_id)
-            if hit is not None and not refresh and now - hit[1] < self.ttl:
-                return hit[0]
+            if not refresh:
+                hit = self._keys.get(minion_id)
+                if hit is not None and now - hit[2] < self.ttl:
+                    self._keys.move_to_end(minion_id)
+                    return hit[0], hit[1]
+                absent = self._absent.get(minion_id)
+                if absent is not None and now - absent < self.absent_ttl:
+                    return None, None
         try:
             pem = self._read(minion_id)
         except Exception as exc:
+            # the id was checked before this (never a raw id in a log line)
             log.warning(
-                "edge_fleet: cannot read the key of %s: %s", minion_id, exc.__class__.__name__
+                "edge_fleet: cannot read the key of %s: %s",
+                shown(minion_id),
+                exc.__class__.__name__,
             )
             pem = None
+        if not isinstance(pem, str) or not pem:
+            self._remember_absent(minion_id, now)
+            return None, None
+        try:
+            obj = load_public(pem)
+        except Exception:
+            obj = None
         with self._lock:
-            self._keys[minion_id] = (pem, now)
-        return pem
+            self._absent.pop(minion_id, None)
+            self._keys[minion_id] = (pem, obj, now)
+            self._keys.move_to_end(minion_id)
+            self._prune(self._keys, now, self.ttl, self.max_keys, lambda v: v[2])
+        return pem, obj
+
+    def _remember_absent(self, minion_id, now):
+        with self._lock:
+            self._keys.pop(minion_id, None)
+            self._absent[minion_id] = now
+            self._absent.move_to_end(minion_id)
+            self._prune(self._absent, now, self.absent_ttl, self.max_absent, lambda v: v)
+
+    @staticmethod
+    def _prune(entries, now, ttl, cap, stamp):
+        while len(entries) > cap:
+            entries.popitem(last=False)
+        # the oldest use first: drop what has expired from the front
+        while entries:
+            first = next(iter(entries.values()))
+            if now - stamp(first) < ttl:
+                break
+            entries.popitem(last=False)
+
+    def get(self, minion_id, refresh=False):
+        """Return the accepted public key PEM for ``minion_id`` or ``None``."""
+        return self._entry(minion_id, refresh)[0]
+
+    def sizes(self):
+        """Return ``(ids with a key, ids without one)`` held now."""
+        with self._lock:
+            return len(self._keys), len(self._absent)
 
     def forget(self, minion_id=None):
-        """Drop the cached key of ``minion_id`` (all keys when ``None``)."""
+        """Drop the cached key (or absence) of ``minion_id`` (everything when ``None``)."""
         with self._lock:
             if minion_id is None:
                 self._keys.clear()
+                self._absent.clear()
             else:
                 self._keys.pop(minion_id, None)
+                self._absent.pop(minion_id, None)
 
     def verify(self, payload):
         """
@@ -193,25 +280,13 @@ class KeyRing:
         minion_id = payload.get("id")
         if not isinstance(minion_id, str) or not minion_id:
             return False
-        pem = self.get(minion_id)
-        if pem and self._verify(pem, payload):
+        pem, obj = self._entry(minion_id)
+        if obj is not None and verify_with_key(obj, payload):
             return True
-        fresh = self.get(minion_id, refresh=True)
-        if fresh and not (pem and hmac.compare_digest(str(fresh), str(pem))):
-            return self._verify(fresh, payload)
+        fresh, fresh_obj = self._entry(minion_id, refresh=True)
+        if fresh_obj is not None and not (pem and hmac.compare_digest(str(fresh), str(pem))):
+            return verify_with_key(fresh_obj, payload)
         return False
-
-    def _verify(self, pem, payload):
-        key = self._objs.get(pem)
-        if key is None:
-            try:
-                key = load_public(pem)
-            except Exception:
-                return False
-            if len(self._objs) > 100000:
-                self._objs.clear()
-            self._objs[pem] = key
-        return verify_with_key(key, payload)
 
 
 def b64_ok(text):

@@ -6,8 +6,9 @@ docs/ref/metrics.rst, dashboards in docs/howto/grafana.rst).
 Cardinality. Per-node series carry only ``id`` and ``site`` labels (never a
 status or quality label, which would multiply series and churn them on every
 transition): status and uplink quality are numeric gauges. With the default
-``per_node: true`` a node costs at most 7 series (those without an uplink
-measurement cost 3), so 20,000 nodes are at most 140,000 series; per-site
+``per_node: true`` a node costs at most 8 series (those without an uplink
+measurement cost 3, one more once a heartbeat gave its clock offset), so
+20,000 nodes are at most 160,000 series; per-site
 series are O(sites x 5). ``per_node: false`` keeps only the per-site,
 admission and engine series for fleets where that is too many.
 """
@@ -61,6 +62,12 @@ METRICS = {
         ("id", "site"),
         "Latest uplink quality: 3 good, 2 fair, 1 poor, 0 down (absent if unknown)",
     ),
+    "edge_node_clock_offset_seconds": (
+        "gauge",
+        ("id", "site"),
+        "Master receive time minus the node's heartbeat send time, median of its last"
+        " heartbeats, seconds (positive: the node's clock is behind; absent before a heartbeat)",
+    ),
     "edge_nodes": (
         "gauge",
         ("site", "status"),
@@ -85,6 +92,12 @@ METRICS = {
         "counter",
         ("decision", "reason"),
         "Admission decisions by decision and reason",
+    ),
+    "edge_heartbeats_refused_total": (
+        "counter",
+        ("reason",),
+        "Heartbeats the engine refused since it started, by reason (oversize, malformed,"
+        " bad_id, unknown_key, bad_signature, replay)",
     ),
     "edge_engine_events_total": (
         "counter",

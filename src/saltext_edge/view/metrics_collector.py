@@ -9,8 +9,9 @@ Snapshot (what ``saltext_edge.fleet.snapshot`` returns)::
 
     {"nodes": {ID: {"id", "site", "status", "last_seen_ts", "last_seen_kind",
                     "uplink": {"quality", "rtt_ms", "jitter_ms", "loss_pct"[, "stale"]} | None,
-                    "admitted_by"}},
-     "engine": {"events_seen", "lag_seconds", "store_errors", "started_at"},
+                    "admitted_by", "clock_offset_s"}},
+     "engine": {"events_seen", "lag_seconds", "store_errors", "started_at",
+                "heartbeats_refused": {reason: count}},
      "admissions": {(decision, reason): count}}
 """
 
@@ -57,6 +58,7 @@ _NODE_FAMILIES = (
     ("edge_node_uplink_jitter_ms", 6),
     ("edge_node_uplink_loss_pct", 7),
     ("edge_node_uplink_quality", 8),
+    ("edge_node_clock_offset_seconds", 9),
 )
 
 
@@ -97,10 +99,11 @@ class FleetCollector:
         """
         Return ``(rows, sites, admissions, engine)`` from a snapshot: one row
         per node ``(id, site, up, status_code, last_seen, rtt, jitter, loss,
-        quality_code)`` (``None`` for what is unknown; no rows with
+        quality_code, clock_offset)`` (``None`` for what is unknown; no rows with
         ``per_node=False``), per-site ``{"status": counts, "quality":
         counts, "rtt": median, "loss": median}``, ``[(decision, reason,
-        count)]`` and ``{family name: value}`` of the engine's health.
+        count)]`` and ``{family name: value}`` of the engine's health (for
+        ``edge_heartbeats_refused_total`` a list of ``(reason, count)``).
         """
         nodes = snap.get("nodes") or {}
         per_node = self.per_node
@@ -151,6 +154,7 @@ class FleetCollector:
                         jitter,
                         loss,
                         None if quality == "unknown" else float(QUALITY_CODE[quality]),
+                        as_float(node.get("clock_offset_s")),
                     )
                 )
         sites = {}
@@ -182,6 +186,13 @@ class FleetCollector:
             value = as_float(engine_conf.get(key)) if isinstance(engine_conf, dict) else None
             if value is not None:
                 engine[name] = value
+        refused = engine_conf.get("heartbeats_refused") if isinstance(engine_conf, dict) else None
+        if isinstance(refused, dict):
+            engine["edge_heartbeats_refused_total"] = [
+                (str(reason), as_float(count))
+                for reason, count in sorted(refused.items())
+                if as_float(count) is not None
+            ]
         return rows, sites, admissions, engine
 
     def collect(self):
@@ -212,7 +223,11 @@ class FleetCollector:
             for decision, reason, value in admissions:
                 fams["edge_admission_decisions_total"].add_metric([decision, reason], value)
             for name, value in engine.items():
-                fams[name].add_metric([], value)
+                if isinstance(value, list):
+                    for label, count in value:
+                        fams[name].add_metric([label], count)
+                else:
+                    fams[name].add_metric([], value)
         for fam in fams.values():
             if fam.samples:
                 yield fam
@@ -266,7 +281,13 @@ class FleetCollector:
                     f'reason="{_escape_value(reason)}"}} {value!r}\n'
                 )
             for name, value in engine.items():
-                lines[name].append(f"{name} {value!r}\n")
+                if isinstance(value, list):
+                    lines[name].extend(
+                        f'{name}{{reason="{_escape_value(label)}"}} {count!r}\n'
+                        for label, count in value
+                    )
+                else:
+                    lines[name].append(f"{name} {value!r}\n")
         lines["edge_metrics_snapshot_ok"].append(
             f"edge_metrics_snapshot_ok {0.0 if snap is None else 1.0}\n"
         )
