@@ -161,8 +161,10 @@ def test_proof_roundtrip_and_forgeries(opts, nodes):
 def test_a_proof_is_no_heartbeat(opts, nodes):
     challenge = proof.new_challenge(opts, now=NOW)
     good = proof.answer({"id": "live"}, challenge, now=NOW, signer=nodes["live"])
-    classifier = evidence.Classifier(nodes["ring"].verify, lambda: NOW)
-    assert classifier.classify("edge/heartbeat", {"id": "live", "data": good}) is None
+    classifier = evidence.Classifier(nodes["ring"])
+    assert isinstance(
+        classifier.classify("edge/heartbeat", {"id": "live", "data": good}), evidence.Refusal
+    )
 
 
 def test_prove_counts_only_verified_answers(opts, nodes):
@@ -194,8 +196,7 @@ def test_prove_counts_only_verified_answers(opts, nodes):
 
 def test_proven_event_is_evidence_only_when_sealed(opts, nodes):
     classifier = evidence.Classifier(
-        nodes["ring"].verify,
-        lambda: NOW,
+        nodes["ring"],
         verify_event=lambda tag, data: eventauth.verify(opts, tag, data, now=NOW),
     )
     data = eventauth.seal(opts, proof.PROVEN_TAG, {"ids": ["live", "n2"], "master": "m"}, now=NOW)
@@ -207,7 +208,7 @@ def test_proven_event_is_evidence_only_when_sealed(opts, nodes):
     assert classifier.classify(proof.PROVEN_TAG, dict(data, ids=["dead"])) is None
     assert classifier.classify(proof.PROVEN_TAG, {"ids": ["dead"]}) is None
     # an engine built without a verifier trusts none
-    plain = evidence.Classifier(nodes["ring"].verify, lambda: NOW)
+    plain = evidence.Classifier(nodes["ring"])
     assert plain.classify(proof.PROVEN_TAG, data) is None
 
 

@@ -21,8 +21,8 @@ from saltext_edge.fleet import signing as _signing
 from saltext_edge.fleet import sites as _sites
 from saltext_edge.fleet import status as _status
 from saltext_edge.fleet import store as _store
-from saltext_edge.fleet.evidence import shown  # noqa: F401  (for the engine module's log lines)
 from saltext_edge.fleet.nodeview import assemble, iso, stamp_epoch
+from saltext_edge.fleet.signing import shown
 
 log = logging.getLogger(__name__)
 
@@ -329,7 +329,7 @@ class FleetEngine:
             if self.limiter.node((ref.id, ref.reason), now):
                 log.warning(
                     "edge_fleet: heartbeat of %s refused: %s (%s; logged once an hour per node and reason)",
-                    _evidence.shown(ref.id),
+                    shown(ref.id),
                     ref.reason,
                     REFUSAL_HELP.get(ref.reason, ""),
                 )
@@ -344,7 +344,7 @@ class FleetEngine:
             log.warning(
                 "edge_fleet: heartbeat refused: %s for %s (at most %d such lines a minute)",
                 ref.reason,
-                "an invalid id" if ref.id is None else _evidence.shown(ref.id),
+                "an invalid id" if ref.id is None else shown(ref.id),
                 self.limiter.per_min,
             )
 
@@ -358,7 +358,7 @@ class FleetEngine:
             log.warning(
                 "edge_fleet: the clock of %s is %.0f s %s the master's (more than clock_warn, "
                 "%.0f s); its heartbeats are taken all the same (logged once an hour)",
-                _evidence.shown(minion_id),
+                shown(minion_id),
                 abs(offset),
                 "behind" if offset > 0 else "ahead of",
                 self.conf["clock_warn"],

@@ -67,19 +67,6 @@ def valid_id(minion_id):
     return all(unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp", "Cs") for ch in minion_id)
 
 
-def shown(value, limit=64):
-    """
-    Return ``value`` quoted for a log line: ``repr`` of at most ``limit``
-    characters (control characters escaped, so it cannot forge a log
-    record), with ``...`` and the full length when it was cut.
-    """
-    if not isinstance(value, str):
-        return f"<{type(value).__name__}>"
-    if len(value) <= limit:
-        return repr(value)
-    return f"{value[:limit]!r}...({len(value)} chars)"
-
-
 class Evidence:
     """One sign of life: ``kind``, ``id``, ``trusted``, ``payload`` (heartbeats), ``source``."""
 

@@ -26,8 +26,6 @@ import os
 import threading
 import time
 
-from saltext_edge.fleet.evidence import shown
-
 log = logging.getLogger(__name__)
 
 DOMAIN = b"saltext-edge heartbeat v1\n"
@@ -125,6 +123,19 @@ def verify_with_pem(pub_pem, payload):
     except Exception:
         return False
     return verify_with_key(key, payload)
+
+
+def shown(value, limit=64):
+    """
+    Return ``value`` quoted for a log line: ``repr`` of at most ``limit``
+    characters (control characters escaped, so it cannot forge a log
+    record), with ``...`` and the full length when it was cut.
+    """
+    if not isinstance(value, str):
+        return f"<{type(value).__name__}>"
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}...({len(value)} chars)"
 
 
 class KeyRing:
