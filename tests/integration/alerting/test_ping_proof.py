@@ -134,11 +134,6 @@ def test_forged_answers_for_a_dead_node_are_not_counted(
     assert rec.get("last_kind") != "proof", rec
 
 
-@pytest.mark.xfail(
-    reason="the engine counts a job return for a jid published to the id, forged ones too "
-    "(issue 26, item 2: signs of life a minion cannot forge for another id; not this change)",
-    strict=False,
-)
 def test_forged_returns_leave_the_dead_node_offline(forged_ping, howto_master, killed_node):
     dead, _ = killed_node
     rec = wait_record(howto_master.factory, dead.id, lambda r: True, 5)
