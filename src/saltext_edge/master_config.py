@@ -58,10 +58,9 @@ auth_events_autosign_grains:
   - pend
   - denied
 # admission in batches in its own process (docs/concepts.rst, "The admission
-# engine"); the salt/auth reactor below then leaves sign-ins to it. An engines
-# list in the master file itself is replaced by this one: list its engines here
-engines:
-  - edge_admission: {{}}
+# engine"): add "- edge_admission: {{}}" to the engines: list of a drop-in of
+# your own (with every other engine: a drop-in's list replaces the master
+# file's); the salt/auth reactor below then leaves sign-ins to it
 # edge.report reads the grains the master caches
 minion_data_cache: true
 # Salt merges the reactor: lists of the drop-ins in master.d/, but a list here
