@@ -987,8 +987,13 @@ def test_node_with_a_clock_two_hours_behind_is_online(fleet, key_pool):
             "publish_port": fleet_master.config["publish_port"],
         },
     )
-    node.environ.update(
-        LD_PRELOAD=str(LIBFAKETIME), FAKETIME="-2h", FAKETIME_DONT_FAKE_MONOTONIC="1"
+    # a copy: the factory's environ is shared with every daemon salt-factories
+    # starts later in this worker (a master started after it ran 2 h behind)
+    node.environ = dict(
+        node.environ,
+        LD_PRELOAD=str(LIBFAKETIME),
+        FAKETIME="-2h",
+        FAKETIME_DONT_FAKE_MONOTONIC="1",
     )
     with node.started(start_timeout=120):
         rec = wait_until(
