@@ -15,6 +15,7 @@ the master's event bus and job cache. Nothing here logs the URL.
 import json
 import logging
 
+from saltext_edge import config as _config
 from saltext_edge import eventauth as _eventauth
 
 log = logging.getLogger(__name__)
@@ -59,9 +60,10 @@ def parse_event(event):
 
 def settings(opts):
     """Return ``(url, timeout)`` from ``edge:alerts`` (``url`` ``None`` when unset)."""
-    conf = (opts.get("edge") or {}).get("alerts") or {}
-    if not isinstance(conf, dict):
-        raise AlertError("edge:alerts must be a mapping (url, timeout)")
+    try:
+        conf = _config.edge_section(opts, "alerts")
+    except _config.EdgeConfigError as exc:
+        raise AlertError(f"{exc} (url, timeout)") from None
     url = conf.get("url") or None
     if url is not None and (
         not isinstance(url, str) or not url.startswith(("http://", "https://"))

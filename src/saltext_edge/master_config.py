@@ -22,6 +22,7 @@ import shutil
 import sys
 
 import saltext_edge
+from saltext_edge import config as _config
 from saltext_edge import fileio as _fileio
 
 SECRET_NAME = "edge-secret"
@@ -168,7 +169,8 @@ def _alerts_notes(opts, reactor_dir):
     )
     if not wired:
         notes.append(f"{alert_sls} is not in the effective reactor: list: no alerts")
-    url = ((opts.get("edge") or {}).get("alerts") or {}).get("url")
+    alerts = _config.edge_conf(opts, lenient=True).get("alerts")
+    url = alerts.get("url") if isinstance(alerts, dict) else None
     if not url:
         notes.append("edge:alerts:url is not set: the alert reactor posts nothing")
     return notes

@@ -31,7 +31,7 @@ def node(opts, minion_id, store=None, now=None):
     if rec is None and minion_id not in states:
         return None
     index = _sites.node_index(opts)
-    conf = _conf.parse(opts.get("edge"))
+    conf = _conf.from_opts(opts)
     name = _sites.site_of(minion_id, index, rec)
     rec = rec or {}
     if not rec.get("last_seen"):

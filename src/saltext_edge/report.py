@@ -324,7 +324,7 @@ def build(
     keys = _sites.keys(opts)
     step("keys", accepted=len(keys["minions"]), pending=len(keys["minions_pre"]))
     index = _sites.node_index(opts)
-    conf = _conf.parse(opts.get("edge"))
+    conf = _conf.from_opts(opts)
     answers = None
     if ping:
         # first, so that the proven nodes count as signs of life in this report

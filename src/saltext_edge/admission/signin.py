@@ -25,6 +25,7 @@ from saltext_edge.admission import keystore as _ks
 from saltext_edge.admission import nodes as _nodes
 from saltext_edge.admission import rule as _rule
 from saltext_edge.admission import stores as _stores
+from saltext_edge.admission.policy import edge_conf as _policy_edge_conf
 from saltext_edge.admission.policy import fingerprint, policy
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def settings(opts):
     environment variable is the same. Raises what those raise; a failure is
     never reused (fail closed at every sign-in).
     """
-    conf = opts.get("edge") if opts is not None else None
+    conf = _policy_edge_conf(opts)  # raises, as policy() would, on a non-mapping
     conf_copy = copy.deepcopy(conf) if isinstance(conf, dict) else conf
     state = (
         _secret_files_state(conf) if isinstance(conf, dict) else None,
@@ -377,7 +378,7 @@ def collect_auth_events(opts, seconds, match="*"):
     patterns = [p for p in (match or "*").split(",") if p] or ["*"]
     exact = None if any(c in p for p in patterns for c in "*?[") else set(patterns)
     seen = {}
-    manual = dict(opts, edge=dict(opts.get("edge") or {}, auto_admit=False))
+    manual = dict(opts, edge=dict(_policy_edge_conf(opts), auto_admit=False))
     deadline = time.monotonic() + float(seconds)
     with salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=True) as event:
         while True:

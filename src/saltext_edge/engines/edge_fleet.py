@@ -163,7 +163,7 @@ def start(interval=None):
     opts = __opts__
     tick = float(interval or TICK_S)
     try:
-        conf = _conf.parse(opts.get("edge"))
+        conf = _conf.from_opts(opts)
     except ValueError as exc:
         log.error("edge_fleet: not started, bad configuration: %s", exc)
         return

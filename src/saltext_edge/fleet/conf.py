@@ -9,6 +9,8 @@ nothing is lost: the record stays as it is).
 
 import numbers
 
+from saltext_edge import config as _config
+
 DEFAULTS = {
     # heartbeat period assumed for a node that never told us its own
     "interval": 60.0,
@@ -67,6 +69,16 @@ def _check(name, value):
     if name == "degraded_min_nodes":
         return _number(name, value, 1, 10**6, integer=True)
     raise ValueError(f"edge:fleet: unknown setting {name!r}")
+
+
+def from_opts(opts):
+    """
+    Return the effective fleet settings of the master options ``opts``
+    (:func:`parse` of the ``edge:`` mapping :mod:`saltext_edge.config` reads).
+    Raises :class:`ValueError` on a bad value, an unknown key or an ``edge:``
+    that is not a mapping.
+    """
+    return parse(_config.edge_conf(opts))
 
 
 def parse(edge_conf):

@@ -204,7 +204,7 @@ class FleetEngine:
         keys_fn=None,
     ):
         self.opts = opts
-        self.conf = conf if conf is not None else _conf.parse(opts.get("edge"))
+        self.conf = conf if conf is not None else _conf.from_opts(opts)
         self.store = store if store is not None else _store.Store(opts)
         self.keyring = keyring if keyring is not None else _signing.KeyRing(opts)
         self.fire = fire or (lambda tag, data: None)

@@ -138,7 +138,7 @@ def snapshot(opts_or_cache, now=None, store=None):
         opts, cache = opts_or_cache.opts, opts_or_cache
     now = now if now is not None else time.time()
     store = store or _store.Store(opts, cache=cache)
-    conf = _conf.parse(opts.get("edge"))
+    conf = _conf.from_opts(opts)
     records = store.load_all()
     index = _sites.node_index(opts)
     engines = store.engines()

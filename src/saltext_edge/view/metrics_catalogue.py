@@ -15,6 +15,8 @@ admission and engine series for fleets where that is too many.
 
 import ipaddress
 
+from saltext_edge import config as _config
+
 DEFAULT_ADDRESS = "127.0.0.1"
 DEFAULT_PORT = 9345
 NO_SITE = "(no site)"
@@ -145,10 +147,7 @@ def config(opts):
     ``{"address": str, "port": int, "per_node": bool}``.
     Raises :class:`MetricsConfigError` with a clear message on bad input.
     """
-    edge = (opts or {}).get("edge") or {}
-    if not isinstance(edge, dict):
-        raise MetricsConfigError("edge: must be a mapping in the master config")
-    conf = edge.get("metrics", True)
+    conf = _config.edge_conf(opts, error=MetricsConfigError).get("metrics", True)
     if conf is False:
         return None
     if conf is True or conf is None:
