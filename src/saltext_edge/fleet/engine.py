@@ -306,8 +306,7 @@ class FleetEngine:
             if _record.heartbeat(
                 rec, ev.payload, now, self.conf["raw_seconds"], master=self.master_id
             ):
-                self.classifier.refused["replay"] += 1
-                ref = _evidence.Refusal("replay", ev.id, True)
+                ref = self.classifier.refuse("replay", ev.id, True)
                 self._refused(ref, now)
                 return ref
             self._check_clock(ev.id, rec, now)

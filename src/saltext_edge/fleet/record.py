@@ -31,11 +31,10 @@ are stored apart from the live record (they change once an hour).
 import math
 import re
 
-from saltext_edge.tokens import SITE_RE  # noqa: E402
-from saltext_edge.uplink.quality import QUALITIES  # noqa: E402  (one definition)
+from saltext_edge.tokens import SITE_RE
+from saltext_edge.uplink.quality import QUALITIES, worst
 
 _QUALITY = {q: q for q in QUALITIES}
-_RANK = {"good": 0, "fair": 1, "poor": 2, "down": 3, "unknown": -1}
 KINDS = ("heartbeat", "job_return", "minion_start", "minion_ping", "auth")
 #: raw sample rows kept at most, whatever the period (bounds memory at 1 s periods)
 MAX_SAMPLES = 1000
@@ -265,15 +264,6 @@ def median(values):
         return None
     mid = len(vals) // 2
     return vals[mid] if len(vals) % 2 else round((vals[mid - 1] + vals[mid]) / 2.0, 3)
-
-
-def worst(qualities):
-    """Return the worst known quality of ``qualities`` (``unknown`` when none is known)."""
-    best = "unknown"
-    for quality in qualities:
-        if _RANK.get(quality, -1) > _RANK[best]:
-            best = quality
-    return best
 
 
 def trend(samples):
