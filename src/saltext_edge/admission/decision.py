@@ -63,7 +63,7 @@ def _plan(
         enrollments = _enr.store(opts)
     for minion_id in pending:
         try:
-            key = keyobj.cache.fetch("keys", minion_id) or {}
+            key = _ks.read_key(keyobj, minion_id)
         except Exception as exc:
             log.warning("edge admission: cannot read the key of %s: %s", minion_id, exc)
             continue
@@ -137,20 +137,15 @@ def _act_chunk(opts, keyobj, store, ids, extra_records, secrets, pol, enrollment
                         "kept" if item.verdict.decision in ("refused", "no_token") else "none"
                     )
                     continue
-                # read again right before the write, as salt-key does: Salt's
-                # own writers (salt-key -d/-r, the master's sign-in handling)
-                # do not take our lock, so a key deleted or replaced since
-                # the chunk was read is left alone, not re-created
-                now_key = keyobj.cache.fetch("keys", item.minion_id) or {}
-                if now_key.get("state") != "pending" or now_key.get("pub") != item.key["pub"]:
+                # only the very key judged is changed: Salt's own writers
+                # (salt-key -d/-r, the master's sign-in handling) do not take
+                # our lock, so a key deleted or replaced since the chunk was
+                # read is left alone, not re-created
+                if not _change(keyobj, item, target, marker):
                     actions[item.minion_id] = "none"
                     if item.minion_id in counted:
                         _enr.store(opts).release(item.verdict.enrollment, item.minion_id)
                     continue
-                if target == "deleted":
-                    _ks.delete(keyobj, item.minion_id)
-                else:
-                    _ks.set_state(keyobj, item.minion_id, item.key, target, marker=marker)
                 actions[item.minion_id] = target
                 if target == "accepted":
                     admitted[item.minion_id] = {
@@ -160,6 +155,18 @@ def _act_chunk(opts, keyobj, store, ids, extra_records, secrets, pol, enrollment
                     }
         _nodes.note_admitted(opts, admitted)
     return actions, entry, chunk
+
+
+def _change(keyobj, item, target, marker):
+    """Apply ``target`` to ``item``'s pending key if it is still the key judged; True when done."""
+    if target == "accepted":
+        return _ks.accept_pending(keyobj, item.minion_id, item.key["pub"], marker=marker)
+    now_key = _ks.read_key(keyobj, item.minion_id)
+    if now_key.get("state") != "pending" or now_key.get("pub") != item.key["pub"]:
+        return False
+    if target == "deleted":
+        return _ks.delete(keyobj, item.minion_id)
+    return _ks.set_state(keyobj, item.minion_id, item.key, target, marker=marker)
 
 
 def _count_uses(opts, chunk):

@@ -18,10 +18,12 @@ Writes into Salt's key store, under a lock, journalled (docs/concepts.rst,
 import atexit
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
 import socket
+import stat
 import threading
 import time
 
@@ -184,8 +186,6 @@ def set_state(keyobj, minion_id, key, new_state, marker=None):
     ``marker``: the in-flight marker from :func:`inflight_marker` (opened
     here for this one key when not given).
     """
-    import salt.utils.event
-
     if marker is None:
         with inflight_marker(keyobj) as own:
             return set_state(keyobj, minion_id, key, new_state, marker=own)
@@ -195,9 +195,142 @@ def set_state(keyobj, minion_id, key, new_state, marker=None):
     marker.clear()
     act = {"accepted": "accept", "rejected": "reject"}.get(new_state)
     if act:
-        eload = {"result": True, "act": act, "id": minion_id, "pub": key["pub"]}
-        keyobj.event.fire_event(eload, salt.utils.event.tagify(prefix="key"))
+        _fire_key_event(keyobj, minion_id, key["pub"], act)
     return True
+
+
+#: Salt's key files by state, in the order Salt's ``localfs_key`` reads them
+_STATE_DIRS = (
+    ("rejected", "minions_rejected"),
+    ("pending", "minions_pre"),
+    ("accepted", "minions"),
+)
+
+
+def _key_files(keyobj, minion_id):
+    """
+    The directory of Salt's key files when the key store is Salt's own
+    ``localfs_key`` files and ``minion_id`` is a plain file name, else None
+    (then only Salt's key-store API is used).
+    """
+    if keyobj.opts.get("keys.cache_driver", "localfs_key") != "localfs_key":
+        return None
+    if (
+        not isinstance(minion_id, str)
+        or minion_id in ("", ".", "..")
+        or any(c in minion_id for c in "/\\\0")
+    ):
+        return None
+    return keyobj.pki_dir or None
+
+
+def _open_key_file(path):
+    """``(fd, stat)`` of the regular file ``path`` (not through a symlink), or None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        return None
+    return fd, st
+
+
+def _read_fd(fd):
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def read_key(keyobj, minion_id):
+    """
+    Return ``minion_id``'s key as Salt's key store has it (``{"pub",
+    "state"}``, ``{}`` when there is none), read the way ``localfs_key``
+    reads it (rejected, then pending, then accepted; a symlink is not a
+    key) without its per-call path checks, which cost more than the read
+    under a storm; through Salt's key-store API for any other store.
+    """
+    root = _key_files(keyobj, minion_id)
+    if root is None:
+        return keyobj.cache.fetch("keys", minion_id) or {}
+    for state, sub in _STATE_DIRS:
+        opened = _open_key_file(os.path.join(root, sub, minion_id))
+        if opened is not None:
+            try:
+                return {"state": state, "pub": _read_fd(opened[0])}
+            finally:
+                os.close(opened[0])
+    return {}
+
+
+def accept_pending(keyobj, minion_id, pub, marker=None):
+    """
+    Move ``minion_id``'s pending key to accepted, only if the pending key is
+    still exactly ``pub`` (the key it was judged on), and fire Salt's
+    ``salt/key`` accept event. Returns True when accepted, False when the
+    pending key changed or went (nothing is changed then).
+
+    With Salt's ``localfs_key`` files the very file that was read is moved:
+    a hard link of the open file's inode is checked to be that inode, renamed
+    into ``minions/`` and the pending name removed last, so the key is never
+    missing from the store (a run killed in between leaves it both pending
+    and accepted; it is decided again at the node's next sign-in) and a key
+    put in its place meanwhile is never the one accepted. Any other key
+    store goes through Salt's API with the in-flight ``marker``
+    (:func:`set_state`), reading the key again right before the write.
+    """
+    root = _key_files(keyobj, minion_id)
+    if root is None or not os.path.isdir(os.path.join(root, "minions")):
+        now_key = read_key(keyobj, minion_id)
+        if now_key.get("state") != "pending" or now_key.get("pub") != pub:
+            return False
+        return set_state(keyobj, minion_id, now_key, "accepted", marker=marker)
+    pending = os.path.join(root, "minions_pre", minion_id)
+    opened = _open_key_file(pending)
+    if opened is None:
+        return False
+    fd, st = opened
+    staged = _staged(keyobj, minion_id)
+    try:
+        if _read_fd(fd) != pub or os.path.lexists(
+            os.path.join(root, "minions_rejected", minion_id)
+        ):
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(staged)  # left by a killed run
+        try:
+            os.link(pending, staged, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        linked = os.lstat(staged)
+        if (linked.st_ino, linked.st_dev) != (st.st_ino, st.st_dev):
+            os.unlink(staged)
+            return False  # replaced between the read and the link
+        os.rename(staged, os.path.join(root, "minions", minion_id))
+        now = os.lstat(pending) if os.path.lexists(pending) else None
+        if now is not None and (now.st_ino, now.st_dev) == (st.st_ino, st.st_dev):
+            os.unlink(pending)
+    finally:
+        os.close(fd)
+    _fire_key_event(keyobj, minion_id, pub, "accept")
+    return True
+
+
+def _staged(keyobj, minion_id):
+    """Where :func:`accept_pending` links a key before moving it (named by digest: ids may be long)."""
+    return _edge_path(
+        keyobj, "accepting-" + hashlib.sha256(minion_id.encode("utf-8")).hexdigest()[:32]
+    )
+
+
+def _fire_key_event(keyobj, minion_id, pub, act):
+    """Fire Salt's own ``salt/key`` event for ``act`` as ``salt.key.Key.change_state`` does."""
+    import salt.utils.event
+
+    eload = {"result": True, "act": act, "id": minion_id, "pub": pub}
+    keyobj.event.fire_event(eload, salt.utils.event.tagify(prefix="key"))
 
 
 def delete(keyobj, minion_id):
