@@ -115,15 +115,17 @@ def test_kill_midway_then_rerun(crash_run, crash_keys, adv_opts):
         )
     assert crash_run["returncode"] == -signal.SIGKILL
     after = crash_run["after_kill"]
-    # Salt's key store deletes a key's old entry before writing the new one,
-    # so the key being moved when the kill landed may be missing right now
-    # (salt-key -a has the same window); the next run must restore it from
-    # its journal (checked on `final` below). At most one chunk is in flight.
+    # The one key being moved when the kill landed may be missing right now
+    # (Salt's key-store API deletes a key's old entry before writing the new
+    # one; salt-key -a has the same window) or, moved directly as a file,
+    # both pending and accepted (the one file under both names); the next
+    # run restores the first from its journal and finishes the second
+    # (checked on `final` below). Never more than that one key.
     missing = sorted(set(crash_keys) - set(after))
-    assert len(missing) <= 1, f"keys missing after the SIGKILL: {missing[:10]}"
     doubled = {mid: s for mid, s in after.items() if len(s) != 1}
-    assert not doubled, f"keys in two states at once: {doubled}"
-    assert all(s == ["accepted"] or s == ["pending"] for s in after.values())
+    assert len(missing) + len(doubled) <= 1, f"keys in flight after the SIGKILL: {missing, doubled}"
+    assert all(s == ["accepted", "pending"] for s in doubled.values()), doubled
+    assert all(s in (["accepted"], ["pending"]) for m, s in after.items() if m not in doubled)
     partially = [mid for mid, s in after.items() if s == ["accepted"]]
     assert 0 < len(partially) < N_KEYS
 

@@ -130,3 +130,27 @@ def test_another_key_store_goes_through_salts_api(keyobj, pub):
     keyobj.opts["keys.cache_driver"] = "localfs_key"
     assert keystore._key_files(keyobj, "a/b") is None
     assert keystore._key_files(keyobj, "..") is None
+
+
+def test_recovery_finishes_a_move_killed_after_its_rename(keyobj, pub, opts):
+    from saltext_edge.admission import stores
+
+    store = stores.cache(opts)
+    _store(keyobj, "edge-1", pub, "pending")
+    os.link(_path(keyobj, "minions_pre", "edge-1"), _path(keyobj, "minions", "edge-1"))
+    _store(keyobj, "edge-2", pub, "pending")
+    os.link(_path(keyobj, "minions_pre", "edge-2"), keystore._staged(keyobj, "edge-2"))
+    intent = {"pub": pub, "state": "accepted", "decision": "accepted", "reason": None}
+    keystore.journal(store, {"edge-1": intent, "edge-2": intent})
+
+    done, restored = keystore.recover(store, keyobj)
+
+    assert set(done) == {"edge-1"} and done["edge-1"]["action"] == "accepted"
+    assert restored == []
+    assert keyobj.cache.fetch("keys", "edge-1") == {"state": "accepted", "pub": pub}
+    assert keyobj.event.fired == [
+        ("salt/key", {"result": True, "act": "accept", "id": "edge-1", "pub": pub})
+    ]
+    # killed before its rename: still pending, decided again; the staged link is gone
+    assert keyobj.cache.fetch("keys", "edge-2") == {"state": "pending", "pub": pub}
+    assert not os.path.exists(keystore._staged(keyobj, "edge-2"))

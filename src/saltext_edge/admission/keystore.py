@@ -5,8 +5,12 @@ Writes into Salt's key store, under a lock, journalled (docs/concepts.rst,
 * The lock is a file in the PKI directory, shared by masters on one key
   store. A waiter logs who holds it and gives up after ``edge:lock_timeout``
   seconds with :class:`~saltext_edge.admission.policy.AdmissionError`.
-* Salt's key store deletes a key's old entry before writing the new one, so a
-  process killed in between loses the key. Each chunk's changes are
+* With Salt's own key files a pending key is accepted by moving the very
+  file judged (:func:`accept_pending`): never missing, at worst pending and
+  accepted at once after a kill, which recovery finishes.
+* Through Salt's key-store API (rejections, other key stores) a key's old
+  entry is deleted before the new one is written, so a process killed in
+  between loses the key. Each chunk's changes are
   journalled (bank ``edge_admission/intents``, dropped once the chunk is
   announced), and the one key being written is named in an in-flight marker
   that is cleared as soon as the write returns. Recovery restores only that
@@ -318,10 +322,13 @@ def accept_pending(keyobj, minion_id, pub, marker=None):
     return True
 
 
+_STAGED_PREFIX = "accepting-"
+
+
 def _staged(keyobj, minion_id):
     """Where :func:`accept_pending` links a key before moving it (named by digest: ids may be long)."""
     return _edge_path(
-        keyobj, "accepting-" + hashlib.sha256(minion_id.encode("utf-8")).hexdigest()[:32]
+        keyobj, _STAGED_PREFIX + hashlib.sha256(minion_id.encode("utf-8")).hexdigest()[:32]
     )
 
 
@@ -390,7 +397,13 @@ def recover(store, keyobj):
             continue  # a live run's chunk: it announces it itself
         intents = store.fetch(_stores.INTENTS_BANK, entry_key) or {}
         for minion_id, intent in intents.items():
-            now_key = keyobj.cache.fetch("keys", minion_id) or {}
+            if intent.get("state") == "accepted" and _finish_move(keyobj, minion_id, intent):
+                log.warning(
+                    "edge admission: finished accepting %s, interrupted after the key was "
+                    "written (it was pending and accepted at once)",
+                    minion_id,
+                )
+            now_key = read_key(keyobj, minion_id)
             if (
                 not now_key
                 and inflight.get("id") == minion_id
@@ -413,7 +426,36 @@ def recover(store, keyobj):
         store.flush(_stores.INTENTS_BANK, entry_key)
     if inflight:
         _files.write_marker(marker, "", keyobj.opts)
+    edge_dir = _edge_path(keyobj, "")
+    for name in os.listdir(edge_dir):
+        if name.startswith(_STAGED_PREFIX):  # linked, not yet moved: the pending key is intact
+            _files.remove_file(os.path.join(edge_dir, name))
     return done, restored
+
+
+def _finish_move(keyobj, minion_id, intent):
+    """
+    Finish an :func:`accept_pending` killed between its rename and its
+    removal of the pending name (both names then hold the one file): remove
+    the pending name and fire Salt's accept event the killed run did not.
+    True when it did.
+    """
+    root = _key_files(keyobj, minion_id)
+    if root is None:
+        return False
+    pending = os.path.join(root, "minions_pre", minion_id)
+    accepted = os.path.join(root, "minions", minion_id)
+    try:
+        if not os.path.samefile(pending, accepted) or os.path.islink(pending):
+            return False
+        with open(accepted, encoding="utf-8") as fh_:
+            if fh_.read() != intent.get("pub"):
+                return False
+        os.unlink(pending)
+    except OSError:
+        return False
+    _fire_key_event(keyobj, minion_id, intent["pub"], "accept")
+    return True
 
 
 _LOCAL = threading.local()
