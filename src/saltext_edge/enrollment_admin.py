@@ -12,12 +12,13 @@ import os
 from saltext_edge import enrollment as _enr
 from saltext_edge import fileio as _fileio
 from saltext_edge import tokens as _token
+from saltext_edge.errors import EdgeError
 
 #: the ``status`` of an enrollment in a listing (:func:`listing`)
 LISTING_STATUSES = ("active", "expired", "exhausted", "enrollment_revoked")
 
 
-class KeyFileError(ValueError):
+class KeyFileError(EdgeError, ValueError):
     """A key file cannot be created; the message names the path, never the key."""
 
 

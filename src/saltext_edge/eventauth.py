@@ -30,6 +30,8 @@ import secrets
 import threading
 import time
 
+from saltext_edge.errors import EdgeError
+
 log = logging.getLogger(__name__)
 
 #: the field a sealed event's data carries: ``{"at": <ms>, "mac": <base64>}``
@@ -52,7 +54,7 @@ _lock = threading.Lock()
 _last_error = [float("-inf")]
 
 
-class EventKeyError(Exception):
+class EventKeyError(EdgeError):
     """The event key cannot be read or created (the message names the file, never the key)."""
 
 

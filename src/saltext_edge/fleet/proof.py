@@ -34,6 +34,7 @@ import secrets
 import time
 
 from saltext_edge import eventauth as _eventauth
+from saltext_edge.errors import EdgeError
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ _CHALLENGE = re.compile(r"\Av1\.([A-Za-z0-9_-]{16,64})\.(\d{1,16})\.([A-Za-z0-9+
 MAX_CHALLENGE_CHARS = 200
 
 
-class ProofError(ValueError):
+class ProofError(EdgeError, ValueError):
     """A challenge handed to :func:`answer` is malformed."""
 
 
