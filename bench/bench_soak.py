@@ -198,7 +198,7 @@ def soak(nodes, minutes, every=10, log=print):
     """Part B; returns (rows, data)."""
     import gc
 
-    from saltext_edge.fleet import heartbeat as _hb
+    from saltext_edge.uplink import heartbeat as _hb
 
     uplink = {
         "quality": "good",

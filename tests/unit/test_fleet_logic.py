@@ -4,9 +4,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from saltext_edge import fleet
 from saltext_edge.fleet import conf as fconf
 from saltext_edge.fleet import evidence, record, signing, status
+from saltext_edge.uplink import heartbeat
 
 NOW = 1_800_000_000.0
 CONF = fconf.parse({"fleet": {"interval": 10, "grace": 0}})
@@ -253,25 +253,25 @@ def test_evidence_trust(tmp_path):
 
 
 def test_beacon_settings():
-    assert fleet.beacon_settings() == {
+    assert heartbeat.beacon_settings() == {
         "beacons": {"edge_heartbeat": [{"period": 60}, {"jitter": 0.1}]}
     }
-    assert fleet.beacon_settings(interval=30, jitter=0)["beacons"]["edge_heartbeat"][0] == {
+    assert heartbeat.beacon_settings(interval=30, jitter=0)["beacons"]["edge_heartbeat"][0] == {
         "period": 30
     }
-    assert fleet.beacon_settings(enabled=False) == {
+    assert heartbeat.beacon_settings(enabled=False) == {
         "beacons": {"edge_heartbeat": [{"enabled": False}]}
     }
     for bad in ({"interval": 0}, {"interval": True}, {"jitter": 0.9}):
         with pytest.raises(ValueError):
-            fleet.beacon_settings(**bad)
+            heartbeat.beacon_settings(**bad)
 
 
 def test_beacon_enabled():
-    assert fleet.beacon_enabled(fleet.beacon_settings())
-    assert not fleet.beacon_enabled(fleet.beacon_settings(enabled=False))
-    assert not fleet.beacon_enabled({})
-    assert not fleet.beacon_enabled(
+    assert heartbeat.beacon_enabled(heartbeat.beacon_settings())
+    assert not heartbeat.beacon_enabled(heartbeat.beacon_settings(enabled=False))
+    assert not heartbeat.beacon_enabled({})
+    assert not heartbeat.beacon_enabled(
         {"beacons": {"enabled": False, "edge_heartbeat": [{"period": 60}]}}
     )
-    assert not fleet.beacon_enabled({"beacons": {"inotify": [{"files": {}}]}})
+    assert not heartbeat.beacon_enabled({"beacons": {"inotify": [{"files": {}}]}})

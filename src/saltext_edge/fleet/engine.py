@@ -51,7 +51,7 @@ LOG_UNKNOWN_PER_MIN = 10
 MAX_SITE_CONFS = 4096
 #: tags the engine reads (everything else on the bus is skipped unread)
 WANTED = (
-    "edge/heartbeat",
+    _evidence.HEARTBEAT_TAG,
     "salt/job/",
     "salt/minion/",
     "minion_start",

@@ -82,8 +82,8 @@ def answer(opts, challenge, now=None, signer=None):
     for a malformed challenge, ``OSError``/``ValueError`` when the key is
     unusable.
     """
-    from saltext_edge.fleet import heartbeat as _hb
     from saltext_edge.fleet import signing as _signing
+    from saltext_edge.uplink import heartbeat as _hb
 
     if not isinstance(challenge, str) or not _CHALLENGE.match(challenge):
         raise ProofError("not a challenge made by 'salt-run edge.report ping=True'")
