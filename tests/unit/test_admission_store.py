@@ -280,3 +280,38 @@ def test_revoke_bars_the_key_and_unrevoke_names_the_next_one(opts, pub):
     assert admission.record(opts, "edge-r", pub, _tok("edge-r", pub))["recorded"]
     res = admission.decide_and_act(auto, ids=["edge-r"])["edge-r"]
     assert (res["decision"], res["reason"]) == ("refused", "revoked_key")
+
+
+def test_a_recorded_token_keeps_its_site_whatever_its_version(opts, pub):
+    """One parser for v1 and v2 (tokens.parse): a recorded v2 token is listed with its site."""
+    from saltext_edge import enrollment as enr
+
+    key_text = enr.format_key(
+        "sh-4", "0123456789abcdef", enr.enrollment_key(SECRET, "sh-4", "0123456789abcdef")
+    )
+    tokens = {
+        "edge-v1": _tok("edge-v1", pub),
+        "edge-v2": enr.make_token(key_text, "edge-v2", token.pubkey_digest(pub)),
+    }
+    for mid, tok in tokens.items():
+        _pending(opts, mid, pub)
+        rec, _todo = admission.record_for_decision(opts, mid, pub, tok, source="wheel")
+        assert rec["recorded"], rec
+    listed = admission.list_decisions(opts)
+    assert {mid: listed[mid]["site"] for mid in tokens} == {"edge-v1": "sh-3", "edge-v2": "sh-4"}
+    assert listed["edge-v2"]["decision"] == "recorded"
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("v1:sh-3:" + "a" * 64, ("v1", "sh-3", None, "a" * 64)),
+        ("v2:sh-3:0123456789abcdef:" + "b" * 64, ("v2", "sh-3", "0123456789abcdef", "b" * 64)),
+    ],
+)
+def test_one_parser_for_every_token_version(text, parsed):
+    assert token.parse(text) == parsed
+    for bad in (text + ":x", text.replace("sh-3", "sh 3"), "v3" + text[2:], text[:-1]):
+        with pytest.raises(token.TokenError) as err:
+            token.parse(bad)
+        assert err.value.reason == "malformed_token" and bad not in str(err.value)

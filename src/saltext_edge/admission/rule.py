@@ -88,7 +88,7 @@ def judge(minion_id, pub_digest, token, secrets, pol, node=None, enrollments=Non
         site = None
         if exc.reason != "malformed_token":
             try:
-                site = (_enr.parse_token if v2 else _token.parse_token)(token)[0]
+                site = _token.parse(token).site
             except _token.TokenError:
                 pass
         reason = exc.reason if exc.reason in REFUSAL_REASONS else "bad_token"

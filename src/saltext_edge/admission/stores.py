@@ -18,7 +18,6 @@ import threading
 import time
 import uuid
 
-from saltext_edge import enrollment as _enr
 from saltext_edge import tokens as _token
 
 log = logging.getLogger(__name__)
@@ -69,7 +68,7 @@ def pub_digest(pub):
 
 def bounded_token(token):
     """``token`` if it is a string no longer than a token can be, else a fixed malformed marker."""
-    if len(token) > max(_token.MAX_TOKEN_LEN, _enr.MAX_TOKEN_LEN):
+    if len(token) > _token.MAX_TOKEN_LEN:
         return "malformed:too-long"
     return token
 
@@ -239,7 +238,7 @@ def list_decisions(opts):
         if mid not in ret or ret[mid]["time"] < seen:
             site = None
             try:
-                site = _token.parse_token(rec.get("token"))[0]
+                site = _token.parse(rec.get("token")).site
             except _token.TokenError:
                 pass
             ret[mid] = {"decision": "recorded", "reason": None, "site": site, "time": seen}
