@@ -30,6 +30,7 @@ import re
 import secrets as _pysecrets
 
 from saltext_edge import fsperm as _fsperm
+from saltext_edge import pki_paths as _paths
 from saltext_edge import tokens as _token
 
 VERSION = _token.V2
@@ -379,11 +380,6 @@ class EnrollmentStore:
 # --------------------------------------------------------------------------
 
 
-def directory(opts):
-    """Return the enrollment records' directory, ``<pki_dir>/edge/enrollments``."""
-    return os.path.join(opts["pki_dir"], "edge", "enrollments")
-
-
 def store(opts):
     """Return the :class:`EnrollmentStore` of the master options ``opts``."""
-    return EnrollmentStore(directory(opts), opts)
+    return EnrollmentStore(_paths.enrollments_dir(opts), opts)

@@ -30,6 +30,7 @@ import secrets
 import threading
 import time
 
+from saltext_edge import pki_paths as _paths
 from saltext_edge.errors import EdgeError
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 #: the field a sealed event's data carries: ``{"at": <ms>, "mac": <base64>}``
 FIELD = "edge_seal"
 DOMAIN = b"saltext-edge event v1\n"
-KEY_NAME = "event.key"
 KEY_BYTES = 32
 #: a sealed event is refused when it is older than this (seconds): a reactor
 #: far behind pages late rather than never; a leaked event replays only this long
@@ -56,11 +56,6 @@ _last_error = [float("-inf")]
 
 class EventKeyError(EdgeError):
     """The event key cannot be read or created (the message names the file, never the key)."""
-
-
-def key_path(opts):
-    """Return the path of the event key of the master whose options are ``opts``."""
-    return os.path.join(opts["pki_dir"], "edge", KEY_NAME)
 
 
 def _read(path):
@@ -89,7 +84,7 @@ def load_key(opts, create=False):
     """
     from saltext_edge import fileio, fsperm
 
-    path = key_path(opts)
+    path = _paths.event_key(opts)
     try:
         return _read(path)
     except FileNotFoundError:

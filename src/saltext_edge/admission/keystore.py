@@ -26,14 +26,13 @@ import threading
 import time
 
 from saltext_edge import fsperm as _fsperm
+from saltext_edge import pki_paths as _paths
 from saltext_edge.admission import files as _files
 from saltext_edge.admission import stores as _stores
 from saltext_edge.admission.policy import AdmissionError
 
 log = logging.getLogger(__name__)
 
-LOCK_NAME = "admission.lock"
-INFLIGHT_NAME = "admission.inflight"
 # a journal entry of another host is left alone while younger than this
 FOREIGN_JOURNAL_AGE = 600
 # after this long a waiter says whom it waits for
@@ -48,14 +47,15 @@ def key_obj(opts):
 
 
 def _edge_path(keyobj, name):
-    """Return ``<pki_dir>/edge/<name>`` (admission's files, see :mod:`.files`)."""
+    """Return ``name(opts)``, a :mod:`saltext_edge.pki_paths` path, with ``<pki_dir>/edge`` created (:mod:`.files`)."""
     # only the two options the files need: copying Salt's options (an
     # OptsDict) costs milliseconds, and this runs for every key accepted
     opts = {
         "pki_dir": keyobj.pki_dir or keyobj.opts["pki_dir"],
         "user": keyobj.opts.get("user"),
     }
-    return os.path.join(_files.edge_dir(opts), name)
+    _files.edge_dir(opts)
+    return name(opts)
 
 
 def _holder_info(fd):
@@ -72,7 +72,7 @@ def lock(keyobj, timeout, what="admission"):
     Hold the exclusive key-store lock. Logs who holds it while waiting and
     raises :class:`AdmissionError` after ``timeout`` seconds.
     """
-    path = _edge_path(keyobj, LOCK_NAME)
+    path = _edge_path(keyobj, _paths.admission_lock)
     fd = _files.open_lock_file(path, keyobj.opts)
     try:
         start = time.monotonic()
@@ -168,7 +168,7 @@ class _Marker:
 @contextlib.contextmanager
 def inflight_marker(keyobj):
     """The in-flight marker of ``keyobj``'s key store, open for a chunk of :func:`set_state` calls."""
-    marker = _Marker(_edge_path(keyobj, INFLIGHT_NAME), keyobj.opts)
+    marker = _Marker(_edge_path(keyobj, _paths.admission_inflight), keyobj.opts)
     try:
         yield marker
     finally:
@@ -250,7 +250,7 @@ def recover(store, keyobj):
     found lost in the middle of a write and put back as *pending*.
     """
     done, restored = {}, []
-    marker = _edge_path(keyobj, INFLIGHT_NAME)
+    marker = _edge_path(keyobj, _paths.admission_inflight)
     inflight = _files.read_json_file(marker) or {}
     for entry_key in store.list(_stores.INTENTS_BANK):
         if _run_alive(entry_key):
