@@ -27,11 +27,11 @@ import json
 import logging
 import os
 import secrets
-import threading
 import time
 
 from saltext_edge import pki_paths as _paths
 from saltext_edge.errors import EdgeError
+from saltext_edge.memo import Memo
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,7 @@ _MAX_MAC_CHARS = 64
 #: an unreadable key is logged at most once in this many seconds
 ERROR_EVERY_S = 300.0
 
-_cache = {}
-_lock = threading.Lock()
+_KEY = Memo()
 _last_error = [float("-inf")]
 
 
@@ -60,17 +59,14 @@ class EventKeyError(EdgeError):
 
 def _read(path):
     st = os.stat(path)
-    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-    with _lock:
-        hit = _cache.get(path)
-        if hit is not None and hit[0] == stamp:
-            return hit[1]
+    return _KEY.get((path, st.st_ino, st.st_mtime_ns, st.st_size), lambda: _read_file(path))
+
+
+def _read_file(path):
     with open(path, "rb") as fh_:
         raw = fh_.read(KEY_BYTES + 1)
     if len(raw) != KEY_BYTES:
         raise EventKeyError(f"{path} is not an event key ({KEY_BYTES} bytes)")
-    with _lock:
-        _cache[path] = (stamp, raw)
     return raw
 
 

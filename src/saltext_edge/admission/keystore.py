@@ -15,14 +15,12 @@ Writes into Salt's key store, under a lock, journalled (docs/concepts.rst,
   it only announces journalled changes that are still in place.
 """
 
-import atexit
 import contextlib
 import fcntl
 import json
 import logging
 import os
 import socket
-import threading
 import time
 
 from saltext_edge import fsperm as _fsperm
@@ -30,6 +28,7 @@ from saltext_edge import pki_paths as _paths
 from saltext_edge.admission import files as _files
 from saltext_edge.admission import stores as _stores
 from saltext_edge.admission.policy import AdmissionError
+from saltext_edge.memo import Memo
 
 log = logging.getLogger(__name__)
 
@@ -283,25 +282,23 @@ def recover(store, keyobj):
     return done, restored
 
 
-_LOCAL = threading.local()
+def _close_event(objs):
+    """Close the key object's event connection, if one was opened, when it
+    is replaced or before the interpreter tears its modules down (else Salt
+    prints a traceback)."""
+    keyobj = objs[1]
+    if "event" in keyobj.__dict__:  # a cached_property, only if created
+        with contextlib.suppress(Exception):  # best effort on the way out
+            keyobj.event.destroy()
+
+
+_OBJECTS = Memo(per_thread=True, close=_close_event)
 
 
 def objects(opts):
     """
     Return ``(cache, keyobj)`` for ``opts``, built once per thread and reused
-    while ``opts`` is the same object (building Salt's cache and key loaders
-    costs tens of milliseconds; the reactor calls us once per sign-in).
+    while ``opts`` is the same (building Salt's cache and key loaders costs
+    tens of milliseconds; the reactor calls us once per sign-in).
     """
-    memo = getattr(_LOCAL, "memo", None)
-    if memo is None or memo[0] is not opts:
-        memo = _LOCAL.memo = (opts, _stores.cache(opts), key_obj(opts))
-        atexit.register(_close_event, memo[2])
-    return memo[1], memo[2]
-
-
-def _close_event(keyobj):
-    """Close the key object's event connection, if one was opened, before
-    the interpreter tears its modules down (else Salt prints a traceback)."""
-    if "event" in keyobj.__dict__:  # a cached_property, only if created
-        with contextlib.suppress(Exception):  # best effort on the way out
-            keyobj.event.destroy()
+    return _OBJECTS.get((opts,), lambda: (_stores.cache(opts), key_obj(opts)))

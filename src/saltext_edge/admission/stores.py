@@ -12,9 +12,9 @@ The token store and the decision store, in the master cache
 
 import contextlib
 import hashlib
+import itertools
 import logging
 import os
-import threading
 import time
 import uuid
 
@@ -35,8 +35,7 @@ RECORD_TTL = 7 * 24 * 3600
 MAX_PUB_BYTES = 8192
 
 _PRUNE_EVERY = 200
-_stores_since_prune = [0]
-_prune_lock = threading.Lock()
+_STORED = itertools.count(1)
 
 
 def cache(opts):
@@ -98,12 +97,7 @@ def store_record(opts, store, minion_id, pub, digest, token, source, rank=None):
     """Write a token record (the caller checked every field); returns it."""
     rec = new_record(minion_id, pub, digest, token, source, rank)
     store.store(TOKENS_BANK, rec_key(minion_id), rec)
-    with _prune_lock:
-        _stores_since_prune[0] += 1
-        due = _stores_since_prune[0] >= _PRUNE_EVERY
-        if due:
-            _stores_since_prune[0] = 0
-    if due:
+    if next(_STORED) % _PRUNE_EVERY == 0:
         prune_records(store)
     return rec
 
