@@ -295,8 +295,8 @@ def test_a_recorded_token_keeps_its_site_whatever_its_version(opts, pub):
     }
     for mid, tok in tokens.items():
         _pending(opts, mid, pub)
-        rec, _todo = admission.record_for_decision(opts, mid, pub, tok, source="wheel")
-        assert rec["recorded"], rec
+        outcome = admission.sign_in(opts, mid, pub, tok, source="wheel")
+        assert outcome.rec is not None, outcome.status
     listed = admission.list_decisions(opts)
     assert {mid: listed[mid]["site"] for mid in tokens} == {"edge-v1": "sh-3", "edge-v2": "sh-4"}
     assert listed["edge-v2"]["decision"] == "recorded"

@@ -43,7 +43,6 @@ from saltext_edge.admission.rule import (  # noqa: F401
     REFUSAL_REASONS,
     Verdict,
     judge,
-    verify,
 )
 from saltext_edge.admission.signin import (  # noqa: F401
     Outcome,
@@ -51,7 +50,6 @@ from saltext_edge.admission.signin import (  # noqa: F401
     dispatch,
     handle_auth,
     record,
-    record_for_decision,
     sign_in,
     token_from_auth_event,
     valid_id,

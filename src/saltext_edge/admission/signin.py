@@ -322,32 +322,6 @@ def handle_auth(opts, minion_id, pub, token, act="pend", source="reactor"):
     return ret
 
 
-def record_for_decision(opts, minion_id, pub, token, source="reactor"):
-    """
-    Compatibility wrapper over :func:`sign_in` for a pending key: returns
-    ``(record_result, todo)`` with ``todo`` one of ``none``, ``manual``,
-    ``refused_before``, ``decide``.
-    """
-    outcome = sign_in(opts, minion_id, pub, token, act="pend", source=source)
-    rec = {
-        "id": minion_id,
-        "recorded": outcome.rec is not None,
-        "changed": False,
-        "reason": None,
-        "refused": (outcome.rec or {}).get("refused"),
-    }
-    todo = {
-        "recorded": "manual",
-        "kept_better": "manual",
-        "refused_before": "refused_before",
-        "decide": "decide",
-    }.get(outcome.status)
-    if todo is None:
-        rec["reason"] = outcome.status
-        return rec, "none"
-    return rec, todo
-
-
 def collect_auth_events(opts, seconds, match="*"):
     """
     Listen on the master event bus for ``seconds`` and pass every

@@ -139,12 +139,13 @@ def record(minion_id, pub, token):
             -d fun=edge.record -d minion_id=edge-1 \\
             --data-urlencode pub@minion.pub -d token="$EDGE_TOKEN"
     """
-    rec, todo = admission.record_for_decision(__opts__, minion_id, pub, token, source="wheel")
+    outcome = admission.sign_in(__opts__, minion_id, pub, token, source="wheel")
+    known = outcome.status in ("recorded", "kept_better", "refused_before", "decide")
     return {
-        "id": rec["id"],
-        "recorded": rec["recorded"],
-        "changed": todo != "none",
-        "reason": rec["reason"],
+        "id": minion_id,
+        "recorded": outcome.rec is not None,
+        "changed": known,
+        "reason": None if known else outcome.status,
     }
 
 
