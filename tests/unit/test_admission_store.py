@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from saltext_edge import admission, admitter
 from saltext_edge import tokens as token
+from saltext_edge.admission import stores
 
 SECRET = "unit-fleet-9f2c4e7a1b8d3f6e0a5c9b2d7e4f1a8c3b6d9e2f"
 
@@ -60,9 +61,9 @@ def test_record_rejects_bad_input(opts, pub, mid, pubval, tok, reason):
 
 
 def test_decisions_batches_and_compaction(opts):
-    cache = admission._cache(opts)
+    cache = stores.cache(opts)
     for i in range(admission.COMPACT_AFTER + 5):
-        admission._store_decisions(
+        stores.store_decisions(
             cache,
             {
                 f"m{i % 3}": {
@@ -165,7 +166,7 @@ def test_token_store_is_bounded(opts, pub):
     """Old records go after 7 days, then the oldest beyond the limit."""
     from saltext_edge.admission import stores
 
-    cache = admission._cache(opts)
+    cache = stores.cache(opts)
     digest = token.pubkey_digest(pub)
     for i in range(30):
         stores.store_record(opts, cache, f"m-{i}", pub, digest, "v1:sh-3:" + "0" * 64, "test")
@@ -180,7 +181,7 @@ def test_token_store_is_bounded(opts, pub):
 def test_decision_store_is_bounded(opts):
     from saltext_edge.admission import stores
 
-    cache = admission._cache(opts)
+    cache = stores.cache(opts)
     for i in range(5):
         stores.store_decisions(
             cache,

@@ -63,9 +63,6 @@ from saltext_edge.admission.stores import (  # noqa: F401
     forget,
     list_decisions,
 )
-from saltext_edge.admission.stores import cache as _cache  # noqa: F401
-from saltext_edge.admission.stores import clean_pub as _clean_pub  # noqa: F401
-from saltext_edge.admission.stores import store_decisions as _store_decisions  # noqa: F401
 
 log = logging.getLogger(__name__)
 
