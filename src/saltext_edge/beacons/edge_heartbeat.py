@@ -88,7 +88,7 @@ def _state(opts):
     return _STATE
 
 
-def _measure(opts, state):
+def _probe(opts, state):
     uplink = _measure.measure(opts)
     _measure.save(opts, uplink)
     state["result"] = uplink
@@ -148,7 +148,7 @@ def beacon(config):
         return []
     if now >= state["due"]:
         thread = threading.Thread(
-            target=_measure, args=(opts, state), name="edge-heartbeat-probe", daemon=True
+            target=_probe, args=(opts, state), name="edge-heartbeat-probe", daemon=True
         )
         state["thread"] = thread
         thread.start()
