@@ -29,7 +29,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import _common as C  # noqa: E402  pylint: disable=wrong-import-position
+import _common as C  # pylint: disable=wrong-import-position
 
 PERIOD = 60.0
 
@@ -61,11 +61,11 @@ def heartbeats(count, seconds, log=print, keep=False):
     import salt.utils.event
     from cryptography.hazmat.primitives import serialization
 
-    from saltext_edge.fleet import heartbeat as hb
     from saltext_edge.fleet import (
         signing,
         store,
     )
+    from saltext_edge.uplink import heartbeat as hb
 
     pool = C.key_pool(100, log=log)
 
@@ -333,7 +333,7 @@ def grain(log=print, keep=False):
     import salt.config
     import salt.loader
 
-    from saltext_edge.fleet import heartbeat as hb
+    from saltext_edge.uplink import measure
 
     root = C.mkroot("fleet-grain")
     hole = socket.socket()
@@ -356,7 +356,7 @@ def grain(log=print, keep=False):
         t0 = time.perf_counter()
         probed = func()
         probe_s = time.perf_counter() - t0
-        hb.save(opts, dict(probed["edge_uplink"]))
+        measure.save(opts, dict(probed["edge_uplink"]))
         times = []
         for _ in range(20):
             t0 = time.perf_counter()

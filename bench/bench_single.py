@@ -36,7 +36,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import _common as C  # noqa: E402  pylint: disable=wrong-import-position
+import _common as C  # pylint: disable=wrong-import-position
 
 STATIC_VALUE = "bench-static-enrollment-value"
 SITE = "site-single"

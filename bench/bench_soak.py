@@ -36,7 +36,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import _common as C  # noqa: E402  pylint: disable=wrong-import-position
+import _common as C  # pylint: disable=wrong-import-position
 
 T0 = 1_800_000_000.0
 KEYS = 32
@@ -198,7 +198,7 @@ def soak(nodes, minutes, every=10, log=print):
     """Part B; returns (rows, data)."""
     import gc
 
-    from saltext_edge.fleet import heartbeat as _hb
+    from saltext_edge.uplink import heartbeat as _hb
 
     uplink = {
         "quality": "good",
@@ -293,7 +293,7 @@ def soak(nodes, minutes, every=10, log=print):
     return rows, data
 
 
-def run(quick=False, log=print, keep=False, minutes=None, nodes=None, soak_only=False):  # noqa: ARG001
+def run(quick=False, log=print, keep=False, minutes=None, nodes=None, soak_only=False):
     """Both parts (only B with ``soak_only``); returns ``{"name": "soak", "rows", "data"}``."""
     nodes = nodes or (1000 if quick else 5000)
     rows, data = [], {"machine": C.machine_info()}

@@ -42,7 +42,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import _common as C  # noqa: E402  pylint: disable=wrong-import-position
+import _common as C  # pylint: disable=wrong-import-position
 
 STATIC_VALUE = "bench-static-enrollment-value"
 ACCEPTANCE_WAIT = 10  # Salt's default acceptance_wait_time
@@ -77,7 +77,7 @@ def _holds_aes(reply):
     if isinstance(load, (bytes, str)):
         try:
             load = salt.payload.loads(load)
-        except Exception:  # noqa: BLE001  (not a signed sign-in reply)
+        except Exception:  # not a signed sign-in reply
             return False
     return isinstance(load, dict) and ("aes" in load or "pub_key" in load)
 
@@ -436,7 +436,7 @@ def _start_profile(master, path):
     return subprocess.Popen(
         [spy, "record", "-p", str(pid), "-r", "100", "-f", "raw", "-o", path, "--nonblocking"],
         stdout=subprocess.DEVNULL,
-        stderr=open(path + ".err", "wb"),  # noqa: SIM115  pylint: disable=consider-using-with
+        stderr=open(path + ".err", "wb"),  # pylint: disable=consider-using-with
     )
 
 

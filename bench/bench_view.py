@@ -37,8 +37,8 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import _common as C  # noqa: E402  pylint: disable=wrong-import-position
-from saltext_edge.view import (  # noqa: E402  pylint: disable=wrong-import-position
+import _common as C  # pylint: disable=wrong-import-position
+from saltext_edge.view import (  # pylint: disable=wrong-import-position
     metrics_collector,
     metrics_server,
     page,

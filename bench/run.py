@@ -28,7 +28,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import _common as C  # noqa: E402  pylint: disable=wrong-import-position
+import _common as C  # pylint: disable=wrong-import-position
 
 BENCHES = ("admission", "storm", "single", "report", "diagnose", "grains", "fleet", "view", "soak")
 

@@ -17,6 +17,7 @@ import logging
 
 from saltext_edge import config as _config
 from saltext_edge import eventauth as _eventauth
+from saltext_edge.errors import EdgeError
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ DEFAULT_TIMEOUT_S = 10.0
 FIELDS = ("event", "kind", "node", "site", "last_seen", "reason", "offline", "master")
 
 
-class AlertError(ValueError):
+class AlertError(EdgeError, ValueError):
     """The event handed to :func:`post` is not an event (one line, no secret)."""
 
 

@@ -98,9 +98,9 @@ def heartbeat(otherwise):
     """Rule for ``beacons``: ok when the ``edge_heartbeat`` beacon is on, else ``otherwise``."""
 
     def rule(opts, setting):
-        from saltext_edge import fleet as _fleet  # only this rule needs it
+        from saltext_edge.uplink import heartbeat as _heartbeat  # only this rule needs it
 
-        return Check("ok" if _fleet.beacon_enabled(opts) else otherwise)
+        return Check("ok" if _heartbeat.beacon_enabled(opts) else otherwise)
 
     return rule
 

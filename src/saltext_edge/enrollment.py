@@ -30,12 +30,12 @@ import re
 import secrets as _pysecrets
 
 from saltext_edge import fsperm as _fsperm
+from saltext_edge import pki_paths as _paths
 from saltext_edge import tokens as _token
 
-VERSION = "v2"
+VERSION = _token.V2
 KEY_PREFIX = "edge-enroll:v2:"
-ENR_ID_RE = re.compile(r"\A[0-9a-f]{16}\Z")
-MAX_TOKEN_LEN = 3 + 64 + 1 + 16 + 1 + 64
+ENR_ID_RE = _token.ENR_ID_RE
 REASONS = ("expired", "exhausted", "enrollment_revoked", "enrollment_unknown", "id_not_allowed")
 DEFAULT_USES = 1
 DEFAULT_EXPIRES = 24 * 3600
@@ -121,22 +121,17 @@ def make_token(enr_key_text, minion_id, pub_digest):
 
 def parse_token(token):
     """
-    Parse a v2 token; return ``(site, enr_id, mac_hex)`` or raise
-    :class:`EnrollmentError` with reason ``malformed_token``.
+    Parse a v2 token (:func:`saltext_edge.tokens.parse`); return ``(site,
+    enr_id, mac_hex)`` or raise :class:`EnrollmentError` with reason
+    ``malformed_token``.
     """
-    if not isinstance(token, str) or len(token) > MAX_TOKEN_LEN:
-        raise EnrollmentError("malformed_token", "the token is not a v2 token")
-    parts = token.split(":")
-    if len(parts) != 4 or parts[0] != VERSION:
-        raise EnrollmentError("malformed_token", "a v2 token has four ':'-separated fields")
-    _, site, enr_id, mac = parts
-    if (
-        not _token.SITE_RE.match(site)
-        or not ENR_ID_RE.match(enr_id)
-        or not _token.MAC_RE.match(mac)
-    ):
-        raise EnrollmentError("malformed_token", "the v2 token's fields are malformed")
-    return site, enr_id, mac
+    try:
+        parsed = _token.parse(token)
+    except _token.TokenError as exc:
+        raise EnrollmentError("malformed_token", str(exc)) from None
+    if parsed.version != VERSION:
+        raise EnrollmentError("malformed_token", "not a v2 token")
+    return parsed.site, parsed.enrollment, parsed.mac
 
 
 def verify_token(token, secrets, minion_id, pub_digest):
@@ -385,11 +380,6 @@ class EnrollmentStore:
 # --------------------------------------------------------------------------
 
 
-def directory(opts):
-    """Return the enrollment records' directory, ``<pki_dir>/edge/enrollments``."""
-    return os.path.join(opts["pki_dir"], "edge", "enrollments")
-
-
 def store(opts):
     """Return the :class:`EnrollmentStore` of the master options ``opts``."""
-    return EnrollmentStore(directory(opts), opts)
+    return EnrollmentStore(_paths.enrollments_dir(opts), opts)

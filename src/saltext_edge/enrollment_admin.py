@@ -11,13 +11,15 @@ import os
 
 from saltext_edge import enrollment as _enr
 from saltext_edge import fileio as _fileio
+from saltext_edge import pki_paths as _paths
 from saltext_edge import tokens as _token
+from saltext_edge.errors import EdgeError
 
 #: the ``status`` of an enrollment in a listing (:func:`listing`)
 LISTING_STATUSES = ("active", "expired", "exhausted", "enrollment_revoked")
 
 
-class KeyFileError(ValueError):
+class KeyFileError(EdgeError, ValueError):
     """A key file cannot be created; the message names the path, never the key."""
 
 
@@ -163,7 +165,7 @@ def write_site_key(opts, site, path=None):
     _token.validate_site(site)
     default = path is None
     if default:
-        path = os.path.join(opts["pki_dir"], "edge", "sites", f"{site}.key")
+        path = _paths.site_key_file(opts, site)
     check_new_path(path)
     k_site = _secrets.master_site_key(opts, site)
     if default:

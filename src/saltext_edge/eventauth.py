@@ -27,15 +27,17 @@ import json
 import logging
 import os
 import secrets
-import threading
 import time
+
+from saltext_edge import pki_paths as _paths
+from saltext_edge.errors import EdgeError
+from saltext_edge.memo import Memo
 
 log = logging.getLogger(__name__)
 
 #: the field a sealed event's data carries: ``{"at": <ms>, "mac": <base64>}``
 FIELD = "edge_seal"
 DOMAIN = b"saltext-edge event v1\n"
-KEY_NAME = "event.key"
 KEY_BYTES = 32
 #: a sealed event is refused when it is older than this (seconds): a reactor
 #: far behind pages late rather than never; a leaked event replays only this long
@@ -47,33 +49,24 @@ _MAX_MAC_CHARS = 64
 #: an unreadable key is logged at most once in this many seconds
 ERROR_EVERY_S = 300.0
 
-_cache = {}
-_lock = threading.Lock()
+_KEY = Memo()
 _last_error = [float("-inf")]
 
 
-class EventKeyError(Exception):
+class EventKeyError(EdgeError):
     """The event key cannot be read or created (the message names the file, never the key)."""
-
-
-def key_path(opts):
-    """Return the path of the event key of the master whose options are ``opts``."""
-    return os.path.join(opts["pki_dir"], "edge", KEY_NAME)
 
 
 def _read(path):
     st = os.stat(path)
-    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-    with _lock:
-        hit = _cache.get(path)
-        if hit is not None and hit[0] == stamp:
-            return hit[1]
+    return _KEY.get((path, st.st_ino, st.st_mtime_ns, st.st_size), lambda: _read_file(path))
+
+
+def _read_file(path):
     with open(path, "rb") as fh_:
         raw = fh_.read(KEY_BYTES + 1)
     if len(raw) != KEY_BYTES:
         raise EventKeyError(f"{path} is not an event key ({KEY_BYTES} bytes)")
-    with _lock:
-        _cache[path] = (stamp, raw)
     return raw
 
 
@@ -87,7 +80,7 @@ def load_key(opts, create=False):
     """
     from saltext_edge import fileio, fsperm
 
-    path = key_path(opts)
+    path = _paths.event_key(opts)
     try:
         return _read(path)
     except FileNotFoundError:

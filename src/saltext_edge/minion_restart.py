@@ -234,7 +234,7 @@ def schedule(restart, job_pid=None, proc_files=None, wait_timeout=WAIT_TIMEOUT, 
             "stop_timeout": STOP_TIMEOUT,
         }
     )
-    proc = subprocess.Popen(  # noqa: SIM115 - detached on purpose, never waited for
+    proc = subprocess.Popen(  # detached on purpose, never waited for
         [sys.executable, "-I", os.path.abspath(__file__), json.dumps(cfg)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -308,7 +308,7 @@ def _reexec(cfg):
     _wait_gone(pids, 10)
     if cfg.get("pidfile"):
         _drop_stale_pidfiles(cfg["pidfile"], pids)
-    subprocess.Popen(  # noqa: SIM115 - the new daemon outlives this helper
+    subprocess.Popen(  # the new daemon outlives this helper
         cfg["argv"],
         cwd=cfg["cwd"],
         stdin=subprocess.DEVNULL,

@@ -9,6 +9,7 @@ import time
 
 from saltext_edge.fleet import conf as _conf
 from saltext_edge.fleet import record as _record
+from saltext_edge.fleet import rows as _rows
 from saltext_edge.fleet import sites as _sites
 from saltext_edge.fleet import status as _status
 from saltext_edge.fleet.nodeview import iso, uplink_view
@@ -40,8 +41,9 @@ def node(opts, minion_id, store=None, now=None):
         status = rec["status"]
     else:
         status = _status.classify(rec, _conf.for_site(conf, name), now)
-    hours = store.hours(minion_id) if rec else []
-    samples = rec.get("samples") or []
+    hours = [_rows.load(_rows.HourRow, h) for h in store.hours(minion_id)] if rec else []
+    hour_now = int(now // _record.HOUR) * _record.HOUR
+    samples = [_rows.load(_rows.Sample, s) for s in rec.get("samples") or []]
     late_s, offline_s = _status.limits(rec, _conf.for_site(conf, name))
     claim = rec.get("claim")
     refusal = rec.get("refusal")
@@ -77,30 +79,22 @@ def node(opts, minion_id, store=None, now=None):
         ),
         "transitions": [{"at": iso(t[0]), "status": t[1]} for t in rec.get("transitions") or []],
         "trend": {
-            "1h": _record.trend([s for s in samples if s[0] >= now - 3600]),
+            "1h": _record.trend([s for s in samples if s.at >= now - 3600]),
             "24h": _record.hours_trend(
-                [h for h in hours if h[0] >= now - 86400]
-                + [
-                    _record.aggregate_hour(
-                        0, [s for s in samples if s[0] >= int(now // 3600) * 3600]
-                    )
-                ]
+                [h for h in hours if h.hour >= now - 86400]
+                + [_record.aggregate_hour(0, [s for s in samples if s.at >= hour_now])]
             ),
         },
-        "samples": [
-            {"at": iso(s[0]), "rtt_ms": s[1], "jitter_ms": s[2], "loss_pct": s[3], "quality": s[4]}
-            for s in samples
-            if s[0] >= now - 3600
-        ],
+        "samples": [dict(s._asdict(), at=iso(s.at)) for s in samples if s.at >= now - 3600],
         "hours": [
             {
-                "at": iso(h[0]),
-                "samples": h[1],
-                "rtt_ms_median": h[2],
-                "rtt_ms_p95": h[3],
-                "loss_pct": h[4],
-                "heartbeats": h[5],
-                "worst_quality": h[6],
+                "at": iso(h.hour),
+                "samples": h.samples,
+                "rtt_ms_median": h.rtt_ms_median,
+                "rtt_ms_p95": h.rtt_ms_p95,
+                "loss_pct": h.loss_pct,
+                "heartbeats": h.heartbeats,
+                "worst_quality": h.worst_quality,
             }
             for h in hours
         ],

@@ -23,6 +23,7 @@ import time
 
 from saltext_edge.fleet import conf as _conf
 from saltext_edge.fleet import record as _record
+from saltext_edge.fleet import rows as _rows
 from saltext_edge.fleet import sites as _sites
 from saltext_edge.fleet import status as _status
 from saltext_edge.fleet.nodeview import iso, uplink_view
@@ -51,9 +52,9 @@ def _empty_site():
 def _site_rows_trend(rows, now, extra_samples):
     """24 h trend of a site: its hourly rows of the last day plus the current hour's raw samples."""
     cut = now - 86400
-    hourly = [[r[0], r[7], r[4], r[5], r[6], r[7]] for r in rows if r[0] >= cut]
+    hourly = [r.as_hour_row() for r in rows if r.hour >= cut]
     current = int(now // _record.HOUR) * _record.HOUR
-    fresh = [s for s in extra_samples if s[0] >= current]
+    fresh = [s for s in extra_samples if s[_rows.AT] >= current]
     if fresh:
         hourly.append(_record.aggregate_hour(current, fresh))
     return _record.hours_trend(hourly)
@@ -140,17 +141,22 @@ def assemble(
         site_conf = _conf.for_site(conf, None if label == NO_SITE else label)
         data["degraded"] = _status.site_health(recs_by_site.get(label, []), site_conf)[0]
         samples = samples_by_site.get(label, [])
+        site_rows = [
+            _rows.load(_rows.SiteHourRow, r)
+            for r in hours_meta.get(label if label != NO_SITE else "", [])
+        ]
         data["trend"] = {
-            "1h": _record.trend([s for s in samples if s[0] >= now - 3600]),
-            "24h": _site_rows_trend(
-                hours_meta.get(label if label != NO_SITE else "", []), now, samples
-            ),
+            "1h": _record.trend([s for s in samples if s[_rows.AT] >= now - 3600]),
+            "24h": _site_rows_trend(site_rows, now, samples),
         }
-        rows = sorted(
-            r for r in hours_meta.get(label if label != NO_SITE else "", []) if r[0] >= now - 86400
-        )
+        rows = sorted(r for r in site_rows if r.hour >= now - 86400)
         data["history"] = [
-            {"at": iso(r[0]), "online": r[1], "offline": r[3], "rtt_ms_median": r[4]}
+            {
+                "at": iso(r.hour),
+                "online": r.online,
+                "offline": r.offline,
+                "rtt_ms_median": r.rtt_ms_median,
+            }
             for r in rows[-24:]
         ]
 
@@ -171,7 +177,9 @@ def assemble(
                 reason = entry.get("reason") if entry.get("decision") == "refused" else None
                 refused[mid] = reason or default
 
-    all_samples = [x for samples in samples_by_site.values() for x in samples if x[0] >= now - 3600]
+    all_samples = [
+        x for samples in samples_by_site.values() for x in samples if x[_rows.AT] >= now - 3600
+    ]
     totals = {k: sum(s[k] for s in sites.values()) for k in _COUNTS}
     totals.update({"pending": len(pending), "refused": len(refused), "sites": len(sites)})
     ordered = dict(sorted(sites.items(), key=lambda kv: (kv[0] == NO_SITE, kv[0])))

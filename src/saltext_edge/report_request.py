@@ -15,9 +15,10 @@ import os
 
 from saltext_edge import node_report as _node_report
 from saltext_edge import report as _report
+from saltext_edge.errors import EdgeError
 
 
-class ReportError(ValueError):
+class ReportError(EdgeError, ValueError):
     """A report cannot be made as asked (bad argument, page not written); one line, what to change."""
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from saltext_edge import audit_rules as rules
-from saltext_edge import fleet as _fleet
+from saltext_edge.uplink import heartbeat as _heartbeat
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +104,7 @@ CATALOGUE = (
         "master frees the id (edge:on_invalid: delete); Salt's minion exits on a denial "
         "unless rejected_retry is true, and then waits for its service manager."),
         rules.when_admitted(rules.truthy("info", default=None, test="strict")), "params"),
-    Setting("beacons", _fleet.beacon_settings()["beacons"], (
+    Setting("beacons", _heartbeat.beacon_settings()["beacons"], (
         "The edge_heartbeat beacon tells the master every minute that the node is alive and "
         "how its uplink is doing; behind NAT the master cannot see that any other way "
         "without pinging (docs/howto/site-goes-dark.rst)."), rules.heartbeat("warning"), "nat"),

@@ -368,3 +368,26 @@ def minion_enrollment_key(opts):
             "not making a token (remove edge:site or use a key of that site)"
         )
     return value.strip()
+
+
+def node_site(opts):
+    """
+    Return this node's site, the one answer for the ``edge_site`` grain and
+    the heartbeat: ``edge:site`` when set (``None`` when it is not a valid
+    site name), else the site of the node's enrollment key
+    (docs/enrollment.rst), else ``None``. Never raises; never logs the key.
+    """
+    configured = _config.minion_edge(opts).site
+    if configured is not None:
+        return (
+            configured if isinstance(configured, str) and _token.SITE_RE.match(configured) else None
+        )
+    if not _config.minion_edge(opts).enrolling:
+        return None
+    from saltext_edge import enrollment as _enr
+
+    try:
+        key_text = minion_enrollment_key(opts)
+        return _enr.parse_key(key_text)[0] if key_text else None
+    except Exception:  # the edge_token grain logs why (without the key)
+        return None

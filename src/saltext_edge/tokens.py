@@ -9,15 +9,21 @@ Token maths for admission by pre-shared token (docs/concepts.rst). Pure function
 import hashlib
 import hmac
 import re
+import typing
 
 from saltext_edge.errors import EdgeError
 
 VERSION = "v1"
+#: the enrollment token's version (docs/enrollment.rst; :mod:`saltext_edge.enrollment`)
+V2 = "v2"
 SITE_RE = re.compile(r"\A[A-Za-z0-9._-]{1,64}\Z")
 SITE_KEY_RE = re.compile(r"\A[0-9a-f]{64}\Z")
 MAC_RE = re.compile(r"\A[0-9a-f]{64}\Z")
-# longest well-formed token: "v1:" + 64-char site + ":" + 64 hex
-MAX_TOKEN_LEN = 3 + 64 + 1 + 64
+#: an enrollment id (16 hex digits), the third field of a v2 token
+ENR_ID_RE = re.compile(r"\A[0-9a-f]{16}\Z")
+# longest well-formed token: "v2:" + 64-char site + ":" + 16 hex + ":" + 64 hex
+# (a v1 token has no enrollment id)
+MAX_TOKEN_LEN = 3 + 64 + 1 + 16 + 1 + 64
 MIN_SECRET_LEN = 16
 
 
@@ -126,26 +132,52 @@ def make_token(k_site, site, minion_id, pub_digest):
     return f"{VERSION}:{site}:{_mac(k_site, minion_id, pub_digest)}"
 
 
-def parse_token(token):
+class Token(typing.NamedTuple):
+    """A token's fields, parsed (:func:`parse`); ``enrollment`` is ``None`` in a v1 token."""
+
+    version: str
+    site: str
+    enrollment: str | None
+    mac: str
+
+
+def parse(token):
     """
-    Parse a token; return ``(site, mac_hex)`` or raise :class:`TokenError`
-    with reason ``malformed_token`` (or ``bad_site``). Never echoes the token.
+    Parse a token of any version, the one parser: ``"v1:SITE:MAC"`` (a site
+    key's token) or ``"v2:SITE:ENROLLMENT_ID:MAC"`` (an enrollment's).
+    Returns a :class:`Token` or raises :class:`TokenError` with reason
+    ``malformed_token``. Never echoes the token.
     """
     if not isinstance(token, str):
         raise TokenError("malformed_token", "the token is not a string")
     if len(token) > MAX_TOKEN_LEN:
         raise TokenError("malformed_token", "the token is too long")
     parts = token.split(":")
-    if len(parts) != 3:
-        raise TokenError("malformed_token", "a token has three ':'-separated fields")
-    version, site, mac = parts
-    if version != VERSION:
+    fields = {VERSION: 3, V2: 4}.get(parts[0])
+    if fields is None:
         raise TokenError("malformed_token", "unsupported token version")
+    if len(parts) != fields:
+        raise TokenError("malformed_token", "the token has not the fields of its version")
+    site, mac = parts[1], parts[-1]
+    enrollment = parts[2] if fields == 4 else None
     if not SITE_RE.match(site):
         raise TokenError("malformed_token", "the token's site name is not valid")
+    if enrollment is not None and not ENR_ID_RE.match(enrollment):
+        raise TokenError("malformed_token", "the token's enrollment id is not 16 hex characters")
     if not MAC_RE.match(mac):
         raise TokenError("malformed_token", "the token's MAC is not 64 lowercase hex characters")
-    return site, mac
+    return Token(parts[0], site, enrollment, mac)
+
+
+def parse_token(token):
+    """
+    Parse a v1 token (:func:`parse`); return ``(site, mac_hex)`` or raise
+    :class:`TokenError` with reason ``malformed_token``.
+    """
+    parsed = parse(token)
+    if parsed.version != VERSION:
+        raise TokenError("malformed_token", "not a v1 token")
+    return parsed.site, parsed.mac
 
 
 def verify_token(token, secrets, minion_id, pub_digest):

@@ -736,8 +736,8 @@ def _send_load(mopts, load):
 
 def _signed_beat(mopts, seq, boot, sent_at=None, period=FLEET_PERIOD):
     """A heartbeat of the node ``mopts`` signed with its key, as the beacon makes it."""
-    from saltext_edge.fleet import heartbeat as _hb
     from saltext_edge.fleet import signing
+    from saltext_edge.uplink import heartbeat as _hb
 
     payload = _hb.payload(
         {"id": mopts["id"], "edge": {"site": SITE}},

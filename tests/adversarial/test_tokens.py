@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from saltext_edge import admission
 from saltext_edge import tokens as tk
+from saltext_edge.admission.rule import verdict_for_record
 
 from .conftest import (
     PREVIOUS,
@@ -111,7 +112,7 @@ def test_admission_verify_fuzz_never_accepts(value, minion_id, keys, pol):
     """The library verdict the runner and reactor use: never raises, never accepts."""
     pub = keys[0][1]
     rec = {"id": minion_id, "pub": pub, "pub_digest": spki_digest(pub), "token": value}
-    decision, reason, _site = admission.verify(minion_id, pub, rec, SECRETS, pol)
+    decision, reason, _site = verdict_for_record(minion_id, pub, rec, SECRETS, pol)[:3]
     assert decision in ("refused", "no_token")
     assert reason in admission.REFUSAL_REASONS + ("no_token_seen",)
 
@@ -188,7 +189,9 @@ def test_malformed_token_refused(label, keys, pol):
         tk.parse_token(value)
     assert err.value.reason == "malformed_token"
     assert value not in str(err.value)
-    decision, reason, _ = admission.verify("edge-1", pub, _rec("edge-1", pub, value), SECRETS, pol)
+    decision, reason, _ = verdict_for_record(
+        "edge-1", pub, _rec("edge-1", pub, value), SECRETS, pol
+    )[:3]
     assert (decision, reason) == ("refused", "malformed_token")
 
 
@@ -203,7 +206,7 @@ def test_non_string_grain_values(value, keys, pol):
     with pytest.raises(tk.TokenError):
         tk.parse_token(value)
     rec = {"id": "edge-1", "pub": pub, "pub_digest": spki_digest(pub), "token": value}
-    decision, reason, _ = admission.verify("edge-1", pub, rec, SECRETS, pol)
+    decision, reason, _ = verdict_for_record("edge-1", pub, rec, SECRETS, pol)[:3]
     assert decision in ("refused", "no_token")
     if decision == "refused":
         assert reason == "malformed_token"
@@ -226,8 +229,13 @@ def test_record_bounds_a_huge_token(tmp_path, keys):
 def test_valid_token_for_another_id(keys, pol):
     pub = keys[0][1]
     tok = make_token(SECRET, SITE, "edge-1", pub)
-    assert admission.verify("edge-1", pub, _rec("edge-1", pub, tok), SECRETS, pol)[0] == "accepted"
-    decision, reason, site = admission.verify("edge-2", pub, _rec("edge-2", pub, tok), SECRETS, pol)
+    assert (
+        verdict_for_record("edge-1", pub, _rec("edge-1", pub, tok), SECRETS, pol).decision
+        == "accepted"
+    )
+    decision, reason, site = verdict_for_record(
+        "edge-2", pub, _rec("edge-2", pub, tok), SECRETS, pol
+    )[:3]
     assert (decision, reason, site) == ("refused", "bad_token", SITE)
 
 
@@ -235,14 +243,14 @@ def test_valid_token_for_another_key(keys, pol):
     (_, pub_a), (_, pub_b) = keys
     tok_a = make_token(SECRET, SITE, "edge-1", pub_a)
     # replayed with the attacker's own key: the record says key B, token for key A
-    decision, reason, _ = admission.verify(
+    decision, reason, _ = verdict_for_record(
         "edge-1", pub_b, _rec("edge-1", pub_b, tok_a), SECRETS, pol
-    )
+    )[:3]
     assert (decision, reason) == ("refused", "bad_token")
     # recorded for key A, but key B is what is pending now
-    decision, reason, _ = admission.verify(
+    decision, reason, _ = verdict_for_record(
         "edge-1", pub_b, _rec("edge-1", pub_a, tok_a), SECRETS, pol
-    )
+    )[:3]
     assert (decision, reason) == ("refused", "key_changed")
 
 
@@ -256,48 +264,63 @@ def test_same_key_other_pem_wrapping_is_not_key_changed(keys, pol):
         + "\n-----END PUBLIC KEY-----\n"
     )
     assert rewrapped.strip() != pub.strip()
-    decision, _, _ = admission.verify("edge-1", rewrapped, _rec("edge-1", pub, tok), SECRETS, pol)
+    decision, _, _ = verdict_for_record(
+        "edge-1", rewrapped, _rec("edge-1", pub, tok), SECRETS, pol
+    )[:3]
     assert decision == "accepted"
 
 
 def test_revoked_site(keys, pol):
     pub = keys[0][1]
     tok = make_token(SECRET, REVOKED_SITE, "edge-1", pub)
-    decision, reason, site = admission.verify("edge-1", pub, _rec("edge-1", pub, tok), SECRETS, pol)
+    decision, reason, site = verdict_for_record(
+        "edge-1", pub, _rec("edge-1", pub, tok), SECRETS, pol
+    )[:3]
     assert (decision, reason, site) == ("refused", "revoked_site", REVOKED_SITE)
 
 
 def test_rotation(keys, pol):
     pub = keys[0][1]
     prev = make_token(PREVIOUS, SITE, "edge-1", pub)
-    assert admission.verify("edge-1", pub, _rec("edge-1", pub, prev), SECRETS, pol)[0] == "accepted"
+    assert (
+        verdict_for_record("edge-1", pub, _rec("edge-1", pub, prev), SECRETS, pol).decision
+        == "accepted"
+    )
     old = make_token(ROTATED_OUT, SITE, "edge-1", pub)
-    decision, reason, _ = admission.verify("edge-1", pub, _rec("edge-1", pub, old), SECRETS, pol)
+    decision, reason, _ = verdict_for_record("edge-1", pub, _rec("edge-1", pub, old), SECRETS, pol)[
+        :3
+    ]
     assert (decision, reason) == ("refused", "bad_token")
     # once the previous secret is dropped, its tokens stop working too
-    decision, reason, _ = admission.verify("edge-1", pub, _rec("edge-1", pub, prev), [SECRET], pol)
+    decision, reason, _ = verdict_for_record(
+        "edge-1", pub, _rec("edge-1", pub, prev), [SECRET], pol
+    )[:3]
     assert (decision, reason) == ("refused", "bad_token")
 
 
 def test_site_key_of_one_site_cannot_mint_for_another(keys, pol):
     pub = keys[0][1]
     forged = make_token(None, "other-site", "edge-1", pub, k_site=site_key(SECRET, SITE))
-    decision, reason, _ = admission.verify("edge-1", pub, _rec("edge-1", pub, forged), SECRETS, pol)
+    decision, reason, _ = verdict_for_record(
+        "edge-1", pub, _rec("edge-1", pub, forged), SECRETS, pol
+    )[:3]
     assert (decision, reason) == ("refused", "bad_token")
 
 
 def test_id_not_allowed_for_site(keys, pol):
     pub = keys[0][1]
     tok = make_token(SECRET, "locked", "intruder-1", pub)
-    decision, reason, _ = admission.verify(
+    decision, reason, _ = verdict_for_record(
         "intruder-1", pub, _rec("intruder-1", pub, tok), SECRETS, pol
-    )
+    )[:3]
     assert (decision, reason) == ("refused", "id_not_allowed")
     tok = make_token(SECRET, "locked", "lk-7", pub)
-    assert admission.verify("lk-7", pub, _rec("lk-7", pub, tok), SECRETS, pol)[0] == "accepted"
+    assert (
+        verdict_for_record("lk-7", pub, _rec("lk-7", pub, tok), SECRETS, pol).decision == "accepted"
+    )
     # the ids "locked" claims are its own: another site's valid token is refused for them
     tok = make_token(SECRET, SITE, "lk-8", pub)
-    decision, reason, _ = admission.verify("lk-8", pub, _rec("lk-8", pub, tok), SECRETS, pol)
+    decision, reason, _ = verdict_for_record("lk-8", pub, _rec("lk-8", pub, tok), SECRETS, pol)[:3]
     assert (decision, reason) == ("refused", "id_not_allowed")
 
 
@@ -305,7 +328,9 @@ def test_secret_as_site_key_mac_is_refused(keys, pol):
     """A token MAC'd with S directly (a node given S that skipped the site-key step)."""
     pub = keys[0][1]
     forged = make_token(None, SITE, "edge-1", pub, k_site=SECRET)
-    decision, reason, _ = admission.verify("edge-1", pub, _rec("edge-1", pub, forged), SECRETS, pol)
+    decision, reason, _ = verdict_for_record(
+        "edge-1", pub, _rec("edge-1", pub, forged), SECRETS, pol
+    )[:3]
     assert (decision, reason) == ("refused", "bad_token")
 
 

@@ -5,6 +5,8 @@ exits non-zero and prints one line naming the function and what is wrong,
 no traceback; nothing is written.
 """
 
+import re
+
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -91,3 +93,34 @@ def test_good_call_still_exits_zero(salt_run_cli):
 def test_unknown_keyword_exits_non_zero(salt_run_cli):
     ret = salt_run_cli.run("edge.node", "sh-3-gw-01", "bogus=1")
     assert ret.returncode != 0
+
+
+def test_runner_wheel_and_execution_module_say_a_bad_argument_alike(
+    salt_master, salt_run_cli, salt_call_cli
+):
+    """
+    One error rule (``saltext_edge.errors.edge_errors``) for the three
+    ``edge`` loader modules: a call that does not fit the signature is one
+    line ``edge.<fn>: <what is wrong> (usage: <where the docs are>)``, and a
+    failed call (non-zero exit, ``success`` false for the wheel).
+    """
+    import salt.wheel
+
+    shape = re.compile(r"\Aedge\.version: too many positional arguments \(usage: [^\n]+\)\Z")
+    run = salt_run_cli.run("edge.version", "extra")
+    call = salt_call_cli.run("edge.version", "extra")
+    wheel = salt.wheel.WheelClient(dict(salt_master.config)).cmd(
+        "edge.version", ["extra"], print_event=False, full_return=True
+    )
+    assert run.returncode != 0 and call.returncode != 0
+    assert wheel["success"] is False
+    said = {
+        "runner": _message(run),
+        # salt-call: "Error running 'edge.version': <the message>" on stderr
+        "execution module": (call.stdout + call.stderr).strip().split("'edge.version': ", 1)[-1],
+        "wheel": wheel["return"],
+    }
+    assert all(shape.match(text) for text in said.values()), said
+    assert "salt-run -d edge.version" in said["runner"]
+    assert "salt-call sys.doc edge.version" in said["execution module"]
+    assert "salt-run doc.wheel" in said["wheel"]

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from saltext_edge import admission, admitter
 from saltext_edge import tokens as token
+from saltext_edge.admission import stores
 
 SECRET = "unit-fleet-9f2c4e7a1b8d3f6e0a5c9b2d7e4f1a8c3b6d9e2f"
 
@@ -60,9 +61,9 @@ def test_record_rejects_bad_input(opts, pub, mid, pubval, tok, reason):
 
 
 def test_decisions_batches_and_compaction(opts):
-    cache = admission._cache(opts)
+    cache = stores.cache(opts)
     for i in range(admission.COMPACT_AFTER + 5):
-        admission._store_decisions(
+        stores.store_decisions(
             cache,
             {
                 f"m{i % 3}": {
@@ -165,7 +166,7 @@ def test_token_store_is_bounded(opts, pub):
     """Old records go after 7 days, then the oldest beyond the limit."""
     from saltext_edge.admission import stores
 
-    cache = admission._cache(opts)
+    cache = stores.cache(opts)
     digest = token.pubkey_digest(pub)
     for i in range(30):
         stores.store_record(opts, cache, f"m-{i}", pub, digest, "v1:sh-3:" + "0" * 64, "test")
@@ -180,7 +181,7 @@ def test_token_store_is_bounded(opts, pub):
 def test_decision_store_is_bounded(opts):
     from saltext_edge.admission import stores
 
-    cache = admission._cache(opts)
+    cache = stores.cache(opts)
     for i in range(5):
         stores.store_decisions(
             cache,
@@ -280,3 +281,38 @@ def test_revoke_bars_the_key_and_unrevoke_names_the_next_one(opts, pub):
     assert admission.record(opts, "edge-r", pub, _tok("edge-r", pub))["recorded"]
     res = admission.decide_and_act(auto, ids=["edge-r"])["edge-r"]
     assert (res["decision"], res["reason"]) == ("refused", "revoked_key")
+
+
+def test_a_recorded_token_keeps_its_site_whatever_its_version(opts, pub):
+    """One parser for v1 and v2 (tokens.parse): a recorded v2 token is listed with its site."""
+    from saltext_edge import enrollment as enr
+
+    key_text = enr.format_key(
+        "sh-4", "0123456789abcdef", enr.enrollment_key(SECRET, "sh-4", "0123456789abcdef")
+    )
+    tokens = {
+        "edge-v1": _tok("edge-v1", pub),
+        "edge-v2": enr.make_token(key_text, "edge-v2", token.pubkey_digest(pub)),
+    }
+    for mid, tok in tokens.items():
+        _pending(opts, mid, pub)
+        outcome = admission.sign_in(opts, mid, pub, tok, source="wheel")
+        assert outcome.rec is not None, outcome.status
+    listed = admission.list_decisions(opts)
+    assert {mid: listed[mid]["site"] for mid in tokens} == {"edge-v1": "sh-3", "edge-v2": "sh-4"}
+    assert listed["edge-v2"]["decision"] == "recorded"
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("v1:sh-3:" + "a" * 64, ("v1", "sh-3", None, "a" * 64)),
+        ("v2:sh-3:0123456789abcdef:" + "b" * 64, ("v2", "sh-3", "0123456789abcdef", "b" * 64)),
+    ],
+)
+def test_one_parser_for_every_token_version(text, parsed):
+    assert token.parse(text) == parsed
+    for bad in (text + ":x", text.replace("sh-3", "sh 3"), "v3" + text[2:], text[:-1]):
+        with pytest.raises(token.TokenError) as err:
+            token.parse(bad)
+        assert err.value.reason == "malformed_token" and bad not in str(err.value)

@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from saltext_edge import admission
 from saltext_edge import tokens as token
+from saltext_edge.admission.rule import verdict_for_record
 
 SECRET = "unit-fleet-9f2c4e7a1b8d3f6e0a5c9b2d7e4f1a8c3b6d9e2f"
 OLD = "unit-older-c7E2kQ9xW4pL8mZ3vN6bR1tY5uH0jG7fD2sA"
@@ -39,7 +40,7 @@ POL = admission.policy({"edge": {"revoked_sites": ["dead"], "site_ids": {"sh-3":
 
 
 def test_accept(pubs):
-    assert admission.verify("edge-1", pubs[0], _rec("edge-1", pubs[0]), [SECRET], POL) == (
+    assert verdict_for_record("edge-1", pubs[0], _rec("edge-1", pubs[0]), [SECRET], POL)[:3] == (
         "accepted",
         None,
         "sh-3",
@@ -48,8 +49,8 @@ def test_accept(pubs):
 
 def test_previous_secret(pubs):
     rec = _rec("edge-1", pubs[0], secret=OLD)
-    assert admission.verify("edge-1", pubs[0], rec, [SECRET, OLD], POL)[0] == "accepted"
-    assert admission.verify("edge-1", pubs[0], rec, [SECRET], POL)[1] == "bad_token"
+    assert verdict_for_record("edge-1", pubs[0], rec, [SECRET, OLD], POL).decision == "accepted"
+    assert verdict_for_record("edge-1", pubs[0], rec, [SECRET], POL).reason == "bad_token"
 
 
 def _rewrap(pem, width):
@@ -65,9 +66,12 @@ def test_same_key_other_wrapping_is_not_a_change(pubs):
     rec = _rec("edge-1", pubs[0])
     rewrapped = _rewrap(pubs[0], 76)
     assert rewrapped.strip() != pubs[0].strip()  # the digest branch is the one exercised
-    assert admission.verify("edge-1", rewrapped, rec, [SECRET], POL)[0] == "accepted"
+    assert verdict_for_record("edge-1", rewrapped, rec, [SECRET], POL).decision == "accepted"
     # another key in the same wrapping is still a change
-    assert admission.verify("edge-1", _rewrap(pubs[1], 76), rec, [SECRET], POL)[1] == "key_changed"
+    assert (
+        verdict_for_record("edge-1", _rewrap(pubs[1], 76), rec, [SECRET], POL).reason
+        == "key_changed"
+    )
 
 
 @pytest.mark.parametrize(
@@ -98,12 +102,12 @@ def test_refusals(pubs, case, reason):
         rec = _rec(mid, pending)
     else:
         rec = _rec(mid, pending, tok="v1:sh-3:nothex")
-    decision, got, _ = admission.verify(mid, pending, rec, [SECRET], POL)
+    decision, got, _ = verdict_for_record(mid, pending, rec, [SECRET], POL)[:3]
     assert (decision, got) == ("refused", reason)
 
 
 def test_no_token(pubs):
-    assert admission.verify("edge-1", pubs[0], None, [SECRET], POL) == (
+    assert verdict_for_record("edge-1", pubs[0], None, [SECRET], POL)[:3] == (
         "no_token",
         "no_token_seen",
         None,
@@ -154,28 +158,35 @@ def test_ids_bound_to_sites(pubs):
     """With site_ids for sh-3 only, another site's valid token cannot take an id sh-3 claims."""
     pol = admission.policy({"edge": {"site_ids": {"sh-3": ["edge-*"]}}})
     assert (
-        admission.verify("edge-1", pubs[0], _rec("edge-1", pubs[0], site="sh-9"), [SECRET], pol)[1]
+        verdict_for_record(
+            "edge-1", pubs[0], _rec("edge-1", pubs[0], site="sh-9"), [SECRET], pol
+        ).reason
         == "id_not_allowed"
     )
     assert (
-        admission.verify("other-1", pubs[0], _rec("other-1", pubs[0], site="sh-9"), [SECRET], pol)[
-            0
-        ]
+        verdict_for_record(
+            "other-1", pubs[0], _rec("other-1", pubs[0], site="sh-9"), [SECRET], pol
+        )[:3][0]
         == "accepted"
     )
     loose = admission.policy({"edge": {"site_ids": {"sh-3": ["edge-*"]}, "bind_ids": False}})
     assert (
-        admission.verify("edge-1", pubs[0], _rec("edge-1", pubs[0], site="sh-9"), [SECRET], loose)[
-            0
-        ]
+        verdict_for_record(
+            "edge-1", pubs[0], _rec("edge-1", pubs[0], site="sh-9"), [SECRET], loose
+        )[:3][0]
         == "accepted"
     )
     # an id admitted for sh-9 before is bound to it
     node = {"id": "other-1", "site": "sh-9", "revoked": False}
     rec = _rec("other-1", pubs[0], site="sh-8")
-    assert admission.verify("other-1", pubs[0], rec, [SECRET], pol, node=node)[1] == "site_mismatch"
     assert (
-        admission.verify("other-1", pubs[0], rec, [SECRET], pol, node=dict(node, revoked=True))[1]
+        verdict_for_record("other-1", pubs[0], rec, [SECRET], pol, node=node).reason
+        == "site_mismatch"
+    )
+    assert (
+        verdict_for_record(
+            "other-1", pubs[0], rec, [SECRET], pol, node=dict(node, revoked=True)
+        ).reason
         == "revoked_node"
     )
 
@@ -240,15 +251,19 @@ def test_revoked_key_is_refused_for_its_id_only(pubs):
         "revoked": False,
         "revoked_keys": [token.pubkey_digest(stolen)],
     }
-    assert admission.verify("edge-1", stolen, _rec("edge-1", stolen), [SECRET], POL, node=node) == (
+    assert verdict_for_record("edge-1", stolen, _rec("edge-1", stolen), [SECRET], POL, node=node)[
+        :3
+    ] == (
         "refused",
         "revoked_key",
         "sh-3",
     )
     assert (
-        admission.verify("edge-1", rebuilt, _rec("edge-1", rebuilt), [SECRET], POL, node=node)[0]
+        verdict_for_record(
+            "edge-1", rebuilt, _rec("edge-1", rebuilt), [SECRET], POL, node=node
+        ).decision
         == "accepted"
     )
     # a token that does not verify is refused for that first
     bad = _rec("edge-1", stolen, tok="v1:sh-3:" + "0" * 64)
-    assert admission.verify("edge-1", stolen, bad, [SECRET], POL, node=node)[1] == "bad_token"
+    assert verdict_for_record("edge-1", stolen, bad, [SECRET], POL, node=node).reason == "bad_token"

@@ -321,6 +321,21 @@ def test_minion_reads_the_enrollment_key(tmp_path):
     assert "q" * 16 not in str(err.value)
 
 
+def test_one_site_for_the_grain_and_the_heartbeat(tmp_path):
+    """An enrolled node without edge:site: its heartbeat names the site its edge_site grain does."""
+    from saltext_edge import shared_secret
+    from saltext_edge.uplink import heartbeat
+
+    key_text = enr.format_key(SITE, ENR_ID, VECTOR_KEY)
+    enrolled = {"id": "n1", "cachedir": str(tmp_path), "edge": {"enrollment_key": key_text}}
+    assert shared_secret.node_site(enrolled) == SITE
+    assert heartbeat.payload(enrolled, {}, 1, "b:1", 60, 0.1)["site"] == SITE
+    configured = dict(enrolled, edge={"site": "sh-9"})
+    assert heartbeat.payload(configured, {}, 1, "b:1", 60, 0.1)["site"] == "sh-9"
+    for edge in ({"site": "not a site"}, {}, {"enrollment_key": "junk"}):
+        assert shared_secret.node_site(dict(enrolled, edge=edge)) is None
+
+
 def test_release_gives_back_the_use_just_counted(tmp_path):
     store = enr.EnrollmentStore(str(tmp_path / "enr"))
     rec = enr.new_record(SITE, uses=1, expires="1h", now=NOW)

@@ -4,12 +4,18 @@ import pytest
 import salt.exceptions
 import salt.utils.args
 
+from saltext_edge.admission.policy import AdmissionError
+from saltext_edge.alerts import AlertError
 from saltext_edge.config import EdgeConfigError
+from saltext_edge.enrollment_admin import KeyFileError
 from saltext_edge.errors import EdgeCommandError, EdgeError, command_errors, edge_errors
+from saltext_edge.fleet.proof import ProofError
 from saltext_edge.minion_request import MinionConfigError
+from saltext_edge.report_request import ReportError
 from saltext_edge.shared_secret import SecretError
 from saltext_edge.tokens import TokenError
 from saltext_edge.uplink.args import DiagArgumentError, ProbeArgumentError
+from saltext_edge.view.metrics_catalogue import MetricsConfigError
 
 
 @command_errors
@@ -88,6 +94,12 @@ def test_a_type_error_of_ours_is_an_internal_error_not_a_usage_error(caplog):
         MinionConfigError,
         ProbeArgumentError,
         DiagArgumentError,
+        AdmissionError,
+        AlertError,
+        KeyFileError,
+        ProofError,
+        ReportError,
+        MetricsConfigError,
     ],
 )
 def test_one_root_and_still_a_value_error(cls):

@@ -12,7 +12,7 @@ import stat
 import pytest
 from tests.unit.test_fleet_logic import _key
 
-from saltext_edge import eventauth
+from saltext_edge import eventauth, pki_paths
 from saltext_edge.fleet import evidence, proof, signing
 
 TAG = "edge/node/n1/offline"
@@ -43,7 +43,7 @@ def test_seal_then_verify(opts):
 
 def test_key_file_is_private_and_shared(opts):
     eventauth.seal(opts, TAG, DATA)
-    path = eventauth.key_path(opts)
+    path = pki_paths.event_key(opts)
     st = os.stat(path)
     assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_size == eventauth.KEY_BYTES
     assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
@@ -92,7 +92,7 @@ def test_no_key_or_another_key(opts, tmp_path):
     # a minion: another pki_dir, no key there; verifying does not make one
     minion = {"pki_dir": str(tmp_path / "minion-pki")}
     assert eventauth.verify(minion, TAG, sealed, now=NOW) is False
-    assert not os.path.exists(eventauth.key_path(minion))
+    assert not os.path.exists(pki_paths.event_key(minion))
     # another master's key
     other = {"pki_dir": str(tmp_path / "other")}
     eventauth.seal(other, TAG, DATA)
@@ -104,7 +104,7 @@ def test_no_key_or_another_key(opts, tmp_path):
 
 def test_malformed_key_file_fails_closed(opts):
     sealed = eventauth.seal(opts, TAG, DATA, now=NOW)
-    path = eventauth.key_path(opts)
+    path = pki_paths.event_key(opts)
     os.chmod(path, 0o600)
     with open(path, "wb") as fh_:
         fh_.write(b"short")
@@ -214,7 +214,7 @@ def test_proven_event_is_evidence_only_when_sealed(opts, nodes):
 
 def test_unreadable_key_is_logged_once_per_period(opts, caplog, monkeypatch):
     sealed = eventauth.seal(opts, TAG, DATA, now=NOW)
-    path = eventauth.key_path(opts)
+    path = pki_paths.event_key(opts)
     with open(path, "wb") as fh_:
         fh_.write(b"x" * 100)
     monkeypatch.setattr(eventauth, "_last_error", [float("-inf")])

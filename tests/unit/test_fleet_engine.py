@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from saltext_edge.fleet import engine as fengine
-from saltext_edge.fleet import evidence, heartbeat, signing, store
+from saltext_edge.fleet import evidence, signing, store
+from saltext_edge.uplink import heartbeat, measure
 
 T0 = 1_800_000_000.0
 
@@ -180,7 +181,7 @@ def test_snapshot_shape(opts, keys):
 
 def test_measurement_file_fresh_then_stale(tmp_path):
     opts = {"cachedir": str(tmp_path), "edge": {"uplink": {"ttl": 30}}}
-    assert heartbeat.load_fresh(opts) is None
+    assert measure.load_fresh(opts) is None
     uplink = {
         "quality": "fair",
         "rtt_ms": 150.0,
@@ -189,12 +190,12 @@ def test_measurement_file_fresh_then_stale(tmp_path):
         "target": "m:4506",
         "checked_at": "t",
     }
-    assert heartbeat.save(opts, uplink, now=T0)
-    assert heartbeat.load_fresh(opts, now=T0 + 29) == uplink
-    assert heartbeat.load_fresh(opts, now=T0 + 31) is None
+    assert measure.save(opts, uplink, now=T0)
+    assert measure.load_fresh(opts, now=T0 + 29) == uplink
+    assert measure.load_fresh(opts, now=T0 + 31) is None
     assert not [n for n in os.listdir(tmp_path / "edge") if n.startswith(".uplink-")]
     (tmp_path / "edge" / "uplink.json").write_text("{broken")
-    assert heartbeat.load_fresh(opts, now=T0) is None
+    assert measure.load_fresh(opts, now=T0) is None
 
 
 def test_key_change_is_seen_at_once(opts, keys):

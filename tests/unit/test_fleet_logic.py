@@ -4,9 +4,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from saltext_edge import fleet
 from saltext_edge.fleet import conf as fconf
-from saltext_edge.fleet import evidence, record, signing, status
+from saltext_edge.fleet import evidence, record, rows, signing, status
+from saltext_edge.uplink import heartbeat
 
 NOW = 1_800_000_000.0
 CONF = fconf.parse({"fleet": {"interval": 10, "grace": 0}})
@@ -253,25 +253,48 @@ def test_evidence_trust(tmp_path):
 
 
 def test_beacon_settings():
-    assert fleet.beacon_settings() == {
+    assert heartbeat.beacon_settings() == {
         "beacons": {"edge_heartbeat": [{"period": 60}, {"jitter": 0.1}]}
     }
-    assert fleet.beacon_settings(interval=30, jitter=0)["beacons"]["edge_heartbeat"][0] == {
+    assert heartbeat.beacon_settings(interval=30, jitter=0)["beacons"]["edge_heartbeat"][0] == {
         "period": 30
     }
-    assert fleet.beacon_settings(enabled=False) == {
+    assert heartbeat.beacon_settings(enabled=False) == {
         "beacons": {"edge_heartbeat": [{"enabled": False}]}
     }
     for bad in ({"interval": 0}, {"interval": True}, {"jitter": 0.9}):
         with pytest.raises(ValueError):
-            fleet.beacon_settings(**bad)
+            heartbeat.beacon_settings(**bad)
 
 
 def test_beacon_enabled():
-    assert fleet.beacon_enabled(fleet.beacon_settings())
-    assert not fleet.beacon_enabled(fleet.beacon_settings(enabled=False))
-    assert not fleet.beacon_enabled({})
-    assert not fleet.beacon_enabled(
+    assert heartbeat.beacon_enabled(heartbeat.beacon_settings())
+    assert not heartbeat.beacon_enabled(heartbeat.beacon_settings(enabled=False))
+    assert not heartbeat.beacon_enabled({})
+    assert not heartbeat.beacon_enabled(
         {"beacons": {"enabled": False, "edge_heartbeat": [{"period": 60}]}}
     )
-    assert not fleet.beacon_enabled({"beacons": {"inotify": [{"files": {}}]}})
+    assert not heartbeat.beacon_enabled({"beacons": {"inotify": [{"files": {}}]}})
+
+
+def test_stored_rows_load_by_name_whatever_their_layout():
+    """History rows are stored as lists in field order; fields are only appended (fleet.rows)."""
+    hour = int(NOW // 3600) * 3600
+    on_disk = [hour, 3, 10.0, 20.0, 0.5, 4, "fair"]  # a node's hour row as stored so far
+    row = rows.load(rows.HourRow, on_disk)
+    assert (row.hour, row.samples, row.heartbeats, row.worst_quality) == (hour, 3, 4, "fair")
+    assert rows.stored(row) == on_disk
+    older = rows.load(rows.HourRow, on_disk[:5])  # a layout without the last two fields
+    assert older.loss_pct == 0.5 and older.heartbeats is None and older.worst_quality is None
+    assert rows.load(rows.HourRow, (*on_disk, "a later field")) == row
+    site = rows.load(rows.SiteHourRow, [hour, 5, 1, 2, 30.0, 80.0, 1.0, 12])
+    assert (site.online, site.late, site.offline, site.samples) == (5, 1, 2, 12)
+    assert site.as_hour_row() == rows.HourRow(hour, 12, 30.0, 80.0, 1.0, 12, None)
+    samples = [[hour + 1, 10.0, 1.0, 0.0, "good"], [hour + 2, None, None, 100.0, "down"]]
+    assert rows.load(rows.Sample, samples[0]).quality == "good"
+    assert record.aggregate_hour(hour, samples) == [hour, 1, 10.0, 10.0, 50.0, 2, "down"]
+    assert record.hours_trend([on_disk, on_disk[:5]]) == {
+        "rtt_ms_median": 10.0,
+        "rtt_ms_p95": 20.0,
+        "loss_pct": 0.5,
+    }

@@ -14,7 +14,8 @@ import salt.config
 
 from saltext_edge.fleet import conf as fconf
 from saltext_edge.fleet import engine as fengine
-from saltext_edge.fleet import evidence, heartbeat, record, signing, store
+from saltext_edge.fleet import evidence, record, signing, store
+from saltext_edge.uplink import heartbeat
 
 T0 = 1_800_000_000.0
 UPLINK = {"quality": "good", "rtt_ms": 5.0, "jitter_ms": 0.5, "loss_pct": 0.0, "checked_at": None}

@@ -140,7 +140,7 @@ def test_the_graph_sees_lazy_and_package_imports():
     assert len(graph) > 50
     # module level, inside a try (a loader module) and inside a function
     assert "saltext_edge.uplink.probe" in graph["saltext_edge.masters"]
-    assert "saltext_edge.fleet.heartbeat" in graph["saltext_edge.grains.edge_grains"]
+    assert "saltext_edge.uplink.measure" in graph["saltext_edge.grains.edge_grains"]
     assert "saltext_edge.enrollment" in graph["saltext_edge.minion_config"]
 
 

@@ -43,7 +43,6 @@ from saltext_edge.admission.rule import (  # noqa: F401
     REFUSAL_REASONS,
     Verdict,
     judge,
-    verify,
 )
 from saltext_edge.admission.signin import (  # noqa: F401
     Outcome,
@@ -51,7 +50,6 @@ from saltext_edge.admission.signin import (  # noqa: F401
     dispatch,
     handle_auth,
     record,
-    record_for_decision,
     sign_in,
     token_from_auth_event,
     valid_id,
@@ -65,9 +63,6 @@ from saltext_edge.admission.stores import (  # noqa: F401
     forget,
     list_decisions,
 )
-from saltext_edge.admission.stores import cache as _cache  # noqa: F401
-from saltext_edge.admission.stores import clean_pub as _clean_pub  # noqa: F401
-from saltext_edge.admission.stores import store_decisions as _store_decisions  # noqa: F401
 
 log = logging.getLogger(__name__)
 

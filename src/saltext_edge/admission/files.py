@@ -1,7 +1,7 @@
 """
-Every file admission creates itself, in one place: the key-store lock, the
-in-flight marker and the node index live under ``<pki_dir>/edge/``, so that
-masters sharing one key store (a shared ``pki_dir`` volume) share them.
+How admission writes its files (the key-store lock, the in-flight marker
+and the node index, under ``<pki_dir>/edge/``: their paths are
+:mod:`saltext_edge.pki_paths`).
 Owner and mode are set only here: private (0700 directories, 0600 files)
 and, when root creates them for a master that runs as another user (Salt's
 packages run it as ``salt``), handed to that user (:mod:`saltext_edge.fsperm`)
@@ -12,11 +12,12 @@ import json
 import os
 
 from saltext_edge import fsperm
+from saltext_edge import pki_paths as _paths
 
 
 def edge_dir(opts):
-    """Return ``<pki_dir>/edge`` (created if missing), the home of admission's files."""
-    return private_dir(os.path.join(opts["pki_dir"], "edge"), opts)
+    """Return ``<pki_dir>/edge`` (:func:`saltext_edge.pki_paths.root`; created if missing, private)."""
+    return private_dir(_paths.root(opts), opts)
 
 
 private_dir = fsperm.private_dir

@@ -19,27 +19,24 @@ Writes into Salt's key store, under a lock, journalled (docs/concepts.rst,
   it only announces journalled changes that are still in place.
 """
 
-import atexit
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import os
 import socket
 import stat
-import threading
 import time
 
 from saltext_edge import fsperm as _fsperm
+from saltext_edge import pki_paths as _paths
 from saltext_edge.admission import files as _files
 from saltext_edge.admission import stores as _stores
 from saltext_edge.admission.policy import AdmissionError
+from saltext_edge.memo import Memo
 
 log = logging.getLogger(__name__)
 
-LOCK_NAME = "admission.lock"
-INFLIGHT_NAME = "admission.inflight"
 # a journal entry of another host is left alone while younger than this
 FOREIGN_JOURNAL_AGE = 600
 # after this long a waiter says whom it waits for
@@ -54,14 +51,15 @@ def key_obj(opts):
 
 
 def _edge_path(keyobj, name):
-    """Return ``<pki_dir>/edge/<name>`` (admission's files, see :mod:`.files`)."""
+    """Return ``name(opts)``, a :mod:`saltext_edge.pki_paths` path, with ``<pki_dir>/edge`` created (:mod:`.files`)."""
     # only the two options the files need: copying Salt's options (an
     # OptsDict) costs milliseconds, and this runs for every key accepted
     opts = {
         "pki_dir": keyobj.pki_dir or keyobj.opts["pki_dir"],
         "user": keyobj.opts.get("user"),
     }
-    return os.path.join(_files.edge_dir(opts), name)
+    _files.edge_dir(opts)
+    return name(opts)
 
 
 def _holder_info(fd):
@@ -78,7 +76,7 @@ def lock(keyobj, timeout, what="admission"):
     Hold the exclusive key-store lock. Logs who holds it while waiting and
     raises :class:`AdmissionError` after ``timeout`` seconds.
     """
-    path = _edge_path(keyobj, LOCK_NAME)
+    path = _edge_path(keyobj, _paths.admission_lock)
     fd = _files.open_lock_file(path, keyobj.opts)
     try:
         start = time.monotonic()
@@ -174,7 +172,7 @@ class _Marker:
 @contextlib.contextmanager
 def inflight_marker(keyobj):
     """The in-flight marker of ``keyobj``'s key store, open for a chunk of :func:`set_state` calls."""
-    marker = _Marker(_edge_path(keyobj, INFLIGHT_NAME), keyobj.opts)
+    marker = _Marker(_edge_path(keyobj, _paths.admission_inflight), keyobj.opts)
     try:
         yield marker
     finally:
@@ -322,14 +320,9 @@ def accept_pending(keyobj, minion_id, pub, marker=None):
     return True
 
 
-_STAGED_PREFIX = "accepting-"
-
-
 def _staged(keyobj, minion_id):
-    """Where :func:`accept_pending` links a key before moving it (named by digest: ids may be long)."""
-    return _edge_path(
-        keyobj, _STAGED_PREFIX + hashlib.sha256(minion_id.encode("utf-8")).hexdigest()[:32]
-    )
+    """Where :func:`accept_pending` links a key before moving it (:func:`.pki_paths.admission_staged`)."""
+    return _edge_path(keyobj, lambda opts: _paths.admission_staged(opts, minion_id))
 
 
 def _fire_key_event(keyobj, minion_id, pub, act):
@@ -390,7 +383,7 @@ def recover(store, keyobj):
     found lost in the middle of a write and put back as *pending*.
     """
     done, restored = {}, []
-    marker = _edge_path(keyobj, INFLIGHT_NAME)
+    marker = _edge_path(keyobj, _paths.admission_inflight)
     inflight = _files.read_json_file(marker) or {}
     for entry_key in store.list(_stores.INTENTS_BANK):
         if _run_alive(entry_key):
@@ -426,9 +419,11 @@ def recover(store, keyobj):
         store.flush(_stores.INTENTS_BANK, entry_key)
     if inflight:
         _files.write_marker(marker, "", keyobj.opts)
-    edge_dir = _edge_path(keyobj, "")
+    edge_dir = _edge_path(keyobj, _paths.root)
     for name in os.listdir(edge_dir):
-        if name.startswith(_STAGED_PREFIX):  # linked, not yet moved: the pending key is intact
+        if name.startswith(
+            _paths.STAGED_PREFIX
+        ):  # linked, not yet moved: the pending key is intact
             _files.remove_file(os.path.join(edge_dir, name))
     return done, restored
 
@@ -458,25 +453,23 @@ def _finish_move(keyobj, minion_id, intent):
     return True
 
 
-_LOCAL = threading.local()
+def _close_event(objs):
+    """Close the key object's event connection, if one was opened, when it
+    is replaced or before the interpreter tears its modules down (else Salt
+    prints a traceback)."""
+    keyobj = objs[1]
+    if "event" in keyobj.__dict__:  # a cached_property, only if created
+        with contextlib.suppress(Exception):  # best effort on the way out
+            keyobj.event.destroy()
+
+
+_OBJECTS = Memo(per_thread=True, close=_close_event)
 
 
 def objects(opts):
     """
     Return ``(cache, keyobj)`` for ``opts``, built once per thread and reused
-    while ``opts`` is the same object (building Salt's cache and key loaders
-    costs tens of milliseconds; the reactor calls us once per sign-in).
+    while ``opts`` is the same (building Salt's cache and key loaders costs
+    tens of milliseconds; the reactor calls us once per sign-in).
     """
-    memo = getattr(_LOCAL, "memo", None)
-    if memo is None or memo[0] is not opts:
-        memo = _LOCAL.memo = (opts, _stores.cache(opts), key_obj(opts))
-        atexit.register(_close_event, memo[2])
-    return memo[1], memo[2]
-
-
-def _close_event(keyobj):
-    """Close the key object's event connection, if one was opened, before
-    the interpreter tears its modules down (else Salt prints a traceback)."""
-    if "event" in keyobj.__dict__:  # a cached_property, only if created
-        with contextlib.suppress(Exception):  # best effort on the way out
-            keyobj.event.destroy()
+    return _OBJECTS.get((opts,), lambda: (_stores.cache(opts), key_obj(opts)))

@@ -12,22 +12,14 @@ key store share the index and the revocations, and both survive restarts.
 """
 
 import datetime
-import hashlib
 import os
 
+from saltext_edge import pki_paths as _paths
 from saltext_edge.admission import files as _files
 
 #: revoked public keys kept per id (the newest); a revocation removes one
 #: key at a time, so this is far more than an id ever collects
 MAX_REVOKED_KEYS = 64
-
-
-def _dir(opts):
-    return os.path.join(opts["pki_dir"], "edge", "nodes")
-
-
-def _path(opts, minion_id):
-    return os.path.join(_dir(opts), hashlib.sha256(minion_id.encode("utf-8")).hexdigest() + ".json")
 
 
 def _now_iso():
@@ -36,7 +28,7 @@ def _now_iso():
 
 def get(opts, minion_id):
     """Return the index entry of ``minion_id`` (a dict) or None."""
-    entry = _files.read_json_file(_path(opts, minion_id))
+    entry = _files.read_json_file(_paths.node_file(opts, minion_id))
     if entry is None or entry.get("id") != minion_id:
         return None
     return entry
@@ -46,13 +38,13 @@ def all_entries(opts):
     """Return ``{id: entry}`` for every entry of the index."""
     out = {}
     try:
-        names = os.listdir(_dir(opts))
+        names = os.listdir(_paths.nodes_dir(opts))
     except FileNotFoundError:
         return out
     for name in names:
         if not name.endswith(".json"):
             continue
-        entry = _files.read_json_file(os.path.join(_dir(opts), name))
+        entry = _files.read_json_file(os.path.join(_paths.nodes_dir(opts), name))
         if entry and isinstance(entry.get("id"), str):
             out[entry["id"]] = entry
     return out
@@ -65,7 +57,7 @@ def note_admitted(opts, admitted):
     """
     if not admitted:
         return 0
-    _files.private_dir(_dir(opts), opts)
+    _files.private_dir(_paths.nodes_dir(opts), opts)
     now = _now_iso()
     for minion_id, info in admitted.items():
         entry = get(opts, minion_id) or {"id": minion_id}
@@ -78,7 +70,7 @@ def note_admitted(opts, admitted):
         )
         # written at every admission, not fsync'd: what a power cut must keep
         # is the accepted key in Salt's key store; a revocation is (below)
-        _files.write_private_file(_path(opts, minion_id), entry, opts, durable=False)
+        _files.write_private_file(_paths.node_file(opts, minion_id), entry, opts, durable=False)
     return len(admitted)
 
 
@@ -89,7 +81,7 @@ def set_revoked(opts, minion_id, revoked, by="operator", keys=()):
     id accepts, revoked or not (lifting a revocation keeps them). Returns
     the entry.
     """
-    _files.private_dir(_dir(opts), opts)
+    _files.private_dir(_paths.nodes_dir(opts), opts)
     entry = get(opts, minion_id) or {
         "id": minion_id,
         "site": None,
@@ -104,7 +96,7 @@ def set_revoked(opts, minion_id, revoked, by="operator", keys=()):
     entry["revoked_keys"] = barred[-MAX_REVOKED_KEYS:]
     entry["revoked_at" if revoked else "unrevoked_at"] = _now_iso()
     entry["revoked_by"] = by
-    _files.write_private_file(_path(opts, minion_id), entry, opts)
+    _files.write_private_file(_paths.node_file(opts, minion_id), entry, opts)
     return entry
 
 

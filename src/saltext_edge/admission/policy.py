@@ -11,12 +11,13 @@ import json
 
 from saltext_edge import config as _config
 from saltext_edge import tokens as _token
+from saltext_edge.errors import EdgeError
 
 ON_INVALID = ("keep", "reject", "delete")
 DEFAULT_LOCK_TIMEOUT = 60
 
 
-class AdmissionError(ValueError):
+class AdmissionError(EdgeError, ValueError):
     """Bad admission configuration or input; the message holds no secret."""
 
 

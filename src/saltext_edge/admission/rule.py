@@ -88,7 +88,7 @@ def judge(minion_id, pub_digest, token, secrets, pol, node=None, enrollments=Non
         site = None
         if exc.reason != "malformed_token":
             try:
-                site = (_enr.parse_token if v2 else _token.parse_token)(token)[0]
+                site = _token.parse(token).site
             except _token.TokenError:
                 pass
         reason = exc.reason if exc.reason in REFUSAL_REASONS else "bad_token"
@@ -163,19 +163,3 @@ def same_key(pending_pub, rec, pending_digest=None):
     except _token.TokenError:
         return False
     return pending_digest == rec.get("pub_digest")
-
-
-def verify(
-    minion_id, pending_pub, rec, secrets, pol, pending_digest=None, node=None, enrollments=None
-):
-    """
-    Verify the recorded token ``rec`` (a dict from the token store, or None)
-    of ``minion_id`` whose key pending now is ``pending_pub``.
-
-    Returns ``(decision, reason, site)`` with decision ``accepted``,
-    ``refused`` or ``no_token``. Pure function; constant-time MAC comparison.
-    """
-    verdict = verdict_for_record(
-        minion_id, pending_pub, rec, secrets, pol, node, pending_digest, enrollments
-    )
-    return verdict.decision, verdict.reason, verdict.site

@@ -13,7 +13,6 @@ import copy
 import fnmatch
 import logging
 import os
-import threading
 import time
 from typing import NamedTuple
 
@@ -27,6 +26,7 @@ from saltext_edge.admission import rule as _rule
 from saltext_edge.admission import stores as _stores
 from saltext_edge.admission.policy import edge_conf as _policy_edge_conf
 from saltext_edge.admission.policy import fingerprint, policy
+from saltext_edge.memo import Memo
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,7 @@ MAX_ID_LEN = 255
 #: storm); a change of the ``edge:`` options, of a secret file or of the
 #: secret's environment variable is seen at once
 SETTINGS_TTL = 1.0
-_SETTINGS_LOCK = threading.Lock()
-_SETTINGS = {}
+_SETTINGS = Memo()
 
 
 def _secret_files_state(conf):
@@ -72,27 +71,11 @@ def settings(opts):
         _secret_files_state(conf) if isinstance(conf, dict) else None,
         os.environ.get(_secrets.ENV_VAR),
     )
-    now = time.monotonic()
-    with _SETTINGS_LOCK:
-        memo = _SETTINGS.get("memo")
-    if (
-        memo is not None
-        and memo["opts"] is opts
-        and now - memo["at"] < SETTINGS_TTL
-        and memo["state"] == state
-        and memo["conf"] == conf_copy
-    ):
-        return memo["value"]
-    value = (policy(opts), _secrets.master_secrets(opts))
-    with _SETTINGS_LOCK:
-        _SETTINGS["memo"] = {
-            "opts": opts,
-            "at": now,
-            "state": state,
-            "conf": conf_copy,
-            "value": value,
-        }
-    return value
+    period = int(time.monotonic() // SETTINGS_TTL)
+    return _SETTINGS.get(
+        (opts, period, state, conf_copy),
+        lambda: (policy(opts), _secrets.master_secrets(opts)),
+    )
 
 
 class SignIn(NamedTuple):
@@ -337,32 +320,6 @@ def handle_auth(opts, minion_id, pub, token, act="pend", source="reactor"):
             "not_pending" if outcome.status == "ignored" and act != "pend" else outcome.status
         )
     return ret
-
-
-def record_for_decision(opts, minion_id, pub, token, source="reactor"):
-    """
-    Compatibility wrapper over :func:`sign_in` for a pending key: returns
-    ``(record_result, todo)`` with ``todo`` one of ``none``, ``manual``,
-    ``refused_before``, ``decide``.
-    """
-    outcome = sign_in(opts, minion_id, pub, token, act="pend", source=source)
-    rec = {
-        "id": minion_id,
-        "recorded": outcome.rec is not None,
-        "changed": False,
-        "reason": None,
-        "refused": (outcome.rec or {}).get("refused"),
-    }
-    todo = {
-        "recorded": "manual",
-        "kept_better": "manual",
-        "refused_before": "refused_before",
-        "decide": "decide",
-    }.get(outcome.status)
-    if todo is None:
-        rec["reason"] = outcome.status
-        return rec, "none"
-    return rec, todo
 
 
 def collect_auth_events(opts, seconds, match="*"):

@@ -12,13 +12,12 @@ The token store and the decision store, in the master cache
 
 import contextlib
 import hashlib
+import itertools
 import logging
 import os
-import threading
 import time
 import uuid
 
-from saltext_edge import enrollment as _enr
 from saltext_edge import tokens as _token
 
 log = logging.getLogger(__name__)
@@ -36,8 +35,7 @@ RECORD_TTL = 7 * 24 * 3600
 MAX_PUB_BYTES = 8192
 
 _PRUNE_EVERY = 200
-_stores_since_prune = [0]
-_prune_lock = threading.Lock()
+_STORED = itertools.count(1)
 
 
 def cache(opts):
@@ -69,7 +67,7 @@ def pub_digest(pub):
 
 def bounded_token(token):
     """``token`` if it is a string no longer than a token can be, else a fixed malformed marker."""
-    if len(token) > max(_token.MAX_TOKEN_LEN, _enr.MAX_TOKEN_LEN):
+    if len(token) > _token.MAX_TOKEN_LEN:
         return "malformed:too-long"
     return token
 
@@ -99,12 +97,7 @@ def store_record(opts, store, minion_id, pub, digest, token, source, rank=None):
     """Write a token record (the caller checked every field); returns it."""
     rec = new_record(minion_id, pub, digest, token, source, rank)
     store.store(TOKENS_BANK, rec_key(minion_id), rec)
-    with _prune_lock:
-        _stores_since_prune[0] += 1
-        due = _stores_since_prune[0] >= _PRUNE_EVERY
-        if due:
-            _stores_since_prune[0] = 0
-    if due:
+    if next(_STORED) % _PRUNE_EVERY == 0:
         prune_records(store)
     return rec
 
@@ -239,7 +232,7 @@ def list_decisions(opts):
         if mid not in ret or ret[mid]["time"] < seen:
             site = None
             try:
-                site = _token.parse_token(rec.get("token"))[0]
+                site = _token.parse(rec.get("token")).site
             except _token.TokenError:
                 pass
             ret[mid] = {"decision": "recorded", "reason": None, "site": site, "time": seen}

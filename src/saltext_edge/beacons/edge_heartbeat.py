@@ -25,8 +25,9 @@ import threading
 import time
 
 try:
-    from saltext_edge.fleet import heartbeat as _hb
     from saltext_edge.fleet import signing as _signing
+    from saltext_edge.uplink import heartbeat as _hb
+    from saltext_edge.uplink import measure as _measure
 
     HAS_LIB = True
 except ImportError:  # pragma: no cover - depends on how the module was installed
@@ -36,9 +37,6 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "edge_heartbeat"
 
-TAG = "edge/heartbeat"
-DEFAULTS = {"period": 60.0, "jitter": 0.1, "first_after": 5.0}
-_LIMITS = {"period": (1.0, 86400.0), "jitter": (0.0, 0.5), "first_after": (0.0, 3600.0)}
 _STATE = {}
 
 
@@ -46,17 +44,6 @@ def __virtual__():
     if not HAS_LIB:
         return (False, "edge_heartbeat: the saltext_edge library is missing (saltutil.sync_utils)")
     return __virtualname__
-
-
-def _conf(config):
-    merged = {}
-    if isinstance(config, dict):
-        merged.update(config)
-    else:
-        for item in config or []:
-            if isinstance(item, dict):
-                merged.update(item)
-    return merged
 
 
 def validate(config):
@@ -72,19 +59,14 @@ def validate(config):
     """
     if not isinstance(config, list):
         return False, "edge_heartbeat: the configuration must be a list of one-key mappings"
-    conf = _conf(config)
-    for key, value in conf.items():
-        if key.startswith("_") or key in ("enabled", "interval", "disable_during_state_run"):
+    for key, value in _hb.settings(config).items():
+        if key.startswith("_") or key in _hb.SALT_SETTINGS:
             continue
-        if key not in _LIMITS:
+        if key not in _hb.LIMITS:
             return False, f"edge_heartbeat: unknown setting {key!r} (period, jitter, first_after)"
-        low, high = _LIMITS[key]
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not low <= value <= high
-        ):
-            return False, f"edge_heartbeat: {key} must be a number between {low:g} and {high:g}"
+        reason = _hb.check(key, value)
+        if reason:
+            return False, f"edge_heartbeat: {reason}"
     return True, "valid"
 
 
@@ -106,9 +88,9 @@ def _state(opts):
     return _STATE
 
 
-def _measure(opts, state):
-    uplink = _hb.measure(opts)
-    _hb.save(opts, uplink)
+def _probe(opts, state):
+    uplink = _measure.measure(opts)
+    _measure.save(opts, uplink)
     state["result"] = uplink
 
 
@@ -125,7 +107,7 @@ def _send(opts, state, conf, uplink):
         state["errors"] += 1
         log.warning("edge_heartbeat: cannot sign the heartbeat: %s", exc.__class__.__name__)
         return False
-    sent = __salt__["event.fire_master"](signed, TAG)
+    sent = __salt__["event.fire_master"](signed, _hb.TAG)
     if not sent:
         log.debug("edge_heartbeat: heartbeat %s not handed to the minion", state["seq"])
     return bool(sent)
@@ -145,8 +127,8 @@ def beacon(config):
         salt '*' beacons.list
     """
     opts = __opts__
-    conf = dict(DEFAULTS)
-    conf.update({k: float(v) for k, v in _conf(config).items() if k in DEFAULTS})
+    conf = dict(_hb.DEFAULTS)
+    conf.update({k: float(v) for k, v in _hb.settings(config).items() if k in _hb.DEFAULTS})
     state = _state(opts)
     now = time.time()
     if state["due"] is None:
@@ -156,7 +138,7 @@ def beacon(config):
         if thread.is_alive():
             return []
         state["thread"] = None
-        uplink = state["result"] or _hb.unknown("no measurement")
+        uplink = state["result"] or _measure.unknown("no measurement")
         state["result"] = None
         _send(opts, state, conf, uplink)
         state["due"] = _hb.next_due(state["due"], conf["period"], conf["jitter"])
@@ -166,7 +148,7 @@ def beacon(config):
         return []
     if now >= state["due"]:
         thread = threading.Thread(
-            target=_measure, args=(opts, state), name="edge-heartbeat-probe", daemon=True
+            target=_probe, args=(opts, state), name="edge-heartbeat-probe", daemon=True
         )
         state["thread"] = thread
         thread.start()

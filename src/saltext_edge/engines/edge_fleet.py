@@ -20,6 +20,7 @@ on events that verify). It never contacts a node.
 The logic lives in :mod:`saltext_edge.fleet.engine`.
 """
 
+import itertools
 import logging
 import queue
 import threading
@@ -176,7 +177,7 @@ def start(interval=None):
     worker.start()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    dropped = [0]
+    dropped = itertools.count(1)
 
     async def on_event(raw):
         tag = _engine.peek_tag(raw)
@@ -191,9 +192,9 @@ def start(interval=None):
         except Exception:
             return
         if not inbox.offer(tag, len(raw), (tag, data)):
-            dropped[0] += 1
-            if dropped[0] % 1000 == 1:
-                log.error("edge_fleet: falling behind, %d event(s) dropped", dropped[0])
+            count = next(dropped)
+            if count % 1000 == 1:
+                log.error("edge_fleet: falling behind, %d event(s) dropped", count)
 
     def watch():
         if not worker.is_alive():

@@ -17,6 +17,7 @@ from saltext_edge import eventauth as _eventauth
 from saltext_edge.fleet import conf as _conf
 from saltext_edge.fleet import evidence as _evidence
 from saltext_edge.fleet import record as _record
+from saltext_edge.fleet import rows as _rows
 from saltext_edge.fleet import signing as _signing
 from saltext_edge.fleet import sites as _sites
 from saltext_edge.fleet import status as _status
@@ -51,7 +52,7 @@ LOG_UNKNOWN_PER_MIN = 10
 MAX_SITE_CONFS = 4096
 #: tags the engine reads (everything else on the bus is skipped unread)
 WANTED = (
-    "edge/heartbeat",
+    _evidence.HEARTBEAT_TAG,
     "salt/job/",
     "salt/minion/",
     "minion_start",
@@ -482,16 +483,18 @@ class FleetEngine:
         hours = self.sites_meta["hours"]
         for site, counts in site_counts.items():
             tr = _record.trend(site_samples.get(site, []))
-            row = [
-                hour_ts,
-                counts["online"],
-                counts["late"],
-                counts["offline"],
-                tr["rtt_ms_median"],
-                tr["rtt_ms_p95"],
-                tr["loss_pct"],
-                len(site_samples.get(site, [])),
-            ]
+            row = _rows.stored(
+                _rows.SiteHourRow(
+                    hour=hour_ts,
+                    online=counts["online"],
+                    late=counts["late"],
+                    offline=counts["offline"],
+                    rtt_ms_median=tr["rtt_ms_median"],
+                    rtt_ms_p95=tr["rtt_ms_p95"],
+                    loss_pct=tr["loss_pct"],
+                    samples=len(site_samples.get(site, [])),
+                )
+            )
             rows = [r for r in hours.get(site, []) if r[0] != hour_ts] + [row]
             hours[site] = rows[-MAX_SITE_ROWS:]
         self._meta_dirty = True

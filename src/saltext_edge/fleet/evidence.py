@@ -30,8 +30,8 @@ import re
 import unicodedata
 
 from saltext_edge.fleet.proof import PROVEN_TAG
+from saltext_edge.uplink.heartbeat import TAG as HEARTBEAT_TAG
 
-HEARTBEAT_TAG = "edge/heartbeat"
 _JOB_RET = re.compile(r"\Asalt/job/(\d{1,32})/ret/(.+)\Z", re.S)
 _MINION_START = re.compile(r"\Asalt/minion/(.+)/start\Z", re.S)
 #: longest id accepted anywhere (Salt keeps a key as a file named by the id:

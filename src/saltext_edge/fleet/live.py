@@ -32,6 +32,7 @@ import time
 
 import msgpack
 
+from saltext_edge.errors import EdgeError
 from saltext_edge.fleet import nodeview as _nodeview
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ SAMPLES_S = 3600
 _SEND_CHUNK = 256 * 1024
 
 
-class Unavailable(Exception):
+class Unavailable(EdgeError):
     """No engine answered; the message (one line) says why."""
 
 

@@ -19,10 +19,7 @@ Epoch floats are fine here; runner returns use :func:`iso` instead.
 """
 
 import datetime
-import time
 
-from saltext_edge.fleet import conf as _conf
-from saltext_edge.fleet import sites as _sites
 from saltext_edge.fleet import status as _status
 
 
@@ -110,56 +107,3 @@ def assemble(records, accepted, index, site_of, status_of, engine):
                 minion_id, None, site_of(minion_id, None), "never_seen", index
             )
     return {"nodes": nodes, "engine": engine, "admissions": admission_counts(index)}
-
-
-def _sum_refused(engines):
-    total = {}
-    for info in engines:
-        for reason, count in (info.get("refused_heartbeats") or {}).items():
-            if isinstance(count, int) and isinstance(reason, str):
-                total[reason] = total.get(reason, 0) + count
-    return total
-
-
-def snapshot(opts_or_cache, now=None, store=None):
-    """
-    Return the snapshot built from the stored record (not from a running
-    engine's memory): status is classified at ``now`` from last seen.
-
-    ``opts_or_cache``: the master opts, or a ``salt.cache.Cache`` (then
-    ``opts_or_cache.opts`` is used for the key store and admission records).
-    """
-
-    from saltext_edge.fleet import store as _store
-
-    if isinstance(opts_or_cache, dict):
-        opts, cache = opts_or_cache, None
-    else:
-        opts, cache = opts_or_cache.opts, opts_or_cache
-    now = now if now is not None else time.time()
-    store = store or _store.Store(opts, cache=cache)
-    conf = _conf.from_opts(opts)
-    records = store.load_all()
-    index = _sites.node_index(opts)
-    engines = store.engines()
-
-    def site_of(minion_id, rec):
-        return _sites.site_of(minion_id, index, rec)
-
-    def status_of(minion_id, rec):
-        return _status.classify(rec, _conf.for_site(conf, site_of(minion_id, rec)), now)
-
-    return assemble(
-        records,
-        _sites.keys(opts)["minions"],
-        index,
-        site_of,
-        status_of,
-        {
-            "events_seen": sum(int(e.get("events_seen") or 0) for e in engines.values()),
-            "lag_seconds": 0.0,
-            "store_errors": 0,
-            "heartbeats_refused": _sum_refused(engines.values()),
-            "started_at": min((e.get("started_at") or now for e in engines.values()), default=None),
-        },
-    )

@@ -34,6 +34,7 @@ import secrets
 import time
 
 from saltext_edge import eventauth as _eventauth
+from saltext_edge.errors import EdgeError
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ _CHALLENGE = re.compile(r"\Av1\.([A-Za-z0-9_-]{16,64})\.(\d{1,16})\.([A-Za-z0-9+
 MAX_CHALLENGE_CHARS = 200
 
 
-class ProofError(ValueError):
+class ProofError(EdgeError, ValueError):
     """A challenge handed to :func:`answer` is malformed."""
 
 
@@ -81,8 +82,8 @@ def answer(opts, challenge, now=None, signer=None):
     for a malformed challenge, ``OSError``/``ValueError`` when the key is
     unusable.
     """
-    from saltext_edge.fleet import heartbeat as _hb
     from saltext_edge.fleet import signing as _signing
+    from saltext_edge.uplink import heartbeat as _hb
 
     if not isinstance(challenge, str) or not _CHALLENGE.match(challenge):
         raise ProofError("not a challenge made by 'salt-run edge.report ping=True'")

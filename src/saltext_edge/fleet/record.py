@@ -6,7 +6,7 @@ A record is a plain dict (it goes through ``salt.cache`` as msgpack)::
 
     {"id", "site", "first_seen", "last_seen", "last_kind", "source",
      "period", "jitter", "seq", "boot", "uptime_s", "uplink",
-     "samples": [[ts, rtt_ms, jitter_ms, loss_pct, quality], ...],  # raw, last raw_seconds
+     "samples": [Sample, ...],          # raw, last raw_seconds (rows: saltext_edge.fleet.rows)
      "hours_last": hour_ts of the last hourly row made,
      "status", "status_since", "alerted", "transitions": [[ts, status], ...],
      "claim": {"ts", "kind"}, "seen_by",
@@ -23,14 +23,14 @@ History: every heartbeat's figures are kept raw for ``raw_seconds`` (2 h by
 default: the 1 h trend needs the full last hour, and an hour is closed into
 an aggregate only after it ended), then one aggregate per hour for
 ``hourly_days`` (30 days, 720 rows). At a 60 s period that is at most 120 raw
-rows + 720 hourly rows per node. Hourly rows
-``[hour_ts, n, rtt_median, rtt_p95, loss_mean, heartbeats, worst_quality]``
+rows + 720 hourly rows per node. Hourly rows (:class:`~saltext_edge.fleet.rows.HourRow`)
 are stored apart from the live record (they change once an hour).
 """
 
 import math
 import re
 
+from saltext_edge.fleet.rows import AT, LOSS_PCT, QUALITY, RTT_MS, HourRow, Sample, load, stored
 from saltext_edge.tokens import SITE_RE
 from saltext_edge.uplink.quality import QUALITIES, worst
 
@@ -219,13 +219,15 @@ def heartbeat(rec, payload, now, raw_seconds=7200, master=None):
     rec["uplink"] = uplink
     if uplink is not None:
         rec["samples"].append(
-            [
-                round(now, 3),
-                uplink["rtt_ms"],
-                uplink["jitter_ms"],
-                uplink["loss_pct"],
-                uplink["quality"],
-            ]
+            stored(
+                Sample(
+                    round(now, 3),
+                    uplink["rtt_ms"],
+                    uplink["jitter_ms"],
+                    uplink["loss_pct"],
+                    uplink["quality"],
+                )
+            )
         )
     trim(rec, now, raw_seconds)
     return False
@@ -244,8 +246,8 @@ def trim(rec, now, raw_seconds):
     """Drop raw samples older than ``raw_seconds`` (and beyond :data:`MAX_SAMPLES`)."""
     cut = now - raw_seconds
     samples = rec["samples"]
-    if samples and (samples[0][0] < cut or len(samples) > MAX_SAMPLES):
-        rec["samples"] = [s for s in samples if s[0] >= cut][-MAX_SAMPLES:]
+    if samples and (samples[0][AT] < cut or len(samples) > MAX_SAMPLES):
+        rec["samples"] = [s for s in samples if s[AT] >= cut][-MAX_SAMPLES:]
 
 
 def percentile(values, pct):
@@ -268,8 +270,8 @@ def median(values):
 
 def trend(samples):
     """Return ``{rtt_ms_median, rtt_ms_p95, loss_pct}`` of raw sample rows (values ``None`` when empty)."""
-    rtts = [s[1] for s in samples]
-    losses = [s[3] for s in samples if s[3] is not None]
+    rtts = [s[RTT_MS] for s in samples]
+    losses = [s[LOSS_PCT] for s in samples if s[LOSS_PCT] is not None]
     return {
         "rtt_ms_median": median(rtts),
         "rtt_ms_p95": percentile(rtts, 95),
@@ -278,17 +280,19 @@ def trend(samples):
 
 
 def aggregate_hour(hour_ts, samples):
-    """Return the hourly row ``[hour_ts, n, rtt_median, rtt_p95, loss_mean, heartbeats, worst_quality]``."""
+    """Return the stored :class:`~saltext_edge.fleet.rows.HourRow` of the raw ``samples`` of hour ``hour_ts``."""
     tr = trend(samples)
-    return [
-        hour_ts,
-        sum(1 for s in samples if s[1] is not None),
-        tr["rtt_ms_median"],
-        tr["rtt_ms_p95"],
-        tr["loss_pct"],
-        len(samples),
-        worst(s[4] for s in samples),
-    ]
+    return stored(
+        HourRow(
+            hour=hour_ts,
+            samples=sum(1 for s in samples if s[RTT_MS] is not None),
+            rtt_ms_median=tr["rtt_ms_median"],
+            rtt_ms_p95=tr["rtt_ms_p95"],
+            loss_pct=tr["loss_pct"],
+            heartbeats=len(samples),
+            worst_quality=worst(s[QUALITY] for s in samples),
+        )
+    )
 
 
 def close_hours(rec, now):
@@ -300,12 +304,12 @@ def close_hours(rec, now):
     last = rec.get("hours_last")
     by_hour = {}
     for sample in rec["samples"]:
-        hour = int(sample[0] // HOUR) * HOUR
+        hour = int(sample[AT] // HOUR) * HOUR
         if hour < current and (last is None or hour > last):
             by_hour.setdefault(hour, []).append(sample)
     rows = [aggregate_hour(hour, by_hour[hour]) for hour in sorted(by_hour)]
     if rows:
-        rec["hours_last"] = rows[-1][0]
+        rec["hours_last"] = rows[-1][0]  # HourRow.hour
     return rows
 
 
@@ -327,14 +331,15 @@ def hours_trend(rows):
     p95s = []
     loss_num = loss_den = 0.0
     for row in rows:
-        n = row[1] or 0
-        if row[2] is not None and n:
-            weighted.extend([row[2]] * min(n, 10000))
-        if row[3] is not None:
-            p95s.append(row[3])
-        if row[4] is not None and row[5]:
-            loss_num += row[4] * row[5]
-            loss_den += row[5]
+        row = load(HourRow, row)
+        n = row.samples or 0
+        if row.rtt_ms_median is not None and n:
+            weighted.extend([row.rtt_ms_median] * min(n, 10000))
+        if row.rtt_ms_p95 is not None:
+            p95s.append(row.rtt_ms_p95)
+        if row.loss_pct is not None and row.heartbeats:
+            loss_num += row.loss_pct * row.heartbeats
+            loss_den += row.heartbeats
     return {
         "rtt_ms_median": median(weighted),
         "rtt_ms_p95": max(p95s) if p95s else None,

@@ -25,6 +25,8 @@ import logging
 import re
 import zlib
 
+from saltext_edge.errors import EdgeError
+
 log = logging.getLogger(__name__)
 
 BANK_LIVE = "edge_fleet/live"
@@ -46,7 +48,7 @@ def node_key(minion_id):
     return "h-" + hashlib.sha256(minion_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-class StoreError(Exception):
+class StoreError(EdgeError):
     """The cache could not be read or written (the message names the bank and key)."""
 
 

@@ -38,8 +38,8 @@ import logging
 
 try:
     from saltext_edge import config as _config
-    from saltext_edge.fleet import heartbeat as _hb
-    from saltext_edge.tokens import SITE_RE as _SITE_RE
+    from saltext_edge import shared_secret as _secrets
+    from saltext_edge.uplink import measure as _measure
     from saltext_edge.uplink.quality import UPLINK_KEYS
 
     HAS_LIB = True
@@ -55,32 +55,18 @@ def __virtual__():
     return True
 
 
-def _enrollment_site():
-    """The site named by the node's enrollment key (docs/enrollment.rst), or None."""
-    if not _config.minion_edge(__opts__).enrolling:
-        return None
-    try:
-        from saltext_edge import enrollment as _enr
-        from saltext_edge import shared_secret as _secrets
-
-        key_text = _secrets.minion_enrollment_key(__opts__)
-        return _enr.parse_key(key_text)[0] if key_text else None
-    except Exception:
-        return None  # the edge_token grain logs why (without the key)
-
-
 def edge_site():
     """
     The site of this edge node, from ``edge: {site: ...}`` in the minion
-    config, else from its enrollment key. Returns ``{"edge_site": str}`` or ``{}``.
+    config, else from its enrollment key
+    (:func:`saltext_edge.shared_secret.node_site`, which the heartbeat
+    reports too). Returns ``{"edge_site": str}`` or ``{}``.
     """
-    site = _config.minion_edge(__opts__).site
+    site = _secrets.node_site(__opts__)
     if site is None:
-        site = _enrollment_site()
-    if site is None:
-        return {}
-    if not isinstance(site, str) or not _SITE_RE.match(site):
-        log.warning("edge_site grain: ignoring invalid edge:site %r", site)
+        configured = _config.minion_edge(__opts__).site
+        if configured is not None:
+            log.warning("edge_site grain: ignoring invalid edge:site %r", str(configured)[:80])
         return {}
     return {"edge_site": site}
 
@@ -95,13 +81,13 @@ def edge_uplink():
     """
     opts = __opts__
     try:
-        fresh = _hb.load_fresh(opts)
+        fresh = _measure.load_fresh(opts)
     except Exception as err:
         log.debug("edge_uplink grain: stored measurement unreadable: %s", err)
         fresh = None
     if fresh is not None:
         return {"edge_uplink": fresh}
-    uplink = _hb.measure(opts)
+    uplink = _measure.measure(opts)
     if uplink.get("target") is not None or uplink.get("quality") != "unknown":
-        _hb.save(opts, uplink)
+        _measure.save(opts, uplink)
     return {"edge_uplink": {key: uplink.get(key) for key in UPLINK_KEYS}}

@@ -51,6 +51,17 @@ def __virtual__():
     return __virtualname__
 
 
+def _edge_errors(func):
+    # one error rule for runner, wheel and this module (errors.edge_errors):
+    # bad input is one CommandExecutionError line, our own TypeError an internal error
+    if not HAS_LIB:  # pragma: no cover - __virtual__ refuses the module anyway
+        return func
+    return _errors.edge_errors(
+        error=CommandExecutionError, usage="salt-call sys.doc {name}", log_place="the minion's log"
+    )(func)
+
+
+@_edge_errors
 def version():
     """
     Return the version of saltext-edge this minion runs (a string).
@@ -67,14 +78,6 @@ def version():
 # --------------------------------------------------------------------------
 # diagnostics: thin wrappers over saltext_edge.uplink / .diag
 # --------------------------------------------------------------------------
-
-
-def _edge_errors(func):
-    # one error rule for runner, wheel and this module (errors.edge_errors):
-    # bad input is one CommandExecutionError line, our own TypeError an internal error
-    return _errors.edge_errors(
-        error=CommandExecutionError, usage="salt-call sys.doc {name}", log_place="the minion's log"
-    )(func)
 
 
 def _uplink_conf():

@@ -16,6 +16,7 @@ admission and engine series for fleets where that is too many.
 import ipaddress
 
 from saltext_edge import config as _config
+from saltext_edge.errors import EdgeError
 
 DEFAULT_ADDRESS = "127.0.0.1"
 DEFAULT_PORT = 9345
@@ -129,7 +130,7 @@ METRICS = {
 }
 
 
-class MetricsConfigError(ValueError):
+class MetricsConfigError(EdgeError, ValueError):
     """The ``edge:metrics`` master option is invalid (the message says how)."""
 
 

@@ -9,6 +9,7 @@ the library in the master's synced ``extmods/utils`` (``salt-run
 saltutil.sync_utils``) by adding that one directory itself.
 """
 
+import functools
 import importlib
 import logging
 import os
@@ -42,12 +43,14 @@ def _import_lib():
 # library submodules, imported in __virtual__ (a synced wheel module only
 # finds the library once _import_lib has put extmods/utils on sys.path)
 admission = None
-_secrets = None
-EdgeCommandError = None
+_errors = None
+
+#: the usage hint of a call that does not fit a function's signature
+USAGE = "see {name} in salt-run doc.wheel"
 
 
 def __virtual__():
-    global admission, _secrets, EdgeCommandError
+    global admission, _errors
     if _import_lib() is None:
         return (
             False,
@@ -56,13 +59,28 @@ def __virtual__():
         )
     try:
         admission = importlib.import_module("saltext_edge.admission")
-        _secrets = importlib.import_module("saltext_edge.shared_secret")
-        EdgeCommandError = importlib.import_module("saltext_edge.errors").EdgeCommandError
+        _errors = importlib.import_module("saltext_edge.errors")
     except ImportError as exc:
         return False, f"edge: cannot import the saltext_edge library: {exc}"
     return __virtualname__
 
 
+def _edge_errors(func):
+    """
+    The runner's and the execution module's one error rule
+    (:func:`saltext_edge.errors.edge_errors`), applied at call time: the
+    library is imported only in ``__virtual__``. ``functools.wraps`` keeps the
+    signature Salt's wheel client reads.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return _errors.edge_errors(usage=USAGE)(func)(*args, **kwargs)
+
+    return wrapper
+
+
+@_edge_errors
 def version():
     """
     Return the version of saltext-edge on the master (a string).
@@ -76,6 +94,7 @@ def version():
     return sys.modules["saltext_edge"].__version__
 
 
+@_edge_errors
 def auth_event(minion_id, pub, token=None, act="pend"):
     """
     Handle one ``salt/auth`` event of a pending key and wait for its
@@ -98,12 +117,10 @@ def auth_event(minion_id, pub, token=None, act="pend"):
             -d fun=edge.auth_event -d minion_id=edge-1 \\
             --data-urlencode pub@minion.pub -d token="$EDGE_TOKEN"
     """
-    try:
-        return admission.handle_auth(__opts__, minion_id, pub, token, act=act, source="wheel")
-    except (admission.AdmissionError, _secrets.SecretError) as exc:
-        raise EdgeCommandError(str(exc)) from None
+    return admission.handle_auth(__opts__, minion_id, pub, token, act=act, source="wheel")
 
 
+@_edge_errors
 def record(minion_id, pub, token):
     """
     Record ``token`` presented by pending minion ``minion_id`` with public key
@@ -122,18 +139,17 @@ def record(minion_id, pub, token):
             -d fun=edge.record -d minion_id=edge-1 \\
             --data-urlencode pub@minion.pub -d token="$EDGE_TOKEN"
     """
-    try:
-        rec, todo = admission.record_for_decision(__opts__, minion_id, pub, token, source="wheel")
-    except (admission.AdmissionError, _secrets.SecretError) as exc:
-        raise EdgeCommandError(str(exc)) from None
+    outcome = admission.sign_in(__opts__, minion_id, pub, token, source="wheel")
+    known = outcome.status in ("recorded", "kept_better", "refused_before", "decide")
     return {
-        "id": rec["id"],
-        "recorded": rec["recorded"],
-        "changed": todo != "none",
-        "reason": rec["reason"],
+        "id": minion_id,
+        "recorded": outcome.rec is not None,
+        "changed": known,
+        "reason": None if known else outcome.status,
     }
 
 
+@_edge_errors
 def accept_pending(match="*", dry_run=False):
     """
     Verify every pending key matching ``match`` (a glob, or comma-separated
@@ -153,14 +169,10 @@ def accept_pending(match="*", dry_run=False):
         # on the master, from Python:
         #   salt.wheel.WheelClient(opts).cmd("edge.accept_pending", kwarg={"dry_run": True})
     """
-    try:
-        return admission.decide_and_act(
-            __opts__, match=match, dry_run=salt.utils.data.is_true(dry_run)
-        )
-    except (admission.AdmissionError, _secrets.SecretError) as exc:
-        raise EdgeCommandError(str(exc)) from None
+    return admission.decide_and_act(__opts__, match=match, dry_run=salt.utils.data.is_true(dry_run))
 
 
+@_edge_errors
 def decisions():
     """
     Return the latest admission decision per minion:

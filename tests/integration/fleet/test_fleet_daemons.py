@@ -214,8 +214,8 @@ def dead_node(fleet_master, event_listener):
 def test_forged_signs_of_life_do_not_revive_a_node(fleet_master, node_a, dead_node, event_listener):
     import base64
 
-    from saltext_edge.fleet import heartbeat as _hb
     from saltext_edge.fleet import signing
+    from saltext_edge.uplink import heartbeat as _hb
 
     before = wait_record(fleet_master, dead_node.id, lambda r: r.get("status") == "offline", 10)
     rejected_before = int(

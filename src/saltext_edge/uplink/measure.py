@@ -1,23 +1,18 @@
 """
-Minion side of fleet health (see ``docs/ref/beacons.rst``): measure the
-uplink with :mod:`saltext_edge.probe`, keep the latest measurement in a small
-file under the minion's cachedir (written atomically) so that the
-``edge_uplink`` grain can answer without probing, and build the signed
-heartbeat payload.
-
-Imports only the standard library and this package's minion-side modules
-at import time (it is shipped to minions through ``_utils/``).
+The uplink measured on an edge minion and kept for the ``edge_uplink``
+grain (``docs/ref/grains.rst``, ``docs/ref/beacons.rst``): one probe of the
+configured targets within ``edge:uplink:budget``, and the latest measurement
+in a small file under the minion's cachedir (written atomically) so that the
+grain can answer without probing while it is fresh.
 """
 
 import json
 import logging
 import os
-import random
 import time
 
 from saltext_edge import config as _config
 from saltext_edge.fileio import atomic_write
-from saltext_edge.tokens import SITE_RE as _SITE_RE
 from saltext_edge.uplink import probe as _probe
 from saltext_edge.uplink.quality import UPLINK_KEYS
 from saltext_edge.uplink.targets import targets
@@ -26,32 +21,15 @@ log = logging.getLogger(__name__)
 
 CACHE_DIR = "edge"
 CACHE_FILE = "uplink.json"
-#: the beacon's boot generation and boot number (the master's replay rule)
-BOOT_FILE = "heartbeat-boot.json"
 DEFAULT_TTL = 180.0
-
-PAYLOAD_VERSION = 2
-
-
-def edge_conf(opts):
-    """Return the minion's ``edge`` config mapping (``{}`` when absent or not a mapping)."""
-    return _config.edge_conf(opts, lenient=True)
 
 
 def uplink_conf(opts):
     """Return ``edge:uplink`` (a mapping). Raises :class:`ValueError` when it is not one."""
-    conf = edge_conf(opts).get("uplink") or {}
+    conf = _config.edge_conf(opts, lenient=True).get("uplink") or {}
     if not isinstance(conf, dict):
         raise _probe.ProbeArgumentError("edge:uplink must be a mapping")
     return conf
-
-
-def site(opts):
-    """Return the node's site from ``edge:site`` when valid, else ``None``."""
-    value = edge_conf(opts).get("site")
-    if isinstance(value, str) and _SITE_RE.match(value):
-        return value
-    return None
 
 
 def unknown(reason):
@@ -152,73 +130,3 @@ def load_fresh(opts, now=None, max_age=None):
         return None
     uplink = record["uplink"]
     return {key: uplink.get(key) for key in UPLINK_KEYS}
-
-
-def host_uptime():
-    """Return the host's uptime in seconds (``/proc/uptime``), ``None`` when unknown."""
-    try:
-        with open("/proc/uptime", encoding="ascii") as fh_:
-            return round(float(fh_.read().split()[0]), 1)
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def payload(opts, uplink, seq, boot, period, jitter, now=None):
-    """Return the (unsigned) heartbeat payload: id, site, seq, boot, uptime, period, uplink figures, sent_at."""
-    return {
-        "v": PAYLOAD_VERSION,
-        "id": opts["id"],
-        "site": site(opts),
-        "seq": int(seq),
-        "boot": boot,
-        "uptime_s": host_uptime(),
-        "sent_at": round(now if now is not None else time.time(), 3),
-        "period": float(period),
-        "jitter": float(jitter),
-        "budget": budget(opts),
-        "uplink": {
-            k: uplink.get(k) for k in ("quality", "rtt_ms", "jitter_ms", "loss_pct", "checked_at")
-        },
-    }
-
-
-def next_boot(opts):
-    """
-    Return this start's ``boot``: ``<generation>:<n>``. The generation (16
-    hex digits, random) and the boot number ``n`` are kept in
-    ``<cachedir>/edge/heartbeat-boot.json``; ``n`` grows by one at each
-    start, so the master can order this node's heartbeats across restarts
-    without trusting its clock (``docs/ref/engine.rst``, "Replay and
-    clocks"). A missing or unreadable file starts a new generation; when it
-    cannot be written each start is a generation of its own (still safe,
-    see the docs' limits).
-    """
-    path = os.path.join(os.path.dirname(cache_path(opts)), BOOT_FILE)
-    try:
-        with open(path, encoding="utf-8") as fh_:
-            state = json.load(fh_)
-        gen, number = state["gen"], state["n"]
-        if (
-            not isinstance(gen, str)
-            or len(gen) != 16
-            or not all(c in "0123456789abcdef" for c in gen)
-            or isinstance(number, bool)
-            or not isinstance(number, int)
-            or not 0 <= number < 10**17
-        ):
-            raise ValueError("bad heartbeat boot state")
-    except (OSError, ValueError, KeyError, TypeError):
-        gen, number = os.urandom(8).hex(), 0
-    number += 1
-    try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        atomic_write(path, json.dumps({"gen": gen, "n": number}).encode("utf-8"), 0o600)
-    except OSError as exc:
-        log.warning("edge_heartbeat: cannot keep the boot number in %s: %s", path, exc)
-        gen, number = os.urandom(8).hex(), 1
-    return f"{gen}:{number}"
-
-
-def next_due(due, period, jitter, rand=random.random):
-    """Return the next due time after ``due``: ``period`` seconds later, +/- ``jitter`` of it."""
-    return due + period * (1.0 + jitter * (2.0 * rand() - 1.0))
