@@ -21,6 +21,8 @@ import time
 import pytest
 from saltfactories.utils import random_string
 from tests.daemons import allow, own_minions_master, reap
+from tests.support.events import wait_event
+from tests.support.waits import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -210,16 +212,6 @@ def refused_key(report_master):
     return minion_id
 
 
-def _wait_event(listener, master, tag, after, timeout, pred=None):
-    deadline = time.time() + timeout
-    while True:
-        for event in listener.get_events([(master.id, tag)], after_time=after):
-            if pred is None or pred(event.data):
-                return event
-        assert time.time() < deadline, f"no {tag} within {timeout} s"
-        time.sleep(0.2)
-
-
 def _beat_from(minion_id):
     return lambda data: (data.get("data") or {}).get("id") == minion_id
 
@@ -228,11 +220,11 @@ def _beat_from(minion_id):
 def fleet_with_one_down(fleet, report_master, pending_key, refused_key, event_listener):
     start = time.time() - 120
     for factory in fleet.values():
-        _wait_event(
+        wait_event(
             event_listener, report_master, "edge/heartbeat", start, 60, _beat_from(factory.id)
         )
     # b-poor's heartbeats carry an uplink measured through the delaying relay
-    _wait_event(
+    wait_event(
         event_listener,
         report_master,
         "edge/heartbeat",
@@ -245,7 +237,7 @@ def fleet_with_one_down(fleet, report_master, pending_key, refused_key, event_li
     )
     stopped = time.time()
     fleet["a-down"].terminate()
-    _wait_event(
+    wait_event(
         event_listener,
         report_master,
         f"edge/node/{fleet['a-down'].id}/offline",
@@ -365,18 +357,19 @@ def test_report_fires_progress_events(report_master, fleet_with_one_down, event_
         [(report_master.id, "edge/report/progress")], timeout=20, after_time=start
     )
     assert events.found_all_events, events
-    found = set()
-    deadline = time.time() + 20
-    while not {"keys", "record", "done"} <= found and time.time() < deadline:
-        found = {
-            e.data.get("stage")
-            for e in event_listener.get_events(
-                [(report_master.id, "edge/report/progress")], after_time=start
-            )
-        }
-        time.sleep(0.2)
     # the event forwarder does not keep the order: check the set
-    assert {"keys", "record", "done"} <= found, found
+    wait_until(
+        lambda: (
+            {"keys", "record", "done"}
+            <= {
+                e.data.get("stage")
+                for e in events(event_listener, report_master, "edge/report/progress", start)
+            }
+        ),
+        20,
+        interval=0.2,
+        what="the keys, record and done progress events",
+    )
 
 
 def test_report_out_edge_reads_as_an_operator_reads(report_master, fleet_with_one_down):
