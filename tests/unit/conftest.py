@@ -1,6 +1,7 @@
 """
-Fixtures of the admission unit tests: master options on a real Salt cache
-(localfs, in a temporary directory) and a public key.
+Fixtures of the unit tests of every area (``tests/unit/<area>/``, by
+library package as in the Salt extension template): master options on a
+real Salt cache (localfs, in a temporary directory) and a public key.
 """
 
 import pytest

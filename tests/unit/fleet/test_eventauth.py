@@ -10,7 +10,7 @@ import os
 import stat
 
 import pytest
-from tests.unit.test_fleet_logic import _key
+from tests.unit.fleet.test_fleet_logic import _key
 
 from saltext_edge import eventauth
 from saltext_edge.fleet import evidence, proof, signing
