@@ -22,6 +22,7 @@ import pytest
 from saltfactories.utils import random_string
 from tests.daemons import allow, own_minions_master, reap
 from tests.support.events import wait_event
+from tests.support.keys import new_pub
 from tests.support.waits import wait_until
 
 pytestmark = pytest.mark.slow
@@ -163,18 +164,6 @@ def fleet(report_master):
             relay.close()
 
 
-def _new_pub():
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    return (
-        rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        .public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-
-
 def _store_pending(report_master, minion_id, pub):
     """A pending key as a node that is not admitted leaves it (in Salt's key store)."""
     import salt.cache
@@ -190,7 +179,7 @@ def _store_pending(report_master, minion_id, pub):
 def pending_key(report_master):
     """A pending key nobody has decided on: no token seen."""
     minion_id = random_string("rep-pending-")
-    _store_pending(report_master, minion_id, _new_pub())
+    _store_pending(report_master, minion_id, new_pub())
     return minion_id
 
 
@@ -202,7 +191,7 @@ def refused_key(report_master):
     """
     admission = pytest.importorskip("saltext_edge.admission")
     minion_id = random_string("rep-forged-")
-    pub = _new_pub()
+    pub = new_pub()
     opts = _store_pending(report_master, minion_id, pub)
     ret = admission.record(opts, minion_id, pub, "v1:site-b:" + "0" * 64, source="test")
     assert ret["recorded"], ret
@@ -330,7 +319,7 @@ def test_a_denied_squatter_leaves_the_accepted_node_alone(report_master, fleet_w
     opts = salt.config.master_config(report_master.config_file)
     cache = salt.cache.Cache(opts, driver=opts["keys.cache_driver"])
     # what the master keeps when a squatter signs in with the id (salt/master.py)
-    cache.store("denied_keys", victim, [_new_pub()])
+    cache.store("denied_keys", victim, [new_pub()])
     try:
         ret = report_master.salt_run_cli(timeout=120).run("edge.node", victim)
         assert ret.returncode == 0, ret
