@@ -21,7 +21,7 @@ import time
 import pytest
 from saltfactories.utils import random_string
 from tests.daemons import allow, own_minions_master, reap
-from tests.support.events import wait_event
+from tests.support.events import events, wait_event
 from tests.support.keys import new_pub
 from tests.support.waits import wait_until
 
@@ -342,10 +342,10 @@ def test_report_site_filter_yaml_and_table(report_master, fleet_with_one_down):
 def test_report_fires_progress_events(report_master, fleet_with_one_down, event_listener):
     start = time.time()
     _report(report_master, "--out=json")
-    events = event_listener.wait_for_events(
+    progress = event_listener.wait_for_events(
         [(report_master.id, "edge/report/progress")], timeout=20, after_time=start
     )
-    assert events.found_all_events, events
+    assert progress.found_all_events, progress
     # the event forwarder does not keep the order: check the set
     wait_until(
         lambda: (
