@@ -185,11 +185,21 @@ def python_without_ext(tmp_path_factory):
 ONE_WORKER_PACKAGES = ("as_shipped", "fleet", "view", "enrollment", "alerting", "field")
 
 
+def is_unit(path):
+    """True for a file under ``tests/unit/`` (any area): pure logic, no daemons."""
+    return pathlib.PurePosixPath(path).parts[:2] == ("tests", "unit")
+
+
 def worker_group(nodeid):
-    """The unit of work of one pytest-xdist worker: a test file, or a whole :data:`ONE_WORKER_PACKAGES` package."""
+    """
+    The unit of work of one pytest-xdist worker: a test file, or a whole
+    :data:`ONE_WORKER_PACKAGES` package (never under ``tests/unit/``, whose
+    ``fleet/`` and ``view/`` are areas of unit tests, each file on its own).
+    """
     path = nodeid.split("::", 1)[0]
     folder = path.rpartition("/")[0]
-    return folder if folder.rpartition("/")[2] in ONE_WORKER_PACKAGES else path
+    shared = folder.rpartition("/")[2] in ONE_WORKER_PACKAGES and not is_unit(path)
+    return folder if shared else path
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -211,7 +221,7 @@ def pytest_xdist_make_scheduler(config, log):
 
 def pytest_collection_modifyitems(config, items):  # noqa: ARG001
     """Daemon tests first, the quick unit files last (they fill the workers in at the end)."""
-    items.sort(key=lambda item: pathlib.Path(str(item.fspath)).parts[-2] == "unit")
+    items.sort(key=lambda item: is_unit(item.nodeid))
 
 
 def pytest_unconfigure(config):  # noqa: ARG001

@@ -15,9 +15,9 @@ import os
 import pathlib
 import shutil
 import signal
-import time
 
 import psutil
+from tests.support.waits import wait_until
 
 
 def _ignore_auth_event(master, payload):
@@ -99,19 +99,17 @@ def answers_ping(master, minion_id, within=0, each=5):
     True once ``minion_id`` answers ``test.ping`` through ``master``: salt
     CLI tries of ``each`` seconds (a minion that has not connected yet costs
     one try, not the master's whole ``timeout``), repeated for ``within``
-    seconds; False when none answered.
+    seconds (:func:`tests.support.waits.wait_until`); False when none answered.
     """
-    deadline = time.monotonic() + within
-    while True:
+
+    def answers():
         try:
             ret = master.salt_cli(timeout=each).run("test.ping", minion_tgt=minion_id)
         except Exception:  # noqa: BLE001 - FactoryTimeout on a loaded machine: not yet
-            ret = None
-        if ret is not None and ret.returncode == 0 and ret.data is True:
-            return True
-        if time.monotonic() >= deadline:
             return False
-        time.sleep(0.5)
+        return ret.returncode == 0 and ret.data is True
+
+    return bool(wait_until(answers, within, interval=0.5))
 
 
 def peers(master):

@@ -3,7 +3,7 @@ The commands the documentation shows (``docs/**/*.rst``, ``README.md``):
 every ``salt-run``, ``salt``, ``salt-call`` and ``saltext-edge`` line of a
 code block, and every such inline literal, parsed into its function and
 arguments, so the tests can check them against the product
-(``tests/unit/test_doc_commands.py``) and run a subset against a real master
+(``tests/unit/project/test_doc_commands.py``) and run a subset against a real master
 (``tests/integration/test_documented_commands_run.py``).
 """
 
@@ -200,7 +200,7 @@ NOT_RUNNABLE = (
     (
         r"^saltext-edge (master-config|new-secret|site-key)\b",
         "writes /etc/salt and /srv/reactor or prints a secret: the quickstart's blocks run in "
-        "tests/integration/as_shipped, the secrets in tests/unit/test_secrets.py",
+        "tests/integration/as_shipped, the secrets in tests/unit/admission/test_secrets.py",
     ),
 )
 

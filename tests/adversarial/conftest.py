@@ -24,6 +24,7 @@ import time
 
 import pytest
 from saltfactories.utils import random_string
+from tests.support.waits import wait_until  # noqa: F401 - tests/field imports it from here
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent.parent
@@ -214,42 +215,30 @@ def salt_run(master, *args, timeout=240, env=None):
     return proc.returncode, data, proc.stdout, proc.stderr
 
 
+#: the keys of each entry of ``edge.accept_pending``'s return (``edge_runner.accept_pending``)
+DECISION_KEYS = frozenset({"decision", "reason", "site", "action"})
+DECISIONS = frozenset({"accepted", "refused", "no_token"})
+
+
 def per_minion(ret):
     """
-    Find the per-minion decisions in an ``accept_pending`` return: a mapping
-    ``{id: {"decision": ...}}`` at the top level or one level down.
+    Check that ``ret`` has the shape ``salt-run --out=json edge.accept_pending``
+    prints: ``{minion_id: {"decision", "reason", "site", "action", ...}}``
+    (``{}`` when nothing was pending), each decision one of :data:`DECISIONS`.
+
+    Returns ``ret``; raises ``AssertionError`` on any other shape (an error
+    message, a wrapped return, a list), so that a change of the runner's
+    return fails every test that reads it.
     """
-
-    def is_table(obj):
-        return (
-            isinstance(obj, dict)
-            and obj
-            and all(isinstance(v, dict) and "decision" in v for v in obj.values())
+    assert isinstance(ret, dict), f"accept_pending returned no mapping: {ret!r}"[:2000]
+    for mid, entry in ret.items():
+        assert isinstance(mid, str) and isinstance(entry, dict), (
+            f"accept_pending entry {mid!r} is not {{id: {{...}}}}: {entry!r}"[:2000]
         )
-
-    if is_table(ret):
-        return ret
-    if isinstance(ret, dict):
-        for value in ret.values():
-            if is_table(value):
-                return value
-        # {"accepted": [...], "refused": {...}} style
-        out = {}
-        for decision in ("accepted", "refused", "no_token"):
-            value = ret.get(decision)
-            if isinstance(value, list):
-                for mid in value:
-                    out[mid] = {"decision": decision}
-            elif isinstance(value, dict):
-                for mid, reason in value.items():
-                    entry = {"decision": decision}
-                    entry["reason"] = reason.get("reason") if isinstance(reason, dict) else reason
-                    out[mid] = entry
-        if out:
-            return out
-    if ret == {} or ret is None:
-        return {}
-    raise AssertionError(f"cannot find per-minion decisions in {ret!r}"[:2000])
+        missing = DECISION_KEYS - entry.keys()
+        assert not missing, f"accept_pending entry {mid!r} lacks {sorted(missing)}: {entry!r}"
+        assert entry["decision"] in DECISIONS, f"accept_pending entry {mid!r}: {entry!r}"
+    return ret
 
 
 # --------------------------------------------------------------------------
@@ -290,25 +279,6 @@ class BusRecorder:
 
     def tagged(self, prefix):
         return [(t, d) for t, d in self.events if isinstance(t, str) and t.startswith(prefix)]
-
-
-#: how many times ``timeout`` :func:`wait_until` waits: the timeouts are
-#: sized for a machine to ourselves, and ``./dev test`` runs four workers on
-#: two cores (each wait returns as soon as its predicate holds, so only a
-#: failing test waits longer)
-PATIENCE = 3
-
-
-def wait_until(predicate, timeout, interval=0.25):
-    """Poll ``predicate`` until it is truthy or ``timeout`` (times :data:`PATIENCE`) passed; return its last value."""
-    deadline = time.monotonic() + timeout * PATIENCE
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 # --------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import time
 
 import pytest
 from tests.daemons import answers_ping
+from tests.support.waits import wait_until
 
 from saltext_edge import admission
 
@@ -31,7 +32,6 @@ from .conftest import (
     salt_run,
     site_key,
     start_reactor_master,
-    wait_until,
 )
 
 pytestmark = pytest.mark.slow

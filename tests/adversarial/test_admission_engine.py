@@ -12,6 +12,7 @@ import time
 
 import pytest
 from tests.daemons import answers_ping
+from tests.support.waits import wait_until
 
 from saltext_edge import admission
 
@@ -32,7 +33,6 @@ from .conftest import (
     site_key,
     spki_digest,
     start_master,
-    wait_until,
 )
 
 pytestmark = pytest.mark.slow

@@ -22,6 +22,7 @@ import time
 import pytest
 import salt.utils.event
 from tests.daemons import share_pki
+from tests.support.waits import wait_until
 
 from saltext_edge import admission
 
@@ -41,7 +42,6 @@ from .conftest import (
     reactor_sls,
     salt_run_argv,
     start_master,
-    wait_until,
 )
 
 pytestmark = pytest.mark.slow

@@ -12,6 +12,7 @@ import time
 
 import pytest
 import yaml
+from tests.support.waits import wait_until
 
 from saltext_edge import admission
 from saltext_edge import shared_secret as edge_secrets
@@ -28,7 +29,6 @@ from .conftest import (
     place_pending,
     reactor_sls,
     salt_run,
-    wait_until,
 )
 
 pytestmark = pytest.mark.slow

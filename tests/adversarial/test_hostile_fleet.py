@@ -16,6 +16,7 @@ import time
 
 import pytest
 import yaml
+from tests.support.waits import wait_until
 
 from .conftest import (
     PREVIOUS,
@@ -42,7 +43,6 @@ from .conftest import (
     start_master,
     start_reactor_master,
     token_record,
-    wait_until,
     write_policy,
 )
 
@@ -320,11 +320,13 @@ def test_yaml_typed_policy_refuses_admission(
     base = yaml.safe_dump({"edge": edge_conf()})
     path.write_text(base + "".join("  " + line + "\n" for line in yaml_text.splitlines()))
     try:
-        rc, _, out, err = salt_run(manual_master, "edge.accept_pending", f"match={mid}")
+        rc, data, out, err = salt_run(manual_master, "edge.accept_pending", f"match={mid}")
     finally:
         path.unlink()
-    assert rc != 0 or "error" in out.lower(), out
-    assert words in out + err, (out, err)
+    # salt-run prints the one-line error as the return and exits 1 (errors.command_errors)
+    assert rc == 1, (out, err)
+    assert isinstance(data, str) and data.startswith("edge.accept_pending: "), (out, err)
+    assert words in data and "Traceback" not in out + err, (out, err)
     assert key_states(mopts)[mid][0] == "pending"
 
 

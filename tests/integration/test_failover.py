@@ -18,8 +18,9 @@ import time
 from datetime import datetime, timezone
 
 import pytest
-from pytestshellutils.utils import ports
 from saltfactories.utils import random_string
+from tests.support.net import free_port
+from tests.support.waits import wait_until
 
 INTERVAL = 5  # master_alive_interval under test, seconds
 
@@ -46,7 +47,7 @@ def test_failover_to_second_master(salt_factories):
     # Both masters on the same ports, on two loopback addresses: the minion's
     # master_alive_interval check (status.master) watches its one configured
     # publish_port, as in a real fleet where every master listens on 4505.
-    publish_port, ret_port = ports.get_unused_localhost_port(), ports.get_unused_localhost_port()
+    publish_port, ret_port = free_port(), free_port()
     common = {"publish_port": publish_port, "ret_port": ret_port, "loop_interval": 1}
     master_a = salt_factories.salt_master_daemon(
         random_string("edge-fo-a-"), overrides=dict(common, interface="127.0.0.1")
@@ -202,8 +203,5 @@ def test_restart_after_change_reports_then_restarts(salt_factories, salt_master,
             pid = _read_pid(pidfile)
             if pid and pid != old_pid and _alive(pid):
                 os.kill(pid, signal.SIGTERM)
-                deadline = time.time() + 30
-                while _alive(pid) and time.time() < deadline:
-                    time.sleep(0.2)
-                if _alive(pid):
+                if not wait_until(lambda: not _alive(pid), 30, interval=0.2):
                     os.kill(pid, signal.SIGKILL)

@@ -21,6 +21,9 @@ import time
 import pytest
 from saltfactories.utils import random_string
 from tests.daemons import allow, own_minions_master, reap
+from tests.support.events import events, wait_event
+from tests.support.keys import new_pub
+from tests.support.waits import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -161,18 +164,6 @@ def fleet(report_master):
             relay.close()
 
 
-def _new_pub():
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    return (
-        rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        .public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-
-
 def _store_pending(report_master, minion_id, pub):
     """A pending key as a node that is not admitted leaves it (in Salt's key store)."""
     import salt.cache
@@ -188,7 +179,7 @@ def _store_pending(report_master, minion_id, pub):
 def pending_key(report_master):
     """A pending key nobody has decided on: no token seen."""
     minion_id = random_string("rep-pending-")
-    _store_pending(report_master, minion_id, _new_pub())
+    _store_pending(report_master, minion_id, new_pub())
     return minion_id
 
 
@@ -200,7 +191,7 @@ def refused_key(report_master):
     """
     admission = pytest.importorskip("saltext_edge.admission")
     minion_id = random_string("rep-forged-")
-    pub = _new_pub()
+    pub = new_pub()
     opts = _store_pending(report_master, minion_id, pub)
     ret = admission.record(opts, minion_id, pub, "v1:site-b:" + "0" * 64, source="test")
     assert ret["recorded"], ret
@@ -208,16 +199,6 @@ def refused_key(report_master):
     assert ret.returncode == 0, ret
     assert ret.data[minion_id]["decision"] == "refused", ret.data
     return minion_id
-
-
-def _wait_event(listener, master, tag, after, timeout, pred=None):
-    deadline = time.time() + timeout
-    while True:
-        for event in listener.get_events([(master.id, tag)], after_time=after):
-            if pred is None or pred(event.data):
-                return event
-        assert time.time() < deadline, f"no {tag} within {timeout} s"
-        time.sleep(0.2)
 
 
 def _beat_from(minion_id):
@@ -228,11 +209,11 @@ def _beat_from(minion_id):
 def fleet_with_one_down(fleet, report_master, pending_key, refused_key, event_listener):
     start = time.time() - 120
     for factory in fleet.values():
-        _wait_event(
+        wait_event(
             event_listener, report_master, "edge/heartbeat", start, 60, _beat_from(factory.id)
         )
     # b-poor's heartbeats carry an uplink measured through the delaying relay
-    _wait_event(
+    wait_event(
         event_listener,
         report_master,
         "edge/heartbeat",
@@ -245,7 +226,7 @@ def fleet_with_one_down(fleet, report_master, pending_key, refused_key, event_li
     )
     stopped = time.time()
     fleet["a-down"].terminate()
-    _wait_event(
+    wait_event(
         event_listener,
         report_master,
         f"edge/node/{fleet['a-down'].id}/offline",
@@ -338,7 +319,7 @@ def test_a_denied_squatter_leaves_the_accepted_node_alone(report_master, fleet_w
     opts = salt.config.master_config(report_master.config_file)
     cache = salt.cache.Cache(opts, driver=opts["keys.cache_driver"])
     # what the master keeps when a squatter signs in with the id (salt/master.py)
-    cache.store("denied_keys", victim, [_new_pub()])
+    cache.store("denied_keys", victim, [new_pub()])
     try:
         ret = report_master.salt_run_cli(timeout=120).run("edge.node", victim)
         assert ret.returncode == 0, ret
@@ -361,22 +342,23 @@ def test_report_site_filter_yaml_and_table(report_master, fleet_with_one_down):
 def test_report_fires_progress_events(report_master, fleet_with_one_down, event_listener):
     start = time.time()
     _report(report_master, "--out=json")
-    events = event_listener.wait_for_events(
+    progress = event_listener.wait_for_events(
         [(report_master.id, "edge/report/progress")], timeout=20, after_time=start
     )
-    assert events.found_all_events, events
-    found = set()
-    deadline = time.time() + 20
-    while not {"keys", "record", "done"} <= found and time.time() < deadline:
-        found = {
-            e.data.get("stage")
-            for e in event_listener.get_events(
-                [(report_master.id, "edge/report/progress")], after_time=start
-            )
-        }
-        time.sleep(0.2)
+    assert progress.found_all_events, progress
     # the event forwarder does not keep the order: check the set
-    assert {"keys", "record", "done"} <= found, found
+    wait_until(
+        lambda: (
+            {"keys", "record", "done"}
+            <= {
+                e.data.get("stage")
+                for e in events(event_listener, report_master, "edge/report/progress", start)
+            }
+        ),
+        20,
+        interval=0.2,
+        what="the keys, record and done progress events",
+    )
 
 
 def test_report_out_edge_reads_as_an_operator_reads(report_master, fleet_with_one_down):

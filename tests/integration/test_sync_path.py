@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 from saltfactories.utils import random_string
+from tests.support.events import wait_event
 
 pytestmark = pytest.mark.slow
 
@@ -130,16 +131,14 @@ def test_synced_beacon_sends_signed_heartbeats(
         minion_tgt=bare_minion.id,
     )
     assert ret.returncode == 0 and ret.data.get("result") is True, ret
-    deadline = time.time() + 60
-    beat = None
-    while beat is None:
-        for event in event_listener.get_events(
-            [(bare_master.id, "edge/heartbeat")], after_time=start
-        ):
-            if (event.data.get("data") or {}).get("id") == bare_minion.id:
-                beat = event.data["data"]
-        assert beat is not None or time.time() < deadline, "no heartbeat from the synced beacon"
-        time.sleep(0.2)
+    beat = wait_event(
+        event_listener,
+        bare_master,
+        "edge/heartbeat",
+        start,
+        60,
+        lambda data: (data.get("data") or {}).get("id") == bare_minion.id,
+    ).data["data"]
     ret = bare_salt_cli.run("beacons.delete", "edge_heartbeat", minion_tgt=bare_minion.id)
     assert ret.returncode == 0, ret
     assert beat["site"] == "sync-site"

@@ -1,12 +1,12 @@
 """
-Fixtures of the admission unit tests: master options on a real Salt cache
-(localfs, in a temporary directory) and a public key.
+Fixtures of the unit tests of every area (``tests/unit/<area>/``, by
+library package as in the Salt extension template): master options on a
+real Salt cache (localfs, in a temporary directory) and a public key.
 """
 
 import pytest
 import salt.config
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from tests.support.keys import new_pub
 
 SECRET = "unit-fleet-9f2c4e7a1b8d3f6e0a5c9b2d7e4f1a8c3b6d9e2f"
 
@@ -31,9 +31,4 @@ def opts(tmp_path):
 @pytest.fixture(scope="module")
 def pub():
     """A fresh RSA-2048 public key (PEM)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
+    return new_pub()

@@ -13,7 +13,6 @@ import copy
 import os
 import pathlib
 import secrets as pysecrets
-import time
 
 import pytest
 import salt.config
@@ -100,17 +99,6 @@ def minion_pub(minion):
 
 def token_for(k_site, site, minion_id, pub):
     return edge_token.make_token(k_site, site, minion_id, edge_token.pubkey_digest(pub))
-
-
-def wait_for(predicate, timeout, interval=0.25, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def auth_events(event_listener, master, minion_id, after, act="pend"):

@@ -10,6 +10,7 @@ import time
 import pytest
 import yaml
 from tests.daemons import answers_ping
+from tests.support.waits import wait_until
 
 from saltext_edge import admission
 from saltext_edge import tokens as edge_token
@@ -24,7 +25,6 @@ from .conftest import (
     read_tree,
     terminate_all,
     token_for,
-    wait_for,
 )
 
 GOOD_SITE = "sh-3"
@@ -86,7 +86,7 @@ def fleet(master, keys, fleet_secret, event_listener):
         # the copier needs the good minion's token: compute it from its
         # (freshly generated) public key, as an eavesdropper would see it
         good = minions["good"]
-        wait_for(
+        wait_until(
             lambda: pathlib.Path(good.config["pki_dir"], "minion.pub").exists(),
             60,
             what="the good minion's key pair",
@@ -98,13 +98,13 @@ def fleet(master, keys, fleet_secret, event_listener):
 
         with_token = ("good", "fleet", "wrong", "revoked", "replaced", "copied")
         for name, minion in minions.items():
-            wait_for(
+            wait_until(
                 lambda m=minion: auth_events(event_listener, master, m.id, start),
                 90,
                 what=f"a pending auth event from {name}",
             )
         for name in with_token:
-            wait_for(
+            wait_until(
                 lambda m=minions[name]: (
                     admission.list_decisions(opts).get(m.id, {}).get("decision") == "recorded"
                 ),
@@ -129,7 +129,7 @@ def fleet(master, keys, fleet_secret, event_listener):
         conf_file.write_text(yaml.safe_dump(conf))
         restart = time.time()
         replaced.start()
-        wait_for(
+        wait_until(
             lambda: auth_events(event_listener, master, replaced.id, restart),
             90,
             what="the replaced minion to pend with its new key",
@@ -198,7 +198,7 @@ def test_accepted_minions_answer(master, fleet):
     assert ret.returncode == 0, ret
     assert set(ids) <= set(key_lists(master).get("minions", []))
     for mid in ids:
-        answered = wait_for(
+        answered = wait_until(
             lambda mid=mid: answers_ping(master, mid),
             30 * ACCEPTANCE_WAIT,
             interval=1,

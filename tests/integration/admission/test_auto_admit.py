@@ -9,6 +9,7 @@ import time
 
 import pytest
 from tests.daemons import answers_ping
+from tests.support.waits import wait_until
 
 from saltext_edge import admission
 from saltext_edge import tokens as edge_token
@@ -19,7 +20,6 @@ from .conftest import (
     make_master,
     new_minion,
     terminate_all,
-    wait_for,
 )
 
 SITE = "lab-1"
@@ -44,7 +44,7 @@ def test_auto_admit_good_minion(master, fleet_secret, event_listener):
     with minion.started():
         # the minion starts only once accepted: started() returning already
         # proves admission; then it must answer
-        wait_for(
+        wait_until(
             lambda: answers_ping(master, minion.id),
             30 * ACCEPTANCE_WAIT,
             interval=1,
@@ -83,7 +83,7 @@ def test_auto_refuses_and_rejects(master, wrong_secret, fleet_secret, event_list
             keys = key_lists(master).get("minions_rejected", [])
             return wrong.id in keys and stray.id in keys
 
-        wait_for(rejected, 120, interval=0.5, what="both strangers rejected")
+        wait_until(rejected, 120, interval=0.5, what="both strangers rejected")
         decisions = admission.list_decisions(master.config)
         assert decisions[wrong.id]["reason"] == "bad_token"
         assert decisions[stray.id]["reason"] == "id_not_allowed"

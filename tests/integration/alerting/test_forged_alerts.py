@@ -14,7 +14,7 @@ import time
 
 import pytest
 from tests.integration.alerting.conftest import attacker_opts, send_as
-from tests.integration.fleet.conftest import events, wait_event
+from tests.support.events import events, wait_event
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,8 @@ import time
 
 import pytest
 from tests.integration.alerting.conftest import attacker_opts, howto_minion, send_as
-from tests.integration.fleet.conftest import wait_event, wait_record
+from tests.integration.fleet.conftest import wait_record
+from tests.support.events import wait_event
 
 from saltext_edge.fleet import proof, signing
 

@@ -14,11 +14,11 @@ import secrets as pysecrets
 import stat
 import subprocess
 import tempfile
-import time
 
 import pytest
 from saltfactories.daemons.minion import SaltMinion
 from saltfactories.utils import random_string
+from tests.daemons import answers_ping
 
 from saltext_edge import tokens as edge_token
 
@@ -176,13 +176,7 @@ def test_admission_with_operator_commands_as_root_and_salt(
     with minion.started(start_timeout=180):
         # started() returning proves the key was accepted; then it must answer
         # the salt CLI run as root
-        deadline = time.monotonic() + 90
-        while True:
-            ret = master.salt_cli(timeout=15).run("test.ping", minion_tgt=minion.id)
-            if ret.returncode == 0 and ret.data is True:
-                break
-            assert time.monotonic() < deadline, ret
-            time.sleep(1)
+        assert answers_ping(master, minion.id, within=90, each=15), "no answer to test.ping"
         # after: operator commands as root and as salt, in either order
         for run in (as_root, as_salt, as_root):
             proc = run("edge.report")

@@ -17,11 +17,11 @@ import shutil
 import stat
 import subprocess
 import tempfile
-import time
 
 import pytest
 import yaml
 from saltfactories.daemons.minion import SaltMinion
+from tests.support.waits import wait_until
 
 from .conftest import REPO
 
@@ -212,13 +212,11 @@ def test_quickstart_on_a_master_running_as_salt(
             )
             with minion.started(start_timeout=180):
                 # step 6: watch it join (retried while the new minion settles)
-                deadline = time.monotonic() + 120
-                while True:
+                def joined():
                     proc = page.run(quick["watch"])
-                    if proc.returncode == 0 and proc.stdout.count("edge-sh3-a") >= 3:
-                        break
-                    assert time.monotonic() < deadline, proc.stdout + proc.stderr
-                    time.sleep(2)
+                    return proc.returncode == 0 and proc.stdout.count("edge-sh3-a") >= 3
+
+                wait_until(joined, 120, interval=2, what="the new minion in the watch output")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -18,6 +18,7 @@ import time
 
 import pytest
 from saltfactories.utils import random_string
+from tests.support.waits import wait_until
 
 from adversarial.conftest import (
     SECRET,
@@ -29,7 +30,6 @@ from adversarial.conftest import (
     master_opts,
     place_pending,
     salt_run,
-    wait_until,
 )
 from saltext_edge import admission, enrollment, enrollment_admin
 

@@ -15,6 +15,7 @@ key is never admitted again for that id, and the rebuilt node is.
 import time
 
 from saltfactories.utils import random_string
+from tests.support.waits import wait_until
 
 from adversarial.conftest import (
     BusRecorder,
@@ -26,7 +27,6 @@ from adversarial.conftest import (
     raw_sign_in,
     salt_run,
     spki_digest,
-    wait_until,
 )
 from saltext_edge import admission
 

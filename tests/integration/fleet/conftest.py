@@ -7,11 +7,15 @@ master event to its event listener), never on sleeps.
 """
 
 import copy
-import time
 
 import pytest
 from saltfactories.utils import random_string
 from tests.daemons import allow, own_minions_master
+from tests.support.events import (  # noqa: F401 - tests/field imports them from here
+    events,
+    wait_event,
+)
+from tests.support.waits import wait_until
 
 PERIOD = 2.0
 # grace 0: the tests start nodes right after the master and time their
@@ -66,32 +70,6 @@ def new_minion(master, site, prefix="fleet-node-", extra=None):
     return factory
 
 
-def wait_event(listener, master, tag, after, timeout, pred=None):
-    """Wait for the first event ``tag`` (fnmatch) on ``master`` after ``after`` matching ``pred``; return it."""
-    deadline = time.time() + timeout
-    while True:
-        found = [
-            e
-            for e in listener.get_events([(master.id, tag)], after_time=after)
-            if pred is None or pred(e.data)
-        ]
-        if found:
-            return sorted(found, key=lambda e: e.stamp)[0]
-        if time.time() > deadline:
-            raise AssertionError(f"no event {tag} on {master.id} within {timeout} s")
-        time.sleep(0.2)
-
-
-def events(listener, master, tag, after, pred=None):
-    """All events ``tag`` on ``master`` after ``after`` matching ``pred``, oldest first."""
-    found = [
-        e
-        for e in listener.get_events([(master.id, tag)], after_time=after)
-        if pred is None or pred(e.data)
-    ]
-    return sorted(found, key=lambda e: e.stamp)
-
-
 def wait_record(master, minion_id, pred, timeout):
     """Read the engine's stored record of ``minion_id`` until ``pred(record)``; return it."""
     import salt.config
@@ -100,14 +78,16 @@ def wait_record(master, minion_id, pred, timeout):
 
     opts = salt.config.master_config(master.config_file)
     store = _store.Store(opts)
-    deadline = time.time() + timeout
-    rec = None
-    while time.time() < deadline:
-        rec = store.load(minion_id)
-        if rec is not None and pred(rec):
-            return rec
-        time.sleep(0.2)
-    raise AssertionError(f"record of {minion_id} never matched within {timeout} s: {rec}")
+    last = []
+
+    def matched():
+        last[:] = [store.load(minion_id)]
+        return last[0] if last[0] is not None and pred(last[0]) else None
+
+    try:
+        return wait_until(matched, timeout, interval=0.2, what=f"a matching record of {minion_id}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last record read: {last}") from None
 
 
 def heartbeat_of(minion_id):

@@ -20,14 +20,9 @@ import time
 
 import pytest
 from tests.daemons import peers, sigkill
-from tests.integration.fleet.conftest import (
-    PERIOD,
-    events,
-    heartbeat_of,
-    new_minion,
-    wait_event,
-    wait_record,
-)
+from tests.integration.fleet.conftest import PERIOD, heartbeat_of, new_minion, wait_record
+from tests.support.events import events, wait_event
+from tests.support.waits import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -276,13 +271,15 @@ def test_forged_signs_of_life_do_not_revive_a_node(fleet_master, node_a, dead_no
     wait_event(event_listener, fleet_master, f"salt/minion/{dead_node.id}/start", sent_at - 1, 30)
 
     # the engine saw them: two rejected heartbeats, an unverified claim on the record
-    deadline = time.time() + 30
-    while (
-        int(_meta(fleet_master, f"engine.{fleet_master.id}").get("rejected_heartbeats") or 0)
-        < rejected_before + 2
-    ):
-        assert time.time() < deadline, "the engine never rejected the forged heartbeats"
-        time.sleep(0.2)
+    wait_until(
+        lambda: (
+            int(_meta(fleet_master, f"engine.{fleet_master.id}").get("rejected_heartbeats") or 0)
+            >= rejected_before + 2
+        ),
+        30,
+        interval=0.2,
+        what="the engine to reject the forged heartbeats",
+    )
     rec = wait_record(
         fleet_master, dead_node.id, lambda r: (r.get("claim") or {}).get("ts", 0) >= sent_at - 1, 30
     )
@@ -328,13 +325,12 @@ def test_master_restart_fires_no_false_transitions(
     time.sleep(OFFLINE_S + 1)
     fleet_master.start(start_timeout=120)
     # the new engine's first write of the record (its start time and node count)
-    deadline = time.time() + 60
-    while True:
+
+    def restarted():
         info = _meta(fleet_master, f"engine.{fleet_master.id}")
-        if (info.get("started_at") or 0) > stopped:
-            break
-        assert time.time() < deadline, f"the engine did not start again: {info}"
-        time.sleep(0.2)
+        return info if (info.get("started_at") or 0) > stopped else None
+
+    info = wait_until(restarted, 60, interval=0.2, what="the engine to start again")
     assert info["nodes"] >= 3, info
     # wait (on heartbeats) until more than a whole offline window has passed
     # since the engine started: any false transition would have fired by then

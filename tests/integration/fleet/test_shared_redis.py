@@ -6,12 +6,14 @@ and history, from the other master's ``edge.node`` and ``edge.report``.
 """
 
 import shutil
-import socket
 import subprocess
 import time
 
 import pytest
-from tests.integration.fleet.conftest import heartbeat_of, new_master, new_minion, wait_event
+from tests.integration.fleet.conftest import heartbeat_of, new_master, new_minion
+from tests.support.events import wait_event
+from tests.support.net import free_port
+from tests.support.waits import wait_until
 
 pytestmark = [
     pytest.mark.slow,
@@ -26,15 +28,9 @@ redis = pytest.importorskip(
 )
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory):
-    port = _free_port()
+    port = free_port()
     workdir = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
         [
@@ -54,16 +50,18 @@ def redis_server(tmp_path_factory):
         stderr=subprocess.DEVNULL,
     )
     client = redis.Redis(host="127.0.0.1", port=port)
-    deadline = time.time() + 30
-    while True:
-        try:
-            if client.ping():
-                break
-        except redis.exceptions.ConnectionError:
-            pass
+
+    def answers():
         assert proc.poll() is None, "redis-server exited"
-        assert time.time() < deadline, "redis-server did not answer"
-        time.sleep(0.1)
+        return client.ping()
+
+    wait_until(
+        answers,
+        30,
+        interval=0.1,
+        what="redis-server to answer",
+        retry_on=(redis.exceptions.ConnectionError,),
+    )
     yield port
     proc.terminate()
     proc.wait(timeout=30)
@@ -95,19 +93,20 @@ def test_two_masters_share_the_record(masters, event_listener, redis_server):
         )
         # the record is in redis (written by master one's engine) ...
         client = redis.Redis(host="127.0.0.1", port=redis_server)
-        deadline = time.time() + 30
-        while not any(b"edge_fleet" in k for k in client.keys("*")):
-            assert time.time() < deadline, client.keys("*")
-            time.sleep(0.2)
+        wait_until(
+            lambda: any(b"edge_fleet" in k for k in client.keys("*")),
+            30,
+            interval=0.2,
+            what="the record in redis",
+        )
         # ... and master two, which this node never talked to, answers from it
         run_two = two.salt_run_cli(timeout=120)
-        deadline = time.time() + 60
-        while True:
+
+        def online_on_two():
             ret = run_two.run("edge.node", node.id)
-            if ret.returncode == 0 and ret.data.get("status") == "online":
-                break
-            assert time.time() < deadline, ret
-            time.sleep(1)
+            return ret if ret.returncode == 0 and ret.data.get("status") == "online" else None
+
+        ret = wait_until(online_on_two, 60, interval=1, what="edge.node online on master two")
         data = ret.data
         assert data["seen_by"] == one.id
         assert data["last_seen_kind"] == "heartbeat"

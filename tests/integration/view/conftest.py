@@ -12,7 +12,6 @@ import copy
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,6 +22,9 @@ import pytest
 import yaml
 from saltfactories.utils import random_string
 from tests.daemons import allow, own_minions_master, reap, sigkill
+from tests.support.events import wait_event
+from tests.support.net import free_port
+from tests.support.waits import wait_until
 
 PERIOD = 2.0
 FLEET_CONF = {
@@ -34,38 +36,6 @@ FLEET_CONF = {
 }
 SITES = {"a1": "view-a", "a2": "view-a", "b1": "view-b"}
 KILLED = "b1"
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(predicate, timeout, what, interval=0.25):
-    """Poll ``predicate`` until it returns something truthy; return that."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except Exception as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
-def wait_event(listener, master, tag, after, timeout):
-    """Wait for the first master event matching ``tag`` after ``after``; return it."""
-
-    def found():
-        evs = listener.get_events([(master.id, tag)], after_time=after)
-        return sorted(evs, key=lambda e: e.stamp)[0] if evs else None
-
-    return wait_for(found, timeout, f"event {tag}")
 
 
 @pytest.fixture(scope="package")
@@ -192,7 +162,7 @@ def prometheus(view_master, metrics_port):
     root = tempfile.mkdtemp(prefix="edge-prom-")
     prom = Prometheus(binary, f"127.0.0.1:{metrics_port}", root)
     try:
-        wait_for(prom.ready, 60, "Prometheus to be ready")
+        wait_until(prom.ready, 60, what="Prometheus to be ready")
         yield prom
     finally:
         prom.stop()
@@ -218,8 +188,11 @@ def node_status(port, minion_id):
 def all_online(view_master, view_minions, metrics_port):
     """Wait until the engine serves every minion as online (status 3); return {short: id}."""
     for factory in view_minions.values():
-        wait_for(
-            lambda f=factory: node_status(metrics_port, f.id) == 3, 120, f"{factory.id} online"
+        wait_until(
+            lambda f=factory: node_status(metrics_port, f.id) == 3,
+            120,
+            what=f"{factory.id} online",
+            retry_on=(OSError,),
         )
     return {short: f.id for short, f in view_minions.items()}
 

@@ -15,8 +15,9 @@ import re
 import shutil
 
 import pytest
+from tests.support.waits import wait_until
 
-from .conftest import SITES, chromium, wait_for
+from .conftest import SITES, chromium
 
 pytestmark = pytest.mark.slow
 
@@ -41,13 +42,14 @@ def test_prometheus_counts_the_nodes(prometheus, all_online):
         return prometheus.query("count(edge_node_up)") == [({}, 3.0)]
 
     try:
-        wait_for(three_nodes, 120, "3 nodes in Prometheus")
+        wait_until(three_nodes, 120, what="3 nodes in Prometheus", retry_on=(OSError,))
     except AssertionError as exc:
         raise AssertionError(f"{exc}; edge_node_up as last scraped: {seen}") from None
-    wait_for(
+    wait_until(
         lambda: prometheus.query("sum(edge_node_up)") == [({}, 3.0)],
         120,
-        "3 nodes up in Prometheus",
+        what="3 nodes up in Prometheus",
+        retry_on=(OSError,),
     )
     assert ours(prometheus, "edge_node_status", ids) == dict.fromkeys(ids, 3.0)
     per_site = {
@@ -67,10 +69,11 @@ def test_killed_node_shows_down_in_prometheus(prometheus, all_online, killed_nod
     ids = set(all_online.values())
     # the engine fired edge/node/<id>/offline (the fixture waited for it); the
     # next scrapes carry it to Prometheus
-    wait_for(
+    wait_until(
         lambda: ours(prometheus, "edge_node_up", ids).get(killed_node) == 0.0,
         30,
-        "the killed node down in Prometheus",
+        what="the killed node down in Prometheus",
+        retry_on=(OSError,),
     )
     up = ours(prometheus, "edge_node_up", ids)
     assert up == {i: (0.0 if i == killed_node else 1.0) for i in ids}

@@ -14,7 +14,7 @@ import threading
 import pytest
 import salt.cache
 import salt.config
-from tests.unit.test_report_logic import _keys
+from tests.unit.fleet.test_report_logic import _keys
 
 from saltext_edge import report
 from saltext_edge.fleet import conf as fconf

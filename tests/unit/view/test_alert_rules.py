@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 import yaml
-from tests.unit.test_fleet_metrics import REPO
+from tests.unit.view.test_fleet_metrics import REPO
 
 from saltext_edge.fleet import conf as fconf
 from saltext_edge.fleet import status as fstatus

@@ -10,7 +10,7 @@ import os
 import stat
 
 import pytest
-from tests.unit.test_fleet_logic import _key
+from tests.support.keys import key_file
 
 from saltext_edge import eventauth, pki_paths
 from saltext_edge.fleet import evidence, proof, signing
@@ -118,7 +118,7 @@ def test_malformed_key_file_fails_closed(opts):
 
 
 def _keypair(tmp_path, name):
-    path, pub = _key(tmp_path, name)
+    path, pub = key_file(tmp_path, name)
     return signing.Signer(path), pub
 
 

@@ -4,8 +4,7 @@ import os
 import stat
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from tests.support.keys import new_pub
 
 from saltext_edge import admission
 from saltext_edge import tokens as token
@@ -15,18 +14,9 @@ SECRET = "unit-fleet-9f2c4e7a1b8d3f6e0a5c9b2d7e4f1a8c3b6d9e2f"
 OLD = "unit-older-c7E2kQ9xW4pL8mZ3vN6bR1tY5uH0jG7fD2sA"
 
 
-def _pub():
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-
-
 @pytest.fixture(scope="module")
 def pubs():
-    return _pub(), _pub()
+    return new_pub(), new_pub()
 
 
 def _rec(mid, pub, secret=SECRET, site="sh-3", tok=None):

@@ -1,8 +1,7 @@
 """Pure logic of fleet health: settings, status, record, history, signatures, evidence."""
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from tests.support.keys import key_file
 
 from saltext_edge.fleet import conf as fconf
 from saltext_edge.fleet import evidence, record, rows, signing, status
@@ -10,22 +9,6 @@ from saltext_edge.uplink import heartbeat
 
 NOW = 1_800_000_000.0
 CONF = fconf.parse({"fleet": {"interval": 10, "grace": 0}})
-
-
-def _key(tmp_path, name):
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path = tmp_path / f"{name}.pem"
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
-    pub = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return str(path), pub.decode()
 
 
 def test_conf_defaults_and_errors():
@@ -203,8 +186,8 @@ def test_hours_close_once_and_merge():
 
 
 def test_signatures(tmp_path):
-    path_a, pub_a = _key(tmp_path, "a")
-    _, pub_b = _key(tmp_path, "b")
+    path_a, pub_a = key_file(tmp_path, "a")
+    _, pub_b = key_file(tmp_path, "b")
     signed = signing.Signer(path_a).sign(_payload())
     assert signing.verify_with_pem(pub_a, signed)
     assert not signing.verify_with_pem(pub_b, signed)
@@ -218,7 +201,7 @@ def test_signatures(tmp_path):
 
 
 def test_evidence_trust(tmp_path):
-    path_a, pub_a = _key(tmp_path, "a")
+    path_a, pub_a = key_file(tmp_path, "a")
     ring = signing.KeyRing({}, fetch={"n1": pub_a}.get)
     clf = evidence.Classifier(ring)
     signed = signing.Signer(path_a).sign(_payload())

@@ -18,7 +18,7 @@ import sys
 import pytest
 import yaml
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
+REPO = pathlib.Path(__file__).resolve().parents[3]
 DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "kubernetes"
 SCRIPT = DEPLOY / "bootstrap-edge-node.sh"

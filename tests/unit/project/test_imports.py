@@ -17,7 +17,7 @@ import pathlib
 import subprocess
 import sys
 
-SRC = pathlib.Path(__file__).resolve().parents[2] / "src"
+SRC = pathlib.Path(__file__).resolve().parents[3] / "src"
 PACKAGE = "saltext_edge"
 
 #: cycles left in modules this change could not edit, each a sorted tuple of

@@ -14,19 +14,11 @@ import sys
 import time
 
 import pytest
+from tests.support.waits import wait_until
 
 from saltext_edge import minion_restart as mr
 
 BASH = shutil.which("bash")
-
-
-def _wait_for(check, timeout=30.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 def _fake_minion():
@@ -48,7 +40,9 @@ def test_proc_stat_command_name_with_parentheses(tmp_path):
     odd.symlink_to(shutil.which("sleep"))
     proc = subprocess.Popen([str(odd), "300"])
     try:
-        assert _wait_for(lambda: (mr.proc_stat(proc.pid) or (None,))[0] in ("S", "R"))
+        assert wait_until(
+            lambda: (mr.proc_stat(proc.pid) or (None,))[0] in ("S", "R"), 30, interval=0.05
+        )
         stat = mr.proc_stat(proc.pid)
         assert stat.ppid == os.getpid()
         assert stat.starttime.isdigit()
@@ -61,7 +55,7 @@ def test_alive_false_for_zombie_and_gone():
     proc = subprocess.Popen(["sleep", "300"])
     assert mr.alive(proc.pid)
     proc.kill()
-    assert _wait_for(lambda: (mr.proc_stat(proc.pid) or ("Z",)).state == "Z")
+    assert wait_until(lambda: (mr.proc_stat(proc.pid) or ("Z",)).state == "Z", 30, interval=0.05)
     assert not mr.alive(proc.pid)  # a zombie is not alive
     proc.wait()
     assert not mr.alive(proc.pid)
@@ -84,7 +78,11 @@ def test_find_minion_process_needs_a_minion_command_line(tmp_path):
     proc = _fake_minion()
     try:
         pidfile.write_text(str(proc.pid))
-        assert _wait_for(lambda: mr.find_minion_process({"pidfile": str(pidfile)}) == [proc.pid])
+        assert wait_until(
+            lambda: mr.find_minion_process({"pidfile": str(pidfile)}) == [proc.pid],
+            30,
+            interval=0.05,
+        )
         # without its command line the daemon cannot be started again: no restart
         plan = mr.plan_restart({"pidfile": str(pidfile)})
         assert plan["method"] is None and "minion_restart_command" in plan["description"]
@@ -104,7 +102,9 @@ def test_detached_helper_restarts_after_the_job(tmp_path):
     pidfile = tmp_path / "salt-minion.pid"
     try:
         pidfile.write_text(str(minion.pid))
-        assert _wait_for(lambda: mr.find_minion_process({"pidfile": str(pidfile)}))
+        assert wait_until(
+            lambda: mr.find_minion_process({"pidfile": str(pidfile)}), 30, interval=0.05
+        )
         argv = [
             sys.executable,
             "-c",
@@ -119,7 +119,9 @@ def test_detached_helper_restarts_after_the_job(tmp_path):
         job.kill()
         job.wait()
         job_end = time.time()
-        assert _wait_for(marker.exists), "the helper did not start the minion again"
+        assert wait_until(marker.exists, 30, interval=0.05), (
+            "the helper did not start the minion again"
+        )
         assert float(marker.read_text()) >= job_end  # only after the job ended
         assert minion.wait(timeout=30) == -15  # SIGTERM
         assert not pidfile.exists()  # it named the stopped process

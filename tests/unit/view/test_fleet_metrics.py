@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from saltext_edge.view import metrics_catalogue, metrics_collector, metrics_server
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
+REPO = pathlib.Path(__file__).resolve().parents[3]
 DASHBOARD = REPO / "deploy" / "grafana" / "edge-fleet-dashboard.json"
 NOW = 1_796_000_000.0
 

@@ -10,8 +10,7 @@ import os
 import pytest
 import salt.cache
 import salt.config
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from tests.support.keys import key_file
 
 from saltext_edge.fleet import engine as fengine
 from saltext_edge.fleet import evidence, signing, store
@@ -35,19 +34,8 @@ def opts(tmp_path):
 def keys(tmp_path):
     out = {}
     for mid in ("n1", "n2"):
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        path = tmp_path / f"{mid}.pem"
-        path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.TraditionalOpenSSL,
-                serialization.NoEncryption(),
-            )
-        )
-        pub = key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        out[mid] = (signing.Signer(str(path)), pub.decode())
+        path, pub = key_file(tmp_path, mid)
+        out[mid] = (signing.Signer(path), pub)
     return out
 
 

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
+REPO = pathlib.Path(__file__).resolve().parents[3]
 
 RECORDER = """#!/bin/sh
 echo "$(basename "$0") $*" >> "{log}"

@@ -7,8 +7,7 @@ import pytest
 import salt.cache
 import salt.config
 import salt.utils.event
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from tests.support.keys import new_pub
 
 from saltext_edge import admission, admitter
 from saltext_edge import tokens as token
@@ -145,12 +144,7 @@ def test_collect_auth_events(opts, pub, monkeypatch):
 
 def test_denied_event_needs_a_token_for_the_presented_key(opts, pub):
     """A ``denied`` sign-in is recorded only with a token valid for the key it presented."""
-    other = (
-        rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        .public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
+    other = new_pub()
     replayed = _tok("edge-2", pub)  # valid for pub, presented with another key
     assert admitter.submit(opts, "edge-2", other, replayed, act="denied") == "unproven"
     assert "edge-2" not in admission.list_decisions(opts)
@@ -248,12 +242,7 @@ def test_revoke_bars_the_key_and_unrevoke_names_the_next_one(opts, pub):
     is refused whatever path it takes (``pend``, ``denied``), and the return
     names the key pending now that a valid token admits.
     """
-    other = (
-        rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        .public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
+    other = new_pub()
     _pending(opts, "edge-r", pub)
     assert admission.record(opts, "edge-r", pub, _tok("edge-r", pub))["recorded"]
     ret = admission.revoke_node(opts, "edge-r")
