@@ -455,9 +455,7 @@ class FleetEngine:
                     "share": round(bad / total, 3) if total else 0.0,
                     "threshold": site_conf["degraded_share"],
                     "offline": sorted(r["id"] for r in recs if r.get("status") == "offline")[:50],
-                    "poor_uplink": sorted(
-                        r["id"] for r in recs if _status.uplink_bad(r, was)
-                    )[:50],
+                    "poor_uplink": sorted(r["id"] for r in recs if _status.uplink_bad(r, was))[:50],
                     "master": self.master_id,
                 },
             )
