@@ -282,9 +282,9 @@ render_builtin() {
   echo "master_alive_interval: $ALIVE"
   cat <<'EOF'
 tcp_keepalive: true
-tcp_keepalive_idle: 60
-tcp_keepalive_cnt: 5
-tcp_keepalive_intvl: 15
+tcp_keepalive_idle: 20
+tcp_keepalive_cnt: 4
+tcp_keepalive_intvl: 5
 ping_interval: 5
 random_reauth_delay: 60
 recon_default: 1000

@@ -79,7 +79,7 @@ def assemble(
     :param keys: ``salt.key.Key.list_keys()`` shape.
     :param index: :func:`saltext_edge.fleet.sites.node_index` shape.
     :param conf: :func:`saltext_edge.fleet.conf.parse` settings.
-    :param site_meta: the engine's ``sites`` meta entry (hourly site rows).
+    :param site_meta: the engine's ``sites`` meta entry (hourly site rows, degraded flags).
     :param site: only sites matching this glob. ``details``: list every node.
     :param live: the records are the running engine's (their ``status`` is
         the engine's, the one the metrics serve); else each node is
@@ -139,7 +139,8 @@ def assemble(
     hours_meta = site_meta.get("hours") or {}
     for label, data in sites.items():
         site_conf = _conf.for_site(conf, None if label == NO_SITE else label)
-        data["degraded"] = _status.site_health(recs_by_site.get(label, []), site_conf)[0]
+        was = bool((site_meta.get("degraded") or {}).get(label))
+        data["degraded"] = _status.site_health(recs_by_site.get(label, []), site_conf, was)[0]
         samples = samples_by_site.get(label, [])
         site_rows = [
             _rows.load(_rows.SiteHourRow, r)

@@ -56,16 +56,18 @@ CATALOGUE = (
         "Kernel keep-alive probes refresh NAT and firewall state on the idle publish "
         "connection; without them a middlebox silently drops the flow and the minion stops "
         "receiving jobs while still believing it is connected."), rules.truthy("critical"), "nat"),
-    Setting("tcp_keepalive_idle", 60, (
+    Setting("tcp_keepalive_idle", 20, (
         "First keep-alive probe after this many idle seconds; must be well below common NAT "
         "idle timeouts (AWS NLB 350 s, many NATs 300 s or less). -1 means the OS default "
         "(7200 s on Linux), far too late."),
         rules.bands("warning", [(120, "ok"), (299, "info")], "warning"), "nat"),
-    Setting("tcp_keepalive_cnt", 5, (
+    Setting("tcp_keepalive_cnt", 4, (
         "Unanswered keep-alive probes before the connection is declared dead; with "
-        "tcp_keepalive_intvl it sets how quickly a dead path is noticed (-1: OS default 9)."),
+        "tcp_keepalive_intvl it sets how quickly a dead path is noticed (-1: OS default 9). "
+        "With idle 20 s, 4 probes 5 s apart, a master whose path silently drops every packet "
+        "is given up after 40 s, so a failover minion moves on within about 85 s."),
         rules.bands("info", [(10, "ok")], "info"), "nat"),
-    Setting("tcp_keepalive_intvl", 15, (
+    Setting("tcp_keepalive_intvl", 5, (
         "Seconds between keep-alive probes (-1: OS default 75 s, so a dead path takes "
         "over 11 minutes to notice)."),
         rules.bands("info", [(30, "ok"), (60, "info")], "warning"), "nat"),
@@ -138,3 +140,23 @@ RECOMMENDED_CORE = {s.name: s.recommended for s in CATALOGUE if s.written == "pa
 RECOMMENDED_WHY = dict(
     {s.name: s.why for s in CATALOGUE}, retry_dns_failover=_WHY_RETRY_DNS_FAILOVER
 )
+
+
+#: seconds a minion needs to sign in to the next master once it has decided
+#: to fail over (the lab measured a few seconds; docs/howto/field-lab.rst)
+FAILOVER_SIGN_IN_S = 15
+
+
+def failover_bound(opts=None):
+    """
+    Seconds within which a failover minion reaches its next master when the
+    path to its master silently drops every packet, at ``opts`` (the options
+    written by ``edge.minion_config`` when ``None``): TCP keep-alive declares
+    the publish connection dead after ``tcp_keepalive_idle + tcp_keepalive_cnt
+    * tcp_keepalive_intvl`` seconds of silence, the next ``status.master``
+    check (every ``master_alive_interval`` seconds) sees no connection, and
+    the sign-in to the next master takes :data:`FAILOVER_SIGN_IN_S`. Returns a float.
+    """
+    opts = dict(RECOMMENDED, **RECOMMENDED_CORE, **(opts or {}))
+    dead = opts["tcp_keepalive_idle"] + opts["tcp_keepalive_cnt"] * opts["tcp_keepalive_intvl"]
+    return float(dead + opts["master_alive_interval"] + FAILOVER_SIGN_IN_S)

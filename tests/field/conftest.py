@@ -169,9 +169,21 @@ def lab_node(lab, lab_master, enroll, node_index):
     masters=None)``: a started-later :class:`LabMinion` in a new node
     namespace (its name in ``.netns``), admitted by the site's enrollment key.
     ``clock`` is a libfaketime ``FAKETIME`` value for the whole process tree.
+    ``forward_to`` is the address through which the node reaches
+    salt-factories' log server and event listener (default master A's): a
+    job process blocks on its first log record while that address is
+    black-holed, so a node that must work while A is cut forwards via B.
     """
 
-    def make(site, settings="enforced", clock=None, master=None, masters=None, prefix="lab-"):
+    def make(
+        site,
+        settings="enforced",
+        clock=None,
+        master=None,
+        masters=None,
+        prefix="lab-",
+        forward_to=None,
+    ):
         master = master or lab_master
         ns = lab.node(next(node_index))
         key = enroll(site)
@@ -184,7 +196,7 @@ def lab_node(lab, lab_master, enroll, node_index):
         # port; salt-factories' log server and event listener (they listen
         # on every address) reached through the NAT, not on the node's own
         # loopback
-        via_nat = {"host": lab.master_a}
+        via_nat = {"host": forward_to or lab.master_a}
         options.update(
             loop_interval=1,
             publish_port=master.config["publish_port"],

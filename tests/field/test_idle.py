@@ -12,7 +12,7 @@ finds no NAT entry, the NAT answers with a reset, the master drops the
 subscriber, and the minion -- its side still ``ESTABLISHED`` -- hears no
 job until its own TCP keep-alive probe meets the master's reset and it
 reconnects. With the settings ``edge.minion_config`` writes
-(``tcp_keepalive_idle: 60``) the node answers within
+(``tcp_keepalive_idle: 20``) the node answers within
 :data:`ANSWER_BOUND_S` of the idle time; the node on Salt's defaults
 (``tcp_keepalive_idle: 300``) has not answered by then (the lab measured
 about 290 s).

@@ -346,7 +346,7 @@ def test_conflicting_values_reported(state_funcs, dropin, confdir):
     assert f"master_alive_interval is 5 in {main}" in comment
     assert "the drop-in wins" in comment
     later = str(confdir / "minion.d" / "zz-local.conf")
-    assert f"tcp_keepalive_idle is 600 in {later} (managed: 60; that file wins" in comment
+    assert f"tcp_keepalive_idle is 600 in {later} (managed: 20; that file wins" in comment
     assert "aa-broken.conf: cannot be read as YAML" in comment
     assert "bb-same.conf" not in comment  # same value: no conflict
     assert "deadbeef-not-to-be-shown" not in json.dumps(chunk)

@@ -439,8 +439,8 @@ class FleetEngine:
             if site is None:
                 continue
             site_conf = _conf.for_site(self.conf, site)
-            is_bad, bad, total = _status.site_health(recs, site_conf)
             was = bool(degraded.get(site))
+            is_bad, bad, total = _status.site_health(recs, site_conf, was)
             if is_bad == was or grace:
                 continue
             degraded[site] = is_bad
@@ -456,9 +456,7 @@ class FleetEngine:
                     "share": round(bad / total, 3) if total else 0.0,
                     "threshold": site_conf["degraded_share"],
                     "offline": sorted(r["id"] for r in recs if r.get("status") == "offline")[:50],
-                    "poor_uplink": sorted(
-                        r["id"] for r in recs if _status.uplink_quality(r) in _status.BAD_UPLINK
-                    )[:50],
+                    "poor_uplink": sorted(r["id"] for r in recs if _status.uplink_bad(r, was))[:50],
                     "master": self.master_id,
                 },
             )

@@ -116,11 +116,43 @@ def uplink_quality(rec):
     return uplink.get("quality", "unknown") if isinstance(uplink, dict) else "unknown"
 
 
-def site_health(nodes, site_conf):
+#: uplink samples (heartbeats) over which a node's link is judged for site
+#: health (``docs/ref/engine.rst``, "Degraded sites")
+HEALTH_WINDOW = 5
+
+
+def recent_qualities(rec, window=HEALTH_WINDOW):
+    """Return the qualities of the node's last ``window`` uplink samples, oldest first (its last uplink when it has no samples)."""
+    rows = [s for s in rec.get("samples") or () if len(s) >= 5][-window:]
+    if rows:
+        return [s[4] for s in rows]
+    return [uplink_quality(rec)] if rec.get("uplink") is not None else []
+
+
+def uplink_bad(rec, degraded=False, window=HEALTH_WINDOW):
     """
-    Return ``(degraded, bad, total)`` for the records ``nodes`` of one site:
-    ``bad`` counts nodes offline or (online/late) on a poor or down uplink,
-    ``total`` the nodes ever seen.
+    Return ``True`` when the node counts as on a bad (poor or down) link for
+    its site's health. The rule has hysteresis: for a site that is not
+    degraded (``degraded`` False), when at least half of its last ``window``
+    samples are poor or down; for a degraded site, until none of them is.
+    """
+    qualities = recent_qualities(rec, window)
+    bad = sum(1 for q in qualities if q in BAD_UPLINK)
+    if degraded:
+        return bad > 0
+    return bool(qualities) and 2 * bad >= len(qualities)
+
+
+def site_health(nodes, site_conf, degraded=False):
+    """
+    Return ``(degraded, bad, total)`` for the records ``nodes`` of one site,
+    ``degraded`` given as the site's flag so far: ``bad`` counts nodes
+    offline or (online/late) on a bad link by :func:`uplink_bad`, ``total``
+    the nodes ever seen. The site is degraded when ``bad / total`` reaches
+    ``degraded_share``; a degraded site recovers only when that holds no
+    longer with the stricter rule :func:`uplink_bad` applies to it, so one
+    good sample of a lossy link does not recover it, nor one bad sample of a
+    clean link degrade it.
     """
     total = bad = 0
     for rec in nodes:
@@ -128,11 +160,11 @@ def site_health(nodes, site_conf):
         if status == "never_seen" or rec.get("last_seen") is None:
             continue
         total += 1
-        if status == "offline" or uplink_quality(rec) in BAD_UPLINK:
+        if status == "offline" or uplink_bad(rec, degraded):
             bad += 1
-    degraded = (
+    is_degraded = (
         total >= site_conf["degraded_min_nodes"]
         and total > 0
         and (bad / total >= site_conf["degraded_share"])
     )
-    return degraded, bad, total
+    return is_degraded, bad, total

@@ -94,8 +94,15 @@ def minion_config(
 
     master_alive_interval : 30
         Seconds (1-86400) between the minion's checks that its master is still
-        there; with ``failover`` the minion moves to the next master after a
-        failed check, so failover happens within about two intervals.
+        there (``status.master``: is the publish connection established?);
+        with ``failover`` the minion moves to the next master after a failed
+        check. A stopped master closes the connection at once: failover
+        within one interval and a sign-in. A master whose path silently drops
+        every packet keeps the connection established until TCP keep-alive
+        gives up (``tcp_keepalive_idle`` + ``tcp_keepalive_cnt`` x
+        ``tcp_keepalive_intvl``, 40 s with the settings below): failover
+        within 40 s + one interval + 15 s, **85 s** at the defaults (the
+        field lab measured 48-49 s, docs/howto/field-lab.rst).
 
     failover : True
         ``True`` writes ``master_type: failover`` and the master list.
@@ -181,11 +188,15 @@ def minion_config(
 
     Settings written with ``nat_keepalive: True`` and why:
 
-    - ``tcp_keepalive: True``, ``tcp_keepalive_idle: 60``,
-      ``tcp_keepalive_cnt: 5``, ``tcp_keepalive_intvl: 15`` -- NAT gateways and
+    - ``tcp_keepalive: True``, ``tcp_keepalive_idle: 20``,
+      ``tcp_keepalive_cnt: 4``, ``tcp_keepalive_intvl: 5`` -- NAT gateways and
       firewalls forget idle TCP flows (often after 5 minutes); kernel
-      keep-alive probes every minute keep the mapping alive and detect a dead
-      flow in about two minutes instead of two hours.
+      keep-alive probes keep the mapping alive and detect a dead flow in 40 s
+      instead of two hours, which is what bounds failover away from a
+      black-holed master. The master's ZeroMQ heartbeats (every 10 s) keep a
+      live publish connection from ever being idle for 20 s, so the probes
+      go out only when the master has gone silent (and on the idle return
+      connection: two small packets per 20 s).
     - ``ping_interval: 5`` (minutes) -- application-level traffic on the
       return channel, which also notices a master that went away.
     - ``random_reauth_delay: 60`` -- after a master restart, hundreds of

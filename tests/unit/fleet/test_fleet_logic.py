@@ -89,6 +89,69 @@ def test_site_health_and_flapping():
     assert status.flapping(rec, conf, NOW)
 
 
+def _beats(rec, qualities):
+    """Apply one heartbeat per quality to ``rec`` (2 s apart), as the engine does."""
+    for i, quality in enumerate(qualities):
+        seq = (rec["seq"] or 0) + 1
+        at = NOW + 2 * seq
+        payload = dict(_payload(rec["id"], seq=seq, now=at), uplink={"quality": quality})
+        assert record.heartbeat(rec, payload, at) is False, i
+    rec["status"] = "online"
+
+
+def _site_events(qualities, share=0.5):
+    """Feed a two-node site (one clean node, one on ``qualities``) beat by beat; return the site events."""
+    site_conf = fconf.for_site(fconf.parse({"fleet": {"degraded_share": share}}), None)
+    clean, lossy = record.new("c", NOW), record.new("l", NOW)
+    degraded, fired = False, []
+    for quality in qualities:
+        _beats(clean, ["good"])
+        _beats(lossy, [quality])
+        now_bad = status.site_health([clean, lossy], site_conf, degraded)[0]
+        if now_bad != degraded:
+            degraded = now_bad
+            fired.append("degraded" if now_bad else "recovered")
+    return fired
+
+
+def test_site_health_window_and_hysteresis():
+    # a lossy link read as poor / down with the odd good sample (the field
+    # lab's 20 % loss): one degraded, no flapping
+    lossy = ["poor", "poor", "down", "good", "poor", "good", "poor", "down", "good", "poor"]
+    assert _site_events(lossy) == ["degraded"]
+    # on the last sample only, the same link flapped the site
+    last_only = []
+    for quality in lossy:
+        bad = quality in status.BAD_UPLINK
+        if bad != bool(last_only and last_only[-1] == "degraded"):
+            last_only.append("degraded" if bad else "recovered")
+    assert len(last_only) > 2
+    # cleaned: recovered once the last window holds no bad sample (5 beats)
+    assert _site_events(lossy + ["good"] * 4) == ["degraded"]
+    assert _site_events(lossy + ["good"] * 5) == ["degraded", "recovered"]
+    # one bad sample on a clean link degrades nothing; half of the window does
+    assert _site_events(["good"] * 5 + ["poor"] + ["good"] * 5) == []
+    assert _site_events(["good"] * 2 + ["poor", "good", "poor", "poor"]) == ["degraded"]
+    # a new node is judged on what it has: its first sample
+    assert _site_events(["down"]) == ["degraded"]
+
+
+def test_uplink_bad_rule():
+    rec = record.new("n", NOW)
+    assert status.recent_qualities(rec) == [] and not status.uplink_bad(rec)
+    # no samples (a record from before them): the last uplink stands alone
+    rec["uplink"] = {"quality": "poor"}
+    assert status.uplink_bad(rec) and status.uplink_bad(rec, degraded=True)
+    rec = record.new("n", NOW)
+    _beats(rec, ["poor", "poor", "good", "good", "good", "poor"])
+    assert status.recent_qualities(rec) == ["poor", "good", "good", "good", "poor"]
+    # entering: 2 of 5 bad is less than half; staying degraded: any bad
+    assert not status.uplink_bad(rec)
+    assert status.uplink_bad(rec, degraded=True)
+    _beats(rec, ["fair"] * 5)
+    assert not status.uplink_bad(rec, degraded=True)
+
+
 def _payload(mid="n1", seq=1, boot="b", now=NOW):
     return {
         "v": 1,

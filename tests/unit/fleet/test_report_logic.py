@@ -158,3 +158,19 @@ def test_history_and_24h_trend_from_site_rows():
     }
     assert site["trend"]["24h"]["rtt_ms_p95"] == 84.0  # the worst hourly p95 of the last day
     assert site["trend"]["24h"]["loss_pct"] is not None
+
+
+def test_site_degraded_with_the_engines_flag():
+    """The report judges a site as the engine does: with its stored degraded flag (hysteresis)."""
+    lossy = _rec("l1", "sh-9", 5)
+    # the last 5 samples, oldest first: one poor among good ones
+    lossy["samples"][-5:] = [[NOW - 300 + i * 60, 20.0, 1.0, 0.0, "good"] for i in range(5)]
+    lossy["samples"][-2][4] = "poor"
+    recs = {"l1": lossy, "c1": _rec("c1", "sh-9", 5)}
+    keys = _keys(acc=["l1", "c1"])
+    was_clean = report.assemble(recs, keys, {}, CONF, now=NOW)
+    assert was_clean["sites"]["sh-9"]["degraded"] is False
+    was_degraded = report.assemble(
+        recs, keys, {}, CONF, site_meta={"degraded": {"sh-9": True}}, now=NOW
+    )
+    assert was_degraded["sites"]["sh-9"]["degraded"] is True

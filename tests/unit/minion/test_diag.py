@@ -27,6 +27,18 @@ def test_recommended_shape():
         assert key in salt.config.DEFAULT_MINION_OPTS, key
 
 
+def test_failover_bound_of_the_written_settings():
+    # keep-alive gives up after 20 + 4 x 5 s, one 30 s alive check, a sign-in
+    assert settings.failover_bound() == 20 + 4 * 5 + 30 + settings.FAILOVER_SIGN_IN_S == 85
+    # Salt's own keep-alive (idle 300 s, OS probes: 9 x 75 s) and check interval
+    assert (
+        settings.failover_bound(
+            {"tcp_keepalive_idle": 300, "tcp_keepalive_cnt": 9, "tcp_keepalive_intvl": 75}
+        )
+        == 300 + 9 * 75 + 30 + settings.FAILOVER_SIGN_IN_S
+    )
+
+
 def test_audit_of_recommended_config_is_clean():
     # as edge.minion_config writes it: retry_dns 0 under failover (Salt forces that)
     opts = _opts(
