@@ -24,7 +24,6 @@ import time
 
 import pytest
 from saltfactories.utils import random_string
-from tests.support.waits import wait_until  # noqa: F401 - tests/field imports it from here
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent.parent

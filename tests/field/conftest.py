@@ -22,8 +22,9 @@ import pytest
 from saltfactories.daemons.minion import SaltMinion
 from saltfactories.utils import random_string
 from tests.field import lab as _lab
-from tests.integration.fleet.conftest import FLEET_CONF, PERIOD, events, heartbeat_of, wait_event
-from tests.integration.view.conftest import free_port
+from tests.integration.fleet.conftest import FLEET_CONF, PERIOD, heartbeat_of
+from tests.support.events import events, wait_event
+from tests.support.net import free_port
 
 from adversarial.conftest import edge_conf, reactor_sls, salt_run, start_master
 from saltext_edge import minion_config

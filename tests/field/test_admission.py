@@ -12,7 +12,8 @@ import pytest
 from tests.daemons import answers_ping, peers
 from tests.field import conftest as _fc
 from tests.field import lab as _lab
-from tests.integration.fleet.conftest import wait_event, wait_record
+from tests.integration.fleet.conftest import wait_record
+from tests.support.events import wait_event
 
 pytestmark = pytest.mark.slow
 

@@ -19,8 +19,9 @@ import salt.config
 from tests.daemons import answers_ping
 from tests.field import conftest as _fc
 from tests.integration.fleet.conftest import wait_record
+from tests.support.waits import wait_until
 
-from adversarial.conftest import forge_events, wait_until
+from adversarial.conftest import forge_events
 
 pytestmark = [
     pytest.mark.slow,

@@ -13,7 +13,7 @@ import time
 import pytest
 from tests.daemons import answers_ping
 from tests.field import conftest as _fc
-from tests.integration.fleet.conftest import events, wait_event
+from tests.support.events import events, wait_event
 
 pytestmark = pytest.mark.slow
 

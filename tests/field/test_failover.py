@@ -19,7 +19,7 @@ import time
 import pytest
 from tests.daemons import answers_ping, share_pki
 from tests.field import conftest as _fc
-from tests.integration.fleet.conftest import wait_event
+from tests.support.events import wait_event
 
 from adversarial.conftest import start_master
 from saltext_edge import settings

@@ -14,7 +14,8 @@ import time
 
 import pytest
 from tests.field import conftest as _fc
-from tests.integration.fleet.conftest import events, heartbeat_of, wait_event
+from tests.integration.fleet.conftest import heartbeat_of
+from tests.support.events import events, wait_event
 
 pytestmark = pytest.mark.slow
 

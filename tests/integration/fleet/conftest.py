@@ -11,10 +11,6 @@ import copy
 import pytest
 from saltfactories.utils import random_string
 from tests.daemons import allow, own_minions_master
-from tests.support.events import (  # noqa: F401 - tests/field imports them from here
-    events,
-    wait_event,
-)
 from tests.support.waits import wait_until
 
 PERIOD = 2.0
