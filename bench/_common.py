@@ -147,6 +147,24 @@ def _tree(pid):
         return []
 
 
+def tree_pss(pid):
+    """
+    Sum of the PSS (bytes) of ``pid`` and all its descendants: each shared
+    page counted once in all (split among the processes that map it), unlike
+    :func:`tree_rss`, which counts it once per process. A forked process
+    (Salt's workers and engines) shares most of its pages with the master.
+    """
+    import psutil
+
+    total = 0
+    for proc in _tree(pid):
+        try:
+            total += proc.memory_full_info().pss
+        except psutil.Error:
+            pass
+    return total
+
+
 def tree_rss(pid):
     """Sum of the RSS (bytes) of ``pid`` and all its descendants."""
     import psutil
@@ -163,33 +181,42 @@ def tree_rss(pid):
 class RssSampler:
     """
     Sample the summed RSS of a process tree every ``interval`` seconds in a
-    thread; ``peak`` (bytes) is the highest sum seen. Use as a context manager.
+    thread, and its summed PSS every ``pss_every`` samples (reading PSS
+    costs more); ``peak`` and ``pss_peak`` (bytes) are the highest sums
+    seen. Use as a context manager.
     """
 
-    def __init__(self, pid, interval=0.2):
+    def __init__(self, pid, interval=0.2, pss_every=5):
         self.pid = pid
         self.interval = interval
+        self.pss_every = pss_every
         self.peak = 0
+        self.pss_peak = 0
         self.samples = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
+    def _sample(self):
+        self.peak = max(self.peak, tree_rss(self.pid))
+        if self.samples % self.pss_every == 0:
+            self.pss_peak = max(self.pss_peak, tree_pss(self.pid))
+        self.samples += 1
+
     def _loop(self):
         while not self._stop.is_set():
-            rss = tree_rss(self.pid)
-            self.peak = max(self.peak, rss)
-            self.samples += 1
+            self._sample()
             self._stop.wait(self.interval)
 
     def __enter__(self):
-        self.peak = tree_rss(self.pid)
+        self._sample()
         self._thread.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join(5)
-        self.peak = max(self.peak, tree_rss(self.pid))
+        self.samples = 0
+        self._sample()
 
 
 def timed_run(argv, timeout=900, env=None, cwd=None, stdout_to=None):
