@@ -531,7 +531,13 @@ def median_run(runs):
     out = dict(runs[0])
     for key in ("all_accepted_s", "all_authenticated_s", "median_authenticated_s"):
         out[key] = _median([r[key] for r in runs])
-    for key in ("lost", "master_rss_peak_mib", "master_pss_peak_mib", "master_rss_idle_mib", "sign_ins"):
+    for key in (
+        "lost",
+        "master_rss_peak_mib",
+        "master_pss_peak_mib",
+        "master_rss_idle_mib",
+        "sign_ins",
+    ):
         out[key] = max(r[key] for r in runs)
     out["runs"] = [{k: v for k, v in r.items() if k != "timeline"} for r in runs]
     return out

@@ -301,7 +301,7 @@ EOF
   echo "autosign_grains:"
   echo "  - edge_token"
   echo "rejected_retry: true"
-  echo "acceptance_wait_time: 1"
+  echo "acceptance_wait_time: 0.25"
   echo "acceptance_wait_time_max: 10"
   echo "edge:"
   if [ -n "$SITE" ]; then echo "  site: $(yaml_scalar "$SITE")"; fi

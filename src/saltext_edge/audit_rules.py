@@ -181,7 +181,7 @@ def _seconds(value):
 def acceptance_wait_time(opts, setting):
     """
     The first sign-in retry of a pending minion: at most 2 s is ok (a new
-    node is admitted on its second sign-in, about a second after the first),
+    node is admitted on its second sign-in, that long after the first),
     Salt's 10 s default is info (each new node waits that long), 0 or unset
     is a warning (a pending minion then retries back to back).
     """

@@ -81,8 +81,9 @@ def minion_options(request, recommended=None):
         # a node whose id is squatted is denied until the master frees the
         # id; Salt's minion exits on a denial unless told to retry
         data["rejected_retry"] = True
-        # sign in again soon (the master admits a node ~0.15 s after its
-        # first sign-in), backing off while pending: docs/benchmarks.rst
+        # sign in again soon (the master admits a node within a few tenths
+        # of a second of its first sign-in), backing off while pending:
+        # docs/benchmarks.rst
         for key, value in _settings.RECOMMENDED_ENROLL.items():
             if key not in extra:
                 data[key] = value

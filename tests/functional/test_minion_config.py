@@ -181,7 +181,7 @@ def test_idempotent_and_diff(states, dropin, test_mode):
         "+ping_interval: 2",
         "+autosign_grains:",
         "+  - edge_token",
-        "+acceptance_wait_time: 1",
+        "+acceptance_wait_time: 0.25",
         "+acceptance_wait_time_max: 10",
         "+  site: sh-3",
         "+log_level_logfile: info",

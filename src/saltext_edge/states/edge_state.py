@@ -113,10 +113,10 @@ def minion_config(
         ``autosign_grains: [edge_token]``, ``edge: {site: ...}`` and
         ``rejected_retry: True`` (keep signing in while a squatter's key
         holds the id) so a new minion can be admitted by the ``edge_token``
-        grain, and ``acceptance_wait_time: 1`` with
+        grain, and ``acceptance_wait_time: 0.25`` with
         ``acceptance_wait_time_max: 10`` (a new node is in on its second
-        sign-in a second after the first; a node left pending backs off to
-        Salt's cadence).
+        sign-in, a quarter of a second after the first; a node left pending
+        backs off to Salt's cadence).
 
     site_key
         The site key (64 hex characters) for ``site``, from

@@ -256,7 +256,7 @@ def test_dropin_written_by_the_state_passes_the_audit(tmp_path):
     for setting in settings.CATALOGUE:
         if setting.written in ("nat", "enroll") and setting.name != "retry_dns":
             assert written[setting.name] == setting.recommended, setting.name
-    assert written["acceptance_wait_time"] == 1 and written["acceptance_wait_time_max"] == 10
+    assert written["acceptance_wait_time"] == 0.25 and written["acceptance_wait_time_max"] == 10
 
 
 def test_enrollment_retry_written_only_with_a_site_and_extra_wins(tmp_path):
@@ -279,7 +279,8 @@ def test_enrollment_retry_written_only_with_a_site_and_extra_wins(tmp_path):
     "wait,cap,sev_wait,sev_cap",
     [
         (None, None, "info", "ok"),  # Salt's defaults: 10 s, no back-off (cap = 10)
-        (1, 10, "ok", "ok"),  # what edge.minion_config writes
+        (0.25, 10, "ok", "ok"),  # what edge.minion_config writes
+        (1, 10, "ok", "ok"),
         (1, 0, "ok", "warning"),  # no back-off: a pending node signs in every second
         (2, 4, "ok", "warning"),
         (0, 10, "warning", "ok"),
