@@ -147,32 +147,20 @@ def _tree(pid):
         return []
 
 
-def tree_pss(pid):
+def tree_rss(pid, pss=False):
     """
-    Sum of the PSS (bytes) of ``pid`` and all its descendants: each shared
-    page counted once in all (split among the processes that map it), unlike
-    :func:`tree_rss`, which counts it once per process. A forked process
-    (Salt's workers and engines) shares most of its pages with the master.
+    Sum of the RSS (bytes) of ``pid`` and all its descendants; with ``pss``
+    the sum of their PSS instead: each shared page counted once in all
+    (split among the processes that map it), where RSS counts it once per
+    process. A forked process (Salt's workers and engines) shares most of
+    its pages with the master.
     """
     import psutil
 
     total = 0
     for proc in _tree(pid):
         try:
-            total += proc.memory_full_info().pss
-        except psutil.Error:
-            pass
-    return total
-
-
-def tree_rss(pid):
-    """Sum of the RSS (bytes) of ``pid`` and all its descendants."""
-    import psutil
-
-    total = 0
-    for proc in _tree(pid):
-        try:
-            total += proc.memory_info().rss
+            total += proc.memory_full_info().pss if pss else proc.memory_info().rss
         except psutil.Error:
             pass
     return total
@@ -199,7 +187,7 @@ class RssSampler:
     def _sample(self):
         self.peak = max(self.peak, tree_rss(self.pid))
         if self.samples % self.pss_every == 0:
-            self.pss_peak = max(self.pss_peak, tree_pss(self.pid))
+            self.pss_peak = max(self.pss_peak, tree_rss(self.pid, pss=True))
         self.samples += 1
 
     def _loop(self):
