@@ -11,8 +11,10 @@ Salt 3008 (``salt/config/__init__.py``, ``master_config`` and
 ``include_config``) merges the lists of the drop-ins in ``master.d/`` (in file
 name order, duplicates dropped), but a drop-in's list *replaces* the same list
 of the main ``master`` file. So the drop-in written here holds every reactor
-the product needs, and a main file that sets ``reactor:`` is refused with the
-fix (move it into a drop-in of its own).
+the product needs and the admission engine; a main file that sets
+``reactor:`` is refused with the fix (move it into a drop-in of its own), and
+one that sets ``engines:`` gets a drop-in without the engine and a note with
+the same fix (admission then runs through the reactor).
 """
 
 import glob
@@ -41,15 +43,31 @@ DROPIN_NAME = "edge.conf"
 LIST_KEYS = ("reactor", "engines")
 
 
-def render_master_dropin(secret_file, reactor_path, auto_admit=True):
+def render_master_dropin(secret_file, reactor_path, auto_admit=True, engine=True):
     """
     Return the text of ``master.d/edge.conf``: auth events carrying the
-    token grain, the reactors (admission at ``reactor_path``, the alert
-    reactor beside it), the master data cache (for ``edge.report``) and the
-    ``edge:`` block.
+    token grain, the admission engine (``engine``; left out when the main
+    file has an ``engines:`` list, which a drop-in's list would replace),
+    the reactors (admission at ``reactor_path`` when there is no engine, the
+    alert reactor beside it), the master data cache (for ``edge.report``)
+    and the ``edge:`` block.
     """
     alert_path = os.path.join(os.path.dirname(reactor_path), ALERT_REACTOR_NAME)
     alerts = "".join(f"  - '{tag}':\n    - {alert_path}\n" for tag in ALERT_TAGS)
+    engines = (
+        '# admission in batches in its own process (docs/concepts.rst, "The\n'
+        '# admission engine"); the salt/auth reactor below then leaves sign-ins to\n'
+        "# it. Salt merges the engines: lists of the drop-ins in master.d/, but a\n"
+        "# list here REPLACES the one of the main 'master' file: keep your own\n"
+        "# engines in a drop-in of their own\n"
+        "engines:\n"
+        "  - edge_admission: {}\n"
+        if engine
+        else '# the faster admission engine (docs/concepts.rst, "The admission engine")\n'
+        "# is left out: the main 'master' file has an engines: list, which a list\n"
+        "# here would replace. Move that list into a drop-in of its own and run\n"
+        "# 'saltext-edge master-config --write --force' again\n"
+    )
     return f"""\
 # Written by 'saltext-edge master-config' (saltext-edge {saltext_edge.__version__}).
 # Admission by token: docs/quickstart.rst (step 3) and docs/configuration.rst.
@@ -58,11 +76,7 @@ auth_events: true
 auth_events_autosign_grains:
   - pend
   - denied
-# admission in batches in its own process (docs/concepts.rst, "The admission
-# engine"): add "- edge_admission: {{}}" to the engines: list of a drop-in of
-# your own (with every other engine: a drop-in's list replaces the master
-# file's); the salt/auth reactor below then leaves sign-ins to it
-# edge.report reads the grains the master caches
+{engines}# edge.report reads the grains the master caches
 minion_data_cache: true
 # Salt merges the reactor: lists of the drop-ins in master.d/, but a list here
 # REPLACES the one of the main 'master' file: keep your own reactors in a
@@ -239,11 +253,14 @@ def run(args, stdout=None, stderr=None):
 
     user = fsperm.master_user(opts)
     reactor_path = os.path.join(args.reactor_dir, REACTOR_NAME)
-    text = render_master_dropin(args.secret_file, reactor_path, args.auto_admit)
+    main_conf = config_files(args.config_dir)[0][1] or {}
+    text = render_master_dropin(
+        args.secret_file, reactor_path, args.auto_admit, engine=not main_conf.get("engines")
+    )
     status = 0
     check = getattr(args, "check", False)
     lines, problems = lists_report(args.config_dir, opts)
-    main_reactor = (config_files(args.config_dir)[0][1] or {}).get("reactor")
+    main_reactor = main_conf.get("reactor")
     if args.write and main_reactor:
         print(
             f"saltext-edge: {os.path.join(args.config_dir, 'master')} sets reactor:, and the "
@@ -299,6 +316,15 @@ def run(args, stdout=None, stderr=None):
             f"{os.path.join(args.reactor_dir, ALERT_REACTOR_NAME)}; restart salt-master to apply",
             file=stdout,
         )
+        if main_conf.get("engines"):
+            print(
+                f"saltext-edge: note: {os.path.join(args.config_dir, 'master')} sets engines:, "
+                f"so {DROPIN_NAME} does not list the admission engine (its list would replace "
+                "yours): admission runs through the salt/auth reactor; move your engines: list "
+                f"into a drop-in of its own, e.g. {os.path.join(args.config_dir, 'master.d', 'engines.conf')}, "
+                "and run this again with --force for the faster engine",
+                file=stderr,
+            )
     for problem in problems + check_master_secret(args.secret_file, user):
         print(f"saltext-edge: check failed: {problem}", file=stderr)
         status = 1

@@ -70,6 +70,7 @@ def test_master_config_prints_and_writes_the_dropin(etc, tmp_path):
     ]
     assert conf["edge"]["shared_secret_file"] == str(etc / "edge-secret")
     assert conf["edge"]["auto_admit"] is True
+    assert conf["engines"] == [{"edge_admission": {}}]  # the main file has no engines: list
     assert SECRET not in proc.stdout + proc.stderr
     assert not (etc / "master.d").exists()  # printing writes nothing
     proc = _cli(
@@ -152,6 +153,31 @@ def test_check_fails_when_a_main_file_engines_list_is_lost(etc, tmp_path):
     assert '{"edge_fleet": {}}    # master.d/edge-fleet.conf' in proc.stdout
     assert "webhook" not in proc.stdout  # not effective ...
     assert f"{main} sets engines:" in proc.stderr and '"webhook"' in proc.stderr  # ... and said
+
+
+def test_write_leaves_the_engine_out_while_the_main_file_lists_engines(etc, tmp_path):
+    main = etc / "master"
+    main.write_text(main.read_text() + "engines:\n  - webhook: {port: 8080}\n")
+    reactor = str(tmp_path / "reactor")
+    proc = _cli("master-config", "-c", str(etc), "--reactor-dir", reactor, "--write")
+    assert proc.returncode == 0, proc.stderr
+    assert f"note: {main} sets engines:" in proc.stderr
+    assert "master.d/engines.conf" in proc.stderr
+    assert "engines" not in yaml.safe_load((etc / "master.d" / "edge.conf").read_text())
+    # nothing of the main file is lost: the webhook engine stays effective
+    proc = _cli("master-config", "-c", str(etc), "--reactor-dir", reactor, "--check")
+    assert proc.returncode == 0, proc.stderr
+    assert '{"webhook": {"port": 8080}}    # master' in proc.stdout
+    # moved into a drop-in, as the note says: written again, both engines run
+    (etc / "master.d" / "engines.conf").write_text("engines:\n  - webhook: {port: 8080}\n")
+    main.write_text(main.read_text().split("engines:")[0])
+    proc = _cli("master-config", "-c", str(etc), "--reactor-dir", reactor, "--write", "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert "sets engines:" not in proc.stderr
+    proc = _cli("master-config", "-c", str(etc), "--reactor-dir", reactor, "--check")
+    assert proc.returncode == 0, proc.stderr
+    assert '{"webhook": {"port": 8080}}    # master.d/engines.conf' in proc.stdout
+    assert '{"edge_admission": {}}    # master.d/edge.conf' in proc.stdout
 
 
 @pytest.mark.parametrize(
