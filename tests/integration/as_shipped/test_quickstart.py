@@ -167,9 +167,23 @@ def test_quickstart_on_a_master_running_as_salt(
         assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o640)
         assert st.st_gid == pwd_gid(salt_user)
 
+        # step 3's warning, followed: the main file's engines: list (salt-factories'
+        # own engine) moved into a drop-in of its own, so the drop-in of step 3
+        # lists the admission engine beside it and nothing is lost
+        main = pathlib.Path(factory.config_dir, "master")
+        main_conf = yaml.safe_load(main.read_text())
+        engines = main_conf.pop("engines")
+        main.write_text(yaml.safe_dump(main_conf))
+        dropins = pathlib.Path(factory.config_dir, "master.d")
+        dropins.mkdir(exist_ok=True)
+        (dropins / "engines.conf").write_text(yaml.safe_dump({"engines": engines}))
         # step 3: the drop-in, then "systemctl restart salt-master"
         proc = page.run(quick["master-config"])
         assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "sets engines:" not in proc.stderr
+        assert yaml.safe_load((dropins / "edge.conf").read_text())["engines"] == [
+            {"edge_admission": {}}
+        ]
         assert page.systemctl_calls() == ["systemctl restart salt-master"]
         proc = page.run(install["check-permissions"])
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -217,6 +231,11 @@ def test_quickstart_on_a_master_running_as_salt(
                     return proc.returncode == 0 and proc.stdout.count("edge-sh3-a") >= 3
 
                 wait_until(joined, 120, interval=2, what="the new minion in the watch output")
+                # admitted through the engine: the master started it, and with
+                # it configured the salt/auth reactor leaves every sign-in to it
+                log = pathlib.Path(factory.config["log_file"]).read_text(errors="replace")
+                started = [line for line in log.splitlines() if "Starting Engine(" in line]
+                assert any("engines.edge_admission" in line for line in started), started
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
