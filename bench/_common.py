@@ -184,27 +184,26 @@ class RssSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def _sample(self):
+    def _sample(self, pss):
         self.peak = max(self.peak, tree_rss(self.pid))
-        if self.samples % self.pss_every == 0:
+        if pss:
             self.pss_peak = max(self.pss_peak, tree_rss(self.pid, pss=True))
         self.samples += 1
 
     def _loop(self):
         while not self._stop.is_set():
-            self._sample()
+            self._sample(pss=self.samples % self.pss_every == 0)
             self._stop.wait(self.interval)
 
     def __enter__(self):
-        self._sample()
+        self._sample(pss=True)
         self._thread.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join(5)
-        self.samples = 0
-        self._sample()
+        self._sample(pss=True)
 
 
 def timed_run(argv, timeout=900, env=None, cwd=None, stdout_to=None):
