@@ -229,6 +229,16 @@ def check_master_secret(secret_file, user):
     return problems
 
 
+def _shadowed(config_dir, key):
+    """What is wrong with a ``key:`` list in the main file a list of ours would replace, and the fix."""
+    return (
+        f"{os.path.join(config_dir, 'master')} sets {key}:, and the {key}: list of "
+        f"{DROPIN_NAME} would replace it (Salt does not merge a drop-in's list into the main "
+        "file's); move that list into a drop-in of its own, e.g. "
+        f"{os.path.join(config_dir, 'master.d', key + '.conf')}"
+    )
+
+
 def run(args, stdout=None, stderr=None):
     """
     ``saltext-edge master-config``: print or write the drop-in, install the
@@ -254,19 +264,16 @@ def run(args, stdout=None, stderr=None):
     user = fsperm.master_user(opts)
     reactor_path = os.path.join(args.reactor_dir, REACTOR_NAME)
     main_conf = config_files(args.config_dir)[0][1] or {}
+    main_engines = bool(main_conf.get("engines"))
     text = render_master_dropin(
-        args.secret_file, reactor_path, args.auto_admit, engine=not main_conf.get("engines")
+        args.secret_file, reactor_path, args.auto_admit, engine=not main_engines
     )
     status = 0
     check = getattr(args, "check", False)
     lines, problems = lists_report(args.config_dir, opts)
-    main_reactor = main_conf.get("reactor")
-    if args.write and main_reactor:
+    if args.write and main_conf.get("reactor"):
         print(
-            f"saltext-edge: {os.path.join(args.config_dir, 'master')} sets reactor:, and the "
-            f"reactor: list of {DROPIN_NAME} would replace it (Salt does not merge a drop-in's "
-            "list into the main file's); move that list into a drop-in of its own, e.g. "
-            f"{os.path.join(args.config_dir, 'master.d', 'reactor.conf')}, and run this again",
+            f"saltext-edge: {_shadowed(args.config_dir, 'reactor')}, and run this again",
             file=stderr,
         )
         return 1
@@ -316,13 +323,11 @@ def run(args, stdout=None, stderr=None):
             f"{os.path.join(args.reactor_dir, ALERT_REACTOR_NAME)}; restart salt-master to apply",
             file=stdout,
         )
-        if main_conf.get("engines"):
+        if main_engines:
             print(
-                f"saltext-edge: note: {os.path.join(args.config_dir, 'master')} sets engines:, "
-                f"so {DROPIN_NAME} does not list the admission engine (its list would replace "
-                "yours): admission runs through the salt/auth reactor; move your engines: list "
-                f"into a drop-in of its own, e.g. {os.path.join(args.config_dir, 'master.d', 'engines.conf')}, "
-                "and run this again with --force for the faster engine",
+                f"saltext-edge: note: {_shadowed(args.config_dir, 'engines')}, and run this "
+                f"again with --force: until then {DROPIN_NAME} leaves the admission engine out "
+                "and admission runs through the salt/auth reactor",
                 file=stderr,
             )
     for problem in problems + check_master_secret(args.secret_file, user):
